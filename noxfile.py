@@ -1,0 +1,112 @@
+"""nox sessions: the stack catalog turned into sessions, nothing more.
+
+    nox -s matrix                 every stack: build, save, load, then reports/
+    nox -s matrix -- --stacks tf2.15,tf2.18 --scenarios dense --formats h5,keras
+    nox -t quick                  save + load sessions of the stacks tagged quick
+    nox -s "save(tf2.15)" "load(tf2.18)"
+    nox -s report                 tables from the records already in .matrix/
+    nox -s tests                  fast tier then real tier (pytest args after --)
+    nox -s lint
+
+Stack environments are built by the runner (``runner/envs.py``) with uv and the one
+shared uv cache, not by nox: one venv serves a stack's save, load and matrix runs, and
+an install failure is recorded as ``env_unavailable`` instead of failing the session
+(a failed nox session would abort nothing else, but it would hide the reason from the
+table). Sessions are never chained with ``requires=``, so one broken stack cannot abort
+the others.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import nox
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # explicit: do not rely on nox's cwd handling
+
+from runner.stacks import find_python, load_catalog, natural_key  # noqa: E402
+
+nox.needs_version = ">=2026.8.10"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_venv = "yes"
+nox.options.sessions = ["matrix"]
+
+CATALOG = load_catalog()
+REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9")
+TEST_DEPS = ("pytest>=8", *REPORT_DEPS)
+
+
+def _runner(session: nox.Session, *args: str) -> None:
+    """Run ``python -m runner`` with the session's interpreter (or nox's, for python=False)."""
+    python = "python" if session.python is not False and session.virtualenv.is_sandboxed else sys.executable
+    session.run(python, "-m", "runner", *args, *session.posargs, external=True)
+
+
+@nox.session
+def matrix(session: nox.Session) -> None:
+    """Build every selected stack, save, load, compare, and write reports/ (pass runner options after --)."""
+    session.install(*REPORT_DEPS)
+    _runner(session, "matrix")
+
+
+@nox.session(python=False, tags=["save"])
+@nox.parametrize("stack", [nox.param(s.id, id=s.id, tags=list(s.tags)) for s in CATALOG])
+def save(session: nox.Session, stack: str) -> None:
+    """Build one stack and save every scenario in every format it supports."""
+    _runner(session, "save", "--stacks", stack)
+
+
+@nox.session(python=False, tags=["load"])
+@nox.parametrize("stack", [nox.param(s.id, id=s.id, tags=list(s.tags)) for s in CATALOG])
+def load(session: nox.Session, stack: str) -> None:
+    """Load every artifact already saved (by any stack) in one stack and compare."""
+    _runner(session, "load", "--stacks", stack)
+
+
+@nox.session(default=False)
+def report(session: nox.Session) -> None:
+    """Write reports/ from the records already in the store (runs nothing in stacks)."""
+    session.install(*REPORT_DEPS)
+    _runner(session, "report")
+
+
+@nox.session(default=False)
+def tests(session: nox.Session) -> None:
+    """Fast tier (fake frameworks, no TF) then real tier (real stacks); pytest args after --."""
+    session.install(*TEST_DEPS)
+    if session.posargs:
+        session.run("pytest", *session.posargs)
+        return
+    session.run("pytest", "-m", "not real", "-q")
+    session.run("pytest", "-m", "real", "-q", "-p", "no:cacheprovider")
+
+
+@nox.session(default=False)
+def worker_floor(session: nox.Session) -> None:
+    """Run the fake-framework worker tests with the worker under the catalog's oldest Python."""
+    oldest = min((s.python for s in CATALOG), key=natural_key)
+    interpreter = find_python(oldest)
+    if interpreter is None:
+        session.error(f"no Python {oldest} interpreter found for the worker floor")
+    session.install(*TEST_DEPS)
+    floor = Path(session.create_tmp()) / f"floor-py{oldest}"
+    session.run("uv", "venv", "--quiet", "--clear", "--python", interpreter, str(floor), external=True)
+    session.run("uv", "pip", "install", "--quiet", "--python", str(floor / "bin" / "python"),
+                "numpy", external=True)
+    session.run("pytest", "-q", "-m", "not real", "tests/test_worker.py", *session.posargs,
+                env={"COMPAT_WORKER_PYTHON": str(floor / "bin" / "python")})
+
+
+@nox.session(default=False)
+def lint(session: nox.Session) -> None:
+    """ruff on everything; mypy --strict on the host package."""
+    session.install("ruff>=0.6", "mypy>=1.10", "pandas-stubs", "types-tabulate", "nox")
+    session.run("ruff", "check", ".")
+    session.run("mypy")
+
+
+if os.environ.get("COMPAT_NOX_DEBUG"):
+    print(f"catalog: {', '.join(sorted((s.id for s in CATALOG), key=natural_key))}")

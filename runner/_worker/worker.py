@@ -1,0 +1,651 @@
+"""Compatibility-matrix worker: the only code that runs inside a stack.
+
+It is executed by path, ``python -I worker.py <probe|save|load> <control_dir>``, in an
+environment that holds one TensorFlow/Keras release and nothing of the host. It imports
+only the standard library at module level; TensorFlow, Keras, numpy and the scenario
+modules are imported inside the phase functions, so an import failure becomes data.
+It must stay Python 3.7 syntax (TF 1.15 stacks): no walrus, no ``X | Y``, no ``list[int]``.
+
+Protocol (PROTOCOL_VERSION = 1)
+-------------------------------
+Input, ``<control_dir>/request.json``::
+
+    {"protocol": 1, "phase": "probe|save|load", "keras_module": "auto|tf.keras|keras",
+     "parent_pid": 1234 | null, "extra_sys_path": [...], "seed": 1234,
+     "cells": [CELL, ...]}
+
+    save CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir"}
+    load CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir",
+                "variant", "atol", "rtol"}
+
+Output, ``<control_dir>/events.jsonl``: one JSON object per line, appended and flushed::
+
+    {"event": "ready", "env": {...}, "import_s": 2.1}     framework imported
+    {"event": "import_error", "error": ERROR}              framework import failed
+    {"event": "started", "cell_id": "..."}                 written *before* each cell
+    {"event": "result", "cell_id": "...", "outcome": "...", "phase": "...",
+     "error": ERROR | null, "warnings": [{"category", "message"}],
+     "max_abs_diff": float | null, "duration_s": float, "details": {...}}
+    {"event": "done"}
+
+    ERROR = {"type": "builtins.ValueError", "message": "<= 2 KB", "traceback": "tail"}
+
+Outcomes written here: ok, mismatch, save_error, load_error, not_applicable. The host
+synthesises timeout/crash/protocol_error when this process dies or hangs (it blames the
+cell of the last ``started`` line without a ``result``).
+
+Exit status: 0 whenever the protocol was followed, including failed saves/loads (those
+are results, not errors); 2 for a bad command line or request; 3 when the host that
+started this worker has gone away. Stdout and stderr are not part of the protocol
+(Keras prints there); the host sends them to a log file.
+
+Artifacts: ``artifact_dir`` holds the saved model (``model.h5``, ``model.keras`` or
+``savedmodel/``), ``reference.npz`` (inputs ``x0..``, saver predictions ``y0..``) and
+``save.json`` (provenance). A save writes everything to a sibling temp dir first and
+renames it into place, so a killed save leaves no half artifact.
+"""
+
+from __future__ import print_function
+
+import faulthandler
+import gc
+import importlib.util
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import sys
+import time
+import traceback
+import warnings
+
+PROTOCOL_VERSION = 1
+PHASES = ("import", "build", "save", "load", "predict", "compare")
+COMMANDS = ("probe", "save", "load")
+WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable")
+FORMATS = ("h5", "savedmodel", "keras")
+VARIANTS = ("default", "custom_objects")
+MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras"}
+REQUEST_FILE = "request.json"
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "log.txt"
+REFERENCE_FILE = "reference.npz"
+SAVE_INFO_FILE = "save.json"
+EXIT_OK = 0
+EXIT_BAD_REQUEST = 2
+EXIT_ORPHANED = 3
+MESSAGE_LIMIT = 2048
+TRACEBACK_LIMIT = 8000
+DEFAULT_SEED = 1234
+# Modules loaded from scenario files get this prefix and are never left in sys.modules,
+# so a later "default" load cannot find a custom class a previous cell defined.
+SCENARIO_MODULE_PREFIX = "compat_scenario_"
+# Distributions whose installed version is worth recording (when present).
+VERSIONED_DISTS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "numpy", "h5py",
+                   "jax", "jaxlib", "torch", "protobuf", "ml-dtypes")
+
+
+class NotApplicable(Exception):
+    """This (scenario, format) cannot exist in this stack: recorded as not_applicable."""
+
+
+class _Framework(object):
+    """What the worker imported: numpy, the Keras API module, TF (or None)."""
+
+    def __init__(self, np, keras, tf):
+        self.np = np
+        self.keras = keras
+        self.tf = tf
+        self.keras_version = _keras_version(keras)
+        try:
+            self.keras_major = int(self.keras_version.split(".")[0])
+        except (AttributeError, ValueError):
+            self.keras_major = 2
+        self.backend = _backend_name(keras)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _truncate(text, limit):
+    text = text if isinstance(text, str) else repr(text)
+    if len(text) <= limit:
+        return text
+    return text[: limit - 20] + " ...[truncated]"
+
+
+def error_info(exc):
+    """Serialise an exception: qualified type, short message, traceback tail."""
+    cls = type(exc)
+    tb = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    return {
+        "type": "%s.%s" % (cls.__module__, getattr(cls, "__qualname__", cls.__name__)),
+        "message": _truncate(str(exc), MESSAGE_LIMIT),
+        "traceback": tb[-TRACEBACK_LIMIT:],
+    }
+
+
+def _warnings_list(caught):
+    seen = []
+    out = []
+    for w in caught:
+        key = (w.category.__name__, _truncate(str(w.message), 500))
+        if key not in seen:
+            seen.append(key)
+            out.append({"category": key[0], "message": key[1]})
+    return out[:50]
+
+
+class _Events(object):
+    """Append-only JSON-lines writer; every line is flushed before returning."""
+
+    def __init__(self, path):
+        self._fh = open(path, "a")
+
+    def write(self, obj):
+        self._fh.write(json.dumps(obj, sort_keys=True, default=_json_default) + "\n")
+        self._fh.flush()
+
+
+def _json_default(obj):
+    for attr in ("item", "tolist"):
+        if hasattr(obj, attr):
+            return getattr(obj, attr)()
+    return repr(obj)
+
+
+def _set_parent_death_signal():
+    """Ask Linux to SIGKILL us when the host dies, so a killed run leaves no orphan."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort only
+        pass
+
+
+def _parent_gone(parent_pid):
+    return parent_pid is not None and os.getppid() != parent_pid
+
+
+# ------------------------------------------------------------------ framework import
+
+
+def _keras_version(keras):
+    version = getattr(keras, "__version__", None)
+    if version:
+        return str(version)
+    top = sys.modules.get(keras.__name__.split(".")[0])
+    version = getattr(top, "__version__", None)
+    return str(version) if version else None
+
+
+def _backend_name(keras):
+    backend = getattr(keras, "backend", None)
+    fn = getattr(backend, "backend", None)
+    if callable(fn):
+        try:
+            return str(fn())
+        except Exception:  # noqa: BLE001
+            pass
+    return "tensorflow"
+
+
+def import_framework(keras_module):
+    """Import numpy and the Keras API this stack's users get.
+
+    ``auto``: ``tf.keras`` when TensorFlow is installed (so ``TF_USE_LEGACY_KERAS`` is
+    honoured as a TF user would see it), else standalone ``keras``.
+    """
+    import numpy as np
+
+    tf = None
+    if keras_module in ("auto", "tf.keras"):
+        try:
+            import tensorflow as tf
+        except ImportError as exc:
+            if keras_module == "tf.keras" or getattr(exc, "name", "tensorflow") != "tensorflow":
+                raise
+            tf = None
+    if keras_module == "keras" or tf is None:
+        import keras
+    else:
+        keras = tf.keras
+        # tf.keras is a lazy module in some releases: touch it so errors surface here.
+        keras.models  # noqa: B018
+    return _Framework(np, keras, tf)
+
+
+def _dist_versions():
+    try:
+        from importlib import metadata
+    except ImportError:  # Python 3.7
+        metadata = None
+    out = {}
+    if metadata is None:
+        return out
+    for name in VERSIONED_DISTS:
+        try:
+            out[name] = metadata.version(name)
+        except Exception:  # noqa: BLE001 - not installed
+            pass
+    return out
+
+
+def env_info(fw):
+    """The versions actually installed and in use (not the requested pins)."""
+    info = {
+        "python": platform.python_version(),
+        "platform": "%s-%s" % (sys.platform, platform.machine()),
+        "keras_api": fw.keras.__name__,
+        "keras": fw.keras_version,
+        "backend": fw.backend,
+        "numpy": getattr(fw.np, "__version__", None),
+        "tensorflow": getattr(fw.tf, "__version__", None) if fw.tf is not None else None,
+        "env_vars": dict((k, os.environ[k]) for k in ("KERAS_BACKEND", "TF_USE_LEGACY_KERAS")
+                         if k in os.environ),
+        "dists": _dist_versions(),
+    }
+    h5py = sys.modules.get("h5py")
+    if h5py is not None:
+        info["h5py"] = getattr(h5py, "__version__", None)
+    return info
+
+
+# -------------------------------------------------------------------- global state
+
+
+class _GlobalState(object):
+    """Snapshot of process-global Keras state a cell may change; restored after each cell.
+
+    A cell's outcome in a batch must equal its outcome alone in a fresh process, so the
+    custom-object registry (which a scenario fills when it registers its classes), the
+    dtype policy and the RNG seeds go back to their state from before the first cell.
+    """
+
+    def __init__(self, fw):
+        self.fw = fw
+        self.registries = []
+        get_custom_objects = getattr(getattr(fw.keras, "utils", None), "get_custom_objects", None)
+        dicts = []
+        if get_custom_objects is not None:
+            dicts.append(get_custom_objects())
+            module = sys.modules.get(get_custom_objects.__module__)
+            for name in ("_GLOBAL_CUSTOM_OBJECTS", "_GLOBAL_CUSTOM_NAMES",
+                         "GLOBAL_CUSTOM_OBJECTS", "GLOBAL_CUSTOM_NAMES"):
+                candidate = getattr(module, name, None)
+                if isinstance(candidate, dict):
+                    dicts.append(candidate)
+        seen = set()
+        for d in dicts:
+            if id(d) not in seen:
+                seen.add(id(d))
+                self.registries.append((d, dict(d)))
+        self.policy = _get_policy(fw)
+        self.modules = set(sys.modules)
+
+    def restore(self):
+        for live, saved in self.registries:
+            live.clear()
+            live.update(saved)
+        for name in list(sys.modules):
+            if name.startswith(SCENARIO_MODULE_PREFIX) and name not in self.modules:
+                del sys.modules[name]
+        if self.policy is not None:
+            _set_policy(self.fw, self.policy)
+        clear = getattr(getattr(self.fw.keras, "backend", None), "clear_session", None)
+        if clear is not None:
+            try:
+                clear()
+            except Exception:  # noqa: BLE001
+                pass
+        gc.collect()
+
+
+def _mixed_precision(fw):
+    mp = getattr(fw.keras, "mixed_precision", None)
+    if mp is not None and hasattr(mp, "global_policy"):
+        return mp
+    return getattr(mp, "experimental", None)
+
+
+def _get_policy(fw):
+    mp = _mixed_precision(fw)
+    try:
+        return mp.global_policy().name if mp is not None else None
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _set_policy(fw, name):
+    mp = _mixed_precision(fw)
+    setter = getattr(mp, "set_global_policy", None) or getattr(mp, "set_policy", None)
+    if setter is not None:
+        try:
+            setter(name)
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def _seed_everything(fw, seed):
+    random.seed(seed)
+    fw.np.random.seed(seed)
+    if fw.tf is not None:
+        setter = getattr(getattr(fw.tf, "random", None), "set_seed", None)
+        if setter is not None:
+            setter(seed)
+
+
+# ------------------------------------------------------------------------ scenarios
+
+
+def load_scenario(name, path):
+    """Load a scenario module by path; it is deliberately *not* put in sys.modules."""
+    spec = importlib.util.spec_from_file_location(SCENARIO_MODULE_PREFIX + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _as_list(value):
+    if isinstance(value, dict):
+        return [value[k] for k in sorted(value)]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return [value]
+
+
+def _model_input(xs):
+    return xs[0] if len(xs) == 1 else list(xs)
+
+
+def _deterministic_weights(fw, model, seed):
+    """Overwrite every float weight with seeded values, identical in every release.
+
+    Initialiser RNGs differ across releases; fixed weights make the reference outputs
+    a property of the scenario, not of the saver's random streams.
+    """
+    np = fw.np
+    rng = np.random.RandomState(seed)
+    values = model.get_weights()
+    names = [str(getattr(w, "path", None) or getattr(w, "name", "")) for w in model.weights]
+    new = []
+    for i, arr in enumerate(values):
+        arr = np.asarray(arr)
+        name = names[i] if i < len(names) else ""
+        if arr.dtype.kind != "f":
+            new.append(arr)
+        elif "variance" in name:
+            new.append(rng.uniform(0.5, 1.5, size=arr.shape).astype(arr.dtype))
+        else:
+            new.append(rng.uniform(-0.5, 0.5, size=arr.shape).astype(arr.dtype))
+    model.set_weights(new)
+
+
+# -------------------------------------------------------------------------- formats
+
+
+def sniff_artifact(path):
+    """What is really on disk: old TF writes HDF5 under a ``.keras`` name."""
+    if os.path.isdir(path):
+        if os.path.exists(os.path.join(path, "saved_model.pb")):
+            return "savedmodel"
+        return "directory"
+    if not os.path.exists(path):
+        return "missing"
+    with open(path, "rb") as fh:
+        head = fh.read(8)
+    if head.startswith(b"PK\x03\x04"):
+        return "keras_v3"
+    if head.startswith(b"\x89HDF\r\n\x1a\n"):
+        return "h5"
+    return "unknown"
+
+
+def _save_model(fw, model, fmt, path):
+    if fmt == "h5":
+        if fw.keras_major >= 3:
+            model.save(path)
+        else:
+            model.save(path, save_format="h5")
+    elif fmt == "savedmodel":
+        if fw.keras_major >= 3:
+            raise NotApplicable(
+                "Keras %s cannot write the legacy TF SavedModel format with model.save(); "
+                "it only exports inference artifacts (model.export)" % fw.keras_version)
+        model.save(path, save_format="tf")
+    elif fmt == "keras":
+        model.save(path)
+    else:
+        raise ValueError("unknown format %r" % (fmt,))
+
+
+def _load_model(fw, path, custom_objects):
+    kwargs = {}
+    if custom_objects is not None:
+        kwargs["custom_objects"] = custom_objects
+    return fw.keras.models.load_model(path, **kwargs)
+
+
+# ---------------------------------------------------------------------------- cells
+
+
+def _replace_dir(tmp, final):
+    trash = None
+    if os.path.exists(final):
+        trash = final + ".old-%d" % os.getpid()
+        os.rename(final, trash)
+    os.rename(tmp, final)
+    if trash is not None:
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def save_cell(fw, cell, ctx, seed):
+    np = fw.np
+    ctx["phase"] = "build"
+    scenario = load_scenario(cell["scenario"], cell["scenario_path"])
+    fmt = cell["format"]
+    allowed = getattr(scenario, "FORMATS", None)
+    if allowed is not None and fmt not in allowed:
+        raise NotApplicable("scenario %s does not support format %s" % (cell["scenario"], fmt))
+    _seed_everything(fw, seed)
+    try:
+        model = scenario.build(fw.keras)
+    except NotImplementedError as exc:
+        raise NotApplicable(str(exc) or "scenario cannot be built in this stack")
+    init = getattr(scenario, "init_weights", None)
+    if init is not None:
+        init(model, np)
+    else:
+        _deterministic_weights(fw, model, seed)
+    xs = [np.asarray(x) for x in _as_list(scenario.inputs(np))]
+    ctx["phase"] = "predict"
+    ys = [np.asarray(y) for y in _as_list(model.predict(_model_input(xs), verbose=0))]
+
+    ctx["phase"] = "save"
+    final = cell["artifact_dir"]
+    parent = os.path.dirname(final)
+    if not os.path.isdir(parent):
+        os.makedirs(parent)
+    tmp = final + ".tmp-%d" % os.getpid()
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    model_file = MODEL_FILES[fmt]
+    _save_model(fw, model, fmt, os.path.join(tmp, model_file))
+    written_as = sniff_artifact(os.path.join(tmp, model_file))
+    arrays = {}
+    for i, x in enumerate(xs):
+        arrays["x%d" % i] = x
+    for i, y in enumerate(ys):
+        arrays["y%d" % i] = y
+    with open(os.path.join(tmp, REFERENCE_FILE), "wb") as fh:
+        np.savez(fh, **arrays)
+    info = {
+        "scenario": cell["scenario"],
+        "format": fmt,
+        "model_file": model_file,
+        "written_as": written_as,
+        "n_inputs": len(xs),
+        "n_outputs": len(ys),
+        "output_shapes": [list(y.shape) for y in ys],
+        "env": env_info(fw),
+    }
+    with open(os.path.join(tmp, SAVE_INFO_FILE), "w") as fh:
+        json.dump(info, fh, indent=1, sort_keys=True)
+    _replace_dir(tmp, final)
+    details = {"written_as": written_as, "model_file": model_file}
+    if fmt == "keras" and written_as != "keras_v3":
+        details["note"] = "model.save('*.keras') wrote %s, not the Keras v3 zip format" % written_as
+    return "ok", None, details
+
+
+def compare_outputs(np, got, ref, atol, rtol):
+    """Return (outcome, max_abs_diff, details) for predictions against the reference."""
+    if len(got) != len(ref):
+        return "mismatch", None, {"reason": "%d outputs, reference has %d" % (len(got), len(ref))}
+    worst = 0.0
+    close = True
+    for g, r in zip(got, ref):
+        g = np.asarray(g)
+        if g.shape != r.shape:
+            return "mismatch", None, {"reason": "output shape %s, reference %s" % (
+                list(g.shape), list(r.shape))}
+        if g.size == 0:
+            continue
+        diff = np.abs(g.astype("float64") - r.astype("float64"))
+        if np.isnan(diff).any() and not np.array_equal(np.isnan(g), np.isnan(r)):
+            return "mismatch", None, {"reason": "NaN where the reference has numbers"}
+        worst = max(worst, float(np.nanmax(diff)) if not np.isnan(diff).all() else 0.0)
+        close = close and bool(np.allclose(g, r, atol=atol, rtol=rtol, equal_nan=True))
+    return ("ok" if close else "mismatch"), worst, {}
+
+
+def load_cell(fw, cell, ctx, seed):
+    np = fw.np
+    ctx["phase"] = "load"
+    art = cell["artifact_dir"]
+    with open(os.path.join(art, SAVE_INFO_FILE)) as fh:
+        saved = json.load(fh)
+    with np.load(os.path.join(art, REFERENCE_FILE), allow_pickle=False) as ref:
+        xs = [ref["x%d" % i] for i in range(saved["n_inputs"])]
+        ys = [ref["y%d" % i] for i in range(saved["n_outputs"])]
+    custom_objects = None
+    variant = cell.get("variant", "default")
+    if variant == "custom_objects":
+        # The user hands the loader the classes: import the scenario (which defines them).
+        scenario = load_scenario(cell["scenario"], cell["scenario_path"])
+        provider = getattr(scenario, "custom_objects", None)
+        custom_objects = provider(fw.keras) if provider is not None else {}
+    elif variant != "default":
+        raise ValueError("unknown load variant %r" % (variant,))
+    # "default" never imports the scenario: the loader has not seen its custom classes.
+    _seed_everything(fw, seed)
+    model = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects)
+    ctx["phase"] = "predict"
+    got = [np.asarray(y) for y in _as_list(model.predict(_model_input(xs), verbose=0))]
+    ctx["phase"] = "compare"
+    outcome, diff, details = compare_outputs(np, got, ys, float(cell["atol"]), float(cell["rtol"]))
+    details["loaded_class"] = type(model).__name__
+    details["written_as"] = saved.get("written_as")
+    return outcome, diff, details
+
+
+def run_cell(fw, phase, cell, seed):
+    """Run one cell and return its result event; never raises for framework errors."""
+    started = time.time()
+    ctx = {"phase": "build" if phase == "save" else "load"}
+    result = {"event": "result", "cell_id": cell["cell_id"], "error": None,
+              "max_abs_diff": None, "details": {}}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fn = save_cell if phase == "save" else load_cell
+            outcome, diff, details = fn(fw, cell, ctx, seed)
+            result["max_abs_diff"] = diff
+            result["details"] = details
+        except NotApplicable as exc:
+            outcome = "not_applicable"
+            result["error"] = error_info(exc)
+        except Exception as exc:  # noqa: BLE001 - every framework failure is data
+            outcome = "save_error" if phase == "save" else "load_error"
+            result["error"] = error_info(exc)
+        result["warnings"] = _warnings_list(caught)
+    result["outcome"] = outcome
+    result["phase"] = ctx["phase"]
+    result["duration_s"] = round(time.time() - started, 4)
+    return result
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def _usage(message):
+    sys.stderr.write("worker: %s\nusage: worker.py <%s> <control_dir>\n"
+                     % (message, "|".join(COMMANDS)))
+    return EXIT_BAD_REQUEST
+
+
+def main(argv):
+    faulthandler.enable()
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
+    if len(argv) != 3 or argv[1] not in COMMANDS:
+        return _usage("bad arguments %r" % (argv[1:],))
+    command, control_dir = argv[1], argv[2]
+    try:
+        with open(os.path.join(control_dir, REQUEST_FILE)) as fh:
+            request = json.load(fh)
+    except (OSError, ValueError) as exc:
+        return _usage("cannot read request: %s" % exc)
+    if request.get("protocol") != PROTOCOL_VERSION or request.get("phase") != command:
+        return _usage("request does not match protocol %d / command %s"
+                      % (PROTOCOL_VERSION, command))
+    for path in request.get("extra_sys_path") or []:
+        sys.path.insert(0, path)
+    _set_parent_death_signal()
+    parent_pid = request.get("parent_pid")
+    if _parent_gone(parent_pid):
+        return EXIT_ORPHANED
+    events = _Events(os.path.join(control_dir, EVENTS_FILE))
+    seed = int(request.get("seed", DEFAULT_SEED))
+    cells = request.get("cells") or []
+
+    t0 = time.time()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fw = import_framework(request.get("keras_module", "auto"))
+            info = env_info(fw)
+    except Exception as exc:  # noqa: BLE001 - an import failure is a result
+        err = error_info(exc)
+        events.write({"event": "import_error", "error": err})
+        for cell in cells:
+            events.write({"event": "started", "cell_id": cell["cell_id"]})
+            events.write({"event": "result", "cell_id": cell["cell_id"],
+                          "outcome": "save_error" if command == "save" else "load_error",
+                          "phase": "import", "error": err, "warnings": [],
+                          "max_abs_diff": None, "duration_s": 0.0, "details": {}})
+        events.write({"event": "done"})
+        return EXIT_OK
+    events.write({"event": "ready", "env": info, "import_s": round(time.time() - t0, 3)})
+
+    if command != "probe":
+        state = _GlobalState(fw)
+        for cell in cells:
+            if _parent_gone(parent_pid):
+                return EXIT_ORPHANED
+            events.write({"event": "started", "cell_id": cell["cell_id"]})
+            result = run_cell(fw, command, cell, seed)
+            state.restore()
+            events.write(result)
+    events.write({"event": "done"})
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

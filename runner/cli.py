@@ -1,0 +1,158 @@
+"""Command line: ``python -m runner <matrix|save|load|report|stacks|show> [options]``.
+
+Bad input (unknown stack, tag, scenario or format; invalid catalog) is one line on
+stderr and exit status 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from runner import matrix
+from runner.records import RecordError, Store
+from runner.stacks import DEFAULT_CATALOG, CatalogError, find_python, load_catalog, select
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="stack catalog TOML")
+    p.add_argument("--store", type=Path,
+                   default=Path(os.environ.get("COMPAT_STORE", ".matrix")),
+                   help="work directory for envs, artifacts and records (default .matrix, or $COMPAT_STORE)")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--stacks", type=_csv, default=[], help="comma-separated stack ids")
+    p.add_argument("--tags", "-t", type=_csv, default=[], help="comma-separated catalog tags")
+    p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
+    p.add_argument("--formats", type=_csv, default=[],
+                   help=f"comma-separated formats ({', '.join(matrix.FORMATS)})")
+    p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
+    p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
+    p.add_argument("--isolate", action="store_true", help="one worker process per cell")
+    p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell")
+    p.add_argument("--import-timeout", type=float, default=600.0,
+                   help="seconds a worker may take to import its framework")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("matrix", "build stacks, save, load, then write reports"),
+                       ("save", "build the selected stacks and run their saves"),
+                       ("load", "load every saved artifact in the selected stacks")):
+        p = sub.add_parser(name, help=text)
+        _common(p)
+        _selection(p)
+        if name == "matrix":
+            p.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
+            p.add_argument("--no-report", action="store_true")
+    p = sub.add_parser("report", help="write reports from the records already in the store")
+    _common(p)
+    p.add_argument("--out", type=Path, default=Path("reports"))
+    p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
+    _common(p)
+    p.add_argument("--json", action="store_true")
+    p = sub.add_parser("show", help="print the records of cells whose id contains TEXT")
+    _common(p)
+    p.add_argument("text")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog)
+    stacks = select(catalog, args.stacks, args.tags)
+    scenarios = matrix.select_scenarios(matrix.discover_scenarios(args.scenario_dir), args.scenarios)
+    bad = [f for f in args.formats if f not in matrix.FORMATS]
+    if bad:
+        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
+    formats = args.formats or list(matrix.FORMATS)
+    if not stacks or not scenarios:
+        raise CatalogError("the selection is empty")
+    phases = {"matrix": ("save", "load"), "save": ("save",), "load": ("load",)}[args.command]
+    # `load` alone loads what every catalog stack saved; `matrix` stays within its selection.
+    savers = catalog if args.command == "load" else stacks
+    store = Store(args.store)
+    print(f"matrix: {len(stacks)} stacks x {len(scenarios)} scenarios x {len(formats)} formats; "
+          f"phases {'+'.join(phases)}; store {store.root}", flush=True)
+    summary = matrix.run_matrix(
+        stacks, scenarios, formats, store,
+        matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
+                       import_timeout=args.import_timeout, phases=phases),
+        savers=savers)
+    counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
+    print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
+          f"{summary.wall_s:.0f} s. {counts}", flush=True)
+    if args.command == "matrix" and not args.no_report:
+        return _report(store, args.out, catalog, print_summary=True)
+    return 0
+
+
+def _report(store: Store, out: Path, catalog: Sequence[object], print_summary: bool) -> int:
+    try:
+        from runner import report
+    except ImportError as exc:  # pandas/tabulate missing on this interpreter
+        print(f"runner: the report needs pandas and tabulate ({exc}); "
+              "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
+        return EXIT_USAGE
+    df = report.write_reports(store, out)
+    if print_summary:
+        print(report.terminal_summary(df))
+    print(f"report: {len(df)} cells -> {out}/", flush=True)
+    return 0
+
+
+def _cmd_stacks(args: argparse.Namespace) -> int:
+    catalog = load_catalog(args.catalog)
+    rows = []
+    for s in catalog:
+        rows.append({**s.to_dict(), "interpreter_found": find_python(s.python) is not None})
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    for r in rows:
+        found = "yes" if r["interpreter_found"] else "NO"
+        print(f"{r['id']:<20} py{r['python']:<5} interpreter:{found:<4} tags:{','.join(r['tags']):<28} "
+              f"{' '.join(r['requirements'])}")
+    return 0
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    hits = [r for r in store.iter_records() if args.text in r.cell_id]
+    if not hits:
+        print(f"runner: no recorded cell id contains {args.text!r}", file=sys.stderr)
+        return 1
+    for r in hits:
+        print(json.dumps(r.to_dict(), indent=1, sort_keys=True))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command in ("matrix", "save", "load"):
+            return _cmd_run(args)
+        if args.command == "report":
+            return _report(Store(args.store), args.out, load_catalog(args.catalog), False)
+        if args.command == "stacks":
+            return _cmd_stacks(args)
+        return _cmd_show(args)
+    except (CatalogError, matrix.ScenarioError, RecordError) as exc:
+        print(f"runner: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("runner: interrupted; recorded cells are kept, run again to finish", file=sys.stderr)
+        return 130

@@ -1,0 +1,189 @@
+"""Build (or reuse) one virtualenv per stack with uv, and probe what it really holds.
+
+Stdlib only. Stacks with the same interpreter and requirements share one venv (their
+env vars differ, e.g. ``KERAS_BACKEND``), and every venv is hard-linked from the one
+shared uv cache, so a TensorFlow wheel is downloaded once per machine. A venv is reused
+while its marker file says it was completed for the same interpreter and requirements;
+a killed install leaves no marker and is redone. Any failure (no interpreter, no uv,
+unresolvable pins, import crash) becomes a :class:`StackEnv` with ``ok=False`` and the
+reason — never an exception that could stop the other stacks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from runner import execute
+from runner.records import Store, atomic_write_text
+from runner.stacks import Stack, find_python
+
+__all__ = ["StackEnv", "ensure_env", "find_uv"]
+
+MARKER = ".compat-env.json"
+INSTALL_TIMEOUT_S = 3600
+
+
+@dataclasses.dataclass(frozen=True)
+class StackEnv:
+    """A stack's runtime as built on this machine."""
+
+    stack: Stack
+    ok: bool
+    python: str | None = None  # the venv's interpreter
+    fingerprint: str = ""  # hash of what is installed + env vars: part of every cache key
+    versions: dict[str, Any] = dataclasses.field(default_factory=dict)
+    reason: str | None = None  # why it is unavailable (one paragraph)
+    error_type: str | None = None
+    build_s: float = 0.0
+    reused: bool = False
+    freeze: str = ""
+
+
+def find_uv() -> list[str] | None:
+    """The uv command: ``$UV``, ``uv`` on PATH, or ``python -m uv`` for this interpreter."""
+    if os.environ.get("UV"):
+        return [os.environ["UV"]]
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True,
+                          timeout=60, check=False).returncode == 0:
+            return [sys.executable, "-m", "uv"]
+    return None
+
+
+def _unavailable(stack: Stack, reason: str, error_type: str, t0: float) -> StackEnv:
+    return StackEnv(stack=stack, ok=False, reason=reason, error_type=error_type,
+                    build_s=round(time.monotonic() - t0, 2))
+
+
+def _last_lines(text: str, n: int = 12) -> str:
+    lines = [ln.rstrip() for ln in text.strip().splitlines() if ln.strip()]
+    return "\n".join(lines[-n:])
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """Serialise builds of one venv across processes (nox --parallel, two terminals)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _venv_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
+
+
+def _read_marker(venv: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((venv / MARKER).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _install(uv: list[str], interpreter: str, stack: Stack, venv: Path,
+             log_path: Path) -> tuple[bool, str]:
+    """Create the venv and install the stack's requirements; (ok, error text)."""
+    env = dict(os.environ)
+    env.pop("VIRTUAL_ENV", None)
+    env.setdefault("UV_COMPILE_BYTECODE", "1")  # without .pyc every TF import is 3-4x slower
+    commands = [
+        [*uv, "venv", "--quiet", "--clear", "--python", interpreter, str(venv)],
+        [*uv, "pip", "install", "--python", str(_venv_python(venv)), *stack.requirements],
+    ]
+    with log_path.open("w") as log:
+        for argv in commands:
+            log.write("$ " + " ".join(argv) + "\n")
+            log.flush()
+            try:
+                proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                      text=True, env=env, timeout=INSTALL_TIMEOUT_S, check=False)
+            except subprocess.TimeoutExpired:
+                return False, f"`{' '.join(argv[len(uv):len(uv) + 2])}` took over {INSTALL_TIMEOUT_S} s"
+            log.write(proc.stdout)
+            if proc.returncode != 0:
+                return False, _last_lines(proc.stdout)
+    return True, ""
+
+
+def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
+               probe_timeout: float = 600.0) -> StackEnv:
+    """Build or reuse the stack's venv, then probe it. Never raises for stack problems."""
+    t0 = time.monotonic()
+    interpreter = find_python(stack.python)
+    if interpreter is None:
+        return _unavailable(
+            stack, f"no Python {stack.python} interpreter found (looked at "
+            f"$COMPAT_PYTHON_{stack.python.replace('.', '_')}, python{stack.python} on PATH, "
+            "$PYENV_ROOT/versions and `uv python find`)", "runner.NoInterpreter", t0)
+    uv = find_uv()
+    if uv is None:
+        return _unavailable(stack, "uv not found (pip install uv, or set $UV)",
+                            "runner.NoUv", t0)
+    spec = {"interpreter": interpreter, "requirements": list(stack.requirements)}
+    env_key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    venv = store.root / "envs" / f"py{stack.python}-{env_key}"
+    reused = False
+    with _locked(store.root / "envs" / f"py{stack.python}-{env_key}.lock"):
+        marker = _read_marker(venv)
+        if not rebuild and marker.get("spec") == spec and _venv_python(venv).exists():
+            reused = True
+        else:
+            (venv / MARKER).unlink(missing_ok=True)
+            ok, err = _install(uv, interpreter, stack, venv, venv.with_suffix(".install.log"))
+            if not ok:
+                return _unavailable(stack, f"installing {' '.join(stack.requirements)} on "
+                                    f"Python {stack.python} failed:\n{err}",
+                                    "runner.InstallFailed", t0)
+            freeze = subprocess.run(
+                [*uv, "pip", "freeze", "--python", str(_venv_python(venv))],
+                capture_output=True, text=True, check=False).stdout
+            marker = {"spec": spec, "freeze": freeze, "probes": {}}
+            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+
+        # The probe (one framework import, seconds) is cached per stack, keyed by what
+        # could change its answer: the worker, the env vars and the Keras module.
+        probe_key = hashlib.sha256(json.dumps(
+            [execute.worker_sha256(), stack.env, stack.keras_module]).encode()).hexdigest()
+        probes = marker.setdefault("probes", {})
+        cached = probes.get(stack.id)
+        if cached is None or cached.get("key") != probe_key:
+            result = execute.probe(
+                str(_venv_python(venv)), workdir=store.root / "runs" / f"probe-{stack.id}",
+                env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
+                timeout=probe_timeout)
+            cached = {"key": probe_key, "ok": result.ok, "env": result.env,
+                      "error": result.error, "import_s": result.import_s,
+                      "log_tail": result.log_tail[-1500:]}
+            probes[stack.id] = cached
+            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+    if not cached["ok"]:
+        err = cached.get("error") or {}
+        return _unavailable(stack, f"the stack installed but importing its framework failed: "
+                            f"{err.get('type', '?')}: {err.get('message', '')}",
+                            str(err.get("type") or "runner.ImportFailed"), t0)
+    fingerprint = hashlib.sha256(json.dumps(
+        [stack.python, marker.get("freeze", ""), stack.env, stack.keras_module],
+        sort_keys=True).encode()).hexdigest()
+    return StackEnv(stack=stack, ok=True, python=str(_venv_python(venv)),
+                    fingerprint=fingerprint, versions=cached["env"],
+                    build_s=round(time.monotonic() - t0, 2), reused=reused,
+                    freeze=marker.get("freeze", ""))

@@ -1,0 +1,352 @@
+"""Spawn and supervise stack workers: timeouts, crash attribution, fresh restarts.
+
+Stdlib only. One worker process handles a whole batch of cells (importing TensorFlow
+costs seconds; a further cell costs milliseconds). The worker writes a ``started`` line
+before each cell and a ``result`` line after it, so when the process dies or hangs the
+host knows exactly which cell was in flight: that cell gets a ``crash``/``timeout``
+result (exit code or signal name, log tail), the process group is killed, and a fresh
+worker continues with the cells not yet done. ``isolate=True`` runs one process per cell.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from runner._worker import worker as _w
+
+__all__ = [
+    "WORKER_PATH",
+    "ProbeResult",
+    "child_env",
+    "probe",
+    "run_cells",
+    "worker_sha256",
+]
+
+WORKER_PATH = Path(_w.__file__).resolve()
+LOG_TAIL_CHARS = 3000
+POLL_S = 0.05
+# Variables that must not leak from the user's shell into a stack: they would change
+# which interpreter, packages or Keras a stack sees.
+_SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV",
+             "KERAS_BACKEND", "TF_USE_LEGACY_KERAS", "KERAS_HOME", "CONDA_PREFIX")
+
+Spawn = Callable[[Sequence[str], Path, Mapping[str, str]], "subprocess.Popen[bytes]"]
+
+
+def worker_sha256() -> str:
+    return hashlib.sha256(WORKER_PATH.read_bytes()).hexdigest()
+
+
+def child_env(stack_env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker runs with: the host's, scrubbed, plus the stack's."""
+    env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _SCRUBBED}
+    env.update({
+        "PIP_USER": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",  # TF's C++ INFO/WARNING chatter
+        "CUDA_VISIBLE_DEVICES": "",  # same numbers on every machine: CPU only
+        "PYTHONNOUSERSITE": "1",
+    })
+    env.update(stack_env)
+    return env
+
+
+def _default_spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            env=dict(env), start_new_session=True, close_fds=True,
+        )
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def _tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - limit))
+            return fh.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def _exit_text(rc: int | None) -> str:
+    if rc is None:
+        return "still running"
+    if rc < 0:
+        try:
+            return f"killed by signal {signal.Signals(-rc).name}"
+        except ValueError:
+            return f"killed by signal {-rc}"
+    return f"exit code {rc}"
+
+
+class _EventReader:
+    """Reads complete JSON lines appended to the events file since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.bad_lines: list[str] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with self.path.open("rb") as fh:
+                fh.seek(self.offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in data[: end + 1].splitlines():
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                self.bad_lines.append(line[:200].decode("utf-8", "replace"))
+                continue
+            if isinstance(event, dict):
+                events.append(event)
+        return events
+
+
+def _synth(cell_id: str, outcome: str, reason: str, *, phase: str | None, rc: int | None,
+           log_tail: str, env: dict[str, Any] | None, duration: float | None) -> dict[str, Any]:
+    return {
+        "event": "result",
+        "cell_id": cell_id,
+        "outcome": outcome,
+        "phase": phase,
+        "error": {"type": f"runner.{outcome}", "message": reason, "traceback": ""},
+        "warnings": [],
+        "max_abs_diff": None,
+        "duration_s": None if duration is None else round(duration, 3),
+        "details": {"returncode": rc, "exit": _exit_text(rc), "log_tail": log_tail},
+        "env": env or {},
+    }
+
+
+def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
+                   keras_module: str, extra_sys_path: Sequence[str]) -> None:
+    ctl.mkdir(parents=True, exist_ok=True)
+    request = {
+        "protocol": _w.PROTOCOL_VERSION,
+        "phase": command,
+        "keras_module": keras_module,
+        "parent_pid": os.getpid(),
+        "extra_sys_path": list(extra_sys_path),
+        "seed": _w.DEFAULT_SEED,
+        "cells": list(cells),
+    }
+    (ctl / _w.REQUEST_FILE).write_text(json.dumps(request, indent=1))
+
+
+def run_cells(
+    python: str,
+    command: str,
+    cells: Sequence[Mapping[str, Any]],
+    *,
+    workdir: Path,
+    env: Mapping[str, str],
+    keras_module: str = "auto",
+    cell_timeout: float = 300.0,
+    import_timeout: float = 600.0,
+    isolate: bool = False,
+    extra_sys_path: Sequence[str] = (),
+    spawn: Spawn = _default_spawn,
+) -> Iterator[dict[str, Any]]:
+    """Run ``cells`` in workers of the stack whose interpreter is ``python``.
+
+    Yields one result dict per cell, as each finishes, in the worker's format (see the
+    worker's docstring), with ``env`` (the worker's installed versions) added. Cells the
+    worker could not finish get synthesised ``timeout``/``crash``/``protocol_error``
+    results. Never raises for anything that happens inside the stack.
+
+    Args:
+        python: the stack's interpreter (absolute path).
+        command: ``save`` or ``load``.
+        cells: worker cell dicts, each with a unique ``cell_id``.
+        workdir: where control directories and logs go (emptied first).
+        env: the complete child environment (see :func:`child_env`).
+        cell_timeout: seconds one cell may take once the framework is imported.
+        import_timeout: seconds the worker may take to import the framework.
+        isolate: one worker process per cell instead of one per batch.
+        spawn: process factory (a seam for tests).
+    """
+    if command not in ("save", "load"):
+        raise ValueError(f"command must be save or load, not {command!r}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    pending = [dict(c) for c in cells]
+    spawn_no = 0
+    while pending:
+        batch = pending[:1] if isolate else pending
+        spawn_no += 1
+        ctl = workdir / f"w{spawn_no:03d}"
+        _write_request(ctl, command, batch, keras_module, extra_sys_path)
+        log_path = ctl / _w.LOG_FILE
+        argv = [python, "-I", str(WORKER_PATH), command, str(ctl)]
+        reader = _EventReader(ctl / _w.EVENTS_FILE)
+        done: set[str] = set()
+        results: list[dict[str, Any]] = []
+        t_spawn = time.monotonic()
+        try:
+            proc = spawn(argv, log_path, env)
+        except OSError as exc:
+            for cell in batch:
+                yield _synth(cell["cell_id"], "crash", f"could not start the worker: {exc}",
+                             phase="import", rc=None, log_tail="", env=None, duration=0.0)
+            return
+        ready_env: dict[str, Any] | None = None
+        ready = False
+        in_flight: str | None = None
+        t_cell = 0.0
+        killed_for: str | None = None
+        finished = False
+        while True:
+            for event in reader.read():
+                kind = event.get("event")
+                if kind == "ready":
+                    ready, ready_env = True, event.get("env") or {}
+                elif kind == "import_error":
+                    ready = True
+                elif kind == "started":
+                    in_flight, t_cell = str(event.get("cell_id")), time.monotonic()
+                elif kind == "result" and event.get("cell_id") not in done:
+                    event.setdefault("env", ready_env or {})
+                    done.add(str(event["cell_id"]))
+                    in_flight = None
+                    results.append(event)
+                elif kind == "done":
+                    finished = True
+            while results:
+                yield results.pop(0)
+            rc = proc.poll()
+            if rc is not None:
+                # Drain what was written just before exit.
+                for event in reader.read():
+                    if event.get("event") == "result" and event.get("cell_id") not in done:
+                        event.setdefault("env", ready_env or {})
+                        done.add(str(event["cell_id"]))
+                        if event.get("cell_id") == in_flight:
+                            in_flight = None
+                        yield event
+                    elif event.get("event") == "started":
+                        in_flight, t_cell = str(event.get("cell_id")), time.monotonic()
+                    elif event.get("event") == "done":
+                        finished = True
+                break
+            now = time.monotonic()
+            if in_flight is not None and now - t_cell > cell_timeout:
+                killed_for = "cell"
+                _kill_group(proc)
+                break
+            if not ready and in_flight is None and now - t_spawn > import_timeout:
+                killed_for = "import"
+                _kill_group(proc)
+                break
+            time.sleep(POLL_S)
+
+        rc = proc.returncode
+        tail = _tail(log_path)
+        remaining = [c for c in batch if c["cell_id"] not in done]
+        blamed: list[str] = []
+        if killed_for == "cell" and in_flight is not None:
+            blamed = [in_flight]
+            yield _synth(in_flight, "timeout", f"cell exceeded its {cell_timeout:g} s limit; "
+                         "worker process group killed", phase=None, rc=rc, log_tail=tail,
+                         env=ready_env, duration=time.monotonic() - t_cell)
+        elif killed_for == "import":
+            blamed = [c["cell_id"] for c in remaining]
+            for cid in blamed:
+                yield _synth(cid, "timeout", f"worker did not import the framework within "
+                             f"{import_timeout:g} s", phase="import", rc=rc, log_tail=tail,
+                             env=None, duration=import_timeout)
+        elif in_flight is not None:
+            blamed = [in_flight]
+            yield _synth(in_flight, "crash", f"worker died during this cell ({_exit_text(rc)})",
+                         phase=None, rc=rc, log_tail=tail, env=ready_env,
+                         duration=time.monotonic() - t_cell)
+        elif remaining and not ready:
+            # Died before the first cell: while importing the framework. Every cell of
+            # the batch would die the same way; blame them all instead of looping.
+            blamed = [c["cell_id"] for c in remaining]
+            outcome = "crash" if rc != 0 else "protocol_error"
+            for cid in blamed:
+                yield _synth(cid, outcome, f"worker exited before its first cell "
+                             f"({_exit_text(rc)})", phase="import", rc=rc, log_tail=tail,
+                             env=None, duration=None)
+        elif remaining and not done:
+            # Ready, no cell in flight, no progress: blame the next cell so we always advance.
+            blamed = [remaining[0]["cell_id"]]
+            reason = (f"worker exited between cells ({_exit_text(rc)})" if not finished else
+                      "worker reported done without a result for this cell")
+            yield _synth(blamed[0], "protocol_error", reason, phase=None, rc=rc,
+                         log_tail=tail, env=ready_env, duration=None)
+        resolved = done | set(blamed)
+        pending = [c for c in pending if c["cell_id"] not in resolved]
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeResult:
+    ok: bool
+    env: dict[str, Any]
+    error: dict[str, Any] | None
+    import_s: float | None
+    log_tail: str
+
+
+def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: str = "auto",
+          timeout: float = 600.0, spawn: Spawn = _default_spawn) -> ProbeResult:
+    """Import the stack's framework in a worker and report the installed versions."""
+    shutil.rmtree(workdir, ignore_errors=True)
+    ctl = workdir / "probe"
+    _write_request(ctl, "probe", [], keras_module, ())
+    log_path = ctl / _w.LOG_FILE
+    try:
+        proc = spawn([python, "-I", str(WORKER_PATH), "probe", str(ctl)], log_path, env)
+    except OSError as exc:
+        return ProbeResult(False, {}, {"type": "builtins.OSError", "message": str(exc)}, None, "")
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return ProbeResult(False, {}, {"type": "runner.timeout",
+                                       "message": f"framework import took over {timeout:g} s"},
+                           None, _tail(log_path))
+    events = _EventReader(ctl / _w.EVENTS_FILE).read()
+    tail = _tail(log_path)
+    for event in events:
+        if event.get("event") == "ready":
+            return ProbeResult(True, event.get("env") or {}, None, event.get("import_s"), tail)
+        if event.get("event") == "import_error":
+            return ProbeResult(False, {}, event.get("error"), None, tail)
+    return ProbeResult(False, {}, {"type": f"runner.{'crash' if proc.returncode else 'protocol_error'}",
+                                   "message": f"probe worker wrote no result ({_exit_text(proc.returncode)})"},
+                       None, tail)
+

@@ -1,0 +1,350 @@
+"""Plan and run the matrix: environments, then saves, then loads, with a result cache.
+
+Stdlib only. A cell is recomputed only when its cache key changes: the key of a save is
+(saver fingerprint, scenario source hash, worker hash, format); the key of a load adds
+the save's key, the loader fingerprint and the variant. ``fresh=True`` recomputes all.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from runner import execute
+from runner._worker import worker as _w
+from runner.envs import StackEnv, ensure_env
+from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
+from runner.stacks import Stack
+
+__all__ = [
+    "DEFAULT_SCENARIOS",
+    "FORMATS",
+    "Options",
+    "RunSummary",
+    "Scenario",
+    "ScenarioError",
+    "discover_scenarios",
+    "run_matrix",
+    "select_scenarios",
+]
+
+DEFAULT_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+FORMATS: tuple[str, ...] = _w.FORMATS
+DEFAULT_ATOL = 1e-6
+DEFAULT_RTOL = 1e-6
+
+
+class ScenarioError(ValueError):
+    """A scenario module does not follow the contract (named in the message)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """What the host knows of a scenario, read statically (the host never imports it)."""
+
+    name: str
+    path: Path
+    sha256: str
+    atol: float = DEFAULT_ATOL
+    rtol: float = DEFAULT_RTOL
+    formats: tuple[str, ...] | None = None
+    variants: tuple[str, ...] = ("default",)
+    doc: str = ""
+
+
+def _read_scenario(path: Path) -> Scenario:
+    source = path.read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(source, filename=str(path))
+    except SyntaxError as exc:
+        raise ScenarioError(f"{path}: does not parse: {exc.msg} (line {exc.lineno})") from None
+    consts: dict[str, Any] = {}
+    funcs = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef):
+            funcs.add(node.name)
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in ("ATOL", "RTOL", "FORMATS", "LOAD_VARIANTS"):
+                try:
+                    consts[name] = ast.literal_eval(node.value)
+                except ValueError:
+                    raise ScenarioError(f"{path}: {name} must be a literal") from None
+    missing = [f for f in ("build", "inputs") if f not in funcs]
+    if missing:
+        raise ScenarioError(f"{path}: a scenario must define {' and '.join(missing)}()")
+    formats = consts.get("FORMATS")
+    if formats is not None:
+        formats = tuple(formats)
+        bad = [f for f in formats if f not in FORMATS]
+        if bad:
+            raise ScenarioError(f"{path}: unknown format {bad[0]!r} in FORMATS")
+    variants = tuple(consts.get("LOAD_VARIANTS", ("default",)))
+    bad = [v for v in variants if v not in _w.VARIANTS]
+    if bad:
+        raise ScenarioError(f"{path}: unknown load variant {bad[0]!r} (known: {', '.join(_w.VARIANTS)})")
+    if "custom_objects" in variants and "custom_objects" not in funcs:
+        raise ScenarioError(f"{path}: LOAD_VARIANTS has custom_objects but no custom_objects()")
+    return Scenario(
+        name=path.stem, path=path.resolve(), sha256=hashlib.sha256(source.encode()).hexdigest(),
+        atol=float(consts.get("ATOL", DEFAULT_ATOL)), rtol=float(consts.get("RTOL", DEFAULT_RTOL)),
+        formats=formats, variants=variants, doc=(ast.get_docstring(tree) or "").split("\n")[0],
+    )
+
+
+def discover_scenarios(directory: Path = DEFAULT_SCENARIOS) -> list[Scenario]:
+    """Every ``<name>.py`` in ``directory`` (``_``-prefixed files are helpers), by name."""
+    if not directory.is_dir():
+        raise ScenarioError(f"{directory}: scenario directory not found")
+    return [_read_scenario(p) for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]
+
+
+def select_scenarios(scenarios: Sequence[Scenario], names: Sequence[str]) -> list[Scenario]:
+    known = {s.name for s in scenarios}
+    for name in names:
+        if name not in known:
+            raise ScenarioError(f"unknown scenario {name!r} (known: {', '.join(sorted(known))})")
+    return [s for s in scenarios if not names or s.name in names]
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    fresh: bool = False
+    isolate: bool = False
+    cell_timeout: float = 300.0
+    import_timeout: float = 600.0
+    phases: tuple[str, ...] = ("save", "load")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    counts: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (phase, outcome)
+    computed: int = 0
+    cached: int = 0
+    envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
+    wall_s: float = 0.0
+
+
+def _key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+class _Runner:
+    def __init__(self, stacks: Sequence[Stack], savers: Sequence[Stack],
+                 scenarios: Sequence[Scenario], formats: Sequence[str], store: Store,
+                 options: Options, out: TextIO,
+                 env_factory: Callable[[Stack, Store], StackEnv]) -> None:
+        self.stacks = list(stacks)
+        self.savers = list(savers)
+        self.scenarios = list(scenarios)
+        self.formats = [f for f in FORMATS if f in formats]
+        self.store = store
+        self.opt = options
+        self.out = out
+        self.env_factory = env_factory
+        self.summary = RunSummary()
+        self.worker_sha = execute.worker_sha256()
+
+    def log(self, text: str) -> None:
+        print(text, file=self.out, flush=True)
+
+    # ----------------------------------------------------------------- environments
+    def build_envs(self) -> None:
+        for i, stack in enumerate(self.stacks, 1):
+            self.log(f"[env {i}/{len(self.stacks)}] {stack.id}: python {stack.python}, "
+                     f"{' '.join(stack.requirements)}")
+            try:
+                senv = self.env_factory(stack, self.store)
+            except Exception as exc:  # noqa: BLE001 - one broken stack must not stop the rest
+                senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
+                                f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
+            self.summary.envs[stack.id] = senv
+            if senv.ok:
+                v = senv.versions
+                self.log(f"    ok ({'reused' if senv.reused else 'built'} in {senv.build_s:.1f} s): "
+                         f"python {v.get('python')}, tensorflow {v.get('tensorflow')}, "
+                         f"keras {v.get('keras')} ({v.get('keras_api')}, backend {v.get('backend')})")
+            else:
+                self.log(f"    UNAVAILABLE: {(senv.reason or '').splitlines()[0]}")
+            self.store.write(Record(
+                record_type="env", cell_id=f"env:{stack.id}", stack=stack.id,
+                outcome=Outcome.OK if senv.ok else Outcome.ENV_UNAVAILABLE,
+                key=senv.fingerprint, phase=None if senv.ok else "import",
+                error=None if senv.ok else ErrorInfo(senv.error_type or "runner.EnvUnavailable",
+                                                     senv.reason or ""),
+                env=senv.versions, worker_sha256=self.worker_sha,
+                duration_s=senv.build_s,
+                details={"requirements": list(stack.requirements), "python_requested": stack.python,
+                         "env_vars": stack.env_dict, "keras_module": stack.keras_module,
+                         "reused": senv.reused}))
+
+    # ------------------------------------------------------------------------ saves
+    def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> str:
+        return _key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
+
+    def run_saves(self, senv: StackEnv) -> None:
+        stack = senv.stack
+        todo: list[dict[str, Any]] = []
+        meta: dict[str, tuple[Scenario, str, str]] = {}
+        for sc in self.scenarios:
+            for fmt in self.formats:
+                cid = save_cell_id(sc.name, fmt, stack.id)
+                path = self.store.save_record_path(stack.id, sc.name, fmt)
+                if not senv.ok:
+                    self._record_unavailable("save", senv, sc, fmt, stack.id, None, None)
+                    continue
+                key = self._save_key(senv, sc, fmt)
+                old = self.store.read(path)
+                art = self.store.artifact_dir(stack.id, sc.name, fmt)
+                if (not self.opt.fresh and old is not None and old.key == key
+                        and (old.outcome is not Outcome.OK or (art / _w.SAVE_INFO_FILE).exists())):
+                    self.summary.cached += 1
+                    self.summary.counts["save", old.outcome.value] += 1
+                    continue
+                meta[cid] = (sc, fmt, key)
+                todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
+                             "format": fmt, "artifact_dir": str(art)})
+        self._run(senv, "save", todo, lambda res: self._save_record(senv, meta, res))
+
+    def _save_record(self, senv: StackEnv, meta: dict[str, tuple[Scenario, str, str]],
+                     res: dict[str, Any]) -> Record:
+        sc, fmt, key = meta[res["cell_id"]]
+        return self._record_from_result("save", res, key=key, stack=senv.stack.id,
+                                        saver=senv.stack.id, scenario=sc, fmt=fmt)
+
+    # ------------------------------------------------------------------------ loads
+    def run_loads(self, lenv: StackEnv) -> None:
+        loader = lenv.stack
+        todo: list[dict[str, Any]] = []
+        meta: dict[str, tuple[Scenario, str, str, str, Record]] = {}
+        for saver in self.savers:
+            for sc in self.scenarios:
+                for fmt in self.formats:
+                    saved = self.store.read(self.store.save_record_path(saver.id, sc.name, fmt))
+                    art = self.store.artifact_dir(saver.id, sc.name, fmt)
+                    if saved is None or saved.outcome is not Outcome.OK or not (art / _w.SAVE_INFO_FILE).exists():
+                        continue  # the report shows why (save outcome or env) for this cell
+                    for variant in sc.variants:
+                        cid = load_cell_id(sc.name, fmt, saver.id, loader.id, variant)
+                        if not lenv.ok:
+                            self._record_unavailable("load", lenv, sc, fmt, saver.id, loader.id,
+                                                     variant, saved)
+                            continue
+                        key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha,
+                                   sc.atol, sc.rtol)
+                        old = self.store.read(self.store.load_record_path(
+                            loader.id, saver.id, sc.name, fmt, variant))
+                        if not self.opt.fresh and old is not None and old.key == key:
+                            self.summary.cached += 1
+                            self.summary.counts["load", old.outcome.value] += 1
+                            continue
+                        todo.append({"cell_id": cid, "scenario": sc.name,
+                                     "scenario_path": str(sc.path), "format": fmt,
+                                     "artifact_dir": str(art), "variant": variant,
+                                     "atol": sc.atol, "rtol": sc.rtol})
+                        meta[cid] = (sc, fmt, saver.id, variant, saved)
+        self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
+
+    def _load_record(self, lenv: StackEnv, meta: dict[str, tuple[Scenario, str, str, str, Record]],
+                     res: dict[str, Any]) -> Record:
+        sc, fmt, saver, variant, saved = meta[res["cell_id"]]
+        key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
+        return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
+                                        scenario=sc, fmt=fmt, loader=lenv.stack.id,
+                                        variant=variant, saver_env=saved.env)
+
+    # ---------------------------------------------------------------------- helpers
+    def _record_unavailable(self, phase: str, senv: StackEnv, sc: Scenario, fmt: str,
+                            saver: str, loader: str | None, variant: str | None,
+                            saved: Record | None = None) -> None:
+        cid = (save_cell_id(sc.name, fmt, saver) if phase == "save"
+               else load_cell_id(sc.name, fmt, saver, loader or "", variant or ""))
+        rec = Record(record_type=phase,  # type: ignore[arg-type]
+                     cell_id=cid, stack=senv.stack.id, outcome=Outcome.ENV_UNAVAILABLE,
+                     saver=saver, loader=loader, scenario=sc.name, format=fmt, variant=variant,
+                     phase="import", error=ErrorInfo(senv.error_type or "runner.EnvUnavailable",
+                                                     senv.reason or ""),
+                     worker_sha256=self.worker_sha, scenario_sha256=sc.sha256,
+                     saver_env=saved.env if saved else {})
+        self.store.write(rec)
+        self.summary.counts[phase, rec.outcome.value] += 1
+
+    def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, stack: str,
+                            saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
+                            variant: str | None = None,
+                            saver_env: dict[str, Any] | None = None) -> Record:
+        try:
+            outcome = Outcome(res.get("outcome"))
+        except ValueError:
+            outcome = Outcome.PROTOCOL_ERROR
+            res = {**res, "error": {"type": "runner.protocol_error",
+                                    "message": f"worker reported unknown outcome {res.get('outcome')!r}"}}
+        return Record(
+            record_type=phase,  # type: ignore[arg-type]
+            cell_id=res["cell_id"], stack=stack, outcome=outcome, key=key, saver=saver,
+            loader=loader, scenario=scenario.name, format=fmt, variant=variant,
+            phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
+            warnings=tuple((str(w.get("category")), str(w.get("message")))
+                           for w in res.get("warnings") or []),
+            max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
+            env=res.get("env") or {}, saver_env=saver_env or {},
+            worker_sha256=self.worker_sha, scenario_sha256=scenario.sha256,
+            details=res.get("details") or {},
+        )
+
+    def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
+             to_record: Callable[[dict[str, Any]], Record]) -> None:
+        stack = senv.stack
+        if not todo:
+            return
+        assert senv.python is not None
+        self.log(f"[{phase} {stack.id}] {len(todo)} cells to run")
+        for n, res in enumerate(execute.run_cells(
+                senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
+                env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
+                cell_timeout=self.opt.cell_timeout, import_timeout=self.opt.import_timeout,
+                isolate=self.opt.isolate), 1):
+            rec = to_record(res)
+            self.store.write(rec)
+            self.summary.computed += 1
+            self.summary.counts[phase, rec.outcome.value] += 1
+            msg = ""
+            if rec.error and rec.outcome is not Outcome.OK:
+                msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
+                    (rec.error.message.strip().splitlines() or [""])[0][:100]
+            self.log(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
+                     f"{rec.outcome.value}{msg}")
+
+
+def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
+               store: Store, options: Options = Options(), out: TextIO = sys.stdout,
+               env_factory: Callable[[Stack, Store], StackEnv] = ensure_env,
+               savers: Sequence[Stack] | None = None) -> RunSummary:
+    """Build every stack's env, run every save, then every load; return the counts.
+
+    ``stacks`` run the cells; the load phase loads the artifacts of ``savers`` (default:
+    ``stacks``), so a load of one stack can cover every saver already in the store.
+    A stack that cannot be built yields ``env_unavailable`` records and the rest go on.
+    """
+    t0 = time.monotonic()
+    store.ensure()
+    runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store,
+                     options, out, env_factory)
+    runner.build_envs()
+    envs = runner.summary.envs
+    if "save" in options.phases:
+        for stack in stacks:
+            runner.run_saves(envs[stack.id])
+    if "load" in options.phases:
+        for stack in stacks:
+            runner.run_loads(envs[stack.id])
+    runner.summary.wall_s = round(time.monotonic() - t0, 1)
+    return runner.summary

@@ -1,0 +1,396 @@
+"""Published tables: a pure function of the records in the store.
+
+The only module that imports pandas. One tidy DataFrame with one row per cell
+(saver artifact x loader x variant) is written as ``results.csv``/``results.json``, and
+as saver-rows x loader-columns grids per scenario and format in ``matrix.md``
+(tabulate) and ``index.html`` (self-contained). Output is deterministic: rows and
+columns in natural order, no timestamps, and no paths of the machine that ran it.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import tempfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, discover_scenarios
+from runner.records import Outcome, Record, Store, atomic_write_text
+from runner.stacks import natural_key
+
+__all__ = ["COLUMNS", "SYMBOLS", "build_frame", "terminal_summary", "write_reports"]
+
+SYMBOLS: dict[str, str] = {
+    "ok": "✓",
+    "mismatch": "≠",
+    "load_error": "✗",
+    "save_error": "S",
+    "not_applicable": "–",
+    "timeout": "⏱",
+    "crash": "☠",
+    "protocol_error": "?",
+    "env_unavailable": "∅",
+    "not_run": "·",
+}
+MEANINGS: dict[str, str] = {
+    "ok": "loaded, and predictions match the saver's within the scenario tolerance",
+    "mismatch": "loaded, but predictions differ beyond tolerance (max |diff| in the CSV)",
+    "load_error": "the loader raised (type and message in the footnote)",
+    "save_error": "the saver could not write this artifact, so nothing to load",
+    "not_applicable": "this format/scenario cannot exist in the saving stack",
+    "timeout": "the cell exceeded its time limit",
+    "crash": "the worker process died in this cell (signal or exit code in the footnote)",
+    "protocol_error": "the worker broke the runner's protocol",
+    "env_unavailable": "the stack could not be built or imported (reason in the footnote)",
+    "not_run": "no record yet (the cell has not been run)",
+}
+COLORS: dict[str, str] = {
+    "ok": "#c8e6c9", "mismatch": "#ffe0b2", "load_error": "#ffcdd2", "save_error": "#f8bbd0",
+    "not_applicable": "#eeeeee", "timeout": "#d1c4e9", "crash": "#b39ddb",
+    "protocol_error": "#b0bec5", "env_unavailable": "#cfd8dc", "not_run": "#fafafa",
+}
+COLUMNS = [
+    "cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
+    "error_type", "error_message", "max_abs_diff", "duration_s", "written_as",
+    "saver_python", "saver_tensorflow", "saver_keras", "saver_backend",
+    "loader_python", "loader_tensorflow", "loader_keras", "loader_backend",
+    "source", "traceback_tail",
+]
+VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
+TRACEBACK_CHARS = 1500
+
+
+class _Scrubber:
+    """Replace paths of this machine (store, repo, home, temp, interpreters) in text."""
+
+    def __init__(self, store: Store) -> None:
+        repo = Path(__file__).resolve().parent.parent
+        pairs = [(str(store.root), "<store>"), (str(repo), "<repo>")]
+        for var, label in (("PYENV_ROOT", "<pyenv>"), ("UV_CACHE_DIR", "<uv-cache>")):
+            if os.environ.get(var):
+                pairs.append((os.environ[var], label))
+        pairs += [(str(Path.home()), "~"), (tempfile.gettempdir().rstrip("/") + "/", "<tmp>/")]
+        self.pairs = sorted({p for p in pairs if len(p[0]) > 1}, key=lambda p: -len(p[0]))
+
+    def __call__(self, text: str | None) -> str:
+        text = text or ""
+        for old, new in self.pairs:
+            text = text.replace(old, new)
+        # One artifact path per saver would split one error into many footnotes.
+        return _ARTIFACT_RE.sub("<artifact>", text)
+
+
+_ARTIFACT_RE = re.compile(r"<store>/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
+
+
+def _versions(prefix: str, env: dict[str, Any]) -> dict[str, Any]:
+    return {f"{prefix}_{k}": env.get(k) for k in VERSION_KEYS}
+
+
+def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
+         loader: str | None = None, variant: str | None = None, source: str = "load",
+         loader_env: dict[str, Any] | None = None, saver_env: dict[str, Any] | None = None,
+         cell_id: str | None = None) -> dict[str, Any]:
+    err = rec.error
+    message = scrub(err.message) if err else ""
+    return {
+        "cell_id": cell_id or rec.cell_id,
+        "scenario": rec.scenario,
+        "format": rec.format,
+        "variant": variant or rec.variant,
+        "saver": rec.saver,
+        "loader": loader or rec.loader,
+        "outcome": outcome or rec.outcome.value,
+        "phase": rec.phase,
+        "error_type": err.type if err else "",
+        "error_message": message,
+        "max_abs_diff": rec.max_abs_diff,
+        "duration_s": rec.duration_s,
+        "written_as": rec.details.get("written_as", ""),
+        **_versions("saver", saver_env if saver_env is not None else rec.saver_env),
+        **_versions("loader", loader_env if loader_env is not None else rec.env),
+        "source": source,
+        "traceback_tail": scrub(err.traceback)[-TRACEBACK_CHARS:] if err else "",
+    }
+
+
+def build_frame(records: Iterable[Record], scrub: _Scrubber,
+                variants: dict[str, tuple[str, ...]] | None = None,
+                stack_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (saver artifact, loader, variant) cell.
+
+    Cells without a load record take their outcome from why there is nothing to load:
+    the save record (save_error, not_applicable, ...), an unavailable loader, or
+    ``not_run``.
+    """
+    recs = [r for r in records if stack_ids is None or r.stack in stack_ids]
+    envs = {r.stack: r for r in recs if r.record_type == "env"}
+    saves = {(r.saver, r.scenario, r.format): r for r in recs if r.record_type == "save"}
+    loads = {(r.saver, r.scenario, r.format, r.loader, r.variant): r
+             for r in recs if r.record_type == "load"}
+    loaders = sorted(envs, key=natural_key)
+    seen_variants: dict[str, set[str]] = {}
+    for key in loads:
+        seen_variants.setdefault(str(key[1]), set()).add(str(key[4]))
+    rows = []
+    for (saver, scenario, fmt), save in saves.items():
+        assert saver and scenario and fmt
+        wanted = set((variants or {}).get(scenario, ("default",))) | seen_variants.get(scenario, set())
+        for loader in loaders:
+            for variant in sorted(wanted, key=lambda v: (v != "default", v)):
+                cid = f"{scenario}:{fmt}:{saver}->{loader}:{variant}"
+                load = loads.get((saver, scenario, fmt, loader, variant))
+                lenv = envs[loader].env
+                if load is not None:
+                    rows.append(_row(load, scrub, loader_env=lenv or load.env))
+                elif save.outcome is not Outcome.OK:
+                    rows.append(_row(save, scrub, outcome=save.outcome.value, loader=loader,
+                                     variant=variant, source="save", loader_env=lenv,
+                                     saver_env=save.env, cell_id=cid))
+                elif envs[loader].outcome is not Outcome.OK:
+                    rows.append(_row(envs[loader], scrub, outcome="env_unavailable",
+                                     loader=loader, variant=variant, source="env",
+                                     saver_env=save.env, cell_id=cid) | {
+                        "scenario": scenario, "format": fmt, "saver": saver})
+                else:
+                    rows.append({**dict.fromkeys(COLUMNS, None), "cell_id": cid,
+                                 "scenario": scenario, "format": fmt, "variant": variant,
+                                 "saver": saver, "loader": loader, "outcome": "not_run",
+                                 "source": "none", **_versions("saver", save.env),
+                                 **_versions("loader", lenv)})
+    df = pd.DataFrame(rows, columns=COLUMNS)
+    if df.empty:
+        return df
+    fmt_order = {f: i for i, f in enumerate(FORMATS)}
+    df["_k"] = [
+        (r.scenario, fmt_order.get(r.format, 99), r.variant != "default", r.variant,
+         natural_key(r.saver), natural_key(r.loader))
+        for r in df.itertuples()
+    ]
+    return df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------- writers
+
+
+class _Footnotes:
+    """Numbers distinct (error type, first message line) pairs in order of appearance."""
+
+    def __init__(self) -> None:
+        self.index: dict[tuple[str, str], int] = {}
+
+    def number(self, row: Any) -> int | None:
+        if row.outcome in ("ok", "not_run") or not (row.error_type or row.error_message):
+            return None
+        key = (str(row.error_type or ""), _first_line(str(row.error_message or ""))[:300])
+        return self.index.setdefault(key, len(self.index) + 1)
+
+
+def _grids(df: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
+    out = []
+    for (scenario, fmt, variant), part in df.groupby(["scenario", "format", "variant"], sort=False):
+        out.append((str(scenario), str(fmt), str(variant), part))
+    return out
+
+
+def _stack_table(records: Sequence[Record], scrub: _Scrubber) -> list[list[str]]:
+    rows = []
+    for r in sorted((r for r in records if r.record_type == "env"), key=lambda r: natural_key(r.stack)):
+        e = r.env
+        if r.outcome is Outcome.OK:
+            rows.append([r.stack, e.get("python") or "", e.get("tensorflow") or "—",
+                         e.get("keras") or "", e.get("backend") or "", e.get("keras_api") or "",
+                         ", ".join(f"{k}={v}" for k, v in sorted((e.get("env_vars") or {}).items())),
+                         "ok"])
+        else:
+            reason = _first_line(scrub(r.error.message if r.error else ""))
+            rows.append([r.stack, "", "", "", "", "", "", f"unavailable: {reason}"])
+    return rows
+
+
+def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
+    notes = _Footnotes()
+    lines = ["# TF/Keras compatibility matrix", "",
+             "Rows: the stack that **saved** the model. Columns: the stack that **loaded** it "
+             "and ran `predict` on the saver's inputs. Generated by `nox -s matrix` from the "
+             "records of real runs; `results.csv` has one row per cell.", "",
+             "## Stacks (versions actually installed)", "",
+             tabulate(_stack_table(records, scrub),
+                      headers=["stack", "python", "tensorflow", "keras", "backend", "keras API",
+                               "env", "status"], tablefmt="github"), "",
+             "## Legend", "",
+             tabulate([[SYMBOLS[o], f"`{o}`", MEANINGS[o]] for o in SYMBOLS],
+                      headers=["symbol", "outcome", "meaning"], tablefmt="github"), "",
+             "A superscript number points to the footnote with the error type and the first "
+             "line of its message.", "",
+             "## Summary (cells per outcome, by loader)", "", _summary_table(df, "github"), ""]
+    for scenario, fmt, variant, part in _grids(df):
+        title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
+        savers = sorted(part["saver"].unique(), key=natural_key)
+        loaders = sorted(part["loader"].unique(), key=natural_key)
+        cells = {(r.saver, r.loader): r for r in part.itertuples()}
+        table = []
+        for s in savers:
+            line = [f"**{s}**"]
+            for lo in loaders:
+                r = cells.get((s, lo))
+                if r is None:
+                    line.append(SYMBOLS["not_run"])
+                    continue
+                n = notes.number(r)
+                line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else ""))
+            table.append(line)
+        written = sorted({str(w) for w in part["written_as"].dropna() if w and w != fmt})
+        lines += [title, ""]
+        if written and fmt == "keras":
+            lines += [f"Some savers wrote `{'`, `'.join(written)}` under the `.keras` name "
+                      "(see `written_as` in results.csv).", ""]
+        lines += [tabulate(table, headers=["saver \\ loader", *loaders], tablefmt="github"), ""]
+    lines += ["## Footnotes", ""]
+    for (etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
+        pipe_safe = msg.replace("|", "\\|")
+        lines.append(f"{n}. `{etype}`: {pipe_safe}")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _summary_table(df: pd.DataFrame, tablefmt: str) -> str:
+    if df.empty:
+        return "(no cells)"
+    pivot = pd.crosstab(df["loader"], df["outcome"])
+    order = [o for o in SYMBOLS if o in pivot.columns]
+    pivot = pivot[order].loc[sorted(pivot.index, key=natural_key)]
+    rows = [[idx, *[int(v) for v in vals]] for idx, vals in zip(pivot.index, pivot.values, strict=True)]
+    total = ["**all**" if tablefmt == "github" else "all", *[int(pivot[c].sum()) for c in order]]
+    return tabulate([*rows, total], headers=["loader", *order], tablefmt=tablefmt)
+
+
+def terminal_summary(df: pd.DataFrame) -> str:
+    """A short plain-text table: cells per outcome for each loader stack."""
+    return _summary_table(df, "simple")
+
+
+def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
+    esc = html.escape
+    notes = _Footnotes()
+    style = "".join(f".o-{o}{{background:{c}}}" for o, c in COLORS.items())
+    parts = [
+        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
+        "<title>TF/Keras compatibility matrix</title><style>",
+        "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}"
+        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
+        "td,th{border:1px solid #bbb;padding:0.25em 0.6em;text-align:center}"
+        "th.s{text-align:left}td.c{cursor:pointer;min-width:2.5em}"
+        "pre{white-space:pre-wrap;background:#f6f6f6;padding:0.5em;font-size:0.85em}"
+        "#detail{position:sticky;bottom:0;background:#fff;border-top:2px solid #888;"
+        "max-height:40vh;overflow:auto;padding:0.5em}" + style,
+        "</style></head><body><h1>TF/Keras compatibility matrix</h1>",
+        "<p>Rows: the stack that <b>saved</b> the model; columns: the stack that <b>loaded</b> it "
+        "and ran <code>predict</code> on the saver's inputs. Hover a cell for its outcome; click "
+        "it for the error message and traceback tail.</p><h2>Stacks</h2><table><tr>",
+    ]
+    heads = ["stack", "python", "tensorflow", "keras", "backend", "keras API", "env", "status"]
+    parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
+    for row in _stack_table(records, scrub):
+        parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>")
+    parts.append("</table><h2>Legend</h2><table>")
+    for o, sym in SYMBOLS.items():
+        parts.append(f"<tr><td class='o-{o}'>{sym}</td><td><code>{o}</code></td>"
+                     f"<td style='text-align:left'>{esc(MEANINGS[o])}</td></tr>")
+    parts.append("</table>")
+    details: dict[str, dict[str, Any]] = {}
+    errors: dict[int, dict[str, Any]] = {}
+    for scenario, fmt, variant, part in _grids(df):
+        title = f"{scenario} · {fmt}" + (f" · variant {variant}" if variant != "default" else "")
+        savers = sorted(part["saver"].unique(), key=natural_key)
+        loaders = sorted(part["loader"].unique(), key=natural_key)
+        cells = {(r.saver, r.loader): r for r in part.itertuples()}
+        parts.append(f"<h2>{esc(title)}</h2><table><tr><th>saver \\ loader</th>")
+        parts.append("".join(f"<th>{esc(lo)}</th>" for lo in loaders) + "</tr>")
+        for s in savers:
+            parts.append(f"<tr><th class='s'>{esc(s)}</th>")
+            for lo in loaders:
+                r = cells.get((s, lo))
+                if r is None:
+                    parts.append("<td class='o-not_run'>·</td>")
+                    continue
+                n = notes.number(r)
+                did = f"d{len(details)}"
+                tip = r.outcome + (f": {r.error_type}: {_first_line(str(r.error_message or ''))}"
+                                   if n else "")
+                if r.max_abs_diff is not None and r.max_abs_diff == r.max_abs_diff:
+                    tip += f" (max |diff| {r.max_abs_diff:.3g})"
+                details[did] = {"cell": r.cell_id, "outcome": r.outcome, "phase": r.phase,
+                                "diff": r.max_abs_diff, "note": n}
+                if n and n not in errors:
+                    errors[n] = {"type": r.error_type, "message": r.error_message,
+                                 "traceback": r.traceback_tail}
+                sup = f"<sup>{n}</sup>" if n else ""
+                parts.append(f"<td class='c o-{r.outcome}' title='{esc(tip, quote=True)}' "
+                             f"data-d='{did}'>{SYMBOLS[r.outcome]}{sup}</td>")
+            parts.append("</tr>")
+        parts.append("</table>")
+    parts.append("<h2>Footnotes</h2><ol>")
+    for (etype, msg), _n in sorted(notes.index.items(), key=lambda kv: kv[1]):
+        parts.append(f"<li><code>{esc(etype)}</code>: {esc(msg)}</li>")
+    parts.append("</ol><div id='detail'>Click a cell for details.</div><script>")
+    for name, obj in (("D", details), ("E", errors)):
+        parts.append(f"const {name}=" + json.dumps(obj, sort_keys=True, default=_json_default)
+                     .replace("</", "<\\/") + ";")
+    parts.append(
+        "function t(s){const e=document.createElement('div');e.textContent=s??'';return e.innerHTML}"
+        "document.querySelectorAll('td.c').forEach(c=>c.onclick=()=>{const d=D[c.dataset.d];"
+        "const e=d.note?E[d.note]:{};"
+        "document.getElementById('detail').innerHTML='<b>'+t(d.cell)+'</b>: '+t(d.outcome)+"
+        "(d.phase?' (phase '+t(d.phase)+')':'')+(d.diff!=null?' max |diff| '+d.diff:'')+"
+        "(e.type?'<pre>'+t(e.type)+': '+t(e.message)+'</pre>':'')+"
+        "(e.traceback?'<details><summary>traceback tail (footnote '+d.note+')</summary><pre>'+"
+        "t(e.traceback)+'</pre></details>':'')});")
+    parts.append("</script></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, float) and obj != obj:
+        return None
+    return str(obj)
+
+
+def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
+                  stack_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """Write results.csv/json, matrix.md and index.html to ``out``; return the frame.
+
+    Each file is written atomically, so a failed run leaves the previous tables intact.
+    """
+    records = list(store.iter_records())
+    if stack_ids is not None:
+        records = [r for r in records if r.stack in stack_ids]
+    scrub = _Scrubber(store)
+    try:
+        variants = {s.name: s.variants for s in discover_scenarios(scenario_dir)}
+    except ScenarioError:
+        variants = {}
+    df = build_frame(records, scrub, variants)
+    out.mkdir(parents=True, exist_ok=True)
+    clean = df.astype(object).where(df.notna(), None)
+    atomic_write_text(out / "results.csv", df.drop(columns=["traceback_tail"])
+                      .to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / "results.json", json.dumps(
+        {"schema_version": 1, "columns": COLUMNS, "cells": clean.to_dict(orient="records")},
+        indent=1, sort_keys=True, default=_json_default) + "\n")
+    atomic_write_text(out / "matrix.md", _markdown(df, records, scrub))
+    atomic_write_text(out / "index.html", _html(df, records, scrub))
+    return df
