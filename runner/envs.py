@@ -140,9 +140,9 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                             "runner.NoUv", t0)
     spec = {"interpreter": interpreter, "requirements": list(stack.requirements)}
     env_key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    venv = store.root / "envs" / f"py{stack.python}-{env_key}"
+    venv = store.envs_dir / f"py{stack.python}-{env_key}"
     reused = False
-    with _locked(store.root / "envs" / f"py{stack.python}-{env_key}.lock"):
+    with _locked(store.envs_dir / f"py{stack.python}-{env_key}.lock"):
         marker = _read_marker(venv)
         if not rebuild and marker.get("spec") == spec and _venv_python(venv).exists():
             reused = True
@@ -176,10 +176,10 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
             probes[stack.id] = cached
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
     if not cached["ok"]:
-        err = cached.get("error") or {}
+        failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed but importing its framework failed: "
-                            f"{err.get('type', '?')}: {err.get('message', '')}",
-                            str(err.get("type") or "runner.ImportFailed"), t0)
+                            f"{failure.get('type', '?')}: {failure.get('message', '')}",
+                            str(failure.get("type") or "runner.ImportFailed"), t0)
     fingerprint = hashlib.sha256(json.dumps(
         [stack.python, marker.get("freeze", ""), stack.env, stack.keras_module],
         sort_keys=True).encode()).hexdigest()

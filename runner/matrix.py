@@ -163,7 +163,7 @@ class _Runner:
                      f"{' '.join(stack.requirements)}")
             try:
                 senv = self.env_factory(stack, self.store)
-            except Exception as exc:  # noqa: BLE001 - one broken stack must not stop the rest
+            except Exception as exc:
                 senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
                                 f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
             self.summary.envs[stack.id] = senv

@@ -258,7 +258,7 @@ def atomic_write_text(path: Path, text: str) -> None:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -273,12 +273,16 @@ class Store:
         records/save/<saver>/<scenario>__<format>.json
         records/load/<loader>/<saver>/<scenario>__<format>__<variant>.json
         artifacts/<saver>/<scenario>/<format>/      (model file, reference.npz, save.json)
-        envs/<env-key>/                              (stack virtualenvs)
+        envs/<env-key>/                              (stack virtualenvs; or $COMPAT_ENVS_DIR)
         runs/<phase>-<stack>/                         (worker control dirs and logs)
     """
 
-    def __init__(self, root: Path | str) -> None:
+    def __init__(self, root: Path | str, envs_dir: Path | str | None = None) -> None:
         self.root = Path(root).absolute()
+        # Stack venvs are pure caches of (interpreter, requirements): several stores (the
+        # matrix, test runs) can share one directory of them via $COMPAT_ENVS_DIR.
+        shared = envs_dir or os.environ.get("COMPAT_ENVS_DIR")
+        self.envs_dir = Path(shared).absolute() if shared else self.root / "envs"
 
     def ensure(self) -> None:
         """Create the root with a ``*`` .gitignore and a CACHEDIR.TAG, as nox does."""

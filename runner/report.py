@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import os
 import re
 import tempfile
@@ -331,7 +332,7 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
                 did = f"d{len(details)}"
                 tip = r.outcome + (f": {r.error_type}: {_first_line(str(r.error_message or ''))}"
                                    if n else "")
-                if r.max_abs_diff is not None and r.max_abs_diff == r.max_abs_diff:
+                if r.max_abs_diff is not None and not math.isnan(r.max_abs_diff):
                     tip += f" (max |diff| {r.max_abs_diff:.3g})"
                 details[did] = {"cell": r.cell_id, "outcome": r.outcome, "phase": r.phase,
                                 "diff": r.max_abs_diff, "note": n}
@@ -364,8 +365,6 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
 
 
 def _json_default(obj: Any) -> Any:
-    if isinstance(obj, float) and obj != obj:
-        return None
     return str(obj)
 
 

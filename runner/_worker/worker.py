@@ -120,8 +120,10 @@ def error_info(exc):
     """Serialise an exception: qualified type, short message, traceback tail."""
     cls = type(exc)
     tb = "".join(traceback.format_exception(cls, exc, exc.__traceback__))
+    # This file runs as __main__; name its own exceptions after the worker instead.
+    module = "worker" if cls.__module__ == "__main__" else cls.__module__
     return {
-        "type": "%s.%s" % (cls.__module__, getattr(cls, "__qualname__", cls.__name__)),
+        "type": "%s.%s" % (module, getattr(cls, "__qualname__", cls.__name__)),
         "message": _truncate(str(exc), MESSAGE_LIMIT),
         "traceback": tb[-TRACEBACK_LIMIT:],
     }
@@ -165,7 +167,7 @@ def _set_parent_death_signal():
 
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:  # noqa: BLE001 - best effort only
+    except Exception:
         pass
 
 
@@ -191,7 +193,7 @@ def _backend_name(keras):
     if callable(fn):
         try:
             return str(fn())
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
     return "tensorflow"
 
@@ -232,7 +234,7 @@ def _dist_versions():
     for name in VERSIONED_DISTS:
         try:
             out[name] = metadata.version(name)
-        except Exception:  # noqa: BLE001 - not installed
+        except Exception:
             pass
     return out
 
@@ -247,8 +249,8 @@ def env_info(fw):
         "backend": fw.backend,
         "numpy": getattr(fw.np, "__version__", None),
         "tensorflow": getattr(fw.tf, "__version__", None) if fw.tf is not None else None,
-        "env_vars": dict((k, os.environ[k]) for k in ("KERAS_BACKEND", "TF_USE_LEGACY_KERAS")
-                         if k in os.environ),
+        "env_vars": {k: os.environ[k] for k in ("KERAS_BACKEND", "TF_USE_LEGACY_KERAS")
+                     if k in os.environ},
         "dists": _dist_versions(),
     }
     h5py = sys.modules.get("h5py")
@@ -302,7 +304,7 @@ class _GlobalState(object):
         if clear is not None:
             try:
                 clear()
-            except Exception:  # noqa: BLE001
+            except Exception:
                 pass
         gc.collect()
 
@@ -318,7 +320,7 @@ def _get_policy(fw):
     mp = _mixed_precision(fw)
     try:
         return mp.global_policy().name if mp is not None else None
-    except Exception:  # noqa: BLE001
+    except Exception:
         return None
 
 
@@ -328,7 +330,7 @@ def _set_policy(fw, name):
     if setter is not None:
         try:
             setter(name)
-        except Exception:  # noqa: BLE001
+        except Exception:
             pass
 
 
@@ -457,7 +459,7 @@ def save_cell(fw, cell, ctx, seed):
     try:
         model = scenario.build(fw.keras)
     except NotImplementedError as exc:
-        raise NotApplicable(str(exc) or "scenario cannot be built in this stack")
+        raise NotApplicable(str(exc) or "scenario cannot be built in this stack") from exc
     init = getattr(scenario, "init_weights", None)
     if init is not None:
         init(model, np)
@@ -571,7 +573,7 @@ def run_cell(fw, phase, cell, seed):
         except NotApplicable as exc:
             outcome = "not_applicable"
             result["error"] = error_info(exc)
-        except Exception as exc:  # noqa: BLE001 - every framework failure is data
+        except Exception as exc:
             outcome = "save_error" if phase == "save" else "load_error"
             result["error"] = error_info(exc)
         result["warnings"] = _warnings_list(caught)
@@ -621,7 +623,7 @@ def main(argv):
             warnings.simplefilter("ignore")
             fw = import_framework(request.get("keras_module", "auto"))
             info = env_info(fw)
-    except Exception as exc:  # noqa: BLE001 - an import failure is a result
+    except Exception as exc:
         err = error_info(exc)
         events.write({"event": "import_error", "error": err})
         for cell in cells:

@@ -1,0 +1,183 @@
+"""Real tier: the matrix over real TensorFlow/Keras stacks.
+
+Three stacks of the default catalog: ``tf2.15`` (Keras 2 era TF), ``tf2.18`` (Keras 3
+era TF) and ``keras3.15-jax`` (standalone Keras 3, no TF). Each test store is a
+temporary directory; the stack venvs are shared through ``$COMPAT_ENVS_DIR`` (default
+``<repo>/.matrix/envs``) and built from the one uv cache, so a warm machine pays
+seconds, not downloads.
+
+Run: ``nox -s tests -- -m real`` (or ``pytest -m real``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runner.records import Outcome, Record, Store
+
+pytestmark = pytest.mark.real
+
+REPO = Path(__file__).resolve().parent.parent
+STACKS = "tf2.15,tf2.18,keras3.15-jax"
+ENVS_DIR = os.environ.get("COMPAT_ENVS_DIR") or str(REPO / ".matrix" / "envs")
+
+
+def _runner(*args: str, store: Path, check: bool = True, **kw: object) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "COMPAT_ENVS_DIR": ENVS_DIR}
+    proc = subprocess.run([sys.executable, "-m", "runner", *args, "--store", str(store)],
+                          cwd=REPO, env=env, capture_output=True, text=True, check=False, **kw)  # type: ignore[call-overload]
+    if check and proc.returncode != 0:
+        raise AssertionError(f"runner {args} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def _records(store: Path) -> dict[str, Record]:
+    out = {}
+    for rec in Store(store).iter_records():
+        assert rec.cell_id not in out, f"duplicate record for {rec.cell_id}"
+        out[rec.cell_id] = rec
+    return out
+
+
+@pytest.fixture(scope="module")
+def matrix_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    store = tmp_path_factory.mktemp("real-matrix")
+    _runner("matrix", "--stacks", STACKS, "--no-report", store=store)
+    return store
+
+
+def test_every_cell_recorded_with_installed_versions(matrix_store: Path) -> None:
+    recs = _records(matrix_store)
+    saves = [r for r in recs.values() if r.record_type == "save"]
+    assert len(saves) == 3 * 3 * 3  # stacks x scenarios x formats
+    envs = {r.stack: r for r in recs.values() if r.record_type == "env"}
+    assert {s: e.outcome for s, e in envs.items()} == dict.fromkeys(STACKS.split(","), Outcome.OK)
+    assert envs["tf2.15"].env["tensorflow"] == "2.15.1"
+    assert envs["tf2.15"].env["keras"].startswith("2.15")
+    assert envs["tf2.18"].env["keras"] == "3.6.0"
+    assert envs["keras3.15-jax"].env["backend"] == "jax"
+    assert envs["keras3.15-jax"].env["tensorflow"] is None
+    for r in recs.values():
+        if r.record_type == "load":
+            assert r.env["keras"] and r.saver_env["keras"], r.cell_id
+            assert r.outcome is not Outcome.PROTOCOL_ERROR, r.cell_id
+
+
+def test_same_stack_round_trips_match(matrix_store: Path) -> None:
+    recs = _records(matrix_store)
+    checked = 0
+    for r in recs.values():
+        if r.record_type == "load" and r.saver == r.loader and r.scenario in ("dense", "functional"):
+            assert r.outcome is Outcome.OK, (r.cell_id, r.error)
+            assert r.max_abs_diff is not None and r.max_abs_diff <= 1e-5, r.cell_id
+            checked += 1
+    # tf2.15: 3 formats; Keras 3 stacks: h5 + keras (no legacy SavedModel) -> 2 scenarios x 7
+    assert checked == 2 * (3 + 2 + 2)
+
+
+def test_keras2_savedmodel_fails_in_keras3(matrix_store: Path) -> None:
+    recs = _records(matrix_store)
+    for loader in ("tf2.18", "keras3.15-jax"):
+        r = recs[f"dense:savedmodel:tf2.15->{loader}:default"]
+        assert r.outcome is Outcome.LOAD_ERROR
+        assert r.phase == "load"
+        assert r.error and r.error.type == "builtins.ValueError"
+        assert "File format not supported" in r.error.message
+    # ...and Keras 3 cannot write it at all: not_applicable, not an error.
+    assert recs["dense:savedmodel:tf2.18"].outcome is Outcome.NOT_APPLICABLE
+    assert recs["dense:savedmodel:keras3.15-jax"].outcome is Outcome.NOT_APPLICABLE
+
+
+def test_custom_layer_needs_custom_objects(matrix_store: Path) -> None:
+    recs = _records(matrix_store)
+    for stack in STACKS.split(","):
+        default = recs[f"custom_layer:h5:{stack}->{stack}:default"]
+        assert default.outcome is Outcome.LOAD_ERROR, default.cell_id
+        assert default.error and "ScaleShift" in default.error.message
+        fixed = recs[f"custom_layer:h5:{stack}->{stack}:custom_objects"]
+        assert fixed.outcome is Outcome.OK, (fixed.cell_id, fixed.error)
+        assert fixed.max_abs_diff is not None and fixed.max_abs_diff <= 1e-5
+
+
+def test_keras_format_is_sniffed(matrix_store: Path) -> None:
+    recs = _records(matrix_store)
+    for stack in STACKS.split(","):
+        assert recs[f"dense:keras:{stack}"].details["written_as"] == "keras_v3"
+    assert recs["dense:h5:tf2.15"].details["written_as"] == "h5"
+
+
+def test_second_run_is_cached(matrix_store: Path) -> None:
+    proc = _runner("matrix", "--stacks", STACKS, "--no-report", store=matrix_store)
+    assert " 0 cells run," in proc.stdout, proc.stdout[-2000:]
+
+
+def test_report_from_real_records(matrix_store: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    _runner("report", "--out", str(tmp_path), store=matrix_store)
+    md = (tmp_path / "matrix.md").read_text()
+    assert "## `custom_layer` · `h5` · load variant `custom_objects`" in md
+    assert str(matrix_store) not in md and str(matrix_store) not in (tmp_path / "index.html").read_text()
+    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    assert len(cells) == len({c["cell_id"] for c in cells})
+
+
+def test_batched_equals_isolated(matrix_store: Path, tmp_path: Path) -> None:
+    """A cell's outcome in a batch equals its outcome alone in a fresh process."""
+    sub = ["--scenarios", "custom_layer,dense", "--formats", "h5,keras"]
+    batched = _records(matrix_store)
+    iso_store = tmp_path / "iso"
+    # Reuse the batched run's saves (records + artifacts: same keys, so they are cache
+    # hits) so that only the load phase runs, one process per cell.
+    shutil.copytree(matrix_store / "records" / "save", iso_store / "records" / "save")
+    shutil.copytree(matrix_store / "artifacts", iso_store / "artifacts")
+    _runner("matrix", "--stacks", "tf2.15,keras3.15-jax", *sub, "--isolate", "--no-report",
+            store=iso_store)
+    isolated = {k: v for k, v in _records(iso_store).items() if v.record_type == "load"}
+    assert len(isolated) == 24  # 2 savers x 2 formats x (custom_layer x 2 variants + dense) x 2 loaders
+    for cid, rec in isolated.items():
+        assert batched[cid].outcome is rec.outcome, cid
+        assert (batched[cid].error.type if batched[cid].error else None) == \
+            (rec.error.type if rec.error else None), cid
+
+
+def test_kill_and_resume(tmp_path: Path) -> None:
+    """SIGKILL the runner mid-load; the rerun completes only the missing cells, once each."""
+    store = tmp_path / "killed"
+    args = ["matrix", "--stacks", "tf2.15,keras3.15-jax", "--scenarios", "dense,custom_layer",
+            "--no-report"]
+    env = {**os.environ, "COMPAT_ENVS_DIR": ENVS_DIR}
+    proc = subprocess.Popen([sys.executable, "-m", "runner", *args, "--store", str(store)],
+                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    load_dir = store / "records" / "load"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if load_dir.is_dir() and len(list(load_dir.rglob("*.json"))) >= 3:
+            break
+        if proc.poll() is not None:
+            pytest.fail("the runner finished before it could be killed")
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = len(list(load_dir.rglob("*.json")))
+    time.sleep(0.5)  # the worker dies with its parent (PR_SET_PDEATHSIG)
+    orphans = subprocess.run(["pgrep", "-f", f"worker.py load {store}"], capture_output=True, text=True,
+                             check=False)
+    assert orphans.stdout.strip() == "", "a worker outlived the killed runner"
+
+    rerun = _runner(*args, store=store)
+    recs = _records(store)  # raises on a duplicate or corrupt record
+    loads = [r for r in recs.values() if r.record_type == "load"]
+    # 2 savers x [dense: 3 fmts (tf2.15) / 2 (keras3) + custom_layer: same x 2 variants] x 2 loaders
+    assert len(loads) == (3 + 2) * 3 * 2
+    assert not list(store.rglob("*.tmp")), "a temp file was left behind"
+    ran = int(rerun.stdout.split("matrix: ")[-1].split(" cells run")[0])
+    assert ran == len(loads) - done_before, rerun.stdout[-1500:]
