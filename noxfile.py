@@ -40,25 +40,25 @@ REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9")
 TEST_DEPS = ("pytest>=8", *REPORT_DEPS)
 
 
-def _uv() -> str | None:
-    """The uv that nox itself uses: the runner builds stack venvs with the same one."""
+def _uv_env() -> dict[str, str]:
+    """``UV`` for child processes: the uv nox itself uses builds the stack venvs too."""
+    if os.environ.get("UV"):
+        return {}
     found = shutil.which("uv")
-    if found:
-        return found
-    try:
-        import uv
+    if not found:
+        try:
+            import uv
 
-        return str(uv.find_uv_bin())
-    except (ImportError, FileNotFoundError):
-        return None
+            found = str(uv.find_uv_bin())
+        except (ImportError, FileNotFoundError):
+            return {}
+    return {"UV": found}
 
 
 def _runner(session: nox.Session, *args: str) -> None:
     """Run ``python -m runner`` with the session's interpreter (or nox's, for python=False)."""
     python = "python" if session.python is not False and session.virtualenv.is_sandboxed else sys.executable
-    uv = _uv()
-    session.run(python, "-m", "runner", *args, *session.posargs, external=True,
-                env={"UV": uv} if uv and not os.environ.get("UV") else {})
+    session.run(python, "-m", "runner", *args, *session.posargs, external=True, env=_uv_env())
 
 
 @nox.session
@@ -93,8 +93,7 @@ def report(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """Fast tier (fake frameworks, no TF) then real tier (real stacks); pytest args after --."""
     session.install(*TEST_DEPS)
-    uv = _uv()
-    env = {"UV": uv} if uv and not os.environ.get("UV") else {}
+    env = _uv_env()
     if session.posargs:
         session.run("pytest", *session.posargs, env=env)
         return
@@ -116,6 +115,13 @@ def worker_floor(session: nox.Session) -> None:
                 "numpy", external=True)
     session.run("pytest", "-q", "-m", "not real", "tests/test_worker.py", *session.posargs,
                 env={"COMPAT_WORKER_PYTHON": str(floor / "bin" / "python")})
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Time env builds, batched vs isolated loads and the warm no-op on real stacks; prints a table."""
+    session.install(*REPORT_DEPS)
+    session.run("python", "bench/matrix_bench.py", *session.posargs, env=_uv_env())
 
 
 @nox.session(default=False)

@@ -36,6 +36,7 @@ __all__ = [
 WORKER_PATH = Path(_w.__file__).resolve()
 LOG_TAIL_CHARS = 3000
 POLL_S = 0.05
+DONE_GRACE_S = 10.0  # a worker that wrote "done" gets this long to exit before it is killed
 # Variables that must not leak from the user's shell into a stack: they would change
 # which interpreter, packages or Keras a stack sees.
 _SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV",
@@ -136,6 +137,39 @@ class _EventReader:
         return events
 
 
+class _BatchState:
+    """What one worker process has reported so far."""
+
+    def __init__(self) -> None:
+        self.done: set[str] = set()
+        self.ready = False
+        self.ready_env: dict[str, Any] | None = None
+        self.in_flight: str | None = None
+        self.t_cell = 0.0
+        self.t_event = time.monotonic()
+        self.finished = False
+
+    def take(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        """Update the state from new events; yield each cell's first result."""
+        for event in events:
+            self.t_event = time.monotonic()
+            kind = event.get("event")
+            if kind == "ready":
+                self.ready, self.ready_env = True, event.get("env") or {}
+            elif kind == "import_error":
+                self.ready = True
+            elif kind == "started":
+                self.in_flight, self.t_cell = str(event.get("cell_id")), time.monotonic()
+            elif kind == "result" and event.get("cell_id") not in self.done:
+                event.setdefault("env", self.ready_env or {})
+                self.done.add(str(event["cell_id"]))
+                if event.get("cell_id") == self.in_flight:
+                    self.in_flight = None
+                yield event
+            elif kind == "done":
+                self.finished = True
+
+
 def _synth(cell_id: str, outcome: str, reason: str, *, phase: str | None, rc: int | None,
            log_tail: str, env: dict[str, Any] | None, duration: float | None) -> dict[str, Any]:
     return {
@@ -212,66 +246,41 @@ def run_cells(
         log_path = ctl / _w.LOG_FILE
         argv = [python, "-I", str(WORKER_PATH), command, str(ctl)]
         reader = _EventReader(ctl / _w.EVENTS_FILE)
-        done: set[str] = set()
-        results: list[dict[str, Any]] = []
         t_spawn = time.monotonic()
         try:
             proc = spawn(argv, log_path, env)
         except OSError as exc:
-            for cell in batch:
+            # Nothing can start in this stack: every cell still owed gets a result.
+            for cell in pending:
                 yield _synth(cell["cell_id"], "crash", f"could not start the worker: {exc}",
                              phase="import", rc=None, log_tail="", env=None, duration=0.0)
             return
-        ready_env: dict[str, Any] | None = None
-        ready = False
-        in_flight: str | None = None
-        t_cell = 0.0
+        state = _BatchState()
         killed_for: str | None = None
-        finished = False
         while True:
-            for event in reader.read():
-                kind = event.get("event")
-                if kind == "ready":
-                    ready, ready_env = True, event.get("env") or {}
-                elif kind == "import_error":
-                    ready = True
-                elif kind == "started":
-                    in_flight, t_cell = str(event.get("cell_id")), time.monotonic()
-                elif kind == "result" and event.get("cell_id") not in done:
-                    event.setdefault("env", ready_env or {})
-                    done.add(str(event["cell_id"]))
-                    in_flight = None
-                    results.append(event)
-                elif kind == "done":
-                    finished = True
-            while results:
-                yield results.pop(0)
+            yield from state.take(reader.read())
             rc = proc.poll()
             if rc is not None:
-                # Drain what was written just before exit.
-                for event in reader.read():
-                    if event.get("event") == "result" and event.get("cell_id") not in done:
-                        event.setdefault("env", ready_env or {})
-                        done.add(str(event["cell_id"]))
-                        if event.get("cell_id") == in_flight:
-                            in_flight = None
-                        yield event
-                    elif event.get("event") == "started":
-                        in_flight, t_cell = str(event.get("cell_id")), time.monotonic()
-                    elif event.get("event") == "done":
-                        finished = True
+                yield from state.take(reader.read())  # what was written just before exit
                 break
             now = time.monotonic()
-            if in_flight is not None and now - t_cell > cell_timeout:
-                killed_for = "cell"
+            if state.in_flight is not None:
+                if now - state.t_cell > cell_timeout:
+                    killed_for = "cell"
+            elif not state.ready:
+                if now - t_spawn > import_timeout:
+                    killed_for = "import"
+            elif now - state.t_event > (min(DONE_GRACE_S, cell_timeout) if state.finished else cell_timeout):
+                # Quiet with no cell in flight: stuck between cells (clear_session, gc) or
+                # after "done" (atexit hooks). Nothing to blame; the rest gets a fresh worker.
+                killed_for = "idle"
+            if killed_for:
                 _kill_group(proc)
-                break
-            if not ready and in_flight is None and now - t_spawn > import_timeout:
-                killed_for = "import"
-                _kill_group(proc)
+                yield from state.take(reader.read())
                 break
             time.sleep(POLL_S)
-
+        done, ready, ready_env = state.done, state.ready, state.ready_env
+        in_flight, t_cell, finished = state.in_flight, state.t_cell, state.finished
         rc = proc.returncode
         tail = _tail(log_path)
         remaining = [c for c in batch if c["cell_id"] not in done]
@@ -303,9 +312,14 @@ def run_cells(
                              env=None, duration=None)
         elif remaining and not done:
             # Ready, no cell in flight, no progress: blame the next cell so we always advance.
+        # (A kill for idleness after some progress blames nobody: a fresh worker goes on.)
             blamed = [remaining[0]["cell_id"]]
-            reason = (f"worker exited between cells ({_exit_text(rc)})" if not finished else
-                      "worker reported done without a result for this cell")
+            if killed_for == "idle":
+                reason = f"worker went quiet for {cell_timeout:g} s outside any cell and was killed"
+            elif finished:
+                reason = "worker reported done without a result for this cell"
+            else:
+                reason = f"worker exited between cells ({_exit_text(rc)})"
             yield _synth(blamed[0], "protocol_error", reason, phase=None, rc=rc,
                          log_tail=tail, env=ready_env, duration=None)
         resolved = done | set(blamed)

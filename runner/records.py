@@ -219,6 +219,8 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     Raises:
         RecordError: no or non-integer version, or newer than this code understands.
     """
+    if not isinstance(raw, dict):
+        raise RecordError(f"record is not a JSON object but {type(raw).__name__}")
     version = raw.get("schema_version")
     if not isinstance(version, int) or isinstance(version, bool):
         raise RecordError(f"record has no integer schema_version: {version!r}")
@@ -231,7 +233,11 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
         step = _UPGRADES.get(version)
         if step is None:
             raise RecordError(f"no upgrade path from schema_version {version}")
-        d = step(d)
+        try:
+            d = step(d)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise RecordError(f"cannot upgrade schema_version {version} record: "
+                              f"{type(exc).__name__}: {exc}") from None
         version = d["schema_version"]
     return d
 

@@ -213,7 +213,7 @@ def _probe_interpreter(candidate: str, version: str) -> str | None:
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    lines = out.stdout.split()
+    lines = [ln.strip() for ln in out.stdout.splitlines()]
     if out.returncode != 0 or len(lines) < 2 or lines[0] != version:
         return None
     return lines[1]

@@ -181,3 +181,40 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert not list(store.rglob("*.tmp")), "a temp file was left behind"
     ran = int(rerun.stdout.split("matrix: ")[-1].split(" cells run")[0])
     assert ran == len(loads) - done_before, rerun.stdout[-1500:]
+
+
+def test_broken_stacks_do_not_stop_the_others(tmp_path: Path) -> None:
+    """Unresolvable pins and a missing interpreter become env_unavailable rows."""
+    catalog = tmp_path / "stacks.toml"
+    catalog.write_text('''
+[[stack]]
+id = "keras3.15-jax"
+python = "3.11"
+requirements = ["keras==3.15.1", "jax[cpu]"]
+why = { "jax[cpu]" = "backend" }
+env = { KERAS_BACKEND = "jax" }
+keras_module = "keras"
+
+[[stack]]
+id = "broken-pins"
+python = "3.11"
+requirements = ["tensorflow-cpu==0.0.1"]
+
+[[stack]]
+id = "no-python"
+python = "3.99"
+requirements = ["keras==3.15.1"]
+''')
+    store = tmp_path / "store"
+    proc = _runner("matrix", "--catalog", str(catalog), "--scenarios", "dense", "--formats", "h5",
+                   "--out", str(tmp_path / "reports"), store=store)
+    assert "UNAVAILABLE" in proc.stdout
+    recs = _records(store)
+    assert recs["env:broken-pins"].outcome is Outcome.ENV_UNAVAILABLE
+    assert recs["env:broken-pins"].error and "tensorflow-cpu==0.0.1" in recs["env:broken-pins"].error.message
+    assert recs["env:no-python"].outcome is Outcome.ENV_UNAVAILABLE
+    assert recs["env:no-python"].error and "no Python 3.99" in recs["env:no-python"].error.message
+    assert recs["dense:h5:keras3.15-jax->keras3.15-jax:default"].outcome is Outcome.OK
+    assert recs["dense:h5:keras3.15-jax->broken-pins:default"].outcome is Outcome.ENV_UNAVAILABLE
+    csv = (tmp_path / "reports" / "results.csv").read_text()
+    assert "dense:h5:broken-pins->keras3.15-jax:default" in csv  # the saver side shows too

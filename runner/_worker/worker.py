@@ -477,6 +477,14 @@ def save_cell(fw, cell, ctx, seed):
     tmp = final + ".tmp-%d" % os.getpid()
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
+    try:
+        return _write_artifact(fw, model, fmt, xs, ys, tmp, final, cell)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing behind
+
+
+def _write_artifact(fw, model, fmt, xs, ys, tmp, final, cell):
+    np = fw.np
     model_file = MODEL_FILES[fmt]
     _save_model(fw, model, fmt, os.path.join(tmp, model_file))
     written_as = sniff_artifact(os.path.join(tmp, model_file))

@@ -1,0 +1,212 @@
+"""``python -m runner``: usage errors, ``stacks --json``, ``report`` and ``show``.
+
+Every command runs in a subprocess from the repository root (derived from this file)
+with ``--store`` inside ``tmp_path``. Bad input must be exactly one stderr line starting
+with ``runner: error:``, exit status 2, and nothing written to the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
+from runner.stacks import load_catalog
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str | Path, env: dict[str, str] | None = None,
+        timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items()
+                if k != "COMPAT_STORE" and not k.startswith("COMPAT_PYTHON_")}
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=REPO,
+                          capture_output=True, text=True, timeout=timeout, env=full_env,
+                          check=False)
+
+
+def _assert_usage_error(res: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    lines = res.stderr.splitlines()
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("runner: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0]
+    return lines[0]
+
+
+def _assert_store_untouched(store: Path) -> None:
+    assert not store.exists() or not any(store.iterdir()), sorted(store.rglob("*"))
+
+
+BAD_TOML = "[[stack]\nid = 'x'\n"
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["matrix", "--stacks", "tf2.15,tf9.99"], ["unknown stack 'tf9.99'"]),
+    (["save", "--stacks", "nope"], ["unknown stack 'nope'"]),
+    (["load", "--stacks", "nope"], ["unknown stack 'nope'"]),
+    (["matrix", "--tags", "qiuck"], ["unknown tag 'qiuck'"]),
+    (["save", "-t", "quick,nonsense"], ["unknown tag 'nonsense'"]),
+    (["matrix", "--scenarios", "dense,no_such_scenario"], ["unknown scenario 'no_such_scenario'"]),
+    (["load", "--scenarios", "nope"], ["unknown scenario 'nope'"]),
+    (["matrix", "--formats", "h5,onnx"], ["unknown format 'onnx'"]),
+    (["save", "--formats", "pickle"], ["unknown format 'pickle'"]),
+    (["matrix", "--catalog", "{bad_catalog}"], ["{bad_catalog}", "not valid TOML"]),
+    (["save", "--catalog", "{bad_catalog}"], ["{bad_catalog}", "not valid TOML"]),
+    (["report", "--catalog", "{bad_catalog}", "--out", "{out}"], ["{bad_catalog}"]),
+    (["stacks", "--catalog", "{bad_catalog}"], ["{bad_catalog}", "not valid TOML"]),
+    (["matrix", "--catalog", "{invalid_catalog}"], ["{invalid_catalog}", "stack #1 (x)",
+                                                   "missing required key 'python'"]),
+    (["matrix", "--catalog", "{missing_catalog}"], ["{missing_catalog}", "not found"]),
+    (["matrix", "--scenario-dir", "{missing_dir}"], ["{missing_dir}", "not found"]),
+], ids=["stack", "stack_save", "stack_load", "tag", "tag_save", "scenario", "scenario_load",
+        "format", "format_save", "bad_toml", "bad_toml_save", "bad_toml_report",
+        "bad_toml_stacks", "invalid_catalog", "missing_catalog", "missing_scenario_dir"])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(
+        tmp_path: Path, args: list[str], fragments: list[str]) -> None:
+    values = {
+        "bad_catalog": tmp_path / "bad.toml",
+        "invalid_catalog": tmp_path / "invalid.toml",
+        "missing_catalog": tmp_path / "missing.toml",
+        "missing_dir": tmp_path / "no-scenarios",
+        "out": tmp_path / "reports",
+    }
+    values["bad_catalog"].write_text(BAD_TOML)
+    values["invalid_catalog"].write_text("[[stack]]\nid = 'x'\nrequirements = ['a==1']\n")
+    store = tmp_path / "store"
+    res = run(*[a.format(**values) for a in args], "--store", store)
+    _assert_usage_error(res, *[f.format(**values) for f in fragments])
+    _assert_store_untouched(store)
+    assert not values["out"].exists()
+
+
+def test_missing_command_is_a_usage_error(tmp_path: Path) -> None:
+    res = run()
+    assert res.returncode == 2
+    assert "usage:" in res.stderr
+
+
+def test_stacks_json_lists_the_catalog(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    res = run("stacks", "--json", "--store", store)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    catalog = load_catalog()
+    assert [r["id"] for r in rows] == [s.id for s in catalog]
+    for row, stack in zip(rows, catalog, strict=True):
+        assert {k: v for k, v in row.items() if k != "interpreter_found"} == stack.to_dict()
+        assert isinstance(row["interpreter_found"], bool)
+    _assert_store_untouched(store)
+
+
+def test_stacks_json_with_a_custom_catalog(tmp_path: Path) -> None:
+    catalog = tmp_path / "c.toml"
+    catalog.write_text("[[stack]]\nid = 'zz1'\npython = '3.98'\nrequirements = ['x==1']\n"
+                       "[[stack]]\nid = 'zz0'\npython = '3.98'\nrequirements = ['x==2']\n")
+    res = run("stacks", "--json", "--catalog", catalog,
+              env={"PYENV_ROOT": str(tmp_path / "no-pyenv")})
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)
+    assert [(r["id"], r["interpreter_found"]) for r in rows] == [("zz0", False), ("zz1", False)]
+
+
+def _store_with_records(root: Path) -> Store:
+    store = Store(root)
+    env = {"python": "3.11.7", "tensorflow": "2.15.1", "keras": "2.15.0", "backend": "tensorflow"}
+    store.write(Record(record_type="env", cell_id="env:tf2.15", stack="tf2.15",
+                       outcome=Outcome.OK, env=env))
+    for scenario in ("dense", "functional"):
+        store.write(Record(record_type="save", cell_id=save_cell_id(scenario, "h5", "tf2.15"),
+                           stack="tf2.15", outcome=Outcome.OK, saver="tf2.15",
+                           scenario=scenario, format="h5", env=env))
+    store.write(Record(record_type="load",
+                       cell_id=load_cell_id("dense", "h5", "tf2.15", "tf2.15", "default"),
+                       stack="tf2.15", outcome=Outcome.OK, saver="tf2.15", loader="tf2.15",
+                       scenario="dense", format="h5", variant="default", max_abs_diff=0.0,
+                       env=env, saver_env=env))
+    store.write(Record(record_type="load",
+                       cell_id=load_cell_id("functional", "h5", "tf2.15", "tf2.15", "default"),
+                       stack="tf2.15", outcome=Outcome.LOAD_ERROR, saver="tf2.15",
+                       loader="tf2.15", scenario="functional", format="h5", variant="default",
+                       error=ErrorInfo("builtins.ValueError", "bad input shape"),
+                       env=env, saver_env=env))
+    return store
+
+
+def test_report_from_a_store(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
+    out = tmp_path / "out"
+    res = run("report", "--store", store.root, "--out", out)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert sorted(p.name for p in out.iterdir()) == [
+        "index.html", "matrix.md", "results.csv", "results.json"]
+    cells = json.loads((out / "results.json").read_text(encoding="utf-8"))["cells"]
+    outcomes = {c["cell_id"]: c["outcome"] for c in cells}
+    assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
+                        "functional:h5:tf2.15->tf2.15:default": "load_error"}
+    assert f"report: 2 cells -> {out}/" in res.stdout
+    # the report only reads the store
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+
+
+def test_report_names_a_corrupt_record(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    bad = store.env_record_path("broken")
+    bad.write_text('{"schema_version": 99}')
+    res = run("report", "--store", store.root, "--out", tmp_path / "out")
+    line = _assert_usage_error(res, str(bad), "newer")
+    assert "schema_version 99" in line
+    assert not (tmp_path / "out").exists()
+
+
+def _json_docs(text: str) -> list[dict[str, object]]:
+    decoder = json.JSONDecoder()
+    docs, i = [], 0
+    text = text.strip()
+    while i < len(text):
+        obj, i = decoder.raw_decode(text, i)
+        docs.append(obj)
+        while i < len(text) and text[i].isspace():
+            i += 1
+    return docs
+
+
+def test_show_prints_matching_records(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    res = run("show", "--store", store.root, "functional:h5")
+    assert res.returncode == 0, res.stderr
+    docs = {str(d["cell_id"]): d for d in _json_docs(res.stdout)}
+    assert sorted(docs) == ["functional:h5:tf2.15", "functional:h5:tf2.15->tf2.15:default"]
+    assert docs["functional:h5:tf2.15"]["outcome"] == "ok"
+    load = Record.from_dict(docs["functional:h5:tf2.15->tf2.15:default"])
+    assert load.outcome is Outcome.LOAD_ERROR
+    assert load.error == ErrorInfo("builtins.ValueError", "bad input shape")
+
+    # a query starting with "-" needs "--" (argparse would take it for an option)
+    res = run("show", "--store", store.root, "--", "->tf2.15")
+    assert res.returncode == 0, res.stderr
+    assert len(_json_docs(res.stdout)) == 2
+
+
+def test_show_without_a_match(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    res = run("show", "--store", store.root, "no-such-cell")
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert res.stderr.splitlines() == ["runner: no recorded cell id contains 'no-such-cell'"]
+
+
+def test_show_on_a_missing_store_writes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    res = run("show", "--store", store, "dense")
+    assert res.returncode == 1
+    _assert_store_untouched(store)
