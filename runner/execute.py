@@ -336,11 +336,12 @@ class ProbeResult:
 
 
 def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: str = "auto",
-          timeout: float = 600.0, spawn: Spawn = _default_spawn) -> ProbeResult:
+          timeout: float = 600.0, extra_sys_path: Sequence[str] = (),
+          spawn: Spawn = _default_spawn) -> ProbeResult:
     """Import the stack's framework in a worker and report the installed versions."""
     shutil.rmtree(workdir, ignore_errors=True)
     ctl = workdir / "probe"
-    _write_request(ctl, "probe", [], keras_module, ())
+    _write_request(ctl, "probe", [], keras_module, extra_sys_path)
     log_path = ctl / _w.LOG_FILE
     try:
         proc = spawn([python, "-I", str(WORKER_PATH), "probe", str(ctl)], log_path, env)
