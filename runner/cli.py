@@ -45,6 +45,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cell-timeout", type=float, default=300.0, help="seconds per cell")
     p.add_argument("--import-timeout", type=float, default=600.0,
                    help="seconds a worker may take to import its framework")
+    p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+                   help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,7 +92,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = matrix.run_matrix(
         stacks, scenarios, formats, store,
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
-                       import_timeout=args.import_timeout, phases=phases),
+                       import_timeout=args.import_timeout, phases=phases,
+                       jobs=max(1, args.jobs)),
         savers=savers)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "

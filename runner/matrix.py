@@ -12,9 +12,11 @@ import dataclasses
 import hashlib
 import json
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -122,6 +124,7 @@ class Options:
     cell_timeout: float = 300.0
     import_timeout: float = 600.0
     phases: tuple[str, ...] = ("save", "load")
+    jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
 
 
 @dataclasses.dataclass
@@ -152,39 +155,59 @@ class _Runner:
         self.env_factory = env_factory
         self.summary = RunSummary()
         self.worker_sha = execute.worker_sha256()
+        self._lock = threading.Lock()  # summary counters and log lines, across --jobs threads
 
     def log(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+        with self._lock:
+            print(text, file=self.out, flush=True)
+
+    def count(self, phase: str, outcome: str, *, cached: bool) -> None:
+        with self._lock:
+            self.summary.counts[phase, outcome] += 1
+            if cached:
+                self.summary.cached += 1
+            else:
+                self.summary.computed += 1
+
+    def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack]) -> None:
+        """Apply ``fn`` to every stack, ``jobs`` at a time (results do not depend on it)."""
+        if self.opt.jobs <= 1 or len(stacks) <= 1:
+            for stack in stacks:
+                fn(stack)
+            return
+        with ThreadPoolExecutor(max_workers=self.opt.jobs) as pool:
+            for future in [pool.submit(fn, stack) for stack in stacks]:
+                future.result()
 
     # ----------------------------------------------------------------- environments
     def build_envs(self) -> None:
-        for i, stack in enumerate(self.stacks, 1):
-            self.log(f"[env {i}/{len(self.stacks)}] {stack.id}: python {stack.python}, "
-                     f"{' '.join(stack.requirements)}")
-            try:
-                senv = self.env_factory(stack, self.store)
-            except Exception as exc:
-                senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
-                                f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
-            self.summary.envs[stack.id] = senv
-            if senv.ok:
-                v = senv.versions
-                self.log(f"    ok ({'reused' if senv.reused else 'built'} in {senv.build_s:.1f} s): "
-                         f"python {v.get('python')}, tensorflow {v.get('tensorflow')}, "
-                         f"keras {v.get('keras')} ({v.get('keras_api')}, backend {v.get('backend')})")
-            else:
-                self.log(f"    UNAVAILABLE: {(senv.reason or '').splitlines()[0]}")
-            self.store.write(Record(
-                record_type="env", cell_id=f"env:{stack.id}", stack=stack.id,
-                outcome=Outcome.OK if senv.ok else Outcome.ENV_UNAVAILABLE,
-                key=senv.fingerprint, phase=None if senv.ok else "import",
-                error=None if senv.ok else ErrorInfo(senv.error_type or "runner.EnvUnavailable",
-                                                     senv.reason or ""),
-                env=senv.versions, worker_sha256=self.worker_sha,
-                duration_s=senv.build_s,
-                details={"requirements": list(stack.requirements), "python_requested": stack.python,
-                         "env_vars": stack.env_dict, "keras_module": stack.keras_module,
-                         "reused": senv.reused}))
+        self.each(self._build_env, self.stacks)
+
+    def _build_env(self, stack: Stack) -> None:
+        try:
+            senv = self.env_factory(stack, self.store)
+        except Exception as exc:
+            senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
+                            f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
+        self.summary.envs[stack.id] = senv
+        if senv.ok:
+            v = senv.versions
+            self.log(f"[env] {stack.id}: ok ({'reused' if senv.reused else 'built'} in {senv.build_s:.1f} s): "
+                     f"python {v.get('python')}, tensorflow {v.get('tensorflow')}, "
+                     f"keras {v.get('keras')} ({v.get('keras_api')}, backend {v.get('backend')})")
+        else:
+            self.log(f"[env] {stack.id}: UNAVAILABLE: {(senv.reason or '').splitlines()[0]}")
+        self.store.write(Record(
+            record_type="env", cell_id=f"env:{stack.id}", stack=stack.id,
+            outcome=Outcome.OK if senv.ok else Outcome.ENV_UNAVAILABLE,
+            key=senv.fingerprint, phase=None if senv.ok else "import",
+            error=None if senv.ok else ErrorInfo(senv.error_type or "runner.EnvUnavailable",
+                                                 senv.reason or ""),
+            env=senv.versions, worker_sha256=self.worker_sha,
+            duration_s=senv.build_s,
+            details={"requirements": list(stack.requirements), "python_requested": stack.python,
+                     "env_vars": stack.env_dict, "keras_module": stack.keras_module,
+                     "reused": senv.reused}))
 
     # ------------------------------------------------------------------------ saves
     def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> str:
@@ -206,8 +229,7 @@ class _Runner:
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
                 if (not self.opt.fresh and old is not None and old.key == key
                         and (old.outcome is not Outcome.OK or (art / _w.SAVE_INFO_FILE).exists())):
-                    self.summary.cached += 1
-                    self.summary.counts["save", old.outcome.value] += 1
+                    self.count("save", old.outcome.value, cached=True)
                     continue
                 meta[cid] = (sc, fmt, key)
                 todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
@@ -243,8 +265,7 @@ class _Runner:
                         old = self.store.read(self.store.load_record_path(
                             loader.id, saver.id, sc.name, fmt, variant))
                         if not self.opt.fresh and old is not None and old.key == key:
-                            self.summary.cached += 1
-                            self.summary.counts["load", old.outcome.value] += 1
+                            self.count("load", old.outcome.value, cached=True)
                             continue
                         todo.append({"cell_id": cid, "scenario": sc.name,
                                      "scenario_path": str(sc.path), "format": fmt,
@@ -275,7 +296,7 @@ class _Runner:
                      worker_sha256=self.worker_sha, scenario_sha256=sc.sha256,
                      saver_env=saved.env if saved else {})
         self.store.write(rec)
-        self.summary.counts[phase, rec.outcome.value] += 1
+        self.count(phase, rec.outcome.value, cached=False)
 
     def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, stack: str,
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
@@ -314,8 +335,7 @@ class _Runner:
                 isolate=self.opt.isolate), 1):
             rec = to_record(res)
             self.store.write(rec)
-            self.summary.computed += 1
-            self.summary.counts[phase, rec.outcome.value] += 1
+            self.count(phase, rec.outcome.value, cached=False)
             msg = ""
             if rec.error and rec.outcome is not Outcome.OK:
                 msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
@@ -341,10 +361,8 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     runner.build_envs()
     envs = runner.summary.envs
     if "save" in options.phases:
-        for stack in stacks:
-            runner.run_saves(envs[stack.id])
+        runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
     if "load" in options.phases:
-        for stack in stacks:
-            runner.run_loads(envs[stack.id])
+        runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
     return runner.summary

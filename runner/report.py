@@ -65,6 +65,8 @@ COLUMNS = [
     "source", "traceback_tail",
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
+# What a correct save of each format looks like on disk (the worker sniffs magic bytes).
+_EXPECTED_WRITE = {"h5": "h5", "keras": "keras_v3", "savedmodel": "savedmodel"}
 TRACEBACK_CHARS = 1500
 
 
@@ -259,11 +261,12 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
                 n = notes.number(r)
                 line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else ""))
             table.append(line)
-        written = sorted({str(w) for w in part["written_as"].dropna() if w and w != fmt})
+        odd = part[part["written_as"].notna() & (part["written_as"] != "")
+                   & (part["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
         lines += [title, ""]
-        if written and fmt == "keras":
-            lines += [f"Some savers wrote `{'`, `'.join(written)}` under the `.keras` name "
-                      "(see `written_as` in results.csv).", ""]
+        for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
+                                  key=lambda p: natural_key(p[0])):
+            lines += [f"`{saver}` wrote `{what}` when asked for `{fmt}` (see `written_as`).", ""]
         lines += [tabulate(table, headers=["saver \\ loader", *loaders], tablefmt="github"), ""]
     lines += ["## Footnotes", ""]
     for (etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):

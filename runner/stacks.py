@@ -204,11 +204,24 @@ def select(
 _python_cache: dict[str, str | None] = {}
 
 
+# Prints "X.Y" and the *base* interpreter: a venv's python (e.g. nox's own session venv,
+# first on PATH inside a session) must not become the base of a stack's venv.
+_PROBE = """
+import os, sys
+exe = sys.executable
+if sys.prefix != getattr(sys, "base_prefix", sys.prefix):
+    base = os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])
+    exe = base if os.path.exists(base) else exe
+print("%d.%d" % sys.version_info[:2])
+print(exe)
+"""
+
+
 def _probe_interpreter(candidate: str, version: str) -> str | None:
-    """Run a candidate; return its real sys.executable if it is CPython ``version``."""
+    """Run a candidate; return its base interpreter if it is CPython ``version``."""
     try:
         out = subprocess.run(
-            [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2]); print(sys.executable)"],
+            [candidate, "-c", _PROBE],
             capture_output=True, text=True, timeout=30, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):

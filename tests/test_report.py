@@ -115,7 +115,14 @@ def _save(saver: str, scenario: str, fmt: str, outcome: Outcome,
     return Record(record_type="save", cell_id=save_cell_id(scenario, fmt, saver), stack=saver,
                   outcome=outcome, key=f"key-{saver}-{scenario}-{fmt}", saver=saver,
                   scenario=scenario, format=fmt, phase="save", error=error, duration_s=1.5,
-                  env=ENVS.get(saver, {}), details={"written_as": fmt})
+                  env=ENVS.get(saver, {}), details={"written_as": _written_as(saver, fmt)})
+
+
+def _written_as(saver: str, fmt: str) -> str:
+    """What the worker's magic-byte sniff reports; TF <= 2.12 writes HDF5 for '.keras'."""
+    if fmt == "keras":
+        return "h5" if saver == "tf2.4" else "keras_v3"
+    return fmt
 
 
 def _load(saver: str, loader: str, scenario: str, variant: str, outcome: Outcome,
