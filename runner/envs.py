@@ -99,6 +99,18 @@ def _read_marker(venv: Path) -> dict[str, Any]:
         return {}
 
 
+def _pip_settings() -> list[str]:
+    """uv ignores pip's configuration: carry over the user's pip index and find-links
+    variables (a corporate mirror, a local folder of wheels such as a CPU-only torch)."""
+    args: list[str] = []
+    if os.environ.get("PIP_INDEX_URL") and not os.environ.get("UV_INDEX_URL"):
+        args += ["--index-url", os.environ["PIP_INDEX_URL"]]
+    if not os.environ.get("UV_FIND_LINKS"):
+        for location in os.environ.get("PIP_FIND_LINKS", "").split():
+            args += ["--find-links", location]
+    return args
+
+
 def _install(uv: list[str], interpreter: str, stack: Stack, venv: Path,
              log_path: Path) -> tuple[bool, str]:
     """Create the venv and install the stack's requirements; (ok, error text)."""
@@ -107,7 +119,8 @@ def _install(uv: list[str], interpreter: str, stack: Stack, venv: Path,
     env.setdefault("UV_COMPILE_BYTECODE", "1")  # without .pyc every TF import is 3-4x slower
     commands = [
         [*uv, "venv", "--quiet", "--clear", "--python", interpreter, str(venv)],
-        [*uv, "pip", "install", "--python", str(_venv_python(venv)), *stack.requirements],
+        [*uv, "pip", "install", "--python", str(_venv_python(venv)), *_pip_settings(),
+         *stack.requirements],
     ]
     with log_path.open("w") as log:
         for argv in commands:

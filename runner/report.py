@@ -45,7 +45,8 @@ MEANINGS: dict[str, str] = {
     "mismatch": "loaded, but predictions differ beyond tolerance (max |diff| in the CSV)",
     "load_error": "the loader raised (type and message in the footnote)",
     "save_error": "the saver could not write this artifact, so nothing to load",
-    "not_applicable": "this format/scenario cannot exist in the saving stack",
+    "not_applicable": "cannot exist: the saving stack cannot write it, or the loading stack has no "
+                      "way to read that format at all (e.g. an exported SavedModel without TensorFlow)",
     "timeout": "the cell exceeded its time limit",
     "crash": "the worker process died in this cell (signal or exit code in the footnote)",
     "protocol_error": "the worker broke the runner's protocol",
@@ -66,7 +67,8 @@ COLUMNS = [
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
 # What a correct save of each format looks like on disk (the worker sniffs magic bytes).
-_EXPECTED_WRITE = {"h5": "h5", "keras": "keras_v3", "savedmodel": "savedmodel"}
+_EXPECTED_WRITE = {"h5": "h5", "keras": "keras_v3", "savedmodel": "savedmodel",
+                   "json+weights": "json", "export": "savedmodel"}
 TRACEBACK_CHARS = 1500
 
 
@@ -244,7 +246,11 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
                       headers=["symbol", "outcome", "meaning"], tablefmt="github"), "",
              "A superscript number points to the footnote with the error type and the first "
              "line of its message.", "",
-             "## Summary (cells per outcome, by loader)", "", _summary_table(df, "github"), ""]
+             "## Summary (cells per outcome, by loader)", "", _summary_table(df, "github"), "",
+             "## Per-stack summary", "",
+             "Cells between different stacks only, `not_applicable` excluded: a load counts as "
+             "ok when the model loaded and its predictions matched.", "",
+             _per_stack(df, "github"), ""]
     for scenario, fmt, variant, part in _grids(df):
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
         savers = sorted(part["saver"].unique(), key=natural_key)
@@ -284,6 +290,30 @@ def _summary_table(df: pd.DataFrame, tablefmt: str) -> str:
     rows = [[idx, *[int(v) for v in vals]] for idx, vals in zip(pivot.index, pivot.values, strict=True)]
     total = ["**all**" if tablefmt == "github" else "all", *[int(pivot[c].sum()) for c in order]]
     return tabulate([*rows, total], headers=["loader", *order], tablefmt=tablefmt)
+
+
+def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
+    """For each stack: how many artifacts of *other* stacks it loads and matches, and how
+    many of its own artifacts other stacks load and match (cells that could exist only)."""
+    if df.empty:
+        return "(no cells)"
+    cross = df[(df["saver"] != df["loader"]) & (df["outcome"] != "not_applicable")]
+    rows = []
+    for stack in sorted(set(df["saver"]) | set(df["loader"]), key=natural_key):
+        as_loader = cross[cross["loader"] == stack]
+        as_saver = cross[cross["saver"] == stack]
+        own = df[(df["saver"] == stack) & (df["loader"] == stack) & (df["outcome"] != "not_applicable")]
+        rows.append([stack, _ratio(as_loader), _ratio(as_saver), _ratio(own)])
+    return tabulate(rows, headers=["stack", "loads others' artifacts (ok / cells)",
+                                   "its artifacts load elsewhere", "own round trip"],
+                    tablefmt=tablefmt)
+
+
+def _ratio(part: pd.DataFrame) -> str:
+    if part.empty:
+        return "—"
+    ok = int((part["outcome"] == "ok").sum())
+    return f"{ok} / {len(part)} ({100 * ok / len(part):.0f} %)"
 
 
 def terminal_summary(df: pd.DataFrame) -> str:

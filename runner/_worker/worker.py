@@ -65,9 +65,10 @@ PROTOCOL_VERSION = 1
 PHASES = ("import", "build", "save", "load", "predict", "compare")
 COMMANDS = ("probe", "save", "load")
 WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable")
-FORMATS = ("h5", "savedmodel", "keras")
+FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
 VARIANTS = ("default", "custom_objects")
-MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras"}
+MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras",
+               "json+weights": "model.json", "export": "export"}
 REQUEST_FILE = "request.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
@@ -406,32 +407,167 @@ def sniff_artifact(path):
         return "keras_v3"
     if head.startswith(b"\x89HDF\r\n\x1a\n"):
         return "h5"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "json"
     return "unknown"
 
 
-def _save_model(fw, model, fmt, path):
+def _tf_major(fw):
+    try:
+        return int(str(fw.tf.__version__).split(".")[0])
+    except (AttributeError, ValueError):
+        return 0
+
+
+def _save_model(fw, model, fmt, tmp):
+    """Write ``model`` in ``fmt`` into the directory ``tmp``; return save.json file fields."""
     if fmt == "h5":
+        path = os.path.join(tmp, MODEL_FILES[fmt])
         if fw.keras_major >= 3:
             model.save(path)
         else:
             model.save(path, save_format="h5")
-    elif fmt == "savedmodel":
+        return {"model_file": MODEL_FILES[fmt]}
+    if fmt == "savedmodel":
         if fw.keras_major >= 3:
             raise NotApplicable(
                 "Keras %s cannot write the legacy TF SavedModel format with model.save(); "
                 "it only exports inference artifacts (model.export)" % fw.keras_version)
-        model.save(path, save_format="tf")
-    elif fmt == "keras":
-        model.save(path)
-    else:
-        raise ValueError("unknown format %r" % (fmt,))
+        model.save(os.path.join(tmp, MODEL_FILES[fmt]), save_format="tf")
+        return {"model_file": MODEL_FILES[fmt]}
+    if fmt == "keras":
+        model.save(os.path.join(tmp, MODEL_FILES[fmt]))
+        return {"model_file": MODEL_FILES[fmt]}
+    if fmt == "json+weights":
+        # The route the Keras docs call robust: architecture as JSON + a weights file, named
+        # as a user of this release must (Keras 3 insists on the .weights.h5 suffix).
+        with open(os.path.join(tmp, MODEL_FILES[fmt]), "w") as fh:
+            fh.write(model.to_json())
+        weights = "model.weights.h5" if fw.keras_major >= 3 else "weights.h5"
+        model.save_weights(os.path.join(tmp, weights))
+        return {"model_file": MODEL_FILES[fmt], "weights_file": weights}
+    if fmt == "export":
+        path = os.path.join(tmp, MODEL_FILES[fmt])
+        if fw.keras_major >= 3:
+            if fw.tf is None:
+                raise NotApplicable("model.export() writes a TF SavedModel and needs TensorFlow, "
+                                    "which this stack does not have")
+            model.export(path)
+        elif _tf_major(fw) >= 2:
+            fw.tf.saved_model.save(model, path)
+        else:
+            fw.tf.keras.experimental.export_saved_model(model, path)
+        return {"model_file": MODEL_FILES[fmt]}
+    raise ValueError("unknown format %r" % (fmt,))
 
 
-def _load_model(fw, path, custom_objects):
+def _load_model(fw, path, custom_objects, saved):
+    """Load a Keras model the way a user of this stack would; return (model, predict_fn)."""
     kwargs = {}
     if custom_objects is not None:
         kwargs["custom_objects"] = custom_objects
-    return fw.keras.models.load_model(path, **kwargs)
+    fmt = saved["format"]
+    if fmt == "json+weights":
+        with open(path) as fh:
+            model = fw.keras.models.model_from_json(fh.read(), **kwargs)
+        model.load_weights(os.path.join(os.path.dirname(path), saved["weights_file"]))
+    elif fmt == "export":
+        return None, _export_predictor(fw, path, saved)
+    else:
+        model = fw.keras.models.load_model(path, **kwargs)
+
+    def predict(xs):
+        return _as_list(model.predict(_model_input(xs), verbose=0))
+
+    return model, predict
+
+
+def _export_predictor(fw, path, saved):
+    """A callable over an exported inference SavedModel (no Keras model comes back)."""
+    keys = saved.get("export_keys") or {}
+    if fw.tf is None:
+        raise NotApplicable("an exported TF SavedModel can only be loaded with TensorFlow, "
+                            "which this stack does not have")
+    tf = fw.tf
+    if fw.keras_major >= 3:
+        # Keras 3 users: keras.layers.TFSMLayer; "serve" for model.export(), else the
+        # signature TF writes by default.
+        endpoint = "serve" if saved.get("export_endpoint") == "serve" else "serving_default"
+        layer = fw.keras.layers.TFSMLayer(path, call_endpoint=endpoint)
+
+        def predict_tfsm(xs):
+            out = layer(xs[0] if len(xs) == 1 else list(xs))
+            return _ordered_outputs(fw.np, out, keys.get("outputs"))
+
+        return predict_tfsm
+    if _tf_major(fw) >= 2:
+        obj = tf.saved_model.load(path)
+        fn = obj.signatures["serving_default"]
+        names = keys.get("inputs") or sorted(fn.structured_input_signature[1])
+
+        def predict_sig(xs, _keep_alive=obj):
+            # The signature holds only weak references to the loaded variables: the
+            # loaded object must stay alive while it is called (as a user's would).
+            out = fn(**{n: tf.constant(x) for n, x in zip(names, xs)})
+            return _ordered_outputs(fw.np, out, keys.get("outputs"))
+
+        return predict_sig
+
+    def predict_v1(xs):
+        with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+            meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+            sig = meta.signature_def["serving_default"]
+            names = keys.get("inputs") or sorted(sig.inputs)
+            feed = {sig.inputs[n].name: x for n, x in zip(names, xs)}
+            out = sess.run({k: v.name for k, v in sig.outputs.items()}, feed)
+        return _ordered_outputs(fw.np, out, keys.get("outputs"))
+
+    return predict_v1
+
+
+def _ordered_outputs(np, out, order):
+    if isinstance(out, dict):
+        names = order if order and set(order) == set(out) else sorted(out)
+        return [np.asarray(out[k]) for k in names]
+    return [np.asarray(o) for o in _as_list(out)]
+
+
+def _export_keys(fw, path, xs, ys):
+    """How the exported signature names inputs and outputs, in the model's order.
+
+    The saver works this out once (by shape for inputs, by value for outputs) so that
+    every loader can call the signature and compare outputs in the right order.
+    """
+    np = fw.np
+    info = {"export_endpoint": "serving_default"}
+    if fw.tf is None or _tf_major(fw) < 2:
+        return info
+    obj = fw.tf.saved_model.load(path)
+    if hasattr(obj, "serve"):
+        info["export_endpoint"] = "serve"
+    fn = obj.signatures.get("serving_default") if hasattr(obj, "signatures") else None
+    if fn is None:
+        return info
+    specs = fn.structured_input_signature[1]
+    free = sorted(specs)
+    inputs = []
+    for x in xs:
+        match = [n for n in free if tuple(specs[n].shape[1:]) == tuple(x.shape[1:])]
+        if not match:
+            return info
+        inputs.append(match[0])
+        free.remove(match[0])
+    out = fn(**{n: fw.tf.constant(x) for n, x in zip(inputs, xs)})
+    outputs = []
+    for y in ys:
+        scores = sorted((float(np.max(np.abs(np.asarray(v, dtype="float64") - y)))
+                         if np.asarray(v).shape == y.shape else float("inf"), k)
+                        for k, v in out.items() if k not in outputs)
+        if not scores or scores[0][0] == float("inf"):
+            return info
+        outputs.append(scores[0][1])
+    info["export_keys"] = {"inputs": inputs, "outputs": outputs}
+    return info
 
 
 # ---------------------------------------------------------------------------- cells
@@ -445,6 +581,11 @@ def _replace_dir(tmp, final):
     os.rename(tmp, final)
     if trash is not None:
         shutil.rmtree(trash, ignore_errors=True)
+
+
+def _fit_one_step(model, tx, ty):
+    model.fit(_model_input(tx), ty[0] if len(ty) == 1 else list(ty), batch_size=len(ty[0]),
+              epochs=1, shuffle=False, verbose=0)
 
 
 def save_cell(fw, cell, ctx, seed):
@@ -466,6 +607,14 @@ def save_cell(fw, cell, ctx, seed):
     else:
         _deterministic_weights(fw, model, seed)
     xs = [np.asarray(x) for x in _as_list(scenario.inputs(np))]
+    train = None
+    if hasattr(scenario, "train_data"):
+        # Trained scenarios: one optimizer step before saving, so the artifact carries
+        # optimizer state (Adam moments, iteration count) as well as weights.
+        ctx["phase"] = "build"
+        tx, ty = scenario.train_data(np)
+        train = ([np.asarray(a) for a in _as_list(tx)], [np.asarray(a) for a in _as_list(ty)])
+        _fit_one_step(model, train[0], train[1])
     ctx["phase"] = "predict"
     ys = [np.asarray(y) for y in _as_list(model.predict(_model_input(xs), verbose=0))]
 
@@ -478,33 +627,44 @@ def save_cell(fw, cell, ctx, seed):
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
     try:
-        return _write_artifact(fw, model, fmt, xs, ys, tmp, final, cell)
+        return _write_artifact(fw, model, fmt, xs, ys, train, tmp, final, cell)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # a failed save leaves nothing behind
 
 
-def _write_artifact(fw, model, fmt, xs, ys, tmp, final, cell):
+def _write_artifact(fw, model, fmt, xs, ys, train, tmp, final, cell):
     np = fw.np
-    model_file = MODEL_FILES[fmt]
-    _save_model(fw, model, fmt, os.path.join(tmp, model_file))
+    files = _save_model(fw, model, fmt, tmp)
+    model_file = files["model_file"]
     written_as = sniff_artifact(os.path.join(tmp, model_file))
-    arrays = {}
-    for i, x in enumerate(xs):
-        arrays["x%d" % i] = x
-    for i, y in enumerate(ys):
-        arrays["y%d" % i] = y
-    with open(os.path.join(tmp, REFERENCE_FILE), "wb") as fh:
-        np.savez(fh, **arrays)
     info = {
         "scenario": cell["scenario"],
         "format": fmt,
-        "model_file": model_file,
         "written_as": written_as,
         "n_inputs": len(xs),
         "n_outputs": len(ys),
         "output_shapes": [list(y.shape) for y in ys],
         "env": env_info(fw),
     }
+    info.update(files)
+    if fmt == "export":
+        info.update(_export_keys(fw, os.path.join(tmp, model_file), xs, ys))
+    arrays = {}
+    for i, x in enumerate(xs):
+        arrays["x%d" % i] = x
+    for i, y in enumerate(ys):
+        arrays["y%d" % i] = y
+    if train is not None:
+        # The saver's model after one *more* step: a loader that resumes training from
+        # the artifact must land here if the optimizer state survived.
+        _fit_one_step(model, train[0], train[1])
+        zs = _as_list(model.predict(_model_input(xs), verbose=0))
+        for name, group in (("tx", train[0]), ("ty", train[1]), ("z", zs)):
+            for i, a in enumerate(group):
+                arrays["%s%d" % (name, i)] = np.asarray(a)
+        info["n_train_x"], info["n_train_y"], info["n_z"] = len(train[0]), len(train[1]), len(zs)
+    with open(os.path.join(tmp, REFERENCE_FILE), "wb") as fh:
+        np.savez(fh, **arrays)
     with open(os.path.join(tmp, SAVE_INFO_FILE), "w") as fh:
         json.dump(info, fh, indent=1, sort_keys=True)
     _replace_dir(tmp, final)
@@ -535,15 +695,42 @@ def compare_outputs(np, got, ref, atol, rtol):
     return ("ok" if close else "mismatch"), worst, {}
 
 
+def _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx):
+    """Train the loaded model one more step; compare with the saver's next step.
+
+    Returns None when the optimizer state survived, else (max_abs_diff, reason).
+    """
+    np = fw.np
+    ctx["phase"] = "compare"
+    if model is None:
+        return None, "the format restores no Keras model, so training cannot resume"
+    tx = [ref["tx%d" % i] for i in range(saved["n_train_x"])]
+    ty = [ref["ty%d" % i] for i in range(saved["n_train_y"])]
+    zs = [ref["z%d" % i] for i in range(saved["n_z"])]
+    if getattr(model, "optimizer", None) is None:
+        return None, "the loaded model has no optimizer (not compiled): optimizer state lost"
+    try:
+        _fit_one_step(model, tx, ty)
+    except Exception as exc:  # the reason is the finding
+        return None, "training could not resume: %s: %s" % (type(exc).__name__,
+                                                              _truncate(str(exc), 300))
+    got = _as_list(model.predict(_model_input([ref["x%d" % i] for i in range(saved["n_inputs"])]),
+                                 verbose=0))
+    outcome, diff, _ = compare_outputs(np, got, zs, atol, rtol)
+    if outcome == "ok":
+        return None, None
+    return diff, "one more training step diverges from the saver's: optimizer state not restored"
+
+
 def load_cell(fw, cell, ctx, seed):
     np = fw.np
     ctx["phase"] = "load"
     art = cell["artifact_dir"]
     with open(os.path.join(art, SAVE_INFO_FILE)) as fh:
         saved = json.load(fh)
-    with np.load(os.path.join(art, REFERENCE_FILE), allow_pickle=False) as ref:
-        xs = [ref["x%d" % i] for i in range(saved["n_inputs"])]
-        ys = [ref["y%d" % i] for i in range(saved["n_outputs"])]
+    ref = dict(np.load(os.path.join(art, REFERENCE_FILE), allow_pickle=False))
+    xs = [ref["x%d" % i] for i in range(saved["n_inputs"])]
+    ys = [ref["y%d" % i] for i in range(saved["n_outputs"])]
     custom_objects = None
     variant = cell.get("variant", "default")
     if variant == "custom_objects":
@@ -555,13 +742,22 @@ def load_cell(fw, cell, ctx, seed):
         raise ValueError("unknown load variant %r" % (variant,))
     # "default" never imports the scenario: the loader has not seen its custom classes.
     _seed_everything(fw, seed)
-    model = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects)
+    model, predict = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects, saved)
     ctx["phase"] = "predict"
-    got = [np.asarray(y) for y in _as_list(model.predict(_model_input(xs), verbose=0))]
+    got = [np.asarray(y) for y in predict(xs)]
     ctx["phase"] = "compare"
-    outcome, diff, details = compare_outputs(np, got, ys, float(cell["atol"]), float(cell["rtol"]))
-    details["loaded_class"] = type(model).__name__
+    atol, rtol = float(cell["atol"]), float(cell["rtol"])
+    outcome, diff, details = compare_outputs(np, got, ys, atol, rtol)
+    details["loaded_class"] = type(model).__name__ if model is not None else "exported SavedModel"
     details["written_as"] = saved.get("written_as")
+    if outcome == "ok" and "n_z" in saved:
+        train_diff, reason = _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx)
+        if reason:
+            outcome = "mismatch"
+            details["reason"] = reason
+            details["check"] = "optimizer_state"
+            if train_diff is not None:
+                diff = train_diff
     return outcome, diff, details
 
 
