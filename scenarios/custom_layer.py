@@ -17,7 +17,9 @@ def _register(keras):
     saving = getattr(keras, "saving", None)
     register = getattr(saving, "register_keras_serializable", None)
     if register is None:
-        register = keras.utils.register_keras_serializable
+        register = getattr(keras.utils, "register_keras_serializable", None)
+    if register is None:  # TF 1.15: no registry decorator; custom_objects is the only way
+        return lambda cls: cls
     return register(package=PACKAGE)
 
 

@@ -59,7 +59,7 @@ def test_shipped_catalog_loads_and_validates() -> None:
 
 def test_shipped_catalog_tf_ids_sort_naturally() -> None:
     ids = [s.id for s in load_catalog()]
-    wanted = ["tf2.4", "tf2.15", "tf2.18", "tf2.18-tfkeras"]
+    wanted = ["tf1.15", "tf2.4", "tf2.15", "tf2.16-tfkeras", "tf2.18", "tf2.21", "tf2.21-tfkeras"]
     present = [i for i in ids if i in wanted]
     assert present == wanted
 

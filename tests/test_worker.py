@@ -306,6 +306,17 @@ def test_build_not_implemented_is_not_applicable(fake: FakeStack) -> None:
     assert not Path(save["artifact_dir"]).exists()
 
 
+def test_not_implemented_raised_by_the_framework_is_a_save_error(fake: FakeStack) -> None:
+    """Only the scenario's own NotImplementedError means "cannot exist here": the same
+    exception from inside Keras/TF during build is a failure a user meets (TF 1.15's
+    LSTM under numpy >= 1.20 raises it)."""
+    save = fake.save_cell("lib", "mlp")
+    [res] = fake.run("save", [save], {"build": {"action": "not_implemented",
+                                                "arg": "Cannot convert a symbolic Tensor"}})
+    assert (res["outcome"], res["phase"]) == ("save_error", "build")
+    assert res["error"]["type"] == "builtins.NotImplementedError"
+
+
 def test_format_outside_scenario_formats_is_not_applicable(fake: FakeStack) -> None:
     cells = [fake.save_cell("h5only-keras", "h5_only", "keras"),
              fake.save_cell("h5only-h5", "h5_only", "h5")]

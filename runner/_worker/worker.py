@@ -583,6 +583,16 @@ def _replace_dir(tmp, final):
         shutil.rmtree(trash, ignore_errors=True)
 
 
+def _raised_in(exc, path):
+    """True if the innermost frame of ``exc``'s traceback is in the file ``path``."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    if tb is None:
+        return False
+    return os.path.abspath(tb.tb_frame.f_code.co_filename) == os.path.abspath(path)
+
+
 def _fit_one_step(model, tx, ty):
     model.fit(_model_input(tx), ty[0] if len(ty) == 1 else list(ty), batch_size=len(ty[0]),
               epochs=1, shuffle=False, verbose=0)
@@ -600,7 +610,11 @@ def save_cell(fw, cell, ctx, seed):
     try:
         model = scenario.build(fw.keras)
     except NotImplementedError as exc:
-        raise NotApplicable(str(exc) or "scenario cannot be built in this stack") from exc
+        # Only the scenario saying so means "cannot exist here"; the same exception
+        # raised inside Keras/TF (e.g. TF 1.15's LSTM under a newer numpy) is a failure.
+        if _raised_in(exc, cell["scenario_path"]):
+            raise NotApplicable(str(exc) or "scenario cannot be built in this stack") from exc
+        raise
     init = getattr(scenario, "init_weights", None)
     if init is not None:
         init(model, np)
