@@ -28,6 +28,7 @@ pytestmark = pytest.mark.real
 
 REPO = Path(__file__).resolve().parent.parent
 STACKS = "tf2.15,tf2.18,keras3.15-jax"
+SELECTION = ("--scenarios", "dense,functional,custom_layer", "--formats", "h5,savedmodel,keras")
 ENVS_DIR = os.environ.get("COMPAT_ENVS_DIR") or str(REPO / ".matrix" / "envs")
 
 
@@ -51,7 +52,7 @@ def _records(store: Path) -> dict[str, Record]:
 @pytest.fixture(scope="module")
 def matrix_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     store = tmp_path_factory.mktemp("real-matrix")
-    _runner("matrix", "--stacks", STACKS, "--no-report", store=store)
+    _runner("matrix", "--stacks", STACKS, *SELECTION, "--no-report", store=store)
     return store
 
 
@@ -116,7 +117,7 @@ def test_keras_format_is_sniffed(matrix_store: Path) -> None:
 
 
 def test_second_run_is_cached(matrix_store: Path) -> None:
-    proc = _runner("matrix", "--stacks", STACKS, "--no-report", store=matrix_store)
+    proc = _runner("matrix", "--stacks", STACKS, *SELECTION, "--no-report", store=matrix_store)
     assert " 0 cells run," in proc.stdout, proc.stdout[-2000:]
 
 
@@ -153,7 +154,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     """SIGKILL the runner mid-load; the rerun completes only the missing cells, once each."""
     store = tmp_path / "killed"
     args = ["matrix", "--stacks", "tf2.15,keras3.15-jax", "--scenarios", "dense,custom_layer",
-            "--no-report"]
+            "--formats", "h5,savedmodel,keras", "--no-report"]
     env = {**os.environ, "COMPAT_ENVS_DIR": ENVS_DIR}
     proc = subprocess.Popen([sys.executable, "-m", "runner", *args, "--store", str(store)],
                             cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
