@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="write reports from the records already in the store")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--stacks", type=_csv, default=[], help="only these stacks (default: the catalog)")
+    p.add_argument("--tags", "-t", type=_csv, default=[], help="only stacks with these tags")
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
     _common(p)
     p.add_argument("--json", action="store_true")
@@ -99,18 +101,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
           f"{summary.wall_s:.0f} s. {counts}", flush=True)
     if args.command == "matrix" and not args.no_report:
-        return _report(store, args.out, catalog, print_summary=True)
+        return _report(store, args.out, [s.id for s in stacks], print_summary=True)
     return 0
 
 
-def _report(store: Store, out: Path, catalog: Sequence[object], print_summary: bool) -> int:
+def _report(store: Store, out: Path, stack_ids: Sequence[str], print_summary: bool) -> int:
     try:
         from runner import report
     except ImportError as exc:  # pandas/tabulate missing on this interpreter
         print(f"runner: the report needs pandas and tabulate ({exc}); "
               "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
         return EXIT_USAGE
-    df = report.write_reports(store, out)
+    df = report.write_reports(store, out, stack_ids=stack_ids)
     if print_summary:
         print(report.terminal_summary(df))
     print(f"report: {len(df)} cells -> {out}/", flush=True)
@@ -149,7 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("matrix", "save", "load"):
             return _cmd_run(args)
         if args.command == "report":
-            return _report(Store(args.store), args.out, load_catalog(args.catalog), False)
+            selected = select(load_catalog(args.catalog), args.stacks, args.tags)
+            return _report(Store(args.store), args.out, [s.id for s in selected], False)
         if args.command == "stacks":
             return _cmd_stacks(args)
         return _cmd_show(args)

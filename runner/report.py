@@ -413,7 +413,9 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     """
     records = list(store.iter_records())
     if stack_ids is not None:
-        records = [r for r in records if r.stack in stack_ids]
+        # A cell belongs to the table only if both of its stacks do.
+        wanted = set(stack_ids)
+        records = [r for r in records if r.stack in wanted and (r.saver is None or r.saver in wanted)]
     scrub = _Scrubber(store)
     try:
         variants = {s.name: s.variants for s in discover_scenarios(scenario_dir)}

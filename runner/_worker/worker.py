@@ -538,36 +538,65 @@ def _export_keys(fw, path, xs, ys):
     The saver works this out once (by shape for inputs, by value for outputs) so that
     every loader can call the signature and compare outputs in the right order.
     """
-    np = fw.np
     info = {"export_endpoint": "serving_default"}
-    if fw.tf is None or _tf_major(fw) < 2:
+    if fw.tf is None:
         return info
-    obj = fw.tf.saved_model.load(path)
-    if hasattr(obj, "serve"):
-        info["export_endpoint"] = "serve"
-    fn = obj.signatures.get("serving_default") if hasattr(obj, "signatures") else None
-    if fn is None:
-        return info
-    specs = fn.structured_input_signature[1]
-    free = sorted(specs)
-    inputs = []
-    for x in xs:
-        match = [n for n in free if tuple(specs[n].shape[1:]) == tuple(x.shape[1:])]
-        if not match:
+    tf = fw.tf
+    if _tf_major(fw) >= 2:
+        obj = tf.saved_model.load(path)
+        if hasattr(obj, "serve"):
+            info["export_endpoint"] = "serve"
+        fn = obj.signatures.get("serving_default") if hasattr(obj, "signatures") else None
+        if fn is None:
             return info
-        inputs.append(match[0])
+        specs = fn.structured_input_signature[1]
+        shapes = {n: tuple(specs[n].shape[1:]) for n in specs}
+        names = _match_inputs(shapes, xs)
+        if names is None:
+            return info
+        out = fn(**{n: tf.constant(x) for n, x in zip(names, xs)})
+    else:
+        with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+            meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+            sig = meta.signature_def["serving_default"]
+            shapes = {n: tuple(d.size for d in sig.inputs[n].tensor_shape.dim)[1:] for n in sig.inputs}
+            names = _match_inputs(shapes, xs)
+            if names is None:
+                return info
+            feed = {sig.inputs[n].name: x for n, x in zip(names, xs)}
+            out = sess.run({k: v.name for k, v in sig.outputs.items()}, feed)
+    outputs = _match_outputs(fw.np, out, ys)
+    if outputs is not None:
+        info["export_keys"] = {"inputs": names, "outputs": outputs}
+    return info
+
+
+def _match_inputs(shapes, xs):
+    """Signature input names in the order of ``xs``, matched by shape (None if ambiguous)."""
+    free = sorted(shapes)
+    names = []
+    for x in xs:
+        match = [n for n in free
+                 if len(shapes[n]) == x.ndim - 1
+                 and all(d in (None, -1, s) for d, s in zip(shapes[n], x.shape[1:]))]
+        if not match:
+            return None
+        names.append(match[0])
         free.remove(match[0])
-    out = fn(**{n: fw.tf.constant(x) for n, x in zip(inputs, xs)})
-    outputs = []
+    return names
+
+
+def _match_outputs(np, out, ys):
+    """Signature output names in the order of ``ys``, matched by value."""
+    names = []
     for y in ys:
         scores = sorted((float(np.max(np.abs(np.asarray(v, dtype="float64") - y)))
                          if np.asarray(v).shape == y.shape else float("inf"), k)
-                        for k, v in out.items() if k not in outputs)
+                        for k, v in out.items() if k not in names)
         if not scores or scores[0][0] == float("inf"):
-            return info
-        outputs.append(scores[0][1])
-    info["export_keys"] = {"inputs": inputs, "outputs": outputs}
-    return info
+            return None
+        names.append(scores[0][1])
+    return names
 
 
 # ---------------------------------------------------------------------------- cells
