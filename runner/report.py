@@ -116,7 +116,8 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
          loader_env: dict[str, Any] | None = None, saver_env: dict[str, Any] | None = None,
          cell_id: str | None = None) -> dict[str, Any]:
     err = rec.error
-    message = scrub(err.message) if err else ""
+    # A mismatch has no exception but a reason (shape, NaN, optimizer state not restored).
+    message = scrub(err.message) if err else str(rec.details.get("reason") or "")
     return {
         "cell_id": cell_id or rec.cell_id,
         "scenario": rec.scenario,
@@ -277,7 +278,7 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
     lines += ["## Footnotes", ""]
     for (etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
         pipe_safe = msg.replace("|", "\\|")
-        lines.append(f"{n}. `{etype}`: {pipe_safe}")
+        lines.append(f"{n}. `{etype}`: {pipe_safe}" if etype else f"{n}. {pipe_safe}")
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -383,7 +384,7 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         parts.append("</table>")
     parts.append("<h2>Footnotes</h2><ol>")
     for (etype, msg), _n in sorted(notes.index.items(), key=lambda kv: kv[1]):
-        parts.append(f"<li><code>{esc(etype)}</code>: {esc(msg)}</li>")
+        parts.append(f"<li><code>{esc(etype)}</code>: {esc(msg)}</li>" if etype else f"<li>{esc(msg)}</li>")
     parts.append("</ol><div id='detail'>Click a cell for details.</div><script>")
     for name, obj in (("D", details), ("E", errors)):
         parts.append(f"const {name}=" + json.dumps(obj, sort_keys=True, default=_json_default)
