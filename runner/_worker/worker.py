@@ -217,6 +217,9 @@ def import_framework(keras_module):
             tf = None
     if keras_module == "keras" or tf is None:
         import keras
+
+        # Keras 3 on the TensorFlow backend has imported TF itself: export needs it.
+        tf = sys.modules.get("tensorflow")
     else:
         keras = tf.keras
         # tf.keras is a lazy module in some releases: touch it so errors surface here.
