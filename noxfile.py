@@ -131,6 +131,3 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("mypy")
 
-
-if os.environ.get("COMPAT_NOX_DEBUG"):
-    print(f"catalog: {', '.join(sorted((s.id for s in CATALOG), key=natural_key))}")

@@ -243,17 +243,29 @@ class _Runner:
                                         saver=senv.stack.id, scenario=sc, fmt=fmt)
 
     # ------------------------------------------------------------------------ loads
-    def run_loads(self, lenv: StackEnv) -> None:
-        loader = lenv.stack
-        todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str, str, Record]] = {}
+    def read_saved(self) -> None:
+        """Read every loadable save record once, before the loaders start (not once per loader)."""
+        self.saved: dict[tuple[str, str, str], Record] = {}
         for saver in self.savers:
             for sc in self.scenarios:
                 for fmt in self.formats:
                     saved = self.store.read(self.store.save_record_path(saver.id, sc.name, fmt))
                     art = self.store.artifact_dir(saver.id, sc.name, fmt)
-                    if saved is None or saved.outcome is not Outcome.OK or not (art / _w.SAVE_INFO_FILE).exists():
-                        continue  # the report shows why (save outcome or env) for this cell
+                    if saved is not None and saved.outcome is Outcome.OK and (art / _w.SAVE_INFO_FILE).exists():
+                        self.saved[saver.id, sc.name, fmt] = saved
+                    # else: the report shows why (save outcome or env) for this cell
+
+    def run_loads(self, lenv: StackEnv) -> None:
+        loader = lenv.stack
+        todo: list[dict[str, Any]] = []
+        meta: dict[str, tuple[Scenario, str, str, str, Record, str]] = {}
+        for saver in self.savers:
+            for sc in self.scenarios:
+                for fmt in self.formats:
+                    saved = self.saved.get((saver.id, sc.name, fmt))
+                    if saved is None:
+                        continue
+                    art = self.store.artifact_dir(saver.id, sc.name, fmt)
                     for variant in sc.variants:
                         cid = load_cell_id(sc.name, fmt, saver.id, loader.id, variant)
                         if not lenv.ok:
@@ -271,13 +283,13 @@ class _Runner:
                                      "scenario_path": str(sc.path), "format": fmt,
                                      "artifact_dir": str(art), "variant": variant,
                                      "atol": sc.atol, "rtol": sc.rtol})
-                        meta[cid] = (sc, fmt, saver.id, variant, saved)
+                        meta[cid] = (sc, fmt, saver.id, variant, saved, key)
         self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
 
-    def _load_record(self, lenv: StackEnv, meta: dict[str, tuple[Scenario, str, str, str, Record]],
+    def _load_record(self, lenv: StackEnv,
+                     meta: dict[str, tuple[Scenario, str, str, str, Record, str]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, saver, variant, saved = meta[res["cell_id"]]
-        key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
+        sc, fmt, saver, variant, saved, key = meta[res["cell_id"]]
         return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
                                         variant=variant, saver_env=saved.env)
@@ -355,7 +367,14 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     A stack that cannot be built yields ``env_unavailable`` records and the rest go on.
     """
     t0 = time.monotonic()
-    store.ensure()
+    with store.running():
+        return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0)
+
+
+def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
+         store: Store, options: Options, out: TextIO,
+         env_factory: Callable[[Stack, Store], StackEnv], savers: Sequence[Stack] | None,
+         t0: float) -> RunSummary:
     runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store,
                      options, out, env_factory)
     runner.build_envs()
@@ -363,6 +382,7 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     if "save" in options.phases:
         runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
     if "load" in options.phases:
+        runner.read_saved()
         runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
     return runner.summary

@@ -8,8 +8,10 @@ record and a re-run overwrites rather than duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
+import fcntl
 import json
 import os
 import tempfile
@@ -300,6 +302,26 @@ class Store:
         if not tag.exists():
             tag.write_text("Signature: 8a477f597d28d172789f06886806bc55\n"
                            "# The compat matrix work directory; see https://bford.info/cachedir/\n")
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[None]:
+        """Mark a run on this store (shared lock). The first run to start while no other
+        is active removes temp files a killed run left mid-write; concurrent runs (e.g.
+        nox --parallel sessions) only ever hold the shared lock, so their temp files are safe."""
+        self.ensure()
+        with (self.root / ".running.lock").open("a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                pass  # another run is active: leave its temp files alone
+            else:
+                for stale in self.records_dir.rglob(".*.tmp") if self.records_dir.is_dir() else []:
+                    stale.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     @property
     def records_dir(self) -> Path:

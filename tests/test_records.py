@@ -385,3 +385,22 @@ def test_store_read_treats_unusable_record_as_absent(tmp_path: Path, content: by
     bad.write_bytes(content)
     assert store.read(bad) is None
     assert store.read(store.env_record_path("never-written")) is None
+
+
+def test_a_new_run_removes_temp_files_a_killed_run_left(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    stale = store.records_dir / "save" / "tf2.15" / ".dense__h5.json.abc123.tmp"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("{half a rec")
+    with store.running():
+        assert not stale.exists()
+
+
+def test_temp_files_of_a_concurrent_run_are_left_alone(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    with store.running():  # another run is active and may be mid-write
+        in_flight = store.records_dir / "load" / ".x.json.def456.tmp"
+        in_flight.parent.mkdir(parents=True)
+        in_flight.write_text("{")
+        with store.running():
+            assert in_flight.exists()
