@@ -42,8 +42,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
     p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
-    p.add_argument("--cell-timeout", type=float, default=120.0,
-                   help="seconds one cell may take after the framework import (default 120)")
+    p.add_argument("--cell-timeout", type=float, default=60.0,
+                   help="seconds one cell may take after the framework import (default 60)")
     p.add_argument("--import-timeout", type=float, default=600.0,
                    help="seconds a worker may take to import its framework")
     p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),

@@ -41,6 +41,8 @@ _KEYS = {
     "tags": list,
     "description": str,
     "runtime": str,
+    "sibling_of": str,
+    "remedy": str,
 }
 _REQUIRED = ("id", "python", "requirements")
 
@@ -62,6 +64,11 @@ class Stack:
     tags: tuple[str, ...] = ()
     description: str = ""
     runtime: str = "venv"
+    # A sibling differs from the stack it names by one thing a user can do (load through
+    # tf_keras, pin h5py<3, ...): ``remedy`` names that thing; the runner re-runs failing
+    # cells of ``sibling_of`` here to verify it (runner/diagnose.py names the remedies).
+    sibling_of: str = ""
+    remedy: str = ""
 
     @property
     def env_dict(self) -> dict[str, str]:
@@ -78,6 +85,8 @@ class Stack:
             "tags": list(self.tags),
             "description": self.description,
             "runtime": self.runtime,
+            "sibling_of": self.sibling_of,
+            "remedy": self.remedy,
         }
 
 
@@ -136,6 +145,10 @@ def _parse_stack(path: Path, index: int, raw: Any) -> Stack:
     tags = raw.get("tags", [])
     if not all(isinstance(t, str) and _ID_RE.match(t) for t in tags):
         raise _fail(path, where, "tags must be lower-case words")
+    if ("sibling_of" in raw) != ("remedy" in raw):
+        raise _fail(path, where, "'sibling_of' and 'remedy' go together (which stack, what differs)")
+    if "remedy" in raw and not _ID_RE.match(raw["remedy"]):
+        raise _fail(path, where, f"remedy {raw['remedy']!r} must be a lower-case word")
     return Stack(
         id=sid,
         python=raw["python"],
@@ -146,6 +159,8 @@ def _parse_stack(path: Path, index: int, raw: Any) -> Stack:
         tags=tuple(tags),
         description=raw.get("description", ""),
         runtime=runtime,
+        sibling_of=raw.get("sibling_of", ""),
+        remedy=raw.get("remedy", ""),
     )
 
 
@@ -174,6 +189,10 @@ def load_catalog(path: Path | str = DEFAULT_CATALOG) -> list[Stack]:
         if stack.id in seen:
             raise CatalogError(f"{path}: duplicate stack id {stack.id!r}")
         seen.add(stack.id)
+    for stack in stacks:
+        if stack.sibling_of and (stack.sibling_of not in seen or stack.sibling_of == stack.id):
+            raise CatalogError(f"{path}: stack {stack.id!r}: sibling_of names {stack.sibling_of!r}, "
+                               "which is not another stack of this catalog")
     return sorted(stacks, key=lambda s: natural_key(s.id))
 
 

@@ -16,7 +16,8 @@ Input, ``<control_dir>/request.json``::
 
     save CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir"}
     load CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir",
-                "variant", "atol", "rtol"}
+                "variant", "atol", "rtol"}      variant: "default" or flags "a+b"
+                                                (see VARIANT_FLAGS)
 
 Output, ``<control_dir>/events.jsonl``: one JSON object per line, appended and flushed::
 
@@ -66,7 +67,15 @@ PHASES = ("import", "build", "save", "load", "predict", "compare")
 COMMANDS = ("probe", "save", "load")
 WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable")
 FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
-VARIANTS = ("default", "custom_objects")
+# Load variants: "default" (what a user types first) or flags joined by "+", each one
+# thing a user can do about a failing load (the remedies the diagnosis names):
+#   custom_objects  pass the scenario's classes/functions as custom_objects=
+#   compile_false   load_model(..., compile=False): inference only, no optimizer/loss
+#   unsafe          turn Keras safe mode off (safe_mode=False / SafeModeScope(False))
+#   tfsm            read a TF SavedModel directory for inference only (TFSMLayer in
+#                   Keras 3, tf.saved_model.load in TF 2, a TF 1 session)
+VARIANT_FLAGS = ("custom_objects", "compile_false", "unsafe", "tfsm")
+VARIANTS = ("default",) + VARIANT_FLAGS
 MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras",
                "json+weights": "model.json", "export": "export"}
 REQUEST_FILE = "request.json"
@@ -80,6 +89,7 @@ EXIT_ORPHANED = 3
 MESSAGE_LIMIT = 2048
 TRACEBACK_LIMIT = 8000
 DEFAULT_SEED = 1234
+FULL_GC_EVERY = 25
 # Modules loaded from scenario files get this prefix and are never left in sys.modules,
 # so a later "default" load cannot find a custom class a previous cell defined.
 SCENARIO_MODULE_PREFIX = "compat_scenario_"
@@ -294,6 +304,7 @@ class _GlobalState(object):
                 self.registries.append((d, dict(d)))
         self.policy = _get_policy(fw)
         self.modules = set(sys.modules)
+        self.cells = 0
 
     def restore(self):
         for live, saved in self.registries:
@@ -310,7 +321,13 @@ class _GlobalState(object):
                 clear()
             except Exception:
                 pass
-        gc.collect()
+        # A full collection walks every object TensorFlow ever created (~0.13 s a cell,
+        # measured: three times a typical load). The young generations hold what one cell
+        # made; the full sweep every FULL_GC_EVERY cells bounds memory all the same.
+        self.cells += 1
+        gc.collect(1)
+        if self.cells % FULL_GC_EVERY == 0:
+            gc.collect()
 
 
 def _mixed_precision(fw):
@@ -464,25 +481,86 @@ def _save_model(fw, model, fmt, tmp):
     raise ValueError("unknown format %r" % (fmt,))
 
 
-def _load_model(fw, path, custom_objects, saved):
-    """Load a Keras model the way a user of this stack would; return (model, predict_fn)."""
+def parse_variant(variant):
+    """The set of flags of a load variant ("default" is the empty set)."""
+    if variant in (None, "", "default"):
+        return frozenset()
+    flags = str(variant).split("+")
+    if any(f not in VARIANT_FLAGS for f in flags) or len(set(flags)) != len(flags):
+        raise ValueError("unknown load variant %r (flags: %s)" % (variant, ", ".join(VARIANT_FLAGS)))
+    return frozenset(flags)
+
+
+def _safe_mode_scope(fw):
+    """Keras' SafeModeScope class (Keras >= 2.13 and 3), or None for older releases."""
+    root = fw.keras.__name__.split(".")[0]
+    for name in (root + ".src.saving.serialization_lib", root + ".saving.serialization_lib",
+                 "keras.src.saving.serialization_lib"):
+        try:
+            module = importlib.import_module(name)
+        except Exception:
+            continue
+        scope = getattr(module, "SafeModeScope", None)
+        if scope is not None:
+            return scope
+    return None
+
+
+def _accepts(fn, name):
+    try:
+        import inspect
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _load_model(fw, path, custom_objects, saved, flags=frozenset()):
+    """Load a Keras model the way a user of this stack would; return (model, predict_fn).
+
+    ``flags`` are the load variant's remedies (see VARIANT_FLAGS).
+    """
+    fmt = saved["format"]
+    if "tfsm" in flags:
+        if fmt != "savedmodel":
+            raise NotApplicable("the tfsm remedy reads TF SavedModel directories; this is %s" % fmt)
+        return None, _export_predictor(fw, path, saved)
     kwargs = {}
     if custom_objects is not None:
         kwargs["custom_objects"] = custom_objects
-    fmt = saved["format"]
-    if fmt == "json+weights":
-        with open(path) as fh:
-            model = fw.keras.models.model_from_json(fh.read(), **kwargs)
-        model.load_weights(os.path.join(os.path.dirname(path), saved["weights_file"]))
-    elif fmt == "export":
+    if "compile_false" in flags:
+        if fmt in ("json+weights", "export"):
+            raise NotApplicable("%s is never compiled on load; compile=False changes nothing" % fmt)
+        kwargs["compile"] = False
+    scope = None
+    if "unsafe" in flags:
+        scope = _safe_mode_scope(fw)
+        if fmt != "json+weights" and _accepts(fw.keras.models.load_model, "safe_mode"):
+            kwargs["safe_mode"] = False
+        elif scope is None:
+            raise NotApplicable("Keras %s has no safe mode to turn off" % fw.keras_version)
+    if fmt == "export":
         return None, _export_predictor(fw, path, saved)
-    else:
-        model = fw.keras.models.load_model(path, **kwargs)
+    guard = scope(False) if scope is not None else _NoScope()
+    with guard:
+        if fmt == "json+weights":
+            with open(path) as fh:
+                model = fw.keras.models.model_from_json(fh.read(), **kwargs)
+            model.load_weights(os.path.join(os.path.dirname(path), saved["weights_file"]))
+        else:
+            model = fw.keras.models.load_model(path, **kwargs)
 
     def predict(xs):
         return _as_list(model.predict(_model_input(xs), verbose=0))
 
     return model, predict
+
+
+class _NoScope(object):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _export_predictor(fw, path, saved):
@@ -492,10 +570,12 @@ def _export_predictor(fw, path, saved):
         raise NotApplicable("an exported TF SavedModel can only be loaded with TensorFlow, "
                             "which this stack does not have")
     tf = fw.tf
-    if fw.keras_major >= 3:
+    endpoint = "serve" if saved.get("export_endpoint") == "serve" else "serving_default"
+    if fw.keras_major >= 3 and (endpoint == "serve" or int(saved.get("n_inputs", 1)) < 2):
         # Keras 3 users: keras.layers.TFSMLayer; "serve" for model.export(), else the
-        # signature TF writes by default.
-        endpoint = "serve" if saved.get("export_endpoint") == "serve" else "serving_default"
+        # signature TF writes by default. TFSMLayer passes its inputs positionally, which
+        # a multi-input serving_default signature (keyword-only) refuses: those are
+        # called through tf.saved_model.load below, as a Keras 3 user on TF would.
         layer = fw.keras.layers.TFSMLayer(path, call_endpoint=endpoint)
 
         def predict_tfsm(xs):
@@ -695,6 +775,13 @@ def _write_artifact(fw, model, fmt, xs, ys, train, tmp, final, cell):
     info.update(files)
     if fmt == "export":
         info.update(_export_keys(fw, os.path.join(tmp, model_file), xs, ys))
+    elif fmt == "savedmodel":
+        # The same signature keys let a loader read this SavedModel for inference only
+        # (the tfsm remedy); failing to work them out does not fail the save.
+        try:
+            info.update(_export_keys(fw, os.path.join(tmp, model_file), xs, ys))
+        except Exception as exc:
+            info["export_keys_error"] = _truncate("%s: %s" % (type(exc).__name__, exc), 300)
     arrays = {}
     for i, x in enumerate(xs):
         arrays["x%d" % i] = x
@@ -796,17 +883,16 @@ def load_cell(fw, cell, ctx, seed):
     xs = [ref["x%d" % i] for i in range(saved["n_inputs"])]
     ys = [ref["y%d" % i] for i in range(saved["n_outputs"])]
     custom_objects = None
-    variant = cell.get("variant", "default")
-    if variant == "custom_objects":
+    flags = parse_variant(cell.get("variant", "default"))
+    if "custom_objects" in flags:
         # The user hands the loader the classes: import the scenario (which defines them).
         scenario = load_scenario(cell["scenario"], cell["scenario_path"])
         provider = getattr(scenario, "custom_objects", None)
         custom_objects = provider(fw.keras) if provider is not None else {}
-    elif variant != "default":
-        raise ValueError("unknown load variant %r" % (variant,))
-    # "default" never imports the scenario: the loader has not seen its custom classes.
+    # Otherwise the scenario is never imported: the loader has not seen its custom classes.
     _seed_everything(fw, seed)
-    model, predict = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects, saved)
+    model, predict = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects,
+                                 saved, flags)
     ctx["phase"] = "predict"
     got = [np.asarray(y) for y in predict(xs)]
     ctx["phase"] = "compare"
@@ -816,6 +902,9 @@ def load_cell(fw, cell, ctx, seed):
     details["written_as"] = saved.get("written_as")
     if outcome == "ok" and "n_z" in saved and saved["format"] == "export":
         details["note"] = "inference-only export: optimizer state is not part of the format"
+    elif outcome == "ok" and "n_z" in saved and flags & set(["compile_false", "tfsm"]):
+        details["note"] = "inference only (%s): optimizer state not loaded, by choice" % (
+            "+".join(sorted(flags & set(["compile_false", "tfsm"]))))
     elif outcome == "ok" and "n_z" in saved:
         train_diff, reason = _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx)
         if reason:
