@@ -86,7 +86,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     formats = args.formats or list(matrix.FORMATS)
     if not stacks or not scenarios:
         raise CatalogError("the selection is empty")
-    phases = {"matrix": ("save", "load"), "save": ("save",), "load": ("load",)}[args.command]
+    phases = {"matrix": ("save", "load", "remedy"), "save": ("save",),
+              "load": ("load", "remedy")}[args.command]
     # `load` alone loads what every catalog stack saved; `matrix` stays within its selection.
     savers = catalog if args.command == "load" else stacks
     store = Store(args.store)
@@ -97,7 +98,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
                        import_timeout=args.import_timeout, phases=phases,
                        jobs=max(1, args.jobs)),
-        savers=savers)
+        savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
           f"{summary.wall_s:.0f} s. {counts}", flush=True)

@@ -60,6 +60,7 @@ class Scenario:
     formats: tuple[str, ...] | None = None
     variants: tuple[str, ...] = ("default",)
     doc: str = ""
+    has_custom_objects: bool = False  # defines custom_objects(keras): the remedy can be tried
 
 
 def _read_scenario(path: Path) -> Scenario:
@@ -99,6 +100,7 @@ def _read_scenario(path: Path) -> Scenario:
         name=path.stem, path=path.resolve(), sha256=hashlib.sha256(source.encode()).hexdigest(),
         atol=float(consts.get("ATOL", DEFAULT_ATOL)), rtol=float(consts.get("RTOL", DEFAULT_RTOL)),
         formats=formats, variants=variants, doc=(ast.get_docstring(tree) or "").split("\n")[0],
+        has_custom_objects="custom_objects" in funcs,
     )
 
 
@@ -123,7 +125,7 @@ class Options:
     isolate: bool = False
     cell_timeout: float = 300.0
     import_timeout: float = 600.0
-    phases: tuple[str, ...] = ("save", "load")
+    phases: tuple[str, ...] = ("save", "load", "remedy")
     jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
 
 
@@ -256,35 +258,68 @@ class _Runner:
                     # else: the report shows why (save outcome or env) for this cell
 
     def run_loads(self, lenv: StackEnv) -> None:
+        wanted = [(saver.id, sc, fmt, variant)
+                  for saver in self.savers for sc in self.scenarios for fmt in self.formats
+                  for variant in sc.variants]
+        self._run_load_cells(lenv, wanted)
+
+    def _run_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]) -> None:
+        """Load ``(saver, scenario, format, variant)`` cells in ``lenv`` that are not cached."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, str, Record, str]] = {}
-        for saver in self.savers:
-            for sc in self.scenarios:
-                for fmt in self.formats:
-                    saved = self.saved.get((saver.id, sc.name, fmt))
-                    if saved is None:
-                        continue
-                    art = self.store.artifact_dir(saver.id, sc.name, fmt)
-                    for variant in sc.variants:
-                        cid = load_cell_id(sc.name, fmt, saver.id, loader.id, variant)
-                        if not lenv.ok:
-                            self._record_unavailable("load", lenv, sc, fmt, saver.id, loader.id,
-                                                     variant, saved)
-                            continue
-                        key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha,
-                                   sc.atol, sc.rtol)
-                        old = self.store.read(self.store.load_record_path(
-                            loader.id, saver.id, sc.name, fmt, variant))
-                        if not self.opt.fresh and old is not None and old.key == key:
-                            self.count("load", old.outcome.value, cached=True)
-                            continue
-                        todo.append({"cell_id": cid, "scenario": sc.name,
-                                     "scenario_path": str(sc.path), "format": fmt,
-                                     "artifact_dir": str(art), "variant": variant,
-                                     "atol": sc.atol, "rtol": sc.rtol})
-                        meta[cid] = (sc, fmt, saver.id, variant, saved, key)
+        for saver_id, sc, fmt, variant in wanted:
+            saved = self.saved.get((saver_id, sc.name, fmt))
+            if saved is None:
+                continue  # the report shows why (save outcome or env) for this cell
+            art = self.store.artifact_dir(saver_id, sc.name, fmt)
+            cid = load_cell_id(sc.name, fmt, saver_id, loader.id, variant)
+            if not lenv.ok:
+                self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
+                continue
+            key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
+            old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
+            if not self.opt.fresh and old is not None and old.key == key:
+                self.count("load", old.outcome.value, cached=True)
+                continue
+            todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
+                         "format": fmt, "artifact_dir": str(art), "variant": variant,
+                         "atol": sc.atol, "rtol": sc.rtol})
+            meta[cid] = (sc, fmt, saver_id, variant, saved, key)
         self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
+
+    # --------------------------------------------------------------------- remedies
+    def plan_remedies(self, catalog: Sequence[Stack]) -> dict[str, list[tuple[str, Scenario, str, str]]]:
+        """Cells to re-run so every remedy the diagnosis names for a failing load is verified.
+
+        A variant remedy re-runs the cell in the same loader with one more flag; a sibling
+        remedy runs it in each catalog stack declared ``sibling_of`` the loader with that
+        ``remedy``. Returned per stack id, in the order of the loads they verify.
+        """
+        plan: dict[str, list[tuple[str, Scenario, str, str]]] = {}
+        for loader in self.stacks:
+            for saver in self.savers:
+                for sc in self.scenarios:
+                    for fmt in self.formats:
+                        for variant in sc.variants:
+                            rec = self.store.read(self.store.load_record_path(
+                                loader.id, saver.id, sc.name, fmt, variant))
+                            if rec is None:
+                                continue
+                            for stack_id, cell in remedy_cells(rec, sc, catalog):
+                                plan.setdefault(stack_id, []).append(cell)
+        return plan
+
+    def run_remedies(self, catalog: Sequence[Stack]) -> None:
+        plan = self.plan_remedies(catalog)
+        by_id = {s.id: s for s in catalog}
+        missing = [by_id[sid] for sid in plan if sid not in self.summary.envs]
+        if missing:
+            self.log(f"[remedy] building sibling stacks: {', '.join(s.id for s in missing)}")
+            self.each(self._build_env, missing)
+        self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks")
+        self.each(lambda s: self._run_load_cells(self.summary.envs[s.id], plan[s.id]),
+                  [by_id[sid] for sid in plan])
 
     def _load_record(self, lenv: StackEnv,
                      meta: dict[str, tuple[Scenario, str, str, str, Record, str]],
@@ -356,11 +391,28 @@ class _Runner:
                      f"{rec.outcome.value}{msg}")
 
 
+def remedy_cells(rec: Record, sc: Scenario,
+                 catalog: Sequence[Stack]) -> list[tuple[str, tuple[str, Scenario, str, str]]]:
+    """The ``(stack id, (saver, scenario, format, variant))`` cells verifying ``rec``'s remedies."""
+    from runner import diagnose  # the rules are only needed once loads have failed
+
+    if rec.saver is None or rec.format is None:
+        return []
+    targets = diagnose.remedy_targets(rec, diagnose.diagnose(rec), has_custom_objects=sc.has_custom_objects,
+                                      siblings=diagnose.sibling_map(catalog))
+    return [(loader, (rec.saver, sc, rec.format, variant)) for _remedy, loader, variant in targets]
+
+
 def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
                store: Store, options: Options = Options(), out: TextIO = sys.stdout,
                env_factory: Callable[[Stack, Store], StackEnv] = ensure_env,
-               savers: Sequence[Stack] | None = None) -> RunSummary:
-    """Build every stack's env, run every save, then every load; return the counts.
+               savers: Sequence[Stack] | None = None,
+               catalog: Sequence[Stack] | None = None) -> RunSummary:
+    """Build every stack's env, run every save, every load, then every remedy; return the counts.
+
+    The remedy phase re-runs failing loads with each remedy their diagnosis names (see
+    runner/diagnose.py); sibling remedies run in the ``catalog`` stacks declared
+    ``sibling_of`` a loader (built on demand).
 
     ``stacks`` run the cells; the load phase loads the artifacts of ``savers`` (default:
     ``stacks``), so a load of one stack can cover every saver already in the store.
@@ -368,13 +420,14 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     """
     t0 = time.monotonic()
     with store.running():
-        return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0)
+        return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0,
+                    stacks if catalog is None else catalog)
 
 
 def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
          store: Store, options: Options, out: TextIO,
          env_factory: Callable[[Stack, Store], StackEnv], savers: Sequence[Stack] | None,
-         t0: float) -> RunSummary:
+         t0: float, catalog: Sequence[Stack]) -> RunSummary:
     runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store,
                      options, out, env_factory)
     runner.build_envs()
@@ -384,5 +437,9 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
     if "load" in options.phases:
         runner.read_saved()
         runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
+    if "remedy" in options.phases:
+        if "load" not in options.phases:
+            runner.read_saved()
+        runner.run_remedies(catalog)
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
     return runner.summary

@@ -9,6 +9,7 @@ columns in natural order, no timestamps, and no paths of the machine that ran it
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import math
@@ -22,9 +23,10 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from runner import diagnose
 from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, discover_scenarios
 from runner.records import Outcome, Record, Store, atomic_write_text
-from runner.stacks import natural_key
+from runner.stacks import CatalogError, load_catalog, natural_key
 
 __all__ = ["COLUMNS", "SYMBOLS", "build_frame", "terminal_summary", "write_reports"]
 
@@ -60,7 +62,7 @@ COLORS: dict[str, str] = {
 }
 COLUMNS = [
     "cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
-    "error_type", "error_message", "max_abs_diff", "written_as",
+    "error_type", "error_message", "category", "remedy", "max_abs_diff", "written_as",
     "saver_python", "saver_tensorflow", "saver_keras", "saver_backend",
     "loader_python", "loader_tensorflow", "loader_keras", "loader_backend",
     "source", "traceback_tail",
@@ -114,10 +116,11 @@ def _versions(prefix: str, env: dict[str, Any]) -> dict[str, Any]:
 def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
          loader: str | None = None, variant: str | None = None, source: str = "load",
          loader_env: dict[str, Any] | None = None, saver_env: dict[str, Any] | None = None,
-         cell_id: str | None = None) -> dict[str, Any]:
+         cell_id: str | None = None, remedy: str = "") -> dict[str, Any]:
     err = rec.error
     # A mismatch has no exception but a reason (shape, NaN, optimizer state not restored).
     message = scrub(err.message) if err else str(rec.details.get("reason") or "")
+    diag = diagnose.diagnose(rec)
     return {
         "cell_id": cell_id or rec.cell_id,
         "scenario": rec.scenario,
@@ -129,6 +132,8 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
         "phase": rec.phase,
         "error_type": err.type if err else "",
         "error_message": message,
+        "category": diag.category if diag else "",
+        "remedy": remedy,
         "max_abs_diff": rec.max_abs_diff,
         "written_as": rec.details.get("written_as", ""),
         **_versions("saver", saver_env if saver_env is not None else rec.saver_env),
@@ -138,35 +143,62 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
     }
 
 
-def build_frame(records: Iterable[Record], scrub: _Scrubber,
-                variants: dict[str, tuple[str, ...]] | None = None,
-                stack_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per (saver artifact, loader, variant) cell.
+@dataclasses.dataclass(frozen=True)
+class ScenarioInfo:
+    """What the report needs of a scenario: its table variants and whether it has custom objects."""
 
-    Cells without a load record take their outcome from why there is nothing to load:
-    the save record (save_error, not_applicable, ...), an unavailable loader, or
-    ``not_run``.
+    variants: tuple[str, ...] = ("default",)
+    has_custom_objects: bool = False
+
+
+def build_frame(records: Iterable[Record], scrub: _Scrubber,
+                scenarios: dict[str, ScenarioInfo] | None = None,
+                stack_ids: Sequence[str] | None = None,
+                siblings: diagnose.Siblings | None = None) -> pd.DataFrame:
+    """One row per (saver artifact, loader, variant) cell, plus one per remedy run.
+
+    Table cells are the scenario's declared load variants; a load under any other
+    variant was a remedy run (``source == "remedy"``): it verifies the ``remedy``
+    column of the table cell it belongs to. Cells without a load record take their
+    outcome from why there is nothing to load: the save record (save_error,
+    not_applicable, ...), an unavailable loader, or ``not_run``.
     """
+    scenarios = scenarios or {}
+    siblings = siblings or {}
     recs = [r for r in records if stack_ids is None or r.stack in stack_ids]
     envs = {r.stack: r for r in recs if r.record_type == "env"}
     saves = {(r.saver, r.scenario, r.format): r for r in recs if r.record_type == "save"}
     loads = {(r.saver, r.scenario, r.format, r.loader, r.variant): r
              for r in recs if r.record_type == "load"}
     loaders = sorted(envs, key=natural_key)
-    seen_variants: dict[str, set[str]] = {}
+
+    seen: dict[str, set[str]] = {}
     for key in loads:
-        seen_variants.setdefault(str(key[1]), set()).add(str(key[4]))
+        seen.setdefault(str(key[1]), set()).add(str(key[4]))
+
+    def info(scenario: str) -> ScenarioInfo:
+        # Without the scenario's metadata every variant on record is a table variant.
+        return scenarios.get(scenario) or ScenarioInfo(tuple(sorted(
+            seen.get(scenario, set()) | {"default"}, key=lambda v: (v != "default", v))))
+
+    def remedy_text(load: Record) -> str:
+        found = diagnose.remedy_results(
+            load, diagnose.diagnose(load),
+            lambda lo, v: loads.get((load.saver, load.scenario, load.format, lo, v)),
+            has_custom_objects=info(str(load.scenario)).has_custom_objects, siblings=siblings)
+        return "; ".join(r.text() for r in found)
+
     rows = []
     for (saver, scenario, fmt), save in saves.items():
         assert saver and scenario and fmt
-        wanted = set((variants or {}).get(scenario, ("default",))) | seen_variants.get(scenario, set())
         for loader in loaders:
-            for variant in sorted(wanted, key=lambda v: (v != "default", v)):
+            for variant in info(scenario).variants:
                 cid = f"{scenario}:{fmt}:{saver}->{loader}:{variant}"
                 load = loads.get((saver, scenario, fmt, loader, variant))
                 lenv = envs[loader].env
                 if load is not None:
-                    rows.append(_row(load, scrub, loader_env=lenv or load.env))
+                    rows.append(_row(load, scrub, loader_env=lenv or load.env,
+                                     remedy=remedy_text(load) if load.outcome.failed else ""))
                 elif save.outcome is not Outcome.OK:
                     rows.append(_row(save, scrub, outcome=save.outcome.value, loader=loader,
                                      variant=variant, source="save", loader_env=lenv,
@@ -180,39 +212,55 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                     rows.append({**dict.fromkeys(COLUMNS, None), "cell_id": cid,
                                  "scenario": scenario, "format": fmt, "variant": variant,
                                  "saver": saver, "loader": loader, "outcome": "not_run",
-                                 "source": "none", **_versions("saver", save.env),
-                                 **_versions("loader", lenv)})
+                                 "source": "none", "category": "", "remedy": "",
+                                 **_versions("saver", save.env), **_versions("loader", lenv)})
+    for (saver, scenario, fmt, loader, variant), load in loads.items():
+        if loader in envs and variant not in info(str(scenario)).variants:
+            rows.append(_row(load, scrub, loader_env=envs[loader].env or load.env, source="remedy"))
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
         return df
     fmt_order = {f: i for i, f in enumerate(FORMATS)}
     df["_k"] = [
-        (r.scenario, fmt_order.get(r.format, 99), r.variant != "default", r.variant,
-         natural_key(r.saver), natural_key(r.loader))
+        (r.source == "remedy", r.scenario, fmt_order.get(r.format, 99), r.variant != "default",
+         r.variant, natural_key(r.saver), natural_key(r.loader))
         for r in df.itertuples()
     ]
     return df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
+
+
+def table_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows that are cells of the published grids (remedy runs excluded)."""
+    return df[df["source"] != "remedy"] if not df.empty else df
 
 
 # ------------------------------------------------------------------------- writers
 
 
 class _Footnotes:
-    """Numbers distinct (error type, first message line) pairs in order of appearance."""
+    """Numbers distinct (category, error type, first message line) in order of appearance."""
 
     def __init__(self) -> None:
-        self.index: dict[tuple[str, str], int] = {}
+        self.index: dict[tuple[str, str, str], int] = {}
 
     def number(self, row: Any) -> int | None:
         if row.outcome in ("ok", "not_run") or not (row.error_type or row.error_message):
             return None
-        key = (str(row.error_type or ""), _first_line(str(row.error_message or ""))[:300])
+        key = (str(row.category or ""), str(row.error_type or ""),
+               _first_line(str(row.error_message or ""))[:300])
         return self.index.setdefault(key, len(self.index) + 1)
+
+
+FIXED_MARK = "🔧"  # a remedy was re-run on this cell and made it load and match
+
+
+def _fixed(row: Any) -> bool:
+    return "fixed by" in str(row.remedy or "")
 
 
 def _grids(df: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
     out = []
-    for (scenario, fmt, variant), part in df.groupby(["scenario", "format", "variant"], sort=False):
+    for (scenario, fmt, variant), part in table_cells(df).groupby(["scenario", "format", "variant"], sort=False):
         out.append((str(scenario), str(fmt), str(variant), part))
     return out
 
@@ -245,13 +293,16 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
              "## Legend", "",
              tabulate([[SYMBOLS[o], f"`{o}`", MEANINGS[o].replace("|", "\\|")] for o in SYMBOLS],
                       headers=["symbol", "outcome", "meaning"], tablefmt="github"), "",
-             "A superscript number points to the footnote with the error type and the first "
-             "line of its message.", "",
-             "## Summary (cells per outcome, by loader)", "", _summary_table(df, "github"), "",
+             "A superscript number points to the footnote with the failure's category, error "
+             f"type and the first line of its message. {FIXED_MARK} marks a failing cell that a "
+             "remedy fixed when the runner re-ran it (the footnote says which; see "
+             "`errors.md`).", "",
+             "## Summary (cells per outcome, by loader)", "", _summary_table(table_cells(df), "github"), "",
              "## Per-stack summary", "",
              "Cells between different stacks only, `not_applicable` excluded: a load counts as "
              "ok when the model loaded and its predictions matched.", "",
-             _per_stack(df, "github"), ""]
+             _per_stack(table_cells(df), "github"), "",
+             "## Failure categories", "", _category_table(df, "github"), ""]
     for scenario, fmt, variant, part in _grids(df):
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
         savers = sorted(part["saver"].unique(), key=natural_key)
@@ -266,7 +317,8 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
                     line.append(SYMBOLS["not_run"])
                     continue
                 n = notes.number(r)
-                line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else ""))
+                line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else "")
+                            + (FIXED_MARK if _fixed(r) else ""))
             table.append(line)
         odd = part[part["written_as"].notna() & (part["written_as"] != "")
                    & (part["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
@@ -276,10 +328,55 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
             lines += [f"`{saver}` wrote `{what}` when asked for `{fmt}` (see `written_as`).", ""]
         lines += [tabulate(table, headers=["saver \\ loader", *loaders], tablefmt="github"), ""]
     lines += ["## Footnotes", ""]
-    for (etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
+    fixes = _fixes_by_note(df, notes)
+    for (cat, etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
         pipe_safe = msg.replace("|", "\\|")
-        lines.append(f"{n}. `{etype}`: {pipe_safe}" if etype else f"{n}. {pipe_safe}")
+        text = f"`{etype}`: {pipe_safe}" if etype else pipe_safe
+        lines.append(f"{n}. " + (f"**{cat}** · " if cat else "") + f"{text}{fixes.get(n, '')}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _fixes_by_note(df: pd.DataFrame, notes: _Footnotes) -> dict[int, str]:
+    """Per footnote: " — fixed by X in n of m cells (verified)" for the remedies that ran."""
+    tally: dict[int, dict[str, list[int]]] = {}
+    for r in table_cells(df).itertuples():
+        n = notes.number(r)
+        if n is None or not r.remedy:
+            continue
+        for part in str(r.remedy).split("; "):
+            name = part.split(" tried")[0].removeprefix("fixed by ").split(" (")[0]
+            counts = tally.setdefault(n, {}).setdefault(name, [0, 0])
+            counts[0] += part.startswith("fixed by")
+            counts[1] += 1
+    return {n: " — remedies re-run: " + ", ".join(f"{name} fixed {ok}/{tried}"
+                                                    for name, (ok, tried) in sorted(t.items()))
+            for n, t in tally.items()}
+
+
+def failing_cells(df: pd.DataFrame) -> pd.DataFrame:
+    """Failing cells, each counted once: table loads that ran and failed, and failed saves
+    (a failed save appears under every loader in the grids but is one failure)."""
+    cells = table_cells(df)
+    if cells.empty:
+        return cells
+    failed = cells[cells["outcome"].isin([o.value for o in Outcome if o.failed])]
+    loads = failed[failed["source"] == "load"]
+    saves = failed[failed["source"] == "save"].drop_duplicates(["saver", "scenario", "format"])
+    envs = failed[failed["source"] == "env"].drop_duplicates(["loader"])
+    return pd.concat([loads, saves, envs])
+
+
+def _category_table(df: pd.DataFrame, tablefmt: str) -> str:
+    failed = failing_cells(df)
+    if failed.empty:
+        return "(no failing cells)"
+    counts = failed["category"].value_counts()
+    rows = [[cat, diagnose.CATEGORIES[cat].title if cat in diagnose.CATEGORIES else "",
+             int(n), f"{100 * n / len(failed):.1f} %"] for cat, n in counts.items()]
+    named = len(failed) - int(counts.get("other", 0))
+    rows.append(["**named**" if tablefmt == "github" else "named", "", named,
+                 f"{100 * named / len(failed):.1f} %"])
+    return tabulate(rows, headers=["category", "what", "failing cells", "share"], tablefmt=tablefmt)
 
 
 def _summary_table(df: pd.DataFrame, tablefmt: str) -> str:
@@ -319,7 +416,62 @@ def _ratio(part: pd.DataFrame) -> str:
 
 def terminal_summary(df: pd.DataFrame) -> str:
     """A short plain-text table: cells per outcome for each loader stack."""
-    return _summary_table(df, "simple")
+    return _summary_table(table_cells(df), "simple")
+
+
+def _span(values: Iterable[Any]) -> str:
+    ids = sorted({str(v) for v in values if v}, key=natural_key)
+    if not ids:
+        return "—"
+    return ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)})"
+
+
+def errors_markdown(df: pd.DataFrame, records: Sequence[Record]) -> str:
+    """errors.md: each distinct error signature with its category, span and verified remedies."""
+    failed = failing_cells(df)
+    lines = ["# Failure catalogue", "",
+             "Every distinct error signature of the matrix (category + normalised first line of "
+             "the message), how many failing cells it explains, which saver and loader stacks it "
+             "spans (first … last in catalog order, and how many), the category's explanation, "
+             "and the remedies the runner re-ran on those cells with how many each fixed. A "
+             "remedy is listed only when it was actually run. Generated from the records by "
+             "`nox -s matrix` / `nox -s report`.", ""]
+    if failed.empty:
+        return "\n".join([*lines, "No failing cells."]) + "\n"
+    named = int((failed["category"] != "other").sum())
+    lines += [f"**{len(failed)} failing cells; {named} ({100 * named / len(failed):.1f} %) fall in a "
+              f"named category, {len(failed) - named} in `other`.** Failing cells: loads that ran "
+              "and failed, plus each failed save once.", "",
+              "## Categories", "", _category_table(df, "github"), ""]
+    failed = failed.assign(sig=[
+        diagnose.normalise(f"{str(t).rsplit('.', 1)[-1]}: {m}" if t else str(m or o))
+        for t, m, o in zip(failed["error_type"], failed["error_message"], failed["outcome"], strict=True)])
+    order = failed["category"].value_counts()
+    for cat in order.index:
+        rule = diagnose.CATEGORIES.get(str(cat), diagnose.OTHER)
+        part = failed[failed["category"] == cat]
+        lines += [f"## `{cat}` — {rule.title} ({len(part)} cells)", "", rule.explanation, ""]
+        if rule.remedies:
+            lines += ["Remedies tried for this category: "
+                      + ", ".join(f"`{r}` ({diagnose.REMEDIES[r].label})" for r in rule.remedies), ""]
+        rows = []
+        for sig, sp in sorted(part.groupby("sig"), key=lambda kv: -len(kv[1])):
+            tally: dict[str, list[int]] = {}
+            for text in sp["remedy"].dropna():
+                for item in str(text).split("; "):
+                    if not item:
+                        continue
+                    name = item.split(" tried")[0].removeprefix("fixed by ").split(" (")[0]
+                    t = tally.setdefault(name, [0, 0])
+                    t[0] += item.startswith("fixed by")
+                    t[1] += 1
+            rows.append([f"`{sig}`".replace("|", "\\|"), len(sp), _span(sp["saver"]), _span(sp["loader"]),
+                         ", ".join(sorted(set(sp["format"].dropna()), key=FORMATS.index)),
+                         ", ".join(f"{n}: fixed {ok}/{tried}" for n, (ok, tried) in sorted(tally.items()))
+                         or "—"])
+        lines += [tabulate(rows, headers=["signature", "cells", "savers", "loaders", "formats",
+                                          "remedies re-run (fixed / tried)"], tablefmt="github"), ""]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
@@ -339,7 +491,9 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         "</style></head><body><h1>TF/Keras compatibility matrix</h1>",
         "<p>Rows: the stack that <b>saved</b> the model; columns: the stack that <b>loaded</b> it "
         "and ran <code>predict</code> on the saver's inputs. Hover a cell for its outcome; click "
-        "it for the error message and traceback tail.</p><h2>Stacks</h2><table><tr>",
+        "it for the failure's category, explanation, the remedies the runner re-ran, the raw "
+        f"message and traceback tail. {FIXED_MARK} marks a failing cell a remedy fixed (verified "
+        "by a real re-run).</p><h2>Stacks</h2><table><tr>",
     ]
     heads = ["stack", "python", "tensorflow", "keras", "backend", "keras API", "env", "status"]
     parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
@@ -373,18 +527,25 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
                 if r.max_abs_diff is not None and not math.isnan(r.max_abs_diff):
                     tip += f" (max |diff| {r.max_abs_diff:.3g})"
                 details[did] = {"cell": r.cell_id, "outcome": r.outcome, "phase": r.phase,
-                                "diff": r.max_abs_diff, "note": n}
+                                "diff": r.max_abs_diff, "note": n, "remedy": r.remedy or ""}
                 if n and n not in errors:
+                    rule = diagnose.CATEGORIES.get(str(r.category or ""))
                     errors[n] = {"type": r.error_type, "message": r.error_message,
-                                 "traceback": r.traceback_tail}
+                                 "traceback": r.traceback_tail, "category": r.category,
+                                 "explanation": rule.explanation if rule else ""}
                 sup = f"<sup>{n}</sup>" if n else ""
+                if _fixed(r):
+                    sup += FIXED_MARK
                 parts.append(f"<td class='c o-{r.outcome}' title='{esc(tip, quote=True)}' "
                              f"data-d='{did}'>{SYMBOLS[r.outcome]}{sup}</td>")
             parts.append("</tr>")
         parts.append("</table>")
+    parts.append("<h2>Failure categories</h2>" + _category_table(df, "html"))
     parts.append("<h2>Footnotes</h2><ol>")
-    for (etype, msg), _n in sorted(notes.index.items(), key=lambda kv: kv[1]):
-        parts.append(f"<li><code>{esc(etype)}</code>: {esc(msg)}</li>" if etype else f"<li>{esc(msg)}</li>")
+    fixes = _fixes_by_note(df, notes)
+    for (cat, etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
+        text = f"<code>{esc(etype)}</code>: {esc(msg)}" if etype else esc(msg)
+        parts.append("<li>" + (f"<b>{esc(cat)}</b> · " if cat else "") + f"{text}{esc(fixes.get(n, ''))}</li>")
     parts.append("</ol><div id='detail'>Click a cell for details.</div><script>")
     for name, obj in (("D", details), ("E", errors)):
         parts.append(f"const {name}=" + json.dumps(obj, sort_keys=True, default=_json_default)
@@ -395,7 +556,10 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         "const e=d.note?E[d.note]:{};"
         "document.getElementById('detail').innerHTML='<b>'+t(d.cell)+'</b>: '+t(d.outcome)+"
         "(d.phase?' (phase '+t(d.phase)+')':'')+(d.diff!=null?' max |diff| '+d.diff:'')+"
-        "(e.type?'<pre>'+t(e.type)+': '+t(e.message)+'</pre>':'')+"
+        "(e.category?'<p><b>'+t(e.category)+'</b>: '+t(e.explanation)+'</p>':'')+"
+        "(d.remedy?'<p>Remedies re-run: '+t(d.remedy)+'</p>':'')+"
+        "(e.type?'<details><summary>raw message</summary><pre>'+t(e.type)+': '+t(e.message)+"
+        "'</pre></details>':'')+"
         "(e.traceback?'<details><summary>traceback tail (footnote '+d.note+')</summary><pre>'+"
         "t(e.traceback)+'</pre></details>':'')});")
     parts.append("</script></body></html>")
@@ -407,8 +571,9 @@ def _json_default(obj: Any) -> Any:
 
 
 def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
-                  stack_ids: Sequence[str] | None = None) -> pd.DataFrame:
-    """Write results.csv/json, matrix.md and index.html to ``out``; return the frame.
+                  stack_ids: Sequence[str] | None = None,
+                  catalog: Sequence[Any] | None = None) -> pd.DataFrame:
+    """Write results.csv/json, matrix.md, index.html and errors.md to ``out``; return the frame.
 
     Each file is written atomically, so a failed run leaves the previous tables intact.
     """
@@ -419,10 +584,16 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
         records = [r for r in records if r.stack in wanted and (r.saver is None or r.saver in wanted)]
     scrub = _Scrubber(store)
     try:
-        variants = {s.name: s.variants for s in discover_scenarios(scenario_dir)}
+        scenarios = {s.name: ScenarioInfo(s.variants, s.has_custom_objects)
+                     for s in discover_scenarios(scenario_dir)}
     except ScenarioError:
-        variants = {}
-    df = build_frame(records, scrub, variants)
+        scenarios = {}
+    if catalog is None:
+        try:
+            catalog = load_catalog()
+        except CatalogError:
+            catalog = []
+    df = build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog))
     out.mkdir(parents=True, exist_ok=True)
     clean = df.astype(object).where(df.notna(), None)
     atomic_write_text(out / "results.csv", df.drop(columns=["traceback_tail"])
@@ -432,4 +603,5 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
         indent=1, sort_keys=True, default=_json_default) + "\n")
     atomic_write_text(out / "matrix.md", _markdown(df, records, scrub))
     atomic_write_text(out / "index.html", _html(df, records, scrub))
+    atomic_write_text(out / "errors.md", errors_markdown(df, records))
     return df

@@ -148,7 +148,7 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == [
-        "index.html", "matrix.md", "results.csv", "results.json"]
+        "errors.md", "index.html", "matrix.md", "results.csv", "results.json"]
     cells = json.loads((out / "results.json").read_text(encoding="utf-8"))["cells"]
     outcomes = {c["cell_id"]: c["outcome"] for c in cells}
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",

@@ -31,7 +31,7 @@ from runner import report
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
-REPORT_FILES = ("results.csv", "results.json", "matrix.md", "index.html")
+REPORT_FILES = ("results.csv", "results.json", "matrix.md", "index.html", "errors.md")
 
 ENVS = {
     "tf2.4": {"python": "3.8.18", "tensorflow": "2.4.4", "keras": "2.4.0",
@@ -210,7 +210,7 @@ def _frame(p: Paths, **kw: object) -> pd.DataFrame:
 
 
 def test_one_row_per_cell_with_derived_outcomes(paths: Paths) -> None:
-    df = _frame(paths, variants={"custom": ("default", "custom_objects")})
+    df = _frame(paths, scenarios={"custom": report.ScenarioInfo(("default", "custom_objects"))})
     assert list(df.columns) == report.COLUMNS
     assert len(df) == sum(len(v) for v in EXPECTED.values()) == 30
     keys = list(zip(df.scenario, df.format, df.variant, df.saver, df.loader, strict=True))
@@ -255,7 +255,7 @@ def test_variants_come_from_records_and_scenarios(paths: Paths) -> None:
     df = _frame(paths)
     assert len(df) == 30
     # a declared variant without any record yet shows as not_run (or the save/env reason)
-    df = _frame(paths, variants={"dense": ("default", "custom_objects")})
+    df = _frame(paths, scenarios={"dense": report.ScenarioInfo(("default", "custom_objects"))})
     extra = df[(df.scenario == "dense") & (df.variant == "custom_objects")]
     assert len(extra) == 18
     sel = extra[(extra.saver == "tf2.4") & (extra.format == "h5")]
@@ -313,7 +313,7 @@ def test_golden_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
     update = os.environ.get("UPDATE_GOLDEN") == "1"
-    for name in ("matrix.md", "results.csv"):
+    for name in ("matrix.md", "results.csv", "errors.md"):
         got = (out / name).read_text(encoding="utf-8")
         golden = GOLDEN / name
         if update:

@@ -1,0 +1,498 @@
+"""Why a cell failed and what a user can do about it: ordered rules over real messages.
+
+Each rule matches a failing record on its phase, the qualified exception type and a
+regular expression over the message and traceback tail (the innermost exception is
+often only in the traceback: Keras 3 wraps deserialization errors), plus, where the
+direction matters, the saver's and loader's versions. The first matching rule gives
+the record a stable ``category`` id, an explanation a user can act on, and the
+remedies worth trying. Remedies are *tried*, never just advised: the runner re-runs the
+failing cell with each remedy (a load ``variant`` flag, or the sibling stack that
+differs by one pin; see runner/matrix.py) and the reports say what happened.
+
+Rules are grounded in the messages the real matrix produced (each has a test quoting
+one) and in upstream threads: keras-team/keras#18468 (Keras 3 cannot read legacy
+SavedModel), tensorflow/tensorflow#44467 (h5py 3 ``'str' object has no attribute
+'decode'``), keras-team/keras#19441 (``batch_shape`` in Keras 2 readers),
+keras-team/tf-keras#97 / keras#18558 (Lambda safe mode), keras#19282 (Keras 2 h5
+``time_major``), tensorflow#60359 (op not registered in older TF).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from runner.records import Outcome, Record
+
+__all__ = [
+    "CATEGORIES",
+    "OTHER",
+    "REMEDIES",
+    "RULES",
+    "Diagnosis",
+    "Remedy",
+    "RemedyResult",
+    "Rule",
+    "combine_variant",
+    "diagnose",
+    "remedy_results",
+    "remedy_targets",
+    "normalise",
+    "signature",
+    "sibling_map",
+]
+
+
+@dataclasses.dataclass(frozen=True)
+class Remedy:
+    """One thing a user can do; ``variant`` (a worker load flag) or ``sibling`` (a stack's remedy)."""
+
+    id: str
+    label: str
+    variant: str | None = None
+    sibling: str | None = None
+
+
+REMEDIES: dict[str, Remedy] = {r.id: r for r in (
+    Remedy("custom_objects", "pass the classes/functions as load_model(..., custom_objects={...})",
+           variant="custom_objects"),
+    Remedy("compile_false", "load_model(..., compile=False) and compile again yourself",
+           variant="compile_false"),
+    Remedy("unsafe", "safe_mode=False (only for files you made or trust)", variant="unsafe"),
+    Remedy("tfsm", "read the SavedModel for inference only (keras.layers.TFSMLayer / "
+                   "tf.saved_model.load)", variant="tfsm"),
+    Remedy("tf_keras", "load through tf_keras: pip install tf-keras, TF_USE_LEGACY_KERAS=1",
+           sibling="tf_keras"),
+    Remedy("pin_h5py2", "pin h5py<3", sibling="pin_h5py2"),
+)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    category: str
+    title: str
+    explanation: str
+    pattern: str = ""  # regex over message + traceback tail (re.S | re.I)
+    types: tuple[str, ...] = ()  # qualified exception type suffixes; empty = any
+    outcomes: tuple[Outcome, ...] = (Outcome.LOAD_ERROR,)
+    phases: tuple[str, ...] = ()  # record.phase values; empty = any
+    when: Callable[[Record], bool] | None = None
+    remedies: tuple[str, ...] = ()
+    family: str = "version"  # custom_object | version | backend | safety | numeric | environment
+
+    def matches(self, rec: Record, text: str) -> bool:
+        if rec.outcome not in self.outcomes:
+            return False
+        if self.phases and rec.phase not in self.phases:
+            return False
+        etype = rec.error.type if rec.error else ""
+        if self.types and not any(etype == t or etype.endswith("." + t) for t in self.types):
+            return False
+        if self.pattern and not re.search(self.pattern, text, re.S | re.I):
+            return False
+        return self.when is None or self.when(rec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnosis:
+    category: str
+    title: str
+    explanation: str
+    family: str
+    remedies: tuple[Remedy, ...]
+
+
+# ------------------------------------------------------------------------ predicates
+
+def _keras(env: Mapping[str, Any]) -> tuple[int, int] | None:
+    m = re.match(r"(\d+)\.(\d+)", str(env.get("keras") or ""))
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _saver_newer(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s > lo
+
+
+def _saver_older(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s < lo
+
+
+def _loader_keras3(rec: Record) -> bool:
+    k = _keras(rec.env)
+    return k is not None and k[0] >= 3
+
+
+def _cross_major(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s[0] != lo[0]
+
+
+def _diff_backend(rec: Record) -> bool:
+    return bool(rec.saver_env.get("backend") and rec.env.get("backend")
+                and rec.saver_env.get("backend") != rec.env.get("backend"))
+
+
+def _optimizer_check(rec: Record) -> bool:
+    return rec.details.get("check") == "optimizer_state"
+
+
+def _written_as_h5(rec: Record) -> bool:
+    return rec.details.get("written_as") == "h5" or rec.saver_env.get("_written_as") == "h5"
+
+
+# Class and function names Keras itself ships: "Could not locate class 'Functional'" is a
+# version mismatch, "Could not locate class 'Affine'" an unknown custom object.
+_BUILTIN = frozenset("""
+Sequential Functional Model InputLayer Dense Conv2D Conv2DTranspose DepthwiseConv2D
+MaxPooling2D AveragePooling2D GlobalAveragePooling2D BatchNormalization LayerNormalization
+Dropout Flatten Reshape Concatenate Add Multiply Embedding LSTM GRU SimpleRNN Bidirectional
+Activation Lambda TFOpLambda SlicingOpLambda GlorotUniform Zeros Ones Orthogonal
+HeNormal RandomNormal Adam SGD RMSprop MeanSquaredError MeanMetricWrapper DTypePolicy Policy
+mse mae mean_squared_error mean_absolute_error categorical_crossentropy
+sparse_categorical_crossentropy binary_crossentropy accuracy
+""".split())
+
+_NAME_RE = re.compile(
+    r"(?:Could not locate (?:class|function) |Unknown (?:layer|loss function|metric function|"
+    r"metric|optimizer|activation function)s?:? ?|Could not deserialize class )"
+    r"'?(?:[\w.]+>)?([\w.]+)'?")
+
+
+def _unknown_names(text: str) -> set[str]:
+    return {m.group(1).rsplit(".", 1)[-1] for m in _NAME_RE.finditer(text)}
+
+
+def _custom_unknown(rec: Record) -> bool:
+    text = _text(rec)
+    if re.search(r"parent module compat_scenario_\w+ cannot be imported", text):
+        return True
+    names = _unknown_names(text)
+    return bool(names - _BUILTIN)
+
+
+def _builtin_unknown(rec: Record) -> bool:
+    names = _unknown_names(_text(rec))
+    return bool(names) and names <= _BUILTIN
+
+
+def _text(rec: Record) -> str:
+    if rec.error is None:
+        return str(rec.details.get("reason") or "")
+    return f"{rec.error.message}\n{rec.error.traceback}\n{rec.details.get('reason') or ''}"
+
+
+def _all(*preds: Callable[[Record], bool]) -> Callable[[Record], bool]:
+    return lambda rec: all(p(rec) for p in preds)
+
+
+_HANG = (Outcome.TIMEOUT, Outcome.CRASH, Outcome.PROTOCOL_ERROR)
+_FAIL = (Outcome.LOAD_ERROR,)
+
+RULES: tuple[Rule, ...] = (
+    # ------------------------------------------------------------ environment
+    Rule("env_unavailable", "The stack could not be built or imported",
+         "The environment for this release could not be installed or its framework failed to "
+         "import on this machine (no wheel for the Python/platform, a dependency conflict, or an "
+         "import-time error), so nothing could be saved or loaded here.",
+         outcomes=(Outcome.ENV_UNAVAILABLE,), family="environment"),
+    Rule("h5py3_str_decode", "Old Keras reading HDF5 with h5py 3",
+         "TF <= 2.3 / TF 1.x call .decode() on HDF5 attributes, but h5py 3 already returns str. "
+         "Every .h5 load fails with 'str' object has no attribute 'decode' whenever pip "
+         "resolves h5py>=3 (tensorflow-cpu 1.15.0 and TF 2.0-2.3 do not pin it). Pin h5py<3 "
+         "in that environment.",
+         r"'str' object has no attribute 'decode'", ("AttributeError",),
+         remedies=("pin_h5py2",), family="environment"),
+    Rule("numpy_too_new", "TensorFlow older than its numpy",
+         "This TensorFlow was built against an older numpy: with numpy >= 1.20 TF <= 2.4 "
+         "cannot convert symbolic tensors in RNN layers (NotImplementedError: Cannot convert a "
+         "symbolic Tensor). Pin numpy<1.20 for this release.",
+         r"Cannot convert a symbolic Tensor", ("NotImplementedError",),
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="environment"),
+    # ------------------------------------------------------------ safety
+    Rule("safe_mode_lambda", "Safe mode refuses a Python lambda",
+         "The file contains a Lambda layer whose function is Python bytecode. Keras >= 2.13 "
+         "and Keras 3 refuse to deserialize it by default because loading it can execute "
+         "arbitrary code. If you made the file or trust it, load with safe_mode=False (or "
+         "keras.config.enable_unsafe_deserialization()); better, replace the lambda with a "
+         "registered custom layer.",
+         r"Lambda.{0,40}(?:is a Python lambda|whose .function. is a Python lambda)|"
+         r"Deserializing it is unsafe|arbitrary code execution",
+         remedies=("unsafe",), family="safety"),
+    Rule("lambda_bytecode", "Lambda bytecode from another Python version",
+         "A Lambda layer stores its function as marshalled Python bytecode, which only the "
+         "Python version that wrote it can read. Loading it under a different Python fails with "
+         "a marshal/code-object error (or worse, silently misbehaves). Rebuild the Lambda in code "
+         "(or make it a registered custom layer) and load the weights only.",
+         r"bad marshal data|EOF read where object expected|codeobject\.c|unknown opcode|"
+         r"code\(\) argument|code expected at most|marshal data too short|"
+         r"bad argument to internal function",
+         outcomes=(Outcome.LOAD_ERROR, Outcome.CRASH), family="version"),
+    # ------------------------------------------------------------ custom objects
+    Rule("custom_object_unknown", "Custom class or function unknown to the loader",
+         "The model uses a layer, loss or metric that is not part of Keras. The loading process "
+         "must know its class: import the module that defines (and registers) it, or pass it as "
+         "custom_objects={'Name': Class}. Registration with @register_keras_serializable only "
+         "helps if the registering module is imported before load_model().",
+         r"Unknown (?:layer|loss function|metric|metric function|optimizer)|Could not locate "
+         r"(?:class|function)|Could not deserialize class|Unable to restore custom object",
+         when=_custom_unknown, remedies=("custom_objects", "compile_false"),
+         family="custom_object"),
+    # ------------------------------------------------------------ format readability
+    Rule("keras3_rejects_savedmodel", "Keras 3 cannot load a Keras 2 SavedModel",
+         "Keras 3's load_model() only reads .keras zips and legacy .h5 files. A TF SavedModel "
+         "written by Keras 2 (model.save(dir) / save_format='tf') can only be used for inference "
+         "(keras.layers.TFSMLayer or tf.saved_model.load), or loaded as a full model through "
+         "tf_keras (TF_USE_LEGACY_KERAS=1).",
+         r"File format not supported.{0,80}Keras 3 only supports", ("ValueError",),
+         remedies=("tfsm", "tf_keras"), family="version"),
+    Rule("keras_zip_not_understood", "The loader predates the .keras zip format",
+         "The .keras (Keras v3 zip) format appeared in Keras 2.12 / TF 2.12. Older releases "
+         "take a path that is not .h5 for a SavedModel directory and fail with 'SavedModel file "
+         "does not exist' or 'No model found in config file'. Save as .h5 for older readers.",
+         r"SavedModel file does not exist at: .*\.keras|No model found in config file",
+         family="version"),
+    Rule("hdf5_named_keras", "HDF5 written under a .keras name",
+         "Releases before TF 2.12 write HDF5 when given a .keras file name; Keras 3 checks "
+         "the content, finds no zip archive and reports 'File not found ... accessible .keras "
+         "zip file'. Rename the file to .h5 and load it as HDF5.",
+         r"Please ensure the file is an accessible `\.keras` zip file|is not a zip file",
+         family="version"),
+    Rule("op_not_registered", "SavedModel needs ops this TensorFlow does not have",
+         "The SavedModel graph was written by a newer TensorFlow and uses ops or op attributes "
+         "(DisableCopyOnRead, debug_name, exponential_avg_factor, ...) that this older TF does "
+         "not register. SavedModels are forward compatible only; re-export with the older "
+         "release (or load the weights into a model built in code).",
+         r"Op type not registered|NodeDef mentions attr .* not in Op", family="version"),
+    Rule("savedmodel_tags", "SavedModel with several MetaGraphs needs tags",
+         "The SavedModel holds more than one MetaGraph (TF 1 exports write train/eval/serve). "
+         "tf.saved_model.load() then needs tags=['serve'].",
+         r"requires a `tags=` argument", family="version"),
+    Rule("savedmodel_internal", "SavedModel object graph not understood by this release",
+         "The SavedModel's object graph (trackable names, restored functions, keras metadata) "
+         "was written by a different Keras/TF and this release cannot rebuild it. Load the "
+         "SavedModel for inference only or load through the release that wrote it.",
+         r"_track_trackable|Could not find matching function to call loaded from the SavedModel|"
+         r"Unable to restore object of class|restored function",
+         family="version", remedies=("tfsm",)),
+    # ------------------------------------------------------------ config changes
+    Rule("dtype_policy_config", "Dtype policy config changed",
+         "The layer's dtype / mixed-precision policy is serialized differently across releases "
+         "(Keras 2: a Policy dict or string; Keras 3.x: a DTypePolicy object with "
+         "quantization fields). The loader cannot parse the other's form.",
+         r"quantization_mode|unhashable type: 'dict'|DTypePolicy|Unknown dtype policy",
+         family="version"),
+    Rule("nested_model_config", "Nested model config not rebuilt",
+         "A model used as a layer inside another model is serialized with node references "
+         "whose layout changed between Keras 2 and Keras 3; the loader cannot reconnect the "
+         "inner model's nodes.",
+         r"graph of the Functional model either has loops or disconnected nodes",
+         family="version"),
+    Rule("config_key_added", "Config written by a newer Keras",
+         "The saver's Keras writes config keys this older loader does not know (for example "
+         "batch_shape/optional in InputLayer, groups in Conv2D, keepdims, jit_compile in "
+         "optimizers). Configs are not forward compatible: load with the saver's release or "
+         "newer, or rebuild the model in code and load only the weights.",
+         r"Unrecognized keyword argument|Keyword argument not understood|Argument\(s\) not "
+         r"recognized|unexpected keyword argument|Error when deserializing class",
+         when=_saver_newer, remedies=("compile_false",), family="version"),
+    Rule("config_key_removed", "Config key removed in the loader's Keras",
+         "The file carries config keys or values that the loader's newer Keras removed "
+         "(time_major in LSTM, batch_input_shape, is_legacy_optimizer/jit_compile in "
+         "optimizers, ...). The loader refuses instead of ignoring them.",
+         r"Unrecognized keyword argument|Keyword argument not understood|Argument\(s\) not "
+         r"recognized|unexpected keyword argument|Error when deserializing class",
+         when=_saver_older, remedies=("compile_false",), family="version"),
+    Rule("keras_major_class_path", "Keras 2/3 class names and module paths differ",
+         "Keras 2 and Keras 3 serialize model classes with different names and module paths "
+         "(keras.engine.functional vs keras.src.models.functional, 'Model' vs 'Functional'). "
+         "A built-in Keras class is then 'unknown' to the other major version.",
+         r"Could not locate class|Unknown layer|Could not deserialize class|cannot be imported|"
+         r"could not be deserialized properly",
+         when=_builtin_unknown, family="version"),
+    Rule("internal_module_path", "Internal module path recorded in the file",
+         "The file names an internal module (keras.src.engine..., tf_keras.src...) that does not "
+         "exist in the loader's Keras; private paths move between releases.",
+         r"parent module [\w.]+ cannot be imported", family="version"),
+    # ------------------------------------------------------------ weights
+    Rule("weights_structure", "Weights do not fit the rebuilt model",
+         "The loader rebuilt a model whose layers or variables differ from what the weights "
+         "file holds (subclassed models have no variables until called; weight names and "
+         "ordering changed between releases; the layer count differs).",
+         r"Layer count mismatch|expected \d+ variables, but received|has not created its "
+         r"variables yet|You are trying to load a weight file containing|Shapes? .* (?:are )?"
+         r"incompatible|axes don't match array|weight_names",
+         family="version"),
+    Rule("subclassed_save", "Subclassed model cannot be saved in this format",
+         "Subclassed models have no config graph: HDF5 and json need a Functional/Sequential "
+         "model, and Keras 3 export needs serving_only=True. Save a Functional model or use "
+         ".keras with get_config()/from_config().",
+         r"requires the model to be a Functional model or a Sequential model|Subclassed models "
+         r"can only be exported|subclassed model", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR),
+         family="version"),
+    # ------------------------------------------------------------ compile state
+    Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
+         "The architecture and weights are fine but the saved training configuration (loss, "
+         "metrics, optimizer) cannot be rebuilt by this release: loss/metric names and "
+         "optimizer arguments changed. load_model(compile=False) loads the model for inference; "
+         "compile it again yourself to train.",
+         r"compile|optimizer|loss|metric|string indices must be integers|has no attribute "
+         r"'replace'|not supported between instances of 'NoneType'",
+         remedies=("compile_false",), family="version"),
+    # ------------------------------------------------------------ backends
+    Rule("backend_cannot_train", "Backend cannot train",
+         "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
+         "but training cannot resume here.",
+         r"not implemented for NumPy backend|NumPy backend", outcomes=(Outcome.MISMATCH,),
+         family="backend"),
+    Rule("optimizer_state_lost", "Optimizer state not restored",
+         "Predictions match, but the optimizer came back fresh (or missing): resuming training "
+         "restarts Adam's moments and step count. This format/release pair does not carry "
+         "optimizer state; save as .keras (Keras >= 2.12) or keep a training checkpoint.",
+         outcomes=(Outcome.MISMATCH,), when=_optimizer_check, family="numeric"),
+    Rule("numerical_mismatch_backend", "Predictions differ across backends",
+         "The model loaded, but its predictions differ from the saver's beyond the tolerance, "
+         "and saver and loader run different backends: kernels and layouts differ.",
+         outcomes=(Outcome.MISMATCH,), when=_diff_backend, family="backend"),
+    Rule("numerical_mismatch", "Predictions differ",
+         "The model loaded, but its predictions differ from the saver's beyond the tolerance: "
+         "weights were assigned to the wrong variables, a layer default changed meaning, or "
+         "the computation itself changed.",
+         outcomes=(Outcome.MISMATCH,), family="numeric"),
+    # ------------------------------------------------------------ process failures
+    Rule("hang_or_crash", "The load hung or killed the process",
+         "The loader did not return within the cell time limit, or the process died "
+         "(a signal, an abort in native code). Seen with Keras 3.6 on Keras 2 nested-model "
+         "HDF5 files; such a load must be run with a timeout.",
+         outcomes=_HANG, family="version"),
+)
+
+OTHER = Rule("other", "Unclassified failure",
+             "No rule explains this failure yet; the message and traceback are in the report.",
+             outcomes=tuple(o for o in Outcome if o.failed), family="other")
+
+CATEGORIES: dict[str, Rule] = {r.category: r for r in (*RULES, OTHER)}
+if len(CATEGORIES) != len(RULES) + 1:  # pragma: no cover - a duplicate id is a coding error
+    raise RuntimeError("duplicate rule category in runner.diagnose.RULES")
+
+
+def diagnose(rec: Record) -> Diagnosis | None:
+    """The first matching rule's diagnosis, ``other`` when none matches, None when not failed."""
+    if not rec.outcome.failed:
+        return None
+    text = _text(rec)
+    rule = next((r for r in RULES if r.matches(rec, text)), OTHER)
+    return Diagnosis(rule.category, rule.title, rule.explanation, rule.family,
+                     tuple(REMEDIES[r] for r in rule.remedies))
+
+
+def combine_variant(variant: str | None, flag: str) -> str:
+    """``variant`` with one more flag, in canonical order (``custom_objects+compile_false``)."""
+    from runner._worker.worker import VARIANT_FLAGS
+    flags = set() if variant in (None, "", "default") else set(str(variant).split("+"))
+    flags.add(flag)
+    return "+".join(f for f in VARIANT_FLAGS if f in flags)
+
+
+Siblings = Mapping[str, Sequence[tuple[str, str]]]  # loader id -> [(sibling id, remedy id)]
+
+
+def sibling_map(stacks: Iterable[Any]) -> dict[str, list[tuple[str, str]]]:
+    """``{loader: [(sibling stack id, remedy id)]}`` from catalog stacks (runner.stacks.Stack)."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for s in stacks:
+        if getattr(s, "sibling_of", "") and getattr(s, "remedy", ""):
+            out.setdefault(s.sibling_of, []).append((s.id, s.remedy))
+    return out
+
+
+def remedy_targets(rec: Record, diag: Diagnosis | None, *, has_custom_objects: bool,
+                   siblings: Siblings) -> list[tuple[Remedy, str, str]]:
+    """Where each remedy of ``rec`` is verified: ``(remedy, loader stack id, variant)``.
+
+    A variant remedy is the same cell with one more load flag (skipped when it cannot
+    change anything: the flag is already set, no custom objects exist, tfsm on a format
+    that is no SavedModel); a sibling remedy is the same cell in each sibling stack.
+    """
+    if diag is None or rec.record_type != "load" or not rec.loader:
+        return []
+    variant = rec.variant or "default"
+    flags = set() if variant == "default" else set(variant.split("+"))
+    out: list[tuple[Remedy, str, str]] = []
+    for remedy in diag.remedies:
+        if remedy.variant is not None:
+            if remedy.variant in flags or (remedy.variant == "custom_objects" and not has_custom_objects):
+                continue
+            if remedy.variant == "tfsm" and rec.format != "savedmodel":
+                continue
+            out.append((remedy, rec.loader, combine_variant(variant, remedy.variant)))
+        if remedy.sibling is not None:
+            out.extend((remedy, sid, variant) for sid, rid in siblings.get(rec.loader, ())
+                       if rid == remedy.sibling)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class RemedyResult:
+    """A remedy that was run: where, with which variant, and what came out."""
+
+    remedy: Remedy
+    loader: str
+    variant: str
+    outcome: str
+    category: str = ""
+
+    @property
+    def fixed(self) -> bool:
+        return self.outcome == Outcome.OK.value
+
+    def text(self) -> str:
+        where = f" in {self.loader}" if self.remedy.sibling else ""
+        if self.fixed:
+            return f"fixed by {self.remedy.id}{where} (verified)"
+        why = f"{self.outcome}" + (f", {self.category}" if self.category else "")
+        return f"{self.remedy.id}{where} tried, still fails ({why})"
+
+
+def remedy_results(rec: Record, diag: Diagnosis | None, lookup: Callable[[str, str], Record | None],
+                   *, has_custom_objects: bool, siblings: Siblings) -> list[RemedyResult]:
+    """The remedies of ``rec`` that were actually run (``lookup(loader, variant)`` finds
+    the record of the same artifact there); remedies never run are left out."""
+    out = []
+    for remedy, loader, variant in remedy_targets(rec, diag, has_custom_objects=has_custom_objects,
+                                                  siblings=siblings):
+        got = lookup(loader, variant)
+        if got is None or got.outcome is Outcome.NOT_APPLICABLE:
+            continue
+        sub = diagnose(got)
+        out.append(RemedyResult(remedy, loader, variant, got.outcome.value,
+                                sub.category if sub else ""))
+    return out
+
+
+_NOISE = (
+    (re.compile(r"0x[0-9a-f]+"), "0x…"),
+    (re.compile(r"(?:/[\w.+-]+)+/?"), "<path>"),
+    (re.compile(r"\{.*\}", re.S), "{…}"),
+    (re.compile(r"\[[^\]]{40,}\]", re.S), "[…]"),
+    (re.compile(r"\b\d+\b"), "N"),
+    (re.compile(r"\s+"), " "),
+)
+
+
+def normalise(message: str) -> str:
+    """A message's first line without what varies by cell: paths, numbers, configs, ids."""
+    text = next((ln.strip() for ln in message.strip().splitlines() if ln.strip()), "")
+    for pattern, repl in _NOISE:
+        text = pattern.sub(repl, text)
+    return text.strip()[:160]
+
+
+def signature(rec: Record) -> str:
+    """The normalised message: what stays the same across releases, scenarios and paths."""
+    if rec.error is None:
+        return normalise(str(rec.details.get("reason") or rec.outcome.value))
+    return normalise(rec.error.message)
