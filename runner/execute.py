@@ -214,6 +214,7 @@ def run_cells(
     isolate: bool = False,
     extra_sys_path: Sequence[str] = (),
     spawn: Spawn = _default_spawn,
+    worker_path: Path = WORKER_PATH,
 ) -> Iterator[dict[str, Any]]:
     """Run ``cells`` in workers of the stack whose interpreter is ``python``.
 
@@ -232,9 +233,11 @@ def run_cells(
         import_timeout: seconds the worker may take to import the framework.
         isolate: one worker process per cell instead of one per batch.
         spawn: process factory (a seam for tests).
+        worker_path: the worker script (``check`` runs ``_worker/check_worker.py``, which
+            follows the same protocol).
     """
-    if command not in ("save", "load"):
-        raise ValueError(f"command must be save or load, not {command!r}")
+    if command not in ("save", "load", "check"):
+        raise ValueError(f"command must be save, load or check, not {command!r}")
     shutil.rmtree(workdir, ignore_errors=True)
     pending = [dict(c) for c in cells]
     spawn_no = 0
@@ -244,7 +247,7 @@ def run_cells(
         ctl = workdir / f"w{spawn_no:03d}"
         _write_request(ctl, command, batch, keras_module, extra_sys_path)
         log_path = ctl / _w.LOG_FILE
-        argv = [python, "-I", str(WORKER_PATH), command, str(ctl)]
+        argv = [python, "-I", str(worker_path), command, str(ctl)]
         reader = _EventReader(ctl / _w.EVENTS_FILE)
         t_spawn = time.monotonic()
         try:
