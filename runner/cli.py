@@ -1,4 +1,4 @@
-"""Command line: ``python -m runner <matrix|save|load|report|stacks|show> [options]``.
+"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|show> [options]``.
 
 Bad input (unknown stack, tag, scenario or format; invalid catalog) is one line on
 stderr and exit status 2, before anything is written.
@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import matrix
+from runner import check, gate, matrix
 from runner.records import RecordError, Store
 from runner.stacks import DEFAULT_CATALOG, CatalogError, find_python, load_catalog, select
 
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "matrix":
             p.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
             p.add_argument("--no-report", action="store_true")
+            gate.add_options(p, baseline_required=False)
     p = sub.add_parser("report", help="write reports from the records already in the store")
     _common(p)
     p.add_argument("--out", type=Path, default=Path("reports"))
@@ -70,6 +71,8 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
     _common(p)
     p.add_argument("--json", action="store_true")
+    check.add_parser(sub)
+    gate.add_parser(sub)
     p = sub.add_parser("show", help="print the records of cells whose id contains TEXT")
     _common(p)
     p.add_argument("text")
@@ -86,6 +89,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     formats = args.formats or list(matrix.FORMATS)
     if not stacks or not scenarios:
         raise CatalogError("the selection is empty")
+    # The baseline is read before the run: the run may overwrite it (reports/results.json).
+    baseline = gate.prepare(args) if args.command == "matrix" else None
+    if baseline is not None and args.no_report:
+        raise gate.GateError("--baseline compares the report's results: drop --no-report")
     phases = {"matrix": ("save", "load", "remedy"), "save": ("save",),
               "load": ("load", "remedy")}[args.command]
     # `load` alone loads what every catalog stack saved; `matrix` stays within its selection.
@@ -103,7 +110,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
           f"{summary.wall_s:.0f} s. {counts}", flush=True)
     if args.command == "matrix" and not args.no_report:
-        return _report(store, args.out, [s.id for s in stacks], print_summary=True)
+        status = _report(store, args.out, [s.id for s in stacks], print_summary=True)
+        if status != 0 or baseline is None:
+            return status
+        return gate.run_gate(baseline, gate.load_results(args.out / "results.json"))
     return 0
 
 
@@ -157,8 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _report(Store(args.store), args.out, [s.id for s in selected], False)
         if args.command == "stacks":
             return _cmd_stacks(args)
+        if args.command == "check":
+            return check.run_check(check.options_from_args(args))
+        if args.command == "gate":
+            return gate.cmd_gate(args)
         return _cmd_show(args)
-    except (CatalogError, matrix.ScenarioError, RecordError) as exc:
+    except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
