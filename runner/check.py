@@ -65,6 +65,7 @@ USER_ERRORS = ("check_worker.BadInputs", "check_worker.CustomObjectsError",
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 NPY_MAGIC = b"\x93NUMPY"
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+EXTRA_SYS_PATH: tuple[str, ...] = ()  # a seam for the fast tier's fake frameworks
 
 
 def _sniff(path: Path) -> str:
@@ -770,10 +771,13 @@ class _Check:
                 if diag is not None:
                     row.category, row.explanation = diag.category, diag.explanation
                     row.record = final
+                elif outcome == "not_applicable":
+                    row.category = "format_unreadable_here"
                 elif outcome != "ok":
                     row.category = "unclassified"
             if rec.error and not note:
-                row.note = f"{rec.error.type.rsplit('.', 1)[-1]}: {_first_line(rec.error.message)[:100]}"
+                message = _first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
+                row.note = f"{rec.error.type.rsplit('.', 1)[-1]}: {message[:100]}"
         return row
 
     def _remedies(self, rows: Sequence[Row], reference: str | None) -> None:
@@ -815,6 +819,9 @@ class _Check:
                 if outcome == "ok":
                     verdicts.insert(0, f"fixed by {remedy_id} (verified"
                                     + (f", max |diff| {diff:.3g})" if diff is not None else ")"))
+                elif outcome == "not_applicable":
+                    verdicts.append(f"{remedy_id} does not apply here"
+                                    + (f" ({_first_line(rec.error.message)[:80]})" if rec.error else ""))
                 else:
                     verdicts.append(f"{remedy_id} tried, still fails ({outcome})")
             row.remedy = "; ".join([*verdicts, *([row.remedy] if row.remedy else [])])
@@ -924,8 +931,8 @@ def options_from_args(args: argparse.Namespace) -> Options:
 
 
 def run_check(opt: Options, *, out: TextIO = sys.stdout,
-              env_factory: Callable[[Stack, Store], StackEnv] = ensure_env,
-              extra_sys_path: Sequence[str] = ()) -> int:
+              env_factory: Callable[[Stack, Store], StackEnv] | None = None,
+              extra_sys_path: Sequence[str] | None = None) -> int:
     """Check ``opt.model`` in the selected stacks; print the table; return the exit status.
 
     Raises:
@@ -941,7 +948,8 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout,
         check_inputs_file(opt.inputs)
     if opt.out is not None and opt.out.exists() and not opt.out.is_dir():
         raise CheckInputError(f"--out {opt.out} exists and is not a directory")
-    check = _Check(opt, model, stacks, catalog, out, env_factory, extra_sys_path)
+    check = _Check(opt, model, stacks, catalog, out, env_factory or ensure_env,
+                   EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path)
     header = _header_lines(model, {"variant": _variant(check.base_flags), "reference_note": "…"}, opt.inputs)
     print(header[0], file=out, flush=True)
     rows, meta = check.run()
