@@ -5,6 +5,8 @@
     nox -t quick                  save + load sessions of the stacks tagged quick
     nox -s "save(tf2.15)" "load(tf2.18)"
     nox -s report                 tables from the records already in .matrix/
+    nox -s check -- model.h5 --stacks tf2.15,tf2.18   is my own model safe to upgrade?
+    nox -s matrix -- --baseline reports/results.json  fail on regressions (expected_failures.toml)
     nox -s tests                  fast tier then real tier (pytest args after --)
     nox -s lint
 
@@ -66,6 +68,13 @@ def matrix(session: nox.Session) -> None:
     """Build every selected stack, save, load, compare, and write reports/ (pass runner options after --)."""
     session.install(*REPORT_DEPS)
     _runner(session, "matrix")
+
+
+@nox.session(default=False)
+def check(session: nox.Session) -> None:
+    """Load YOUR model file in the selected stacks and compare predictions: nox -s check -- model.h5 [options]."""
+    session.install(*REPORT_DEPS)
+    _runner(session, "check")
 
 
 @nox.session(python=False, tags=["save"])
