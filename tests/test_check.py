@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import BEHAVIOR_VAR, FAKE_SCENARIOS, FAKES, FakeStack
+from test_cli import run
 
 from runner import check, cli
 from runner.envs import StackEnv
 from runner.records import Store
 from runner.stacks import Stack
-
-from conftest import BEHAVIOR_VAR, FAKE_SCENARIOS, FAKES, FakeStack
-from test_cli import run
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import run
 
 from runner import gate
-from test_cli import run
 
 REPO = Path(__file__).resolve().parent.parent
 
