@@ -136,10 +136,6 @@ def _diff_backend(rec: Record) -> bool:
                 and rec.saver_env.get("backend") != rec.env.get("backend"))
 
 
-def _optimizer_check(rec: Record) -> bool:
-    return rec.details.get("check") == "optimizer_state"
-
-
 def _written_as_h5(rec: Record) -> bool:
     return rec.details.get("written_as") == "h5" or rec.saver_env.get("_written_as") == "h5"
 
@@ -168,7 +164,13 @@ def _unknown_names(text: str) -> set[str]:
 
 def _custom_unknown(rec: Record) -> bool:
     text = _text(rec)
-    if re.search(r"parent module compat_scenario_\w+ cannot be imported", text):
+    if re.search(r"parent module compat_scenario_\w+ cannot be imported|Unable to restore custom object",
+                 text):
+        return True
+    # Keras 2.13-2.15 keep an unknown layer as its class *name* and fail when calling it;
+    # model_from_json returns the unknown model class's name instead of a model.
+    if re.search(r"'str' object is not callable.*process_node|process_node.*'str' object is not "
+                 r"callable|'str' object has no attribute 'load_weights'", text, re.S):
         return True
     names = _unknown_names(text)
     return bool(names - _BUILTIN)
@@ -238,7 +240,8 @@ RULES: tuple[Rule, ...] = (
          "custom_objects={'Name': Class}. Registration with @register_keras_serializable only "
          "helps if the registering module is imported before load_model().",
          r"Unknown (?:layer|loss function|metric|metric function|optimizer)|Could not locate "
-         r"(?:class|function)|Could not deserialize class|Unable to restore custom object",
+         r"(?:class|function)|Could not deserialize class|Unable to restore custom object|"
+         r"'str' object is not callable|'str' object has no attribute 'load_weights'",
          when=_custom_unknown, remedies=("custom_objects", "compile_false"),
          family="custom_object"),
     # ------------------------------------------------------------ format readability
@@ -278,12 +281,27 @@ RULES: tuple[Rule, ...] = (
          r"_track_trackable|Could not find matching function to call loaded from the SavedModel|"
          r"Unable to restore object of class|restored function",
          family="version", remedies=("tfsm",)),
+    # ------------------------------------------------------------ compile state
+    Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
+         "The architecture and weights are fine but the saved training configuration (loss, "
+         "metrics, optimizer, steps_per_execution) cannot be rebuilt by this release: built-in "
+         "loss/metric names, metric classes and optimizer arguments changed between releases. "
+         "load_model(compile=False) loads the model for inference; compile it again to train.",
+         r"compile_args_from_training_config|_resolve_compile_arguments_compat|compile_from_config|"
+         r"reduction_metrics\.py|steps_per_execution|base_optimizer\.py.*Argument\(s\) not "
+         r"recognized|optimizer_v2.*from_config|Could not locate function '(?:mse|mae|"
+         r"mean_squared_error|mean_absolute_error|accuracy|categorical_crossentropy)'|"
+         r"Could not deserialize 'keras\.(?:metrics|losses)\.",
+         remedies=("compile_false",), family="version"),
     # ------------------------------------------------------------ config changes
-    Rule("dtype_policy_config", "Dtype policy config changed",
+    Rule("dtype_policy_config", "Dtype / mixed-precision policy not understood",
          "The layer's dtype / mixed-precision policy is serialized differently across releases "
          "(Keras 2: a Policy dict or string; Keras 3.x: a DTypePolicy object with "
-         "quantization fields). The loader cannot parse the other's form.",
-         r"quantization_mode|unhashable type: 'dict'|DTypePolicy|Unknown dtype policy",
+         "quantization fields), and old TF mixes float16/float32 when tracing a mixed-precision "
+         "model for SavedModel. The reader cannot parse the other's form.",
+         r"quantization_mode|unhashable type: 'dict'|Unknown dtype policy|Cannot convert .* to a "
+         r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16",
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR),
          family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
@@ -306,6 +324,10 @@ RULES: tuple[Rule, ...] = (
          r"Unrecognized keyword argument|Keyword argument not understood|Argument\(s\) not "
          r"recognized|unexpected keyword argument|Error when deserializing class",
          when=_saver_older, remedies=("compile_false",), family="version"),
+    Rule("internal_module_path", "Internal module path recorded in the file",
+         "The file names an internal module (keras.src.engine..., tf_keras.src...) that does not "
+         "exist in the loader's Keras; private paths move between releases.",
+         r"parent module [\w.]+ cannot be imported", family="version"),
     Rule("keras_major_class_path", "Keras 2/3 class names and module paths differ",
          "Keras 2 and Keras 3 serialize model classes with different names and module paths "
          "(keras.engine.functional vs keras.src.models.functional, 'Model' vs 'Functional'). "
@@ -313,10 +335,6 @@ RULES: tuple[Rule, ...] = (
          r"Could not locate class|Unknown layer|Could not deserialize class|cannot be imported|"
          r"could not be deserialized properly",
          when=_builtin_unknown, family="version"),
-    Rule("internal_module_path", "Internal module path recorded in the file",
-         "The file names an internal module (keras.src.engine..., tf_keras.src...) that does not "
-         "exist in the loader's Keras; private paths move between releases.",
-         r"parent module [\w.]+ cannot be imported", family="version"),
     # ------------------------------------------------------------ weights
     Rule("weights_structure", "Weights do not fit the rebuilt model",
          "The loader rebuilt a model whose layers or variables differ from what the weights "
@@ -333,15 +351,6 @@ RULES: tuple[Rule, ...] = (
          r"requires the model to be a Functional model or a Sequential model|Subclassed models "
          r"can only be exported|subclassed model", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR),
          family="version"),
-    # ------------------------------------------------------------ compile state
-    Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
-         "The architecture and weights are fine but the saved training configuration (loss, "
-         "metrics, optimizer) cannot be rebuilt by this release: loss/metric names and "
-         "optimizer arguments changed. load_model(compile=False) loads the model for inference; "
-         "compile it again yourself to train.",
-         r"compile|optimizer|loss|metric|string indices must be integers|has no attribute "
-         r"'replace'|not supported between instances of 'NoneType'",
-         remedies=("compile_false",), family="version"),
     # ------------------------------------------------------------ backends
     Rule("backend_cannot_train", "Backend cannot train",
          "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
@@ -352,7 +361,8 @@ RULES: tuple[Rule, ...] = (
          "Predictions match, but the optimizer came back fresh (or missing): resuming training "
          "restarts Adam's moments and step count. This format/release pair does not carry "
          "optimizer state; save as .keras (Keras >= 2.12) or keep a training checkpoint.",
-         outcomes=(Outcome.MISMATCH,), when=_optimizer_check, family="numeric"),
+         r"optimizer state|optimizer's step count|no optimizer|training could not resume",
+         outcomes=(Outcome.MISMATCH,), family="numeric"),
     Rule("numerical_mismatch_backend", "Predictions differ across backends",
          "The model loaded, but its predictions differ from the saver's beyond the tolerance, "
          "and saver and loader run different backends: kernels and layouts differ.",
@@ -362,6 +372,12 @@ RULES: tuple[Rule, ...] = (
          "weights were assigned to the wrong variables, a layer default changed meaning, or "
          "the computation itself changed.",
          outcomes=(Outcome.MISMATCH,), family="numeric"),
+    Rule("keras_major_other", "Keras 2 file in Keras 3 (or back): no specific rule",
+         "Saver and loader run different Keras major versions, whose file formats, config "
+         "schemas and loading code were rewritten for Keras 3; this failure has no more specific "
+         "rule. Load with the saver's major version (tf_keras for Keras 2 files), or rebuild the "
+         "model in code and load only the weights.",
+         when=_cross_major, family="version"),
     # ------------------------------------------------------------ process failures
     Rule("hang_or_crash", "The load hung or killed the process",
          "The loader did not return within the cell time limit, or the process died "

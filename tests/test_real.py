@@ -142,7 +142,8 @@ def test_batched_equals_isolated(matrix_store: Path, tmp_path: Path) -> None:
     shutil.copytree(matrix_store / "artifacts", iso_store / "artifacts")
     _runner("matrix", "--stacks", "tf2.15,keras3.15-jax", *sub, "--isolate", "--no-report",
             store=iso_store)
-    isolated = {k: v for k, v in _records(iso_store).items() if v.record_type == "load"}
+    isolated = {k: v for k, v in _records(iso_store).items()
+                if v.record_type == "load" and v.variant in ("default", "custom_objects")}
     assert len(isolated) == 24  # 2 savers x 2 formats x (custom_layer x 2 variants + dense) x 2 loaders
     for cid, rec in isolated.items():
         assert batched[cid].outcome is rec.outcome, cid
@@ -277,3 +278,48 @@ def test_optimizer_state_survival_is_checked(library_store: Path) -> None:
     # Keras 3 cannot reload its own compiled HDF5 when the loss is the string "mse".
     mse = recs["trained_adam:h5:tf2.18->tf2.18:default"]
     assert mse.outcome is Outcome.LOAD_ERROR and mse.error and "mse" in mse.error.message
+
+
+# ----------------------------------------------------------------- diagnosis, remedies
+
+
+def test_remedies_are_rerun_and_verified(matrix_store: Path, tmp_path: Path) -> None:
+    """Failing loads get a category, and each remedy the category names is re-run for real."""
+    pytest.importorskip("pandas")
+    recs = _records(matrix_store)
+    # Keras 3 refuses a Keras 2 SavedModel; reading it for inference (TFSMLayer) works.
+    assert recs["dense:savedmodel:tf2.15->tf2.18:default"].outcome is Outcome.LOAD_ERROR
+    tfsm = recs["dense:savedmodel:tf2.15->tf2.18:tfsm"]
+    assert tfsm.outcome is Outcome.OK, tfsm.error
+    assert tfsm.max_abs_diff is not None and tfsm.max_abs_diff <= 1e-5
+    # No TensorFlow in the jax stack: the remedy cannot exist there (not an error).
+    assert recs["dense:savedmodel:tf2.15->keras3.15-jax:tfsm"].outcome is Outcome.NOT_APPLICABLE
+    _runner("report", "--out", str(tmp_path), store=matrix_store)
+    errors = (tmp_path / "errors.md").read_text()
+    assert "## `keras3_rejects_savedmodel`" in errors and "tfsm: fixed" in errors
+    assert "## `custom_object_unknown`" in errors and "custom_objects: fixed" in errors
+    cells = {c["cell_id"]: c for c in json.loads((tmp_path / "results.json").read_text())["cells"]}
+    cell = cells["custom_layer:h5:tf2.15->keras3.15-jax:default"]
+    assert cell["category"] == "custom_object_unknown"
+    assert "fixed by custom_objects (verified)" in cell["remedy"]
+    assert cells["dense:savedmodel:tf2.15->tf2.18:tfsm"]["source"] == "remedy"
+    assert "🔧" in (tmp_path / "matrix.md").read_text()
+    out = _runner("explain", "custom_layer:h5:tf2.15->keras3.15-jax:default", store=matrix_store).stdout
+    assert "category    custom_object_unknown" in out and "fixed by custom_objects (verified)" in out
+
+
+def test_generated_repro_reproduces_the_recorded_outcome(matrix_store: Path, tmp_path: Path) -> None:
+    """`repro` writes a standalone script pair; run for real it gives the recorded outcome."""
+    from runner.stacks import find_python
+
+    cid = "custom_layer:keras:tf2.18->keras3.15-jax:default"
+    rec = _records(matrix_store)[cid]
+    out = tmp_path / "repro"
+    _runner("repro", cid, "--out", str(out), store=matrix_store)
+    env = {**os.environ, "PY_SAVER": find_python("3.12") or "", "PY_LOADER": find_python("3.11") or ""}
+    proc = subprocess.run(["bash", str(out / "setup.sh")], cwd=out, env=env, capture_output=True,
+                          text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.strip().splitlines()[-1] == f"OUTCOME: {rec.outcome.value}", proc.stdout[-3000:]
+    if rec.error:
+        assert rec.error.type.rsplit(".", 1)[-1] in proc.stdout

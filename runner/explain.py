@@ -1,0 +1,324 @@
+"""One cell's full story (``explain``) and a standalone reproduction of it (``repro``).
+
+Stdlib only. A CELL is a cell id as printed in the tables and ``results.csv``
+(``scenario:format:saver->loader:variant`` for a load, ``scenario:format:saver`` for a
+save), or any text contained in exactly one cell id.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from runner import diagnose
+from runner._worker import worker as _w
+from runner.matrix import DEFAULT_SCENARIOS
+from runner.records import Record, Store
+from runner.stacks import Stack, natural_key
+
+__all__ = ["CellError", "explain_text", "find_cell", "write_repro"]
+
+
+class CellError(ValueError):
+    """The CELL argument names no cell, or more than one (one line, names candidates)."""
+
+
+def find_cell(store: Store, text: str) -> Record:
+    """The save or load record whose cell id is ``text``, or the only one containing it."""
+    records = [r for r in store.iter_records() if r.record_type in ("save", "load")]
+    exact = [r for r in records if r.cell_id == text]
+    if exact:
+        return exact[0]
+    hits = sorted((r for r in records if text in r.cell_id), key=lambda r: natural_key(r.cell_id))
+    if not hits:
+        raise CellError(f"no cell id contains {text!r} in {store.root} (ids look like "
+                        "'dense:h5:tf2.15->tf2.18:default'; see results.csv)")
+    if len(hits) > 1:
+        shown = ", ".join(r.cell_id for r in hits[:3])
+        raise CellError(f"{len(hits)} cells match {text!r} (e.g. {shown}); give the full cell id")
+    return hits[0]
+
+
+def _env_line(env: dict[str, Any]) -> str:
+    if not env:
+        return "(versions not recorded)"
+    extra = ", ".join(f"{k}={v}" for k, v in sorted((env.get("env_vars") or {}).items()))
+    return (f"python {env.get('python')}, tensorflow {env.get('tensorflow') or '—'}, "
+            f"keras {env.get('keras')} ({env.get('keras_api')}, backend {env.get('backend')})"
+            + (f", {extra}" if extra else ""))
+
+
+def _lookup(store: Store, rec: Record) -> Any:
+    def find(loader: str, variant: str) -> Record | None:
+        assert rec.saver and rec.scenario and rec.format
+        return store.read(store.load_record_path(loader, rec.saver, rec.scenario, rec.format, variant))
+    return find
+
+
+def _has_custom_objects(scenario: str | None, scenario_dir: Path) -> bool:
+    path = scenario_dir / f"{scenario}.py"
+    return path.is_file() and "\ndef custom_objects(" in path.read_text(encoding="utf-8")
+
+
+def explain_text(store: Store, rec: Record, catalog: Sequence[Stack],
+                 scenario_dir: Path = DEFAULT_SCENARIOS, width: int = 100) -> str:
+    """Versions, outcome, message, traceback tail, category, explanation, remedies."""
+    wrap = textwrap.TextWrapper(width=width, initial_indent="", subsequent_indent=" " * 12)
+    lines = [f"cell        {rec.cell_id}", f"scenario    {rec.scenario}   format {rec.format}"
+             + (f"   load variant {rec.variant}" if rec.variant else "")]
+    saver_env = rec.env if rec.record_type == "save" else rec.saver_env
+    lines.append(f"saved by    {rec.saver}: {_env_line(saver_env)}")
+    if rec.record_type == "load":
+        lines.append(f"loaded by   {rec.loader}: {_env_line(rec.env)}")
+    out = f"outcome     {rec.outcome.value}" + (f" (phase {rec.phase})" if rec.phase else "")
+    if rec.max_abs_diff is not None:
+        out += f", max |diff| {rec.max_abs_diff:.3g}"
+    lines.append(out)
+    for key in ("written_as", "reason", "note", "loaded_class"):
+        if rec.details.get(key):
+            lines.append(f"{key:<11} {rec.details[key]}")
+    if rec.error:
+        lines.append(wrap.fill(f"error       {rec.error.type}: "
+                               + " ".join(rec.error.message.split())[:1500]))
+    diag = diagnose.diagnose(rec)
+    if diag is None:
+        lines.append("category    — (the cell did not fail)")
+    else:
+        lines.append(f"category    {diag.category}: {diag.title} (family: {diag.family})")
+        lines.append(wrap.fill(f"why         {diag.explanation}"))
+        results = diagnose.remedy_results(
+            rec, diag, _lookup(store, rec),
+            has_custom_objects=_has_custom_objects(rec.scenario, scenario_dir),
+            siblings=diagnose.sibling_map(catalog))
+        if results:
+            for i, r in enumerate(results):
+                head = "remedies   " if i == 0 else "           "
+                lines.append(wrap.fill(f"{head} {r.text()}: {r.remedy.label} "
+                                       f"[cell {rec.scenario}:{rec.format}:{rec.saver}->{r.loader}:{r.variant}]"))
+        elif diag.remedies:
+            lines.append("remedies    " + ", ".join(r.id for r in diag.remedies)
+                         + " (not run for this cell yet: run `nox -s matrix` to verify them)")
+        else:
+            lines.append("remedies    none known for this category")
+    lines.append(f"record      {store.record_path(rec)}")
+    if rec.error and rec.error.traceback.strip():
+        tail = rec.error.traceback.strip().splitlines()[-25:]
+        lines += ["traceback   (tail)", *("  " + t for t in tail)]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------- repro
+
+_REPRO_PY = '''"""Standalone reproduction of one compatibility-matrix cell (generated; see README.md).
+
+    python repro.py save   # in the saver's environment: builds, saves, writes reference
+    python repro.py load   # in the loader's environment: loads, predicts, compares
+
+compat_worker.py is the matrix runner's worker, copied verbatim: the exact code that
+produced the recorded outcome. In plain Keras the cell is:
+
+{plain}
+"""
+
+import json
+import os
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import compat_worker as w  # noqa: E402
+
+CELL = {cell}
+KERAS_MODULE = {keras_modules!r}  # per phase: which Keras API each stack's users call
+SEED = {seed}
+
+
+def main(phase):
+    fw = w.import_framework(KERAS_MODULE[phase])
+    cell = dict(CELL, scenario_path=os.path.join(HERE, "scenario.py"),
+                artifact_dir=os.path.join(HERE, "artifact"))
+    result = w.run_cell(fw, phase, cell, SEED)
+    error = result.get("error") or {{}}
+    print(json.dumps({{k: result.get(k) for k in ("outcome", "phase", "max_abs_diff", "details")}},
+                     sort_keys=True))
+    if error:
+        print("%s: %s" % (error.get("type"), error.get("message")))
+        print(error.get("traceback", ""))
+    print("OUTCOME: %s" % result["outcome"])
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in ("save", "load"):
+        sys.exit("usage: python repro.py save|load")
+    sys.exit(main(sys.argv[1]))
+'''
+
+_SETUP_SH = '''#!/usr/bin/env bash
+# Reproduce {cell_id}
+# recorded outcome: {outcome}
+#
+# Creates two virtual environments with the exact versions the matrix used, saves the
+# model in the first and loads it in the second. Interpreters: $PY_SAVER / $PY_LOADER
+# (default python{saver_py} / python{loader_py}). Uses uv when it is on PATH, else venv+pip.
+set -euo pipefail
+cd "$(dirname "$0")"
+PY_SAVER="${{PY_SAVER:-python{saver_py}}}"
+PY_LOADER="${{PY_LOADER:-python{loader_py}}}"
+
+make_env() {{  # make_env DIR PYTHON REQUIREMENT...
+  local dir=$1 py=$2; shift 2
+  if [ -x "$dir/bin/python" ]; then return; fi
+  if command -v uv >/dev/null 2>&1; then
+    uv venv -q -p "$py" "$dir"
+    VIRTUAL_ENV="$dir" uv pip install -q "$@"
+  else
+    "$py" -m venv "$dir"
+    "$dir/bin/python" -m pip install -q "$@"
+  fi
+}}
+
+make_env env-saver "$PY_SAVER" {saver_reqs}
+make_env env-loader "$PY_LOADER" {loader_reqs}
+
+rm -rf artifact
+echo "== save in {saver} =="
+env {saver_vars}env-saver/bin/python -I repro.py save
+echo "== load in {loader} =="
+env {loader_vars}env-loader/bin/python -I repro.py load
+'''
+
+
+def _requirements(store: Store, stack: str, env: dict[str, Any]) -> list[str]:
+    """The stack's requirements plus an exact pin of every version the record saw."""
+    env_rec = store.read(store.env_record_path(stack))
+    reqs = list((env_rec.details.get("requirements") if env_rec else None) or [])
+    names = {_base_name(r) for r in reqs}
+    for dist, version in sorted((env.get("dists") or {}).items()):
+        pin = f"{dist}=={version}"
+        if dist not in names:
+            reqs.append(pin)
+        else:  # an exact pin replaces the range the catalog asked for (extras kept)
+            reqs = [_extras(r, dist) + f"=={version}" if _base_name(r) == dist else r for r in reqs]
+    return reqs
+
+
+def _base_name(req: str) -> str:
+    return re.split(r"[\s\[<>=!~;]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _extras(req: str, dist: str) -> str:
+    m = re.match(r"\s*[\w.-]+(\[[\w,\s-]+\])", req)
+    return dist + (m.group(1) if m else "")
+
+
+def _keras_module(store: Store, stack: str) -> str:
+    env_rec = store.read(store.env_record_path(stack))
+    return str((env_rec.details.get("keras_module") if env_rec else None) or "auto")
+
+
+def _vars(env: dict[str, Any]) -> str:
+    pairs = sorted((env.get("env_vars") or {}).items())
+    return "".join(f"{k}={shlex.quote(str(v))} " for k, v in pairs)
+
+
+def _py(env: dict[str, Any]) -> str:
+    return ".".join(str(env.get("python") or "3").split(".")[:2])
+
+
+_PLAIN_SAVE = {
+    "h5": "model.save('model.h5')",
+    "savedmodel": "model.save('savedmodel')  # Keras 2: a TF SavedModel directory",
+    "keras": "model.save('model.keras')",
+    "json+weights": "open('model.json', 'w').write(model.to_json()); model.save_weights(...)",
+    "export": "model.export('export')  # Keras 3; TF 2: tf.saved_model.save(model, 'export')",
+}
+_PLAIN_LOAD = {
+    "h5": "keras.models.load_model('model.h5'{kw})",
+    "savedmodel": "keras.models.load_model('savedmodel'{kw})",
+    "keras": "keras.models.load_model('model.keras'{kw})",
+    "json+weights": "keras.models.model_from_json(open('model.json').read()); model.load_weights(...)",
+    "export": "keras.layers.TFSMLayer('export') / tf.saved_model.load('export')",
+}
+
+
+def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
+                seed: int = _w.DEFAULT_SEED) -> list[Path]:
+    """Write README.md, setup.sh, repro.py, scenario.py and compat_worker.py into ``out``.
+
+    Raises:
+        CellError: the cell is not a load, or ``out`` exists and is not empty.
+    """
+    if rec.record_type != "load" or not (rec.loader and rec.saver and rec.scenario and rec.format):
+        raise CellError(f"{rec.cell_id} is not a load cell; repro needs saver->loader")
+    if out.exists() and any(out.iterdir()):
+        raise CellError(f"{out} exists and is not empty; choose a new directory")
+    scenario_path = scenario_dir / f"{rec.scenario}.py"
+    if not scenario_path.is_file():
+        raise CellError(f"scenario file {scenario_path} not found")
+    saver_env = rec.saver_env
+    kw = {"custom_objects": ", custom_objects={...}", "compile_false": ", compile=False",
+          "unsafe": ", safe_mode=False"}
+    flags = _w.parse_variant(rec.variant)
+    plain = "\n".join([
+        f"    # {rec.saver}: {_env_line(saver_env)}",
+        "    model = scenario.build(keras)   # scenario.py",
+        f"    {_PLAIN_SAVE[rec.format]}",
+        f"    # {rec.loader}: {_env_line(rec.env)}",
+        "    " + ("tf.saved_model.load / TFSMLayer('savedmodel')" if "tfsm" in flags else
+                  _PLAIN_LOAD[rec.format].format(kw="".join(kw[f] for f in sorted(flags) if f in kw))),
+    ])
+    cell = {"cell_id": rec.cell_id, "scenario": rec.scenario, "format": rec.format,
+            "variant": rec.variant or "default", "atol": _tolerance(store, rec, "atol"),
+            "rtol": _tolerance(store, rec, "rtol")}
+    out.mkdir(parents=True, exist_ok=True)
+    files = {
+        "repro.py": _REPRO_PY.format(plain=plain, cell=json.dumps(cell, sort_keys=True), seed=seed,
+                                     keras_modules={"save": _keras_module(store, rec.saver),
+                                                    "load": _keras_module(store, rec.loader)}),
+        "setup.sh": _SETUP_SH.format(
+            cell_id=rec.cell_id, outcome=rec.outcome.value, saver=rec.saver, loader=rec.loader,
+            saver_py=_py(saver_env), loader_py=_py(rec.env),
+            saver_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.saver, saver_env)),
+            loader_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.loader, rec.env)),
+            saver_vars=_vars(saver_env), loader_vars=_vars(rec.env)),
+        "README.md": _readme(rec),
+    }
+    written = []
+    for name, text in files.items():
+        (out / name).write_text(text, encoding="utf-8")
+        written.append(out / name)
+    (out / "setup.sh").chmod(0o755)
+    shutil.copyfile(scenario_path, out / "scenario.py")
+    shutil.copyfile(_w.__file__, out / "compat_worker.py")
+    return [*written, out / "scenario.py", out / "compat_worker.py"]
+
+
+def _tolerance(store: Store, rec: Record, which: str) -> float:
+    from runner.matrix import discover_scenarios
+    for sc in discover_scenarios(DEFAULT_SCENARIOS):
+        if sc.name == rec.scenario:
+            return float(sc.atol if which == "atol" else sc.rtol)
+    return 1e-6
+
+
+def _readme(rec: Record) -> str:
+    msg = (f"{rec.error.type}: {' '.join(rec.error.message.split())[:600]}" if rec.error
+           else str(rec.details.get("reason") or ""))
+    diag = diagnose.diagnose(rec)
+    return "\n".join([
+        f"# Reproduction: `{rec.cell_id}`", "",
+        f"- saved by **{rec.saver}**: {_env_line(rec.saver_env)}",
+        f"- loaded by **{rec.loader}**: {_env_line(rec.env)}",
+        f"- recorded outcome: **{rec.outcome.value}**" + (f" — `{msg}`" if msg else ""),
+        f"- category: `{diag.category}` ({diag.title})" if diag else "- category: —", "",
+        "Run `./setup.sh`: it creates `env-saver/` and `env-loader/` with the exact versions "
+        "above, saves the model in the first and loads it in the second; the last line is "
+        "`OUTCOME: ...`. Nothing else from the matrix runner is needed: `compat_worker.py` is "
+        "its worker, copied verbatim, and `scenario.py` defines the model.", ""])
