@@ -66,6 +66,8 @@ REMEDIES: dict[str, Remedy] = {r.id: r for r in (
     Remedy("tf_keras", "load through tf_keras: pip install tf-keras, TF_USE_LEGACY_KERAS=1",
            sibling="tf_keras"),
     Remedy("pin_h5py2", "pin h5py<3", sibling="pin_h5py2"),
+    Remedy("pin_jax", "pin jax to the Keras release's era (jax[cpu]==0.4.25, numpy<2)",
+           sibling="pin_jax"),
 )}
 
 
@@ -214,6 +216,14 @@ RULES: tuple[Rule, ...] = (
          "symbolic Tensor). Pin numpy<1.20 for this release.",
          r"Cannot convert a symbolic Tensor", ("NotImplementedError",),
          outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="environment"),
+    Rule("dependency_api_removed", "A dependency removed an API this release uses",
+         "The framework calls a function its dependency no longer has (module 'jax' has no "
+         "attribute 'spmd_mode', numpy's np.object/np.bool aliases, ...): the stack resolved a "
+         "newer jax/numpy/h5py than this Keras/TF release was built for. Pin the dependency to "
+         "a version from the release's era.",
+         r"module '(?:jax|jaxlib|numpy|h5py|torch|ml_dtypes|google\.protobuf)[\w.]*' has no attribute",
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR, Outcome.MISMATCH), remedies=("pin_jax",),
+         family="environment"),
     # ------------------------------------------------------------ safety
     Rule("safe_mode_lambda", "Safe mode refuses a Python lambda",
          "The file contains a Lambda layer whose function is Python bytecode. Keras >= 2.13 "
@@ -300,7 +310,8 @@ RULES: tuple[Rule, ...] = (
          "quantization fields), and old TF mixes float16/float32 when tracing a mixed-precision "
          "model for SavedModel. The reader cannot parse the other's form.",
          r"quantization_mode|unhashable type: 'dict'|Unknown dtype policy|Cannot convert .* to a "
-         r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16",
+         r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16|"
+         r"expected to be a half tensor but is a float tensor",
          outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR),
          family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
@@ -344,6 +355,13 @@ RULES: tuple[Rule, ...] = (
          r"variables yet|You are trying to load a weight file containing|Shapes? .* (?:are )?"
          r"incompatible|axes don't match array|weight_names",
          family="version"),
+    Rule("weight_name_collision", "Two weights with the same HDF5 name",
+         "The HDF5 writer names datasets after weights; a nested model or several layers of one "
+         "type produced two weights with the same name (Keras 3.0-3.1 h5 writer) and h5py "
+         "refuses the second. Save as .keras, or give the layers unique names.",
+         r"Unable to (?:synchronously )?create dataset \(name already exists\)|"
+         r"Unable to (?:synchronously )?create group \(name already exists\)",
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version"),
     Rule("subclassed_save", "Subclassed model cannot be saved in this format",
          "Subclassed models have no config graph: HDF5 and json need a Functional/Sequential "
          "model, and Keras 3 export needs serving_only=True. Save a Functional model or use "

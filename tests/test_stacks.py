@@ -139,7 +139,25 @@ BAD_CATALOGS = [
     ("bad_runtime", [_entry("bad11", runtime='"docker"')], "bad11", "runtime must be one of"),
     ("bad_env_name", [_entry("bad12", env='{ lower = "1" }')], "bad12", "env 'lower'"),
     ("bad_tag", [_entry("bad13", tags='["Quick Tag"]')], "bad13", "tags must be"),
+    ("sibling_without_remedy", [_entry("a"), _entry("bad14", sibling_of='"a"')], "bad14",
+     "'sibling_of' and 'remedy' go together"),
+    ("sibling_of_unknown", [_entry("bad15", sibling_of='"nope"', remedy='"pin_x"')], "bad15",
+     "sibling_of names 'nope', which is not another stack"),
+    ("sibling_of_itself", [_entry("bad16", sibling_of='"bad16"', remedy='"pin_x"')], "bad16",
+     "sibling_of names 'bad16'"),
+    ("bad_remedy_word", [_entry("a"), _entry("bad17", sibling_of='"a"', remedy='"Pin X"')], "bad17",
+     "remedy 'Pin X' must be"),
 ]
+
+
+def test_shipped_siblings_differ_by_their_remedy_only() -> None:
+    by_id = {s.id: s for s in load_catalog()}
+    siblings = [s for s in by_id.values() if s.sibling_of]
+    assert {s.remedy for s in siblings} >= {"tf_keras", "pin_h5py2", "pin_jax"}
+    for s in siblings:
+        base = by_id[s.sibling_of]
+        assert s.python == base.python, s.id
+        assert s.requirements[0] == base.requirements[0], s.id  # same release under test
 
 
 @pytest.mark.parametrize(("entries", "stack_id", "fragment"),
