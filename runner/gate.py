@@ -269,7 +269,8 @@ def compare(baseline: Mapping[str, Cell], current: Mapping[str, Cell], expected:
 
 def _short(cell: Cell) -> str:
     what = cell.outcome + (f" [{cell.category}]" if cell.category else "")
-    first = (cell.message.strip().splitlines() or [""])[0][:120]
+    first = (cell.message.strip().splitlines() or [""])[0]
+    first = first[:100] + "…" if len(first) > 100 else first
     return what + (f": {first}" if first else "")
 
 
@@ -287,7 +288,10 @@ def print_result(res: GateResult, out: TextIO = sys.stdout, limit: int = 50) -> 
                                             else "")
              for _, n in res.regressions])
     section("expected failures (regressions excused by an entry)",
-            [f"{n.cell_id}: {_short(n)} - entry #{e.index}: {e.reason}" for _, n, e in res.excused])
+            [f"{n.cell_id}: {_short(n)} - entry #{e.index}" for _, n, e in res.excused])
+    used = sorted({e.index: e for _, _, e in res.excused}.values(), key=lambda e: e.index)
+    for entry in used:
+        print(f"  entry #{entry.index} (until {entry.until}): {entry.reason}", file=out)
     section("newly passing", [f"{n.cell_id}: was {_short(o)}" for o, n in res.fixed])
     section("changed failure", [f"{n.cell_id}: {_short(o)} -> {_short(n)}" for o, n in res.changed])
     if res.expired:
