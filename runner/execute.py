@@ -237,7 +237,7 @@ def run_cells(
             follows the same protocol).
     """
     if command not in ("save", "load", "check"):
-        raise ValueError(f"command must be save, load or check, not {command!r}")
+        raise ValueError(f"command must be save or load (or check, with the check worker), not {command!r}")
     shutil.rmtree(workdir, ignore_errors=True)
     pending = [dict(c) for c in cells]
     spawn_no = 0
