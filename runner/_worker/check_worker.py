@@ -275,6 +275,9 @@ def load_for_check(fw, cell, flags, custom_objects):
             signature = _tf1_signature(fw, path)
             predict = W._export_predictor(fw, path, {"n_inputs": len(signature)})
         return "exported SavedModel", signature, predict
+    if "unsafe" in flags and W._safe_mode_scope(fw) is None and not W._accepts(
+            fw.keras.models.load_model, "safe_mode"):
+        flags = flags - {"unsafe"}  # --unsafe asked to lift a restriction this Keras never had
     saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": 1}
     model, predict = W._load_model(fw, path, custom_objects, saved, flags)
     return type(model).__name__, keras_signature(model), predict
