@@ -5,6 +5,8 @@
     nox -t quick                  save + load sessions of the stacks tagged quick
     nox -s "save(tf2.15)" "load(tf2.18)"
     nox -s report                 tables from the records already in .matrix/
+    nox -s explain -- CELL        one cell: versions, error, category, verified remedies
+    nox -s repro -- CELL --out D  a standalone reproduction (setup.sh + repro.py)
     nox -s check -- model.h5 --stacks tf2.15,tf2.18   is my own model safe to upgrade?
     nox -s matrix -- --baseline reports/results.json  fail on regressions (expected_failures.toml)
     nox -s tests                  fast tier then real tier (pytest args after --)
@@ -75,6 +77,18 @@ def check(session: nox.Session) -> None:
     """Load YOUR model file in the selected stacks and compare predictions: nox -s check -- model.h5 [options]."""
     session.install(*REPORT_DEPS)
     _runner(session, "check")
+
+
+@nox.session(python=False, default=False)
+def explain(session: nox.Session) -> None:
+    """One cell's full story: nox -s explain -- 'custom_layer:h5:tf2.15->tf2.18:default'."""
+    _runner(session, "explain")
+
+
+@nox.session(python=False, default=False)
+def repro(session: nox.Session) -> None:
+    """Standalone reproduction of one cell: nox -s repro -- CELL --out DIR (then bash DIR/setup.sh)."""
+    _runner(session, "repro")
 
 
 @nox.session(python=False, tags=["save"])

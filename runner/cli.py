@@ -1,4 +1,4 @@
-"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|show> [options]``.
+"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|explain|repro|show>``.
 
 Bad input (unknown stack, tag, scenario or format; invalid catalog) is one line on
 stderr and exit status 2, before anything is written.
@@ -13,9 +13,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from runner import check, gate, matrix
+from runner import check, explain, gate, matrix
 from runner.records import RecordError, Store
-from runner.stacks import DEFAULT_CATALOG, CatalogError, find_python, load_catalog, select
+from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
 
 __all__ = ["main"]
 
@@ -43,7 +43,10 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
     p.add_argument("--cell-timeout", type=float, default=60.0,
-                   help="seconds one cell may take after the framework import (default 60)")
+                   help="seconds one save cell may take after the framework import (default 60)")
+    p.add_argument("--load-timeout", type=float, default=20.0,
+                   help="seconds one load cell may take (default 20; real loads take < 5 s, and "
+                        "known hangs, e.g. Keras 3 on Keras 2 nested-model HDF5, cost this each)")
     p.add_argument("--import-timeout", type=float, default=600.0,
                    help="seconds a worker may take to import its framework")
     p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
@@ -73,6 +76,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     check.add_parser(sub)
     gate.add_parser(sub)
+    p = sub.add_parser("explain", help="one cell's full story: versions, outcome, message, "
+                                      "traceback tail, category, explanation, verified remedies")
+    _common(p)
+    p.add_argument("cell", help="a cell id (scenario:format:saver->loader:variant) or text "
+                                "contained in exactly one")
+    p = sub.add_parser("repro", help="write a standalone reproduction of one load cell "
+                                    "(setup.sh + repro.py), runnable without this project")
+    _common(p)
+    p.add_argument("cell", help="a load cell id or text contained in exactly one")
+    p.add_argument("--out", type=Path, required=True, help="new (or empty) directory to write to")
     p = sub.add_parser("show", help="print the records of cells whose id contains TEXT")
     _common(p)
     p.add_argument("text")
@@ -103,6 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     summary = matrix.run_matrix(
         stacks, scenarios, formats, store,
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
+                       load_timeout=args.load_timeout,
                        import_timeout=args.import_timeout, phases=phases,
                        jobs=max(1, args.jobs)),
         savers=savers, catalog=catalog)
@@ -110,21 +124,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
           f"{summary.wall_s:.0f} s. {counts}", flush=True)
     if args.command == "matrix" and not args.no_report:
-        status = _report(store, args.out, [s.id for s in stacks], print_summary=True)
+        status = _report(store, args.out, [s.id for s in stacks], print_summary=True, catalog=catalog)
         if status != 0 or baseline is None:
             return status
         return gate.run_gate(baseline, gate.load_results(args.out / "results.json"))
     return 0
 
 
-def _report(store: Store, out: Path, stack_ids: Sequence[str], print_summary: bool) -> int:
+def _report(store: Store, out: Path, stack_ids: Sequence[str], print_summary: bool,
+            catalog: Sequence[Stack] | None = None) -> int:
     try:
         from runner import report
     except ImportError as exc:  # pandas/tabulate missing on this interpreter
         print(f"runner: the report needs pandas and tabulate ({exc}); "
               "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
         return EXIT_USAGE
-    df = report.write_reports(store, out, stack_ids=stack_ids)
+    df = report.write_reports(store, out, stack_ids=stack_ids, catalog=catalog)
     if print_summary:
         print(report.terminal_summary(df))
     print(f"report: {len(df)} cells -> {out}/", flush=True)
@@ -163,16 +178,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("matrix", "save", "load"):
             return _cmd_run(args)
         if args.command == "report":
-            selected = select(load_catalog(args.catalog), args.stacks, args.tags)
-            return _report(Store(args.store), args.out, [s.id for s in selected], False)
+            catalog = load_catalog(args.catalog)
+            selected = select(catalog, args.stacks, args.tags)
+            return _report(Store(args.store), args.out, [s.id for s in selected], False, catalog)
         if args.command == "stacks":
             return _cmd_stacks(args)
         if args.command == "check":
             return check.run_check(check.options_from_args(args))
         if args.command == "gate":
             return gate.cmd_gate(args)
+        if args.command == "explain":
+            store = Store(args.store)
+            print(explain.explain_text(store, explain.find_cell(store, args.cell),
+                                       load_catalog(args.catalog)), end="")
+            return 0
+        if args.command == "repro":
+            store = Store(args.store)
+            files = explain.write_repro(store, explain.find_cell(store, args.cell), args.out)
+            print("\n".join(str(f) for f in files))
+            print(f"repro: run `bash {args.out}/setup.sh` (it creates the two environments)")
+            return 0
         return _cmd_show(args)
-    except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError) as exc:
+    except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
+            explain.CellError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

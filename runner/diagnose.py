@@ -20,6 +20,7 @@ keras-team/tf-keras#97 / keras#18558 (Lambda safe mode), keras#19282 (Keras 2 h5
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -37,11 +38,11 @@ __all__ = [
     "Rule",
     "combine_variant",
     "diagnose",
+    "normalise",
     "remedy_results",
     "remedy_targets",
-    "normalise",
-    "signature",
     "sibling_map",
+    "signature",
 ]
 
 
@@ -92,9 +93,14 @@ class Rule:
         etype = rec.error.type if rec.error else ""
         if self.types and not any(etype == t or etype.endswith("." + t) for t in self.types):
             return False
-        if self.pattern and not re.search(self.pattern, text, re.S | re.I):
+        if self.pattern and not _compiled(self.pattern).search(text):
             return False
         return self.when is None or self.when(rec)
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.S | re.I)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,11 +129,6 @@ def _saver_older(rec: Record) -> bool:
     return s is not None and lo is not None and s < lo
 
 
-def _loader_keras3(rec: Record) -> bool:
-    k = _keras(rec.env)
-    return k is not None and k[0] >= 3
-
-
 def _cross_major(rec: Record) -> bool:
     s, lo = _keras(rec.saver_env), _keras(rec.env)
     return s is not None and lo is not None and s[0] != lo[0]
@@ -138,21 +139,19 @@ def _diff_backend(rec: Record) -> bool:
                 and rec.saver_env.get("backend") != rec.env.get("backend"))
 
 
-def _written_as_h5(rec: Record) -> bool:
-    return rec.details.get("written_as") == "h5" or rec.saver_env.get("_written_as") == "h5"
-
-
 # Class and function names Keras itself ships: "Could not locate class 'Functional'" is a
 # version mismatch, "Could not locate class 'Affine'" an unknown custom object.
-_BUILTIN = frozenset("""
-Sequential Functional Model InputLayer Dense Conv2D Conv2DTranspose DepthwiseConv2D
-MaxPooling2D AveragePooling2D GlobalAveragePooling2D BatchNormalization LayerNormalization
-Dropout Flatten Reshape Concatenate Add Multiply Embedding LSTM GRU SimpleRNN Bidirectional
-Activation Lambda TFOpLambda SlicingOpLambda GlorotUniform Zeros Ones Orthogonal
-HeNormal RandomNormal Adam SGD RMSprop MeanSquaredError MeanMetricWrapper DTypePolicy Policy
-mse mae mean_squared_error mean_absolute_error categorical_crossentropy
-sparse_categorical_crossentropy binary_crossentropy accuracy
-""".split())
+_BUILTIN = frozenset((
+    "Sequential", "Functional", "Model", "InputLayer", "Dense", "Conv2D", "Conv2DTranspose",
+    "DepthwiseConv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D",
+    "BatchNormalization", "LayerNormalization", "Dropout", "Flatten", "Reshape",
+    "Concatenate", "Add", "Multiply", "Embedding", "LSTM", "GRU", "SimpleRNN",
+    "Bidirectional", "Activation", "Lambda", "TFOpLambda", "SlicingOpLambda",
+    "GlorotUniform", "Zeros", "Ones", "Orthogonal", "HeNormal", "RandomNormal", "Adam",
+    "SGD", "RMSprop", "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "Policy",
+    "mse", "mae", "mean_squared_error", "mean_absolute_error", "categorical_crossentropy",
+    "sparse_categorical_crossentropy", "binary_crossentropy", "accuracy",
+))
 
 _NAME_RE = re.compile(
     r"(?:Could not locate (?:class|function) |Unknown (?:layer|loss function|metric function|"
@@ -189,12 +188,7 @@ def _text(rec: Record) -> str:
     return f"{rec.error.message}\n{rec.error.traceback}\n{rec.details.get('reason') or ''}"
 
 
-def _all(*preds: Callable[[Record], bool]) -> Callable[[Record], bool]:
-    return lambda rec: all(p(rec) for p in preds)
-
-
 _HANG = (Outcome.TIMEOUT, Outcome.CRASH, Outcome.PROTOCOL_ERROR)
-_FAIL = (Outcome.LOAD_ERROR,)
 
 RULES: tuple[Rule, ...] = (
     # ------------------------------------------------------------ environment

@@ -265,7 +265,7 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     saver_env = rec.saver_env
     kw = {"custom_objects": ", custom_objects={...}", "compile_false": ", compile=False",
           "unsafe": ", safe_mode=False"}
-    flags = _w.parse_variant(rec.variant)
+    flags = set((rec.variant or "default").split("+")) - {"default"}
     plain = "\n".join([
         f"    # {rec.saver}: {_env_line(saver_env)}",
         "    model = scenario.build(keras)   # scenario.py",

@@ -123,7 +123,8 @@ def select_scenarios(scenarios: Sequence[Scenario], names: Sequence[str]) -> lis
 class Options:
     fresh: bool = False
     isolate: bool = False
-    cell_timeout: float = 300.0
+    cell_timeout: float = 300.0  # a save cell (building + tracing can take 15 s)
+    load_timeout: float | None = None  # a load cell; None: cell_timeout
     import_timeout: float = 600.0
     phases: tuple[str, ...] = ("save", "load", "remedy")
     jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
@@ -378,7 +379,8 @@ class _Runner:
         for n, res in enumerate(execute.run_cells(
                 senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
                 env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
-                cell_timeout=self.opt.cell_timeout, import_timeout=self.opt.import_timeout,
+                cell_timeout=(self.opt.load_timeout or self.opt.cell_timeout) if phase == "load"
+                else self.opt.cell_timeout, import_timeout=self.opt.import_timeout,
                 isolate=self.opt.isolate), 1):
             rec = to_record(res)
             self.store.write(rec)

@@ -214,9 +214,9 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                                  "saver": saver, "loader": loader, "outcome": "not_run",
                                  "source": "none", "category": "", "remedy": "",
                                  **_versions("saver", save.env), **_versions("loader", lenv)})
-    for (saver, scenario, fmt, loader, variant), load in loads.items():
-        if loader in envs and variant not in info(str(scenario)).variants:
-            rows.append(_row(load, scrub, loader_env=envs[loader].env or load.env, source="remedy"))
+    for key, load in loads.items():
+        if key[3] in envs and key[4] not in info(str(key[1])).variants:
+            rows.append(_row(load, scrub, loader_env=envs[str(key[3])].env or load.env, source="remedy"))
     df = pd.DataFrame(rows, columns=COLUMNS)
     if df.empty:
         return df

@@ -36,8 +36,9 @@ def _store(root: Path, *, remedy: Outcome | None = Outcome.OK) -> Store:
     store.write(Record(record_type="save", cell_id=save_cell_id("custom_layer_unregistered", "h5", "tf2.15"),
                        stack="tf2.15", outcome=Outcome.OK, saver="tf2.15", scenario="custom_layer_unregistered",
                        format="h5", env=ENV_SAVER, details={"written_as": "h5"}))
-    common = dict(record_type="load", stack="keras3.15-jax", saver="tf2.15", loader="keras3.15-jax",
-                  scenario="custom_layer_unregistered", format="h5", env=ENV_LOADER, saver_env=ENV_SAVER)
+    common = {"record_type": "load", "stack": "keras3.15-jax", "saver": "tf2.15", "loader": "keras3.15-jax",
+              "scenario": "custom_layer_unregistered", "format": "h5", "env": ENV_LOADER,
+              "saver_env": ENV_SAVER}
     store.write(Record(cell_id=CID, outcome=Outcome.LOAD_ERROR, variant="default", phase="load",
                        error=ErrorInfo("builtins.ValueError", UNKNOWN,
                                        "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
@@ -113,7 +114,7 @@ def test_repro_needs_a_load_cell(tmp_path: Path) -> None:
 
 def _cli(*args: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_cli_explain_and_repro(tmp_path: Path) -> None:
