@@ -307,13 +307,13 @@ RULES: tuple[Rule, ...] = (
          r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16|"
          r"expected to be a half tensor but is a float tensor",
          outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR),
-         family="version"),
+         remedies=("tf_keras",), family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
          "whose layout changed between Keras 2 and Keras 3; the loader cannot reconnect the "
          "inner model's nodes.",
          r"graph of the Functional model either has loops or disconnected nodes",
-         family="version"),
+         remedies=("tf_keras",), family="version"),
     Rule("config_key_added", "Config written by a newer Keras",
          "The saver's Keras writes config keys this older loader does not know (for example "
          "batch_shape/optional in InputLayer, groups in Conv2D, keepdims, jit_compile in "
@@ -321,25 +321,25 @@ RULES: tuple[Rule, ...] = (
          "newer, or rebuild the model in code and load only the weights.",
          r"Unrecognized keyword argument|Keyword argument not understood|Argument\(s\) not "
          r"recognized|unexpected keyword argument|Error when deserializing class",
-         when=_saver_newer, remedies=("compile_false",), family="version"),
+         when=_saver_newer, family="version"),
     Rule("config_key_removed", "Config key removed in the loader's Keras",
          "The file carries config keys or values that the loader's newer Keras removed "
          "(time_major in LSTM, batch_input_shape, is_legacy_optimizer/jit_compile in "
          "optimizers, ...). The loader refuses instead of ignoring them.",
          r"Unrecognized keyword argument|Keyword argument not understood|Argument\(s\) not "
          r"recognized|unexpected keyword argument|Error when deserializing class",
-         when=_saver_older, remedies=("compile_false",), family="version"),
+         when=_saver_older, remedies=("tf_keras",), family="version"),
     Rule("internal_module_path", "Internal module path recorded in the file",
          "The file names an internal module (keras.src.engine..., tf_keras.src...) that does not "
          "exist in the loader's Keras; private paths move between releases.",
-         r"parent module [\w.]+ cannot be imported", family="version"),
+         r"parent module [\w.]+ cannot be imported", remedies=("tf_keras",), family="version"),
     Rule("keras_major_class_path", "Keras 2/3 class names and module paths differ",
          "Keras 2 and Keras 3 serialize model classes with different names and module paths "
          "(keras.engine.functional vs keras.src.models.functional, 'Model' vs 'Functional'). "
          "A built-in Keras class is then 'unknown' to the other major version.",
          r"Could not locate class|Unknown layer|Could not deserialize class|cannot be imported|"
          r"could not be deserialized properly",
-         when=_builtin_unknown, family="version"),
+         when=_builtin_unknown, remedies=("tf_keras",), family="version"),
     # ------------------------------------------------------------ weights
     Rule("weights_structure", "Weights do not fit the rebuilt model",
          "The loader rebuilt a model whose layers or variables differ from what the weights "
@@ -348,7 +348,7 @@ RULES: tuple[Rule, ...] = (
          r"Layer count mismatch|expected \d+ variables, but received|has not created its "
          r"variables yet|You are trying to load a weight file containing|Shapes? .* (?:are )?"
          r"incompatible|axes don't match array|weight_names",
-         family="version"),
+         remedies=("tf_keras",), family="version"),
     Rule("weight_name_collision", "Two weights with the same HDF5 name",
          "The HDF5 writer names datasets after weights; a nested model or several layers of one "
          "type produced two weights with the same name (Keras 3.0-3.1 h5 writer) and h5py "
@@ -389,13 +389,13 @@ RULES: tuple[Rule, ...] = (
          "schemas and loading code were rewritten for Keras 3; this failure has no more specific "
          "rule. Load with the saver's major version (tf_keras for Keras 2 files), or rebuild the "
          "model in code and load only the weights.",
-         when=_cross_major, family="version"),
+         when=_cross_major, remedies=("tf_keras",), family="version"),
     # ------------------------------------------------------------ process failures
     Rule("hang_or_crash", "The load hung or killed the process",
          "The loader did not return within the cell time limit, or the process died "
          "(a signal, an abort in native code). Seen with Keras 3.6 on Keras 2 nested-model "
          "HDF5 files; such a load must be run with a timeout.",
-         outcomes=_HANG, family="version"),
+         outcomes=_HANG, remedies=("tf_keras",), family="version"),
 )
 
 OTHER = Rule("other", "Unclassified failure",
