@@ -148,12 +148,31 @@ def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise GateError(f"{what} file {path} is not a results.json of the report (no \"cells\" list)")
     version = data.get("schema_version")
-    if version != 1:
-        raise GateError(f"{what} file {path} has results schema_version {version!r}; this runner reads 1")
+    if version not in (1, 2):
+        raise GateError(f"{what} file {path} has results schema_version {version!r}; this runner reads 1 and 2")
     try:
-        return cells_from_rows(c for c in data["cells"] if isinstance(c, dict))
+        if version == 1:
+            return cells_from_rows(c for c in data["cells"] if isinstance(c, dict))
+        return cells_from_rows(_v2_rows(data))
     except GateError as exc:
         raise GateError(f"{what} file {path}: {exc}") from None
+
+
+def _v2_rows(data: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+    """Schema 2 rows (lists under ``columns``, errors by index) as schema 1 dicts."""
+    columns, errors = data.get("columns"), data.get("errors") or []
+    if not isinstance(columns, list) or "error_id" not in columns:
+        raise GateError("schema 2 needs a \"columns\" list with error_id")
+    for values in data["cells"]:
+        if not isinstance(values, list) or len(values) != len(columns):
+            raise GateError("a cell row does not match \"columns\"")
+        row = dict(zip(columns, values, strict=True))
+        eid = row.get("error_id")
+        if isinstance(eid, int) and 0 <= eid < len(errors):
+            row["error_type"], row["error_message"] = errors[eid][0], errors[eid][1]
+        row.setdefault("cell_id", f"{row.get('scenario')}:{row.get('format')}:{row.get('saver')}"
+                                  f"->{row.get('loader')}:{row.get('variant')}")
+        yield row
 
 
 def cells_from_store(store: Path) -> dict[str, Cell]:

@@ -28,7 +28,8 @@ from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, discover_sc
 from runner.records import Outcome, Record, Store, atomic_write_text
 from runner.stacks import CatalogError, load_catalog, natural_key
 
-__all__ = ["COLUMNS", "SYMBOLS", "build_frame", "terminal_summary", "write_reports"]
+__all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "SYMBOLS", "build_frame", "results_json",
+           "terminal_summary", "write_reports"]
 
 SYMBOLS: dict[str, str] = {
     "ok": "✓",
@@ -68,6 +69,16 @@ COLUMNS = [
     "source", "traceback_tail",
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
+# The published files: results.csv is the flat table a spreadsheet reads (messages cut to
+# their first line); results.json keeps every distinct error once (see results_json).
+CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
+               "category", "remedy", "error_type", "error_message", "max_abs_diff", "written_as",
+               "source"]
+CSV_MESSAGE_CHARS = 160
+JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
+                "remedy", "max_abs_diff", "written_as", "source", "error_id"]
+JSON_MESSAGE_CHARS = 600
+JSON_TRACEBACK_CHARS = 800
 # What a correct save of each format looks like on disk (the worker sniffs magic bytes).
 _EXPECTED_WRITE = {"h5": "h5", "keras": "keras_v3", "savedmodel": "savedmodel",
                    "json+weights": "json", "export": "savedmodel"}
@@ -452,7 +463,7 @@ def errors_markdown(df: pd.DataFrame, records: Sequence[Record]) -> str:
         part = failed[failed["category"] == cat]
         lines += [f"## `{cat}` — {rule.title} ({len(part)} cells)", "", rule.explanation, ""]
         if rule.remedies:
-            lines += ["Remedies tried for this category: "
+            lines += ["Remedies the runner re-runs for this category where they apply: "
                       + ", ".join(f"`{r}` ({diagnose.REMEDIES[r].label})" for r in rule.remedies), ""]
         rows = []
         for sig, sp in sorted(part.groupby("sig"), key=lambda kv: -len(kv[1])):
@@ -490,8 +501,8 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         "max-height:40vh;overflow:auto;padding:0.5em}" + style,
         "</style></head><body><h1>TF/Keras compatibility matrix</h1>",
         "<p>Rows: the stack that <b>saved</b> the model; columns: the stack that <b>loaded</b> it "
-        "and ran <code>predict</code> on the saver's inputs. Hover a cell for its outcome; click "
-        "it for the failure's category, explanation, the remedies the runner re-ran, the raw "
+        "and ran <code>predict</code> on the saver's inputs. Click a cell for its outcome, "
+        "the failure's category, explanation, the remedies the runner re-ran, the raw "
         f"message and traceback tail. {FIXED_MARK} marks a failing cell a remedy fixed (verified "
         "by a real re-run).</p><h2>Stacks</h2><table><tr>",
     ]
@@ -504,14 +515,17 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         parts.append(f"<tr><td class='o-{o}'>{sym}</td><td><code>{o}</code></td>"
                      f"<td style='text-align:left'>{esc(MEANINGS[o])}</td></tr>")
     parts.append("</table>")
-    details: dict[str, dict[str, Any]] = {}
+    # Per cell only what differs (outcome class, footnote, remedy index, diff): the cell id
+    # comes from its grid, row and column, everything else from the footnote's entry.
     errors: dict[int, dict[str, Any]] = {}
+    remedies: dict[str, int] = {}
     for scenario, fmt, variant, part in _grids(df):
         title = f"{scenario} · {fmt}" + (f" · variant {variant}" if variant != "default" else "")
         savers = sorted(part["saver"].unique(), key=natural_key)
         loaders = sorted(part["loader"].unique(), key=natural_key)
         cells = {(r.saver, r.loader): r for r in part.itertuples()}
-        parts.append(f"<h2>{esc(title)}</h2><table><tr><th>saver \\ loader</th>")
+        parts.append(f"<h2>{esc(title)}</h2><table data-g='{esc(f'{scenario}:{fmt}', quote=True)}' "
+                     f"data-v='{esc(variant, quote=True)}'><tr><th>saver \\ loader</th>")
         parts.append("".join(f"<th>{esc(lo)}</th>" for lo in loaders) + "</tr>")
         for s in savers:
             parts.append(f"<tr><th class='s'>{esc(s)}</th>")
@@ -521,23 +535,20 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
                     parts.append("<td class='o-not_run'>·</td>")
                     continue
                 n = notes.number(r)
-                did = f"d{len(details)}"
-                tip = r.outcome + (f": {r.error_type}: {_first_line(str(r.error_message or ''))}"
-                                   if n else "")
+                attrs = f" data-n='{n}'" if n else ""
+                if r.remedy:
+                    attrs += f" data-r='{remedies.setdefault(str(r.remedy), len(remedies))}'"
                 if r.max_abs_diff is not None and not math.isnan(r.max_abs_diff):
-                    tip += f" (max |diff| {r.max_abs_diff:.3g})"
-                details[did] = {"cell": r.cell_id, "outcome": r.outcome, "phase": r.phase,
-                                "diff": r.max_abs_diff, "note": n, "remedy": r.remedy or ""}
+                    attrs += f" data-x='{r.max_abs_diff:.3g}'"
                 if n and n not in errors:
                     rule = diagnose.CATEGORIES.get(str(r.category or ""))
                     errors[n] = {"type": r.error_type, "message": r.error_message,
                                  "traceback": r.traceback_tail, "category": r.category,
-                                 "explanation": rule.explanation if rule else ""}
+                                 "explanation": rule.explanation if rule else "", "phase": r.phase}
                 sup = f"<sup>{n}</sup>" if n else ""
                 if _fixed(r):
                     sup += FIXED_MARK
-                parts.append(f"<td class='c o-{r.outcome}' title='{esc(tip, quote=True)}' "
-                             f"data-d='{did}'>{SYMBOLS[r.outcome]}{sup}</td>")
+                parts.append(f"<td class='c o-{r.outcome}'{attrs}>{SYMBOLS[r.outcome]}{sup}</td>")
             parts.append("</tr>")
         parts.append("</table>")
     parts.append("<h2>Failure categories</h2>" + _category_table(df, "html"))
@@ -547,20 +558,23 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         text = f"<code>{esc(etype)}</code>: {esc(msg)}" if etype else esc(msg)
         parts.append("<li>" + (f"<b>{esc(cat)}</b> · " if cat else "") + f"{text}{esc(fixes.get(n, ''))}</li>")
     parts.append("</ol><div id='detail'>Click a cell for details.</div><script>")
-    for name, obj in (("D", details), ("E", errors)):
+    for name, obj in (("E", errors), ("R", list(remedies))):
         parts.append(f"const {name}=" + json.dumps(obj, sort_keys=True, default=_json_default)
                      .replace("<", "\\u003c") + ";")
     parts.append(
         "function t(s){const e=document.createElement('div');e.textContent=s??'';return e.innerHTML}"
-        "document.querySelectorAll('td.c').forEach(c=>c.onclick=()=>{const d=D[c.dataset.d];"
-        "const e=d.note?E[d.note]:{};"
-        "document.getElementById('detail').innerHTML='<b>'+t(d.cell)+'</b>: '+t(d.outcome)+"
-        "(d.phase?' (phase '+t(d.phase)+')':'')+(d.diff!=null?' max |diff| '+d.diff:'')+"
+        "document.querySelectorAll('td.c').forEach(c=>c.onclick=()=>{const g=c.closest('table');"
+        "const lo=g.rows[0].cells[c.cellIndex].textContent,sv=c.parentElement.cells[0].textContent;"
+        "const o=[...c.classList].find(k=>k.startsWith('o-')).slice(2);"
+        "const n=c.dataset.n,e=n?E[n]:{},r=c.dataset.r!=null?R[c.dataset.r]:'';"
+        "const id=g.dataset.g+':'+sv+'->'+lo+':'+g.dataset.v;"
+        "document.getElementById('detail').innerHTML='<b>'+t(id)+'</b>: '+t(o)+"
+        "(e.phase?' (phase '+t(e.phase)+')':'')+(c.dataset.x?' max |diff| '+t(c.dataset.x):'')+"
         "(e.category?'<p><b>'+t(e.category)+'</b>: '+t(e.explanation)+'</p>':'')+"
-        "(d.remedy?'<p>Remedies re-run: '+t(d.remedy)+'</p>':'')+"
+        "(r?'<p>Remedies re-run: '+t(r)+'</p>':'')+"
         "(e.type?'<details><summary>raw message</summary><pre>'+t(e.type)+': '+t(e.message)+"
         "'</pre></details>':'')+"
-        "(e.traceback?'<details><summary>traceback tail (footnote '+d.note+')</summary><pre>'+"
+        "(e.traceback?'<details><summary>traceback tail (footnote '+n+')</summary><pre>'+"
         "t(e.traceback)+'</pre></details>':'')});")
     parts.append("</script></body></html>")
     return "\n".join(parts) + "\n"
@@ -568,6 +582,33 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
 
 def _json_default(obj: Any) -> Any:
     return str(obj)
+
+
+def results_json(clean: pd.DataFrame, records: Sequence[Record]) -> str:
+    """results.json, schema 2: compact and diffable at the size of the full catalog.
+
+    ``columns`` names the fields of each ``cells`` row (one row per line); a row's
+    ``error_id`` indexes ``errors`` (type, message, traceback tail: each distinct error
+    once), and the installed versions of each stack are in ``stacks`` instead of in every
+    row. Schema 1 (one object per cell with every field) is still read by the gate.
+    """
+    errors: dict[tuple[str, str, str], int] = {}
+    lines = []
+    for row in clean.to_dict(orient="records"):
+        eid = None
+        if row["error_type"] or row["error_message"]:
+            key = (str(row["error_type"] or ""), str(row["error_message"] or "")[:JSON_MESSAGE_CHARS],
+                   str(row["traceback_tail"] or "")[-JSON_TRACEBACK_CHARS:])
+            eid = errors.setdefault(key, len(errors))
+        lines.append("  " + json.dumps([row[c] for c in JSON_COLUMNS[:-1]] + [eid], ensure_ascii=False,
+                                       default=_json_default))
+    stacks = {r.stack: {k: r.env.get(k) for k in (*VERSION_KEYS, "keras_api")}
+              for r in sorted(records, key=lambda r: natural_key(r.stack)) if r.record_type == "env"}
+    head = json.dumps({"schema_version": 2, "columns": JSON_COLUMNS, "stacks": stacks,
+                       "errors": [list(k) for k in errors]}, ensure_ascii=False, sort_keys=True,
+                      indent=1, default=_json_default)
+    assert head.endswith("\n}")
+    return head[:-2] + ',\n "cells": [\n' + ",\n".join(lines) + "\n ]\n}\n"
 
 
 def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
@@ -596,11 +637,10 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     df = build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog))
     out.mkdir(parents=True, exist_ok=True)
     clean = df.astype(object).where(df.notna(), None)
-    atomic_write_text(out / "results.csv", df.drop(columns=["traceback_tail"])
-                      .to_csv(index=False, lineterminator="\n"))
-    atomic_write_text(out / "results.json", json.dumps(
-        {"schema_version": 1, "columns": COLUMNS, "cells": clean.to_dict(orient="records")},
-        indent=1, sort_keys=True, default=_json_default) + "\n")
+    csv_df = df[CSV_COLUMNS].assign(error_message=[
+        _first_line(str(m or ""))[:CSV_MESSAGE_CHARS] for m in df["error_message"]])
+    atomic_write_text(out / "results.csv", csv_df.to_csv(index=False, lineterminator="\n"))
+    atomic_write_text(out / "results.json", results_json(clean, records))
     atomic_write_text(out / "matrix.md", _markdown(df, records, scrub))
     atomic_write_text(out / "index.html", _html(df, records, scrub))
     atomic_write_text(out / "errors.md", errors_markdown(df, records))

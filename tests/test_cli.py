@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from runner import gate
+
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 from runner.stacks import load_catalog
 
@@ -149,8 +151,7 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     assert res.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == [
         "errors.md", "index.html", "matrix.md", "results.csv", "results.json"]
-    cells = json.loads((out / "results.json").read_text(encoding="utf-8"))["cells"]
-    outcomes = {c["cell_id"]: c["outcome"] for c in cells}
+    outcomes = {cid: c.outcome for cid, c in gate.load_results(out / "results.json").items()}
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
                         "functional:h5:tf2.15->tf2.15:default": "load_error"}
     assert f"report: 2 cells -> {out}/" in res.stdout

@@ -27,7 +27,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from runner import report
+from runner import gate, report
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
@@ -290,14 +290,25 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp files
     rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text(encoding="utf-8"))))
     assert len(rows) == len(df) == 30
-    assert list(rows[0]) == [c for c in report.COLUMNS if c != "traceback_tail"]
-    data = json.loads((out / "results.json").read_text(encoding="utf-8"),
-                      parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json"))
-    assert data["columns"] == report.COLUMNS
+    assert list(rows[0]) == report.CSV_COLUMNS
+    # the CSV keeps a message's first line only; results.json the whole (bounded) message
+    assert {r["error_message"] for r in rows if r["cell_id"] == "custom:h5:tf2.4->tf2.4:custom_objects"} \
+        == {"Unable to open file '<artifact>/model.h5' (log <store>/runs/load-tf2.4/worker.log, home "
+            "~/.keras, python <pyenv>/versions/3.8.18/bin/python)"}
+    text = (out / "results.json").read_text(encoding="utf-8")
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json"))
+    assert data["schema_version"] == 2 and data["columns"] == report.JSON_COLUMNS
     assert len(data["cells"]) == 30
-    crash = next(c for c in data["cells"] if c["outcome"] == "crash")
+    assert text.split("\"cells\": [")[1].count("\n  [") == 30  # one cell per line: diffs show changed cells
+    assert data["stacks"]["tf2.15"]["tensorflow"] == "2.15.1"
+    cols = data["columns"]
+    crash = next(dict(zip(cols, c, strict=True)) for c in data["cells"] if c[cols.index("outcome")] == "crash")
     assert crash["max_abs_diff"] is None  # NaN is written as null
-    assert crash["error_message"] == "worker died with signal 11 (SIGSEGV)"
+    assert data["errors"][crash["error_id"]][:2] == ["runner.crash", "worker died with signal 11 (SIGSEGV)"]
+    # each distinct error once
+    assert len(data["errors"]) == len({tuple(e) for e in data["errors"]})
+    cells = gate.load_results(out / "results.json")  # the gate reads it back
+    assert cells["custom:h5:tf2.4->tf2.4:default"].message == "worker died with signal 11 (SIGSEGV)"
     md = (out / "matrix.md").read_text(encoding="utf-8")
     for title in ("## `custom` · `h5`", "## `custom` · `h5` · load variant `custom_objects`",
                   "## `dense` · `h5`", "## `dense` · `keras`"):
