@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from runner import gate
-
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 from runner.stacks import load_catalog
 
