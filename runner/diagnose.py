@@ -129,6 +129,16 @@ def _saver_older(rec: Record) -> bool:
     return s is not None and lo is not None and s < lo
 
 
+def _same_major_saver_newer(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s[0] == lo[0] and s > lo
+
+
+def _same_major_saver_older(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s[0] == lo[0] and s < lo
+
+
 def _cross_major(rec: Record) -> bool:
     s, lo = _keras(rec.saver_env), _keras(rec.env)
     return s is not None and lo is not None and s[0] != lo[0]
@@ -310,9 +320,10 @@ RULES: tuple[Rule, ...] = (
          remedies=("tf_keras",), family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
-         "whose layout changed between Keras 2 and Keras 3; the loader cannot reconnect the "
-         "inner model's nodes.",
-         r"graph of the Functional model either has loops or disconnected nodes",
+         "whose layout changed between Keras 2 and Keras 3 (and that Keras 3.0 cannot even "
+         "read back from its own JSON); the loader cannot reconnect the inner model's nodes.",
+         r"graph of the Functional model either has loops or disconnected nodes|"
+         r"_inbound_nodes\[node_index\].*IndexError: list index out of range",
          remedies=("tf_keras",), family="version"),
     Rule("config_key_added", "Config written by a newer Keras",
          "The saver's Keras writes config keys this older loader does not know (for example "
@@ -384,6 +395,17 @@ RULES: tuple[Rule, ...] = (
          "weights were assigned to the wrong variables, a layer default changed meaning, or "
          "the computation itself changed.",
          outcomes=(Outcome.MISMATCH,), family="numeric"),
+    Rule("newer_minor_file", "File from a newer release of the same Keras major",
+         "Saver and loader share the Keras major version, but the saver is newer and wrote a "
+         "config layout the older loader does not parse (node/inbound format, initializer and "
+         "layer configs changed between minor releases): within a major, files are backward "
+         "compatible at best, not forward. Load with the saver's release or newer.",
+         when=_same_major_saver_newer, family="version"),
+    Rule("older_minor_file", "File from an older release of the same Keras major",
+         "Saver and loader share the Keras major version, but this newer loader no longer "
+         "reads what the older release wrote (a removed argument, a changed default or "
+         "serialization path): a backward-compatibility break within the major.",
+         when=_same_major_saver_older, family="version"),
     Rule("keras_major_other", "Keras 2 file in Keras 3 (or back): no specific rule",
          "Saver and loader run different Keras major versions, whose file formats, config "
          "schemas and loading code were rewritten for Keras 3; this failure has no more specific "
