@@ -371,6 +371,10 @@ class Model(object):
             values[id(layer._output)] = layer(args if layer._inbound_is_list else args[0])
         return [values[id(t)] for t in self.outputs]
 
+    def __call__(self, x, training=None):
+        """An eager call computes what predict() does (the worker calls models directly)."""
+        return self.predict(x)
+
     def predict(self, x, batch_size=None, verbose="auto", **kwargs):
         _behavior.fire("predict", "%s %s" % (self.name, self._source))
         xs = list(x) if isinstance(x, (list, tuple)) else [x]
