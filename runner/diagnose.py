@@ -134,11 +134,6 @@ def _same_major_saver_newer(rec: Record) -> bool:
     return s is not None and lo is not None and s[0] == lo[0] and s > lo
 
 
-def _same_major_saver_older(rec: Record) -> bool:
-    s, lo = _keras(rec.saver_env), _keras(rec.env)
-    return s is not None and lo is not None and s[0] == lo[0] and s < lo
-
-
 def _cross_major(rec: Record) -> bool:
     s, lo = _keras(rec.saver_env), _keras(rec.env)
     return s is not None and lo is not None and s[0] != lo[0]
@@ -357,8 +352,8 @@ RULES: tuple[Rule, ...] = (
          "file holds (subclassed models have no variables until called; weight names and "
          "ordering changed between releases; the layer count differs).",
          r"Layer count mismatch|expected \d+ variables, but received|has not created its "
-         r"variables yet|You are trying to load a weight file containing|Shapes? .* (?:are )?"
-         r"incompatible|axes don't match array|weight_names",
+         r"variables yet|You are trying to load a weight file containing|Shapes \([^)]*\) and "
+         r"\([^)]*\) are incompatible|axes don't match array|could not be loaded\. Example error",
          remedies=("tf_keras",), family="version"),
     Rule("weight_name_collision", "Two weights with the same HDF5 name",
          "The HDF5 writer names datasets after weights; a nested model or several layers of one "
@@ -401,11 +396,6 @@ RULES: tuple[Rule, ...] = (
          "layer configs changed between minor releases): within a major, files are backward "
          "compatible at best, not forward. Load with the saver's release or newer.",
          when=_same_major_saver_newer, family="version"),
-    Rule("older_minor_file", "File from an older release of the same Keras major",
-         "Saver and loader share the Keras major version, but this newer loader no longer "
-         "reads what the older release wrote (a removed argument, a changed default or "
-         "serialization path): a backward-compatibility break within the major.",
-         when=_same_major_saver_older, family="version"),
     Rule("keras_major_other", "Keras 2 file in Keras 3 (or back): no specific rule",
          "Saver and loader run different Keras major versions, whose file formats, config "
          "schemas and loading code were rewritten for Keras 3; this failure has no more specific "
