@@ -619,21 +619,24 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     Each file is written atomically, so a failed run leaves the previous tables intact.
     """
     records = list(store.iter_records())
+    if catalog is None:
+        try:
+            catalog = load_catalog()
+        except CatalogError:
+            catalog = []
     if stack_ids is not None:
-        # A cell belongs to the table only if both of its stacks do.
+        # A cell belongs to the table only if both of its stacks do; loads in a sibling
+        # of a table stack stay as the verification of that stack's remedies.
         wanted = set(stack_ids)
-        records = [r for r in records if r.stack in wanted and (r.saver is None or r.saver in wanted)]
+        siblings = {s.id for s in catalog if s.sibling_of in wanted}
+        records = [r for r in records if (r.stack in wanted and (r.saver is None or r.saver in wanted))
+                   or (r.record_type == "load" and r.loader in siblings and r.saver in wanted)]
     scrub = _Scrubber(store)
     try:
         scenarios = {s.name: ScenarioInfo(s.variants, s.has_custom_objects)
                      for s in discover_scenarios(scenario_dir)}
     except ScenarioError:
         scenarios = {}
-    if catalog is None:
-        try:
-            catalog = load_catalog()
-        except CatalogError:
-            catalog = []
     df = build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog))
     out.mkdir(parents=True, exist_ok=True)
     clean = df.astype(object).where(df.notna(), None)
