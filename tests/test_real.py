@@ -11,7 +11,8 @@ Run: ``nox -s tests -- -m real`` (or ``pytest -m real``).
 
 from __future__ import annotations
 
-import json
+import csv
+import io
 import os
 import shutil
 import signal
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from runner import gate
 from runner.records import Outcome, Record, Store
 
 pytestmark = pytest.mark.real
@@ -127,8 +129,9 @@ def test_report_from_real_records(matrix_store: Path, tmp_path: Path) -> None:
     md = (tmp_path / "matrix.md").read_text()
     assert "## `custom_layer` · `h5` · load variant `custom_objects`" in md
     assert str(matrix_store) not in md and str(matrix_store) not in (tmp_path / "index.html").read_text()
-    cells = json.loads((tmp_path / "results.json").read_text())["cells"]
+    cells = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
     assert len(cells) == len({c["cell_id"] for c in cells})
+    assert len(gate.load_results(tmp_path / "results.json")) == len(cells)
 
 
 def test_batched_equals_isolated(matrix_store: Path, tmp_path: Path) -> None:
@@ -298,7 +301,7 @@ def test_remedies_are_rerun_and_verified(matrix_store: Path, tmp_path: Path) -> 
     errors = (tmp_path / "errors.md").read_text()
     assert "## `keras3_rejects_savedmodel`" in errors and "tfsm: fixed" in errors
     assert "## `custom_object_unknown`" in errors and "custom_objects: fixed" in errors
-    cells = {c["cell_id"]: c for c in json.loads((tmp_path / "results.json").read_text())["cells"]}
+    cells = {c["cell_id"]: c for c in csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text()))}
     cell = cells["custom_layer:h5:tf2.15->keras3.15-jax:default"]
     assert cell["category"] == "custom_object_unknown"
     assert "fixed by custom_objects (verified)" in cell["remedy"]

@@ -1,0 +1,36 @@
+"""The README's claims about the published tables match the files in reports/."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+README = (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def test_excerpt_is_the_published_grid() -> None:
+    block = README.split("<!-- excerpt: dense keras grid -->", 1)[1].split("<!-- /excerpt -->", 1)[0]
+    published = (REPO / "reports" / "matrix.md").read_text(encoding="utf-8").splitlines()
+    lines = [ln for ln in block.strip().splitlines() if ln.strip()]
+    assert len(lines) >= 8
+    for line in lines:
+        if line.endswith("…"):  # a long footnote, cut in the README
+            assert any(p.startswith(line[:-1]) for p in published), line
+        else:
+            assert line in published, line
+
+
+def test_versions_table_is_the_published_one() -> None:
+    published = (REPO / "reports" / "matrix.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\S+)\s+\| (3\.\d+\.\d+)\s+\| (\S+)\s+\| (\S+)\s+\|", README, re.M)
+    assert len(rows) >= 6
+    for row in rows:
+        stack, python, tf, keras = row
+        assert re.search(rf"^\| {re.escape(stack)}\s+\| {re.escape(python)}\s+\| {re.escape(tf)}\s+\| "
+                         rf"{re.escape(keras)}\s+\|", published, re.M), row
+
+
+def test_linked_files_exist() -> None:
+    for link in re.findall(r"\]\(((?:reports|docs)/[^)#]+)\)", README):
+        assert (REPO / link).exists(), link
