@@ -259,7 +259,7 @@ RULES: tuple[Rule, ...] = (
          "written by Keras 2 (model.save(dir) / save_format='tf') can only be used for inference "
          "(keras.layers.TFSMLayer or tf.saved_model.load), or loaded as a full model through "
          "tf_keras (TF_USE_LEGACY_KERAS=1).",
-         r"File format not supported.{0,80}Keras 3 only supports", ("ValueError",),
+         r"File format not supported: filepath=.*?Keras 3 only supports", ("ValueError",),
          remedies=("tfsm", "tf_keras"), family="version"),
     Rule("keras_zip_not_understood", "The loader predates the .keras zip format",
          "The .keras (Keras v3 zip) format appeared in Keras 2.12 / TF 2.12. Older releases "

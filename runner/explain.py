@@ -177,7 +177,7 @@ make_env() {{  # make_env DIR PYTHON REQUIREMENT...
   if [ -x "$dir/bin/python" ]; then return; fi
   if command -v uv >/dev/null 2>&1; then
     uv venv -q -p "$py" "$dir"
-    VIRTUAL_ENV="$dir" uv pip install -q "$@"
+    uv pip install -q --python "$dir/bin/python" "$@"   # explicit: never a caller's venv
   else
     "$py" -m venv "$dir"
     "$dir/bin/python" -m pip install -q "$@"

@@ -181,8 +181,10 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     rerun = _runner(*args, store=store)
     recs = _records(store)  # raises on a duplicate or corrupt record
     loads = [r for r in recs.values() if r.record_type == "load"]
+    table = [r for r in loads if r.variant in ("default", "custom_objects")]
     # 2 savers x [dense: 3 fmts (tf2.15) / 2 (keras3) + custom_layer: same x 2 variants] x 2 loaders
-    assert len(loads) == (3 + 2) * 3 * 2
+    assert len(table) == (3 + 2) * 3 * 2
+    assert len(loads) > len(table)  # remedy re-runs (tfsm, compile_false, ...) are cells too
     assert not list(store.rglob("*.tmp")), "a temp file was left behind"
     ran = int(rerun.stdout.split("matrix: ")[-1].split(" cells run")[0])
     assert ran == len(loads) - done_before, rerun.stdout[-1500:]

@@ -9,7 +9,6 @@ Run: ``pytest -m real tests/test_real_check.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from runner import gate
 from runner.envs import ensure_env
 from runner.records import Store
 from runner.stacks import load_catalog, select
@@ -163,9 +163,9 @@ def test_gate_flags_an_injected_regression_and_honours_expected_failures(tmp_pat
     sel = ("--stacks", "tf2.15,tf2.21-tfkeras", "--scenarios", "dense", "--formats", "h5")
     _runner("matrix", *sel, "--store", store, "--out", first, check=True)
     baseline = first / "results.json"
-    cells = {c["cell_id"]: c for c in json.loads(baseline.read_text())["cells"]}
+    cells = gate.load_results(baseline)
     victim = "dense:h5:tf2.15->tf2.21-tfkeras:default"
-    assert cells[victim]["outcome"] == "ok"
+    assert cells[victim].outcome == "ok"
 
     # Inject a regression: the artifact is damaged, and the loader re-runs.
     model = store / "artifacts" / "tf2.15" / "dense" / "h5" / "model.h5"
