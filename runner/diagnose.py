@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
@@ -424,9 +425,20 @@ def diagnose(rec: Record) -> Diagnosis | None:
     if not rec.outcome.failed:
         return None
     text = _text(rec)
-    rule = next((r for r in RULES if r.matches(rec, text)), OTHER)
-    return Diagnosis(rule.category, rule.title, rule.explanation, rule.family,
-                     tuple(REMEDIES[r] for r in rule.remedies))
+    # A report diagnoses ~10^5 records, many with the same message and versions.
+    memo = (rec.outcome, rec.phase, rec.error.type if rec.error else "",
+            hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest(),
+            rec.saver_env.get("keras"), rec.saver_env.get("backend"), rec.env.get("keras"),
+            rec.env.get("backend"))
+    found = _MEMO.get(memo)
+    if found is None:
+        rule = next((r for r in RULES if r.matches(rec, text)), OTHER)
+        found = _MEMO[memo] = Diagnosis(rule.category, rule.title, rule.explanation, rule.family,
+                                        tuple(REMEDIES[r] for r in rule.remedies))
+    return found
+
+
+_MEMO: dict[tuple[Any, ...], Diagnosis] = {}
 
 
 def combine_variant(variant: str | None, flag: str) -> str:
