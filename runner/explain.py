@@ -18,7 +18,7 @@ from typing import Any
 
 from runner import diagnose
 from runner._worker import worker as _w
-from runner.matrix import DEFAULT_SCENARIOS
+from runner.matrix import DEFAULT_SCENARIOS, read_scenario
 from runner.records import Record, Store
 from runner.stacks import Stack, natural_key
 
@@ -63,7 +63,7 @@ def _lookup(store: Store, rec: Record) -> Any:
 
 def _has_custom_objects(scenario: str | None, scenario_dir: Path) -> bool:
     path = scenario_dir / f"{scenario}.py"
-    return path.is_file() and "\ndef custom_objects(" in path.read_text(encoding="utf-8")
+    return path.is_file() and read_scenario(path).has_custom_objects
 
 
 def explain_text(store: Store, rec: Record, catalog: Sequence[Stack],
@@ -262,6 +262,7 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     scenario_path = scenario_dir / f"{rec.scenario}.py"
     if not scenario_path.is_file():
         raise CellError(f"scenario file {scenario_path} not found")
+    atol, rtol = _tolerances(scenario_path)
     saver_env = rec.saver_env
     kw = {"custom_objects": ", custom_objects={...}", "compile_false": ", compile=False",
           "unsafe": ", safe_mode=False"}
@@ -275,8 +276,7 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
                   _PLAIN_LOAD[rec.format].format(kw="".join(kw[f] for f in sorted(flags) if f in kw))),
     ])
     cell = {"cell_id": rec.cell_id, "scenario": rec.scenario, "format": rec.format,
-            "variant": rec.variant or "default", "atol": _tolerance(store, rec, "atol"),
-            "rtol": _tolerance(store, rec, "rtol")}
+            "variant": rec.variant or "default", "atol": atol, "rtol": rtol}
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "repro.py": _REPRO_PY.format(plain=plain, cell=json.dumps(cell, sort_keys=True), seed=seed,
@@ -300,12 +300,10 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     return [*written, out / "scenario.py", out / "compat_worker.py"]
 
 
-def _tolerance(store: Store, rec: Record, which: str) -> float:
-    from runner.matrix import discover_scenarios
-    for sc in discover_scenarios(DEFAULT_SCENARIOS):
-        if sc.name == rec.scenario:
-            return float(sc.atol if which == "atol" else sc.rtol)
-    return 1e-6
+def _tolerances(scenario_path: Path) -> tuple[float, float]:
+    """The scenario's ATOL/RTOL, read statically as the matrix reads them."""
+    sc = read_scenario(scenario_path)
+    return sc.atol, sc.rtol
 
 
 def _readme(rec: Record) -> str:

@@ -34,6 +34,7 @@ __all__ = [
     "Scenario",
     "ScenarioError",
     "discover_scenarios",
+    "read_scenario",
     "run_matrix",
     "select_scenarios",
 ]
@@ -63,7 +64,7 @@ class Scenario:
     has_custom_objects: bool = False  # defines custom_objects(keras): the remedy can be tried
 
 
-def _read_scenario(path: Path) -> Scenario:
+def read_scenario(path: Path) -> Scenario:
     source = path.read_text(encoding="utf-8")
     try:
         tree = ast.parse(source, filename=str(path))
@@ -108,7 +109,7 @@ def discover_scenarios(directory: Path = DEFAULT_SCENARIOS) -> list[Scenario]:
     """Every ``<name>.py`` in ``directory`` (``_``-prefixed files are helpers), by name."""
     if not directory.is_dir():
         raise ScenarioError(f"{directory}: scenario directory not found")
-    return [_read_scenario(p) for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]
+    return [read_scenario(p) for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]
 
 
 def select_scenarios(scenarios: Sequence[Scenario], names: Sequence[str]) -> list[Scenario]:
