@@ -299,6 +299,7 @@ class _Runner:
         ``remedy``. Returned per stack id, in the order of the loads they verify.
         """
         plan: dict[str, list[tuple[str, Scenario, str, str]]] = {}
+        seen: set[tuple[str, str, str, str, str]] = set()
         for loader in self.stacks:
             for saver in self.savers:
                 for sc in self.scenarios:
@@ -309,7 +310,10 @@ class _Runner:
                             if rec is None:
                                 continue
                             for stack_id, cell in remedy_cells(rec, sc, catalog):
-                                plan.setdefault(stack_id, []).append(cell)
+                                key = (stack_id, cell[0], cell[1].name, cell[2], cell[3])
+                                if key not in seen:  # two failures may share a remedy cell
+                                    seen.add(key)
+                                    plan.setdefault(stack_id, []).append(cell)
         return plan
 
     def run_remedies(self, catalog: Sequence[Stack]) -> None:

@@ -1,0 +1,61 @@
+"""The remedy phase's plan: which cells are re-run to verify the remedies of failing loads."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from runner import matrix
+from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id
+from runner.stacks import Stack
+
+K2 = {"keras": "2.15.0", "backend": "tensorflow"}
+K3 = {"keras": "3.0.5", "backend": "tensorflow"}
+SAVEDMODEL = ("File format not supported: filepath=/some/long/path/to/an/artifact/directory/of/"
+              "the/store/savedmodel. Keras 3 only supports V3 `.keras` files and legacy H5 format files")
+UNKNOWN = "Unknown layer: 'ScaleShift'. Please ensure you are using a `keras.utils.custom_object_scope`"
+
+
+def _stack(sid: str, **kw: str) -> Stack:
+    return Stack(id=sid, python="3.11", requirements=(f"x=={sid}",), **kw)  # type: ignore[arg-type]
+
+
+def _scenario(tmp: Path, name: str, custom: bool) -> matrix.Scenario:
+    path = tmp / f"{name}.py"
+    path.write_text("def build(keras):\n    return None\n\n\ndef inputs(np):\n    return None\n"
+                    + ("\n\ndef custom_objects(keras):\n    return {}\n" if custom else ""))
+    return matrix.read_scenario(path)
+
+
+def _fail(store: Store, saver: str, loader: str, sc: str, fmt: str, message: str,
+          variant: str = "default") -> None:
+    store.write(Record(record_type="load", cell_id=load_cell_id(sc, fmt, saver, loader, variant),
+                       stack=loader, outcome=Outcome.LOAD_ERROR, saver=saver, loader=loader,
+                       scenario=sc, format=fmt, variant=variant, phase="load",
+                       error=ErrorInfo("builtins.ValueError", message), env=K3, saver_env=K2))
+
+
+def test_plan_names_variant_and_sibling_remedies_once(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    saver, loader = _stack("tf2.15"), _stack("tf2.16")
+    sibling = _stack("tf2.16-tfkeras", sibling_of="tf2.16", remedy="tf_keras")
+    dense, custom = _scenario(tmp_path, "dense", False), _scenario(tmp_path, "custom", True)
+    _fail(store, "tf2.15", "tf2.16", "dense", "savedmodel", SAVEDMODEL)
+    _fail(store, "tf2.15", "tf2.16", "custom", "h5", UNKNOWN)
+    _fail(store, "tf2.15", "tf2.16", "dense", "h5", UNKNOWN)  # no custom_objects() in dense
+    runner = matrix._Runner([loader], [saver], [dense, custom], ["h5", "savedmodel"], store,
+                            matrix.Options(), io.StringIO(), env_factory=lambda s, st: None)  # type: ignore[arg-type,return-value]
+    plan = runner.plan_remedies([saver, loader, sibling])
+    got = {sid: sorted((c[1].name, c[2], c[3]) for c in cells) for sid, cells in plan.items()}
+    assert got == {
+        # Keras 2 SavedModel in Keras 3: read it for inference here, or load it through tf_keras
+        "tf2.16": [("custom", "h5", "compile_false"), ("custom", "h5", "custom_objects"),
+                   ("dense", "h5", "compile_false"), ("dense", "savedmodel", "tfsm")],
+        "tf2.16-tfkeras": [("dense", "savedmodel", "default")],
+    }
+
+
+def test_remedy_cells_of_a_success_are_none(tmp_path: Path) -> None:
+    ok = Record(record_type="load", cell_id="c", stack="b", outcome=Outcome.OK, saver="a", loader="b",
+                scenario="dense", format="h5", variant="default")
+    assert matrix.remedy_cells(ok, _scenario(tmp_path, "dense", False), []) == []
