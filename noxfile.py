@@ -1,6 +1,6 @@
 """nox sessions: the stack catalog turned into sessions, nothing more.
 
-    nox -s matrix                 every stack: build, save, load, then reports/
+    nox -s matrix                 every stack: build, save, load, re-run remedies, then reports/
     nox -s matrix -- --stacks tf2.15,tf2.18 --scenarios dense --formats h5,keras
     nox -t quick                  save + load sessions of the stacks tagged quick
     nox -s "save(tf2.15)" "load(tf2.18)"
