@@ -347,21 +347,30 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
     return "\n".join(lines).rstrip() + "\n"
 
 
+def remedy_tally(texts: Iterable[Any]) -> dict[str, list[int]]:
+    """``{remedy: [fixed, tried]}`` over ``remedy`` column texts ("fixed by X (verified); Y tried, …")."""
+    tally: dict[str, list[int]] = {}
+    for text in texts:
+        for item in str(text or "").split("; "):
+            if not item:
+                continue
+            name = item.split(" tried")[0].removeprefix("fixed by ").split(" (")[0]
+            counts = tally.setdefault(name, [0, 0])
+            counts[0] += item.startswith("fixed by")
+            counts[1] += 1
+    return tally
+
+
 def _fixes_by_note(df: pd.DataFrame, notes: _Footnotes) -> dict[int, str]:
-    """Per footnote: " — fixed by X in n of m cells (verified)" for the remedies that ran."""
-    tally: dict[int, dict[str, list[int]]] = {}
+    """Per footnote: " — remedies re-run: X fixed n/m" for the remedies that ran."""
+    texts: dict[int, list[str]] = {}
     for r in table_cells(df).itertuples():
         n = notes.number(r)
-        if n is None or not r.remedy:
-            continue
-        for part in str(r.remedy).split("; "):
-            name = part.split(" tried")[0].removeprefix("fixed by ").split(" (")[0]
-            counts = tally.setdefault(n, {}).setdefault(name, [0, 0])
-            counts[0] += part.startswith("fixed by")
-            counts[1] += 1
+        if n is not None and r.remedy:
+            texts.setdefault(n, []).append(str(r.remedy))
     return {n: " — remedies re-run: " + ", ".join(f"{name} fixed {ok}/{tried}"
-                                                    for name, (ok, tried) in sorted(t.items()))
-            for n, t in tally.items()}
+                                                    for name, (ok, tried) in sorted(remedy_tally(t).items()))
+            for n, t in texts.items()}
 
 
 def failing_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -437,7 +446,7 @@ def _span(values: Iterable[Any]) -> str:
     return ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)})"
 
 
-def errors_markdown(df: pd.DataFrame, records: Sequence[Record]) -> str:
+def errors_markdown(df: pd.DataFrame) -> str:
     """errors.md: each distinct error signature with its category, span and verified remedies."""
     failed = failing_cells(df)
     lines = ["# Failure catalogue", "",
@@ -467,15 +476,7 @@ def errors_markdown(df: pd.DataFrame, records: Sequence[Record]) -> str:
                       + ", ".join(f"`{r}` ({diagnose.REMEDIES[r].label})" for r in rule.remedies), ""]
         rows = []
         for sig, sp in sorted(part.groupby("sig"), key=lambda kv: -len(kv[1])):
-            tally: dict[str, list[int]] = {}
-            for text in sp["remedy"].dropna():
-                for item in str(text).split("; "):
-                    if not item:
-                        continue
-                    name = item.split(" tried")[0].removeprefix("fixed by ").split(" (")[0]
-                    t = tally.setdefault(name, [0, 0])
-                    t[0] += item.startswith("fixed by")
-                    t[1] += 1
+            tally = remedy_tally(sp["remedy"].dropna())
             rows.append([f"`{sig}`".replace("|", "\\|"), len(sp), _span(sp["saver"]), _span(sp["loader"]),
                          ", ".join(sorted(set(sp["format"].dropna()), key=FORMATS.index)),
                          ", ".join(f"{n}: fixed {ok}/{tried}" for n, (ok, tried) in sorted(tally.items()))
@@ -646,5 +647,5 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     atomic_write_text(out / "results.json", results_json(clean, records))
     atomic_write_text(out / "matrix.md", _markdown(df, records, scrub))
     atomic_write_text(out / "index.html", _html(df, records, scrub))
-    atomic_write_text(out / "errors.md", errors_markdown(df, records))
+    atomic_write_text(out / "errors.md", errors_markdown(df))
     return df
