@@ -39,9 +39,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import execute
+from runner import diagnose, execute
 from runner._worker import worker as _w
+from runner.diagnose import major_minor
 from runner.envs import StackEnv, ensure_env
+from runner.matrix import cache_key
 from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 
@@ -449,19 +451,14 @@ def compare(got: Sequence[NpyArray], ref: Sequence[NpyArray], atol: float,
     return close, worst, "" if close else f"max |diff| {worst:.3g} beyond atol {atol:g} + rtol {rtol:g}"
 
 
-def _version_tuple(text: str | None) -> tuple[int, int] | None:
-    found = re.match(r"(\d+)\.(\d+)", text or "")
-    return (int(found.group(1)), int(found.group(2))) if found else None
-
-
 def closeness(provenance: Mapping[str, str], env: Mapping[str, Any]) -> tuple[Any, ...]:
     """Sort key: same Keras major.minor as the file first, then nearest version, same backend."""
-    want = _version_tuple(provenance.get("keras_version"))
-    have = _version_tuple(env.get("keras"))
+    want = major_minor(provenance.get("keras_version"))
+    have = major_minor(env.get("keras"))
     field = "keras"
     if want is None:
-        want, have, field = (_version_tuple(provenance.get("tensorflow_version")),
-                             _version_tuple(env.get("tensorflow")), "tensorflow")
+        want, have, field = (major_minor(provenance.get("tensorflow_version")),
+                             major_minor(env.get("tensorflow")), "tensorflow")
     if want is None or have is None:
         return (2, 0, 0, 0, field)
     backend = provenance.get("backend")
@@ -518,19 +515,6 @@ def _file_sha(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else ""
 
 
-def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _diagnose(rec: Record) -> Any:
-    """runner.diagnose.diagnose, imported lazily (None if that module is unavailable)."""
-    try:
-        from runner import diagnose
-    except ImportError:
-        return None
-    return diagnose.diagnose(rec)
-
-
 def _first_line(text: str | None) -> str:
     for line in (text or "").strip().splitlines():
         if line.strip():
@@ -580,7 +564,7 @@ class _Check:
     def cell(self, senv: StackEnv, variant: str) -> tuple[dict[str, Any], str]:
         assert self.staged is not None
         flags = set(variant.split("+")) if variant != "default" else set()
-        key = _key("check", self.model.sha256, self.model.format, senv.fingerprint, variant,
+        key = cache_key("check", self.model.sha256, self.model.format, senv.fingerprint, variant,
                    self.worker_shas, self.input_shas[0] if "custom_objects" in flags else "",
                    self.input_shas[1], SEED, self.opt.atol, self.opt.rtol)
         cid = load_cell_id(self.model.model_id, self.model.format, SAVER, senv.stack.id, variant)
@@ -767,7 +751,7 @@ class _Check:
             if rec.error and rec.error.type == "check_worker.CustomObjectsError":
                 row.category, row.explanation = "custom_objects_file", "your custom-objects file fails here"
             else:
-                diag = _diagnose(final)
+                diag = diagnose.diagnose(final)
                 if diag is not None:
                     row.category, row.explanation = diag.category, diag.explanation
                     row.record = final
@@ -786,7 +770,7 @@ class _Check:
         for row in rows:
             if row.passed or row.record is None or row.outcome == "mismatch":
                 continue
-            diag = _diagnose(row.record)
+            diag = diagnose.diagnose(row.record)
             texts: list[str] = []
             for remedy in getattr(diag, "remedies", ()) or ():
                 if remedy.variant:

@@ -39,6 +39,7 @@ __all__ = [
     "Rule",
     "combine_variant",
     "diagnose",
+    "major_minor",
     "normalise",
     "remedy_results",
     "remedy_targets",
@@ -115,9 +116,14 @@ class Diagnosis:
 
 # ------------------------------------------------------------------------ predicates
 
-def _keras(env: Mapping[str, Any]) -> tuple[int, int] | None:
-    m = re.match(r"(\d+)\.(\d+)", str(env.get("keras") or ""))
+def major_minor(version: str | None) -> tuple[int, int] | None:
+    """``(3, 6)`` for "3.6.0" or "2.2.4-tf"; None when there is no version."""
+    m = re.match(r"(\d+)\.(\d+)", str(version or ""))
     return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def _keras(env: Mapping[str, Any]) -> tuple[int, int] | None:
+    return major_minor(env.get("keras"))
 
 
 def _saver_newer(rec: Record) -> bool:

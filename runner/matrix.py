@@ -33,6 +33,7 @@ __all__ = [
     "RunSummary",
     "Scenario",
     "ScenarioError",
+    "cache_key",
     "discover_scenarios",
     "read_scenario",
     "run_matrix",
@@ -140,7 +141,8 @@ class RunSummary:
     wall_s: float = 0.0
 
 
-def _key(*parts: object) -> str:
+def cache_key(*parts: object) -> str:
+    """A record's cache key: the sha256 of its inputs, JSON-encoded."""
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -215,7 +217,7 @@ class _Runner:
 
     # ------------------------------------------------------------------------ saves
     def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> str:
-        return _key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
+        return cache_key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
 
     def run_saves(self, senv: StackEnv) -> None:
         stack = senv.stack
@@ -279,7 +281,7 @@ class _Runner:
             if not lenv.ok:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
-            key = _key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
+            key = cache_key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
             if not self.opt.fresh and old is not None and old.key == key:
                 self.count("load", old.outcome.value, cached=True)
