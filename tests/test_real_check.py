@@ -38,24 +38,10 @@ m.compile(optimizer="adam", loss="mse")   # the string loss Keras 3 cannot deser
 m.save(os.path.join(out, "dense.h5"))
 
 
-class ScaleShift(keras.layers.Layer):
-    def __init__(self, init_scale=1.0, **kw):
-        super().__init__(**kw)
-        self.init_scale = float(init_scale)
-
-    def build(self, s):
-        self.scale = self.add_weight(name="scale", shape=(int(s[-1]),), initializer="ones")
-        self.shift = self.add_weight(name="shift", shape=(int(s[-1]),), initializer="zeros")
-
-    def call(self, x):
-        return x * self.scale * self.init_scale + self.shift
-
-    def get_config(self):
-        c = super().get_config()
-        c["init_scale"] = self.init_scale
-        return c
-
-
+# The user's layer module: the same file later handed to check as --custom-objects.
+sys.path.insert(0, out)
+from my_layers import custom_objects  # noqa: E402
+ScaleShift = custom_objects(keras)["ScaleShift"]
 inp = keras.Input(shape=(4,))
 keras.Model(inp, ScaleShift(2.0)(keras.layers.Dense(5)(inp))).save(os.path.join(out, "custom.h5"))
 '''
@@ -107,10 +93,10 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (stack,) = select(load_catalog(), ["tf2.15"])
     senv = ensure_env(stack, Store(out / "store", envs_dir=ENVS_DIR))
     assert senv.ok and senv.python, senv.reason
+    (out / "my_layers.py").write_text(CUSTOM_OBJECTS)
     (out / "save.py").write_text(SAVE_SCRIPT)
     subprocess.run([senv.python, "-I", str(out / "save.py"), str(out)], check=True, capture_output=True,
                    timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""})
-    (out / "my_layers.py").write_text(CUSTOM_OBJECTS)
     return out
 
 
