@@ -41,7 +41,7 @@ from typing import Any, TextIO
 
 from runner import diagnose, execute
 from runner._worker import worker as _w
-from runner.diagnose import major_minor
+from runner.diagnose import major_minor, variant_name
 from runner.envs import StackEnv, ensure_env
 from runner.matrix import cache_key
 from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, load_cell_id
@@ -506,11 +506,6 @@ class Options:
     jobs: int = 2
 
 
-def _variant(flags: Iterable[str]) -> str:
-    wanted = set(flags)
-    return "+".join(f for f in _w.VARIANT_FLAGS if f in wanted) or "default"
-
-
 def _file_sha(path: Path | None) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else ""
 
@@ -642,7 +637,7 @@ class _Check:
     def run(self) -> tuple[list[Row], dict[str, Any]]:
         self.store.ensure()
         self.staged = stage_model(self.model, self.store.root / "models" / self.model.model_id)
-        base = _variant(self.base_flags)
+        base = variant_name(self.base_flags)
         results: dict[str, Record] = {}
 
         def env_and_load(stack: Stack) -> None:
@@ -727,7 +722,7 @@ class _Check:
         if stack is None or stack == "given":
             return None
         return self.store.read(self.store.load_record_path(stack, SAVER, self.model.model_id,
-                                                           self.model.format, _variant(self.base_flags)))
+                                                           self.model.format, variant_name(self.base_flags)))
 
     def _row(self, stack: Stack, rec: Record | None, reference: str | None) -> Row:
         senv = self.envs.get(stack.id)
@@ -784,7 +779,7 @@ class _Check:
                     if "custom_objects" in flags and self.opt.custom_objects is None:
                         texts.append(f"{remedy.id}: pass --custom-objects FILE to try it")
                         continue
-                    plans.setdefault(row.stack, []).append((remedy.id, _variant(flags)))
+                    plans.setdefault(row.stack, []).append((remedy.id, variant_name(flags)))
                 elif remedy.sibling:
                     sibling = next((s.id for s in self.catalog if s.sibling_of == row.stack
                                     and s.remedy == remedy.sibling), None)
@@ -934,7 +929,7 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout,
         raise CheckInputError(f"--out {opt.out} exists and is not a directory")
     check = _Check(opt, model, stacks, catalog, out, env_factory or ensure_env,
                    EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path)
-    header = _header_lines(model, {"variant": _variant(check.base_flags), "reference_note": "…"}, opt.inputs)
+    header = _header_lines(model, {"variant": variant_name(check.base_flags), "reference_note": "…"}, opt.inputs)
     print(header[0], file=out, flush=True)
     rows, meta = check.run()
     header = _header_lines(model, meta, opt.inputs)

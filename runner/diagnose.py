@@ -447,12 +447,17 @@ def diagnose(rec: Record) -> Diagnosis | None:
 _MEMO: dict[tuple[Any, ...], Diagnosis] = {}
 
 
+def variant_name(flags: Iterable[str]) -> str:
+    """The load variant of a set of flags, in canonical order; "default" for none."""
+    from runner._worker.worker import VARIANT_FLAGS
+    wanted = set(flags)
+    return "+".join(f for f in VARIANT_FLAGS if f in wanted) or "default"
+
+
 def combine_variant(variant: str | None, flag: str) -> str:
     """``variant`` with one more flag, in canonical order (``custom_objects+compile_false``)."""
-    from runner._worker.worker import VARIANT_FLAGS
     flags = set() if variant in (None, "", "default") else set(str(variant).split("+"))
-    flags.add(flag)
-    return "+".join(f for f in VARIANT_FLAGS if f in flags)
+    return variant_name(flags | {flag})
 
 
 Siblings = Mapping[str, Sequence[tuple[str, str]]]  # loader id -> [(sibling id, remedy id)]
