@@ -271,9 +271,12 @@ RULES: tuple[Rule, ...] = (
     Rule("keras_zip_not_understood", "The loader predates the .keras zip format",
          "The .keras (Keras v3 zip) format appeared in Keras 2.12 / TF 2.12. Older releases "
          "take a path that is not .h5 for a SavedModel directory and fail with 'SavedModel file "
-         "does not exist' or 'No model found in config file'. Save as .h5 for older readers.",
-         r"SavedModel file does not exist at: .*\.keras|No model found in config file",
-         family="version"),
+         "does not exist' or 'No model found in config file'; TF 2.8-2.11 open any single file "
+         "as HDF5 and h5py finds no HDF5 signature in the zip. Save as .h5 for older readers.",
+         r"SavedModel file does not exist at: .*\.keras|No model found in config file|"
+         r"Unable to (?:synchronously )?open file \(file signature not found\)|"
+         r"No model config found in the file at (?:<tensorflow\.python\.platform\.gfile|\S*\.keras)",
+         when=lambda rec: rec.format == "keras", family="version"),
     Rule("hdf5_named_keras", "HDF5 written under a .keras name",
          "Releases before TF 2.12 write HDF5 when given a .keras file name; Keras 3 checks "
          "the content, finds no zip archive and reports 'File not found ... accessible .keras "
@@ -283,20 +286,36 @@ RULES: tuple[Rule, ...] = (
     Rule("op_not_registered", "SavedModel needs ops this TensorFlow does not have",
          "The SavedModel graph was written by a newer TensorFlow and uses ops or op attributes "
          "(DisableCopyOnRead, debug_name, exponential_avg_factor, ...) that this older TF does "
-         "not register. SavedModels are forward compatible only; re-export with the older "
+         "not register, or an op configuration it has no kernel for (newer TF's "
+         "LayerNormalization runs FusedBatchNorm in NCHW layout, which TF 1.15's CPU kernel "
+         "refuses). SavedModels are forward compatible only; re-export with the older "
          "release (or load the weights into a model built in code).",
-         r"Op type not registered|NodeDef mentions attr .* not in Op", family="version"),
+         r"Op type not registered|NodeDef mentions attr .* not in Op|"
+         r"CPU implementation of FusedBatchNorm only supports NHWC", family="version"),
     Rule("savedmodel_tags", "SavedModel with several MetaGraphs needs tags",
          "The SavedModel holds more than one MetaGraph (TF 1 exports write train/eval/serve). "
          "tf.saved_model.load() then needs tags=['serve'].",
-         r"requires a `tags=` argument", family="version"),
+         r"requires a [`']tags=[`'] argument", family="version"),
     Rule("savedmodel_internal", "SavedModel object graph not understood by this release",
          "The SavedModel's object graph (trackable names, restored functions, keras metadata) "
          "was written by a different Keras/TF and this release cannot rebuild it. Load the "
          "SavedModel for inference only or load through the release that wrote it.",
          r"_track_trackable|Could not find matching function to call loaded from the SavedModel|"
-         r"Unable to restore object of class|restored function",
+         r"Unable to restore object of class|restored function|_layer_call_argspecs\[|"
+         r"'_UserObject' object has no attribute 'add_slot'|"
+         r"'(?:Functional|Sequential|Model)' object has no attribute 'predict'|"
+         r"The added layer must be an instance of class Layer\. Found: <[\w.]+"
+         r"_recreate_base_user_object",
          family="version", remedies=("tfsm",)),
+    Rule("savedmodel_metadata_moved", "SavedModel Keras metadata in a file this release does not read",
+         "TF >= 2.6 writes a Keras SavedModel's layer and model metadata only to "
+         "keras_metadata.pb and leaves the object graph's metadata fields empty; TF 1.15-2.5 "
+         "parse an empty field as JSON and fail with 'Expecting value: line 1 column 1'. Load "
+         "it with TF >= 2.6, or read it for inference only with tf.saved_model.load and the "
+         "serving signature.",
+         r"Expecting value: line 1 column 1 \(char 0\).*saved_model.*in "
+         r"(?:_load_layer|_recreate_base_user_object|_reconstruct_model)\b", family="version",
+         remedies=("tfsm",)),
     # ------------------------------------------------------------ compile state
     Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
          "The architecture and weights are fine but the saved training configuration (loss, "
@@ -305,10 +324,18 @@ RULES: tuple[Rule, ...] = (
          "load_model(compile=False) loads the model for inference; compile it again to train.",
          r"compile_args_from_training_config|_resolve_compile_arguments_compat|compile_from_config|"
          r"reduction_metrics\.py|steps_per_execution|base_optimizer\.py.*Argument\(s\) not "
-         r"recognized|optimizer_v2.*from_config|Could not locate function '(?:mse|mae|"
+         r"recognized|optimizer_v2.*from_config|is not a valid argument, kwargs should be empty|"
+         r"Could not locate function '(?:mse|mae|"
          r"mean_squared_error|mean_absolute_error|accuracy|categorical_crossentropy)'|"
          r"Could not deserialize 'keras\.(?:metrics|losses)\.",
          remedies=("compile_false",), family="version"),
+    Rule("tf1_predict_uncompiled", "TF 1 predict() needs a compiled SavedModel",
+         "TF 1.x Keras runs predict() through the training-input machinery, which reads "
+         "model.loss: a SavedModel loaded with compile=False has none and predict() raises "
+         "AttributeError. In TF 1.x load it compiled (pass the custom loss/metric as "
+         "custom_objects), or compile it yourself before predicting.",
+         r"object has no attribute 'loss'.*_compile_from_inputs", ("AttributeError",),
+         family="version"),
     # ------------------------------------------------------------ config changes
     Rule("dtype_policy_config", "Dtype / mixed-precision policy not understood",
          "The layer's dtype / mixed-precision policy is serialized differently across releases "
@@ -317,9 +344,36 @@ RULES: tuple[Rule, ...] = (
          "model for SavedModel. The reader cannot parse the other's form.",
          r"quantization_mode|unhashable type: 'dict'|Unknown dtype policy|Cannot convert .* to a "
          r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16|"
-         r"expected to be a half tensor but is a float tensor",
+         r"expected to be a half tensor but is a float tensor|"
+         r"'(?:str|Dense|Conv2D|Layer)' object has no attribute '(?:convert_input|variable_dtype)'",
          outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR),
          remedies=("tf_keras",), family="version"),
+    Rule("builtin_renamed", "Built-in object renamed between releases",
+         "The file names a built-in Keras object (an initializer, activation, ...) by a name "
+         "the loader's Keras does not have: Keras 2 and Keras >= 3.4 call the orthogonal "
+         "initializer 'Orthogonal', Keras 3.0-3.3 only know 'OrthogonalInitializer'. Load with "
+         "a release that knows the name, or rebuild the model in code and load the weights.",
+         r"Could not interpret (?:initializer|activation|regularizer|constraint) identifier",
+         remedies=("tf_keras",), family="version"),
+    Rule("input_shape_convention", "Input shape rebuilt with the wrong rank",
+         "The loader rebuilt the model's layers from the file's recorded input shapes with the "
+         "wrong rank or unknown dimensions (every TF 2.2 / Keras 2.3 HDF5 file in Keras 3: "
+         "'Expected shape (None, None, 8)', 'Kernel shape must have the same length as input', "
+         "'Shapes used to initialize variables must be fully-defined'): Keras 3 reads that "
+         "era's input-shape fields differently. Rebuild the model in code and load the weights.",
+         r"Kernel shape must have the same length as input|Shapes used to initialize variables "
+         r"must be fully-defined|Invalid input shape for input|is incompatible with the layer: "
+         r"expected ndim|Conv2DTranspose\.call\(\).*tuple index out of range",
+         when=_cross_major, remedies=("tf_keras",), family="version"),
+    Rule("export_signature_dtype", "Exported signature refuses the input dtype",
+         "An exported SavedModel's serving function has a fixed input signature: an Embedding "
+         "model's indices are exported as int32, and this loader's TFSMLayer passes float "
+         "inputs through uncast, so they are refused ('Can not cast TensorSpec ... float32 ... "
+         "to ... int32', 'expected to be a int32 tensor but is a float tensor'). Cast the "
+         "inputs to the signature's dtype.",
+         r"Binding inputs to tf\.function failed due to `Can not cast TensorSpec|"
+         r"TFSMLayer\.call\(\).*was expected to be a int32 tensor but is a float tensor",
+         family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
          "whose layout changed between Keras 2 and Keras 3 (and that Keras 3.0 cannot even "
@@ -360,7 +414,8 @@ RULES: tuple[Rule, ...] = (
          "ordering changed between releases; the layer count differs).",
          r"Layer count mismatch|expected \d+ variables, but received|has not created its "
          r"variables yet|You are trying to load a weight file containing|Shapes \([^)]*\) and "
-         r"\([^)]*\) are incompatible|axes don't match array|could not be loaded\. Example error",
+         r"\([^)]*\) are incompatible|axes don't match array|could not be loaded\. Example error|"
+         r"Cannot assign value to variable .{0,200}Shape mismatch",
          remedies=("tf_keras",), family="version"),
     Rule("weight_name_collision", "Two weights with the same HDF5 name",
          "The HDF5 writer names datasets after weights; a nested model or several layers of one "
@@ -403,12 +458,6 @@ RULES: tuple[Rule, ...] = (
          "layer configs changed between minor releases): within a major, files are backward "
          "compatible at best, not forward. Load with the saver's release or newer.",
          when=_same_major_saver_newer, family="version"),
-    Rule("keras_major_other", "Keras 2 file in Keras 3 (or back): no specific rule",
-         "Saver and loader run different Keras major versions, whose file formats, config "
-         "schemas and loading code were rewritten for Keras 3; this failure has no more specific "
-         "rule. Load with the saver's major version (tf_keras for Keras 2 files), or rebuild the "
-         "model in code and load only the weights.",
-         when=_cross_major, remedies=("tf_keras",), family="version"),
     # ------------------------------------------------------------ process failures
     Rule("hang_or_crash", "The load hung or killed the process",
          "The loader did not return within the cell time limit, or the process died "

@@ -34,3 +34,11 @@ def test_versions_table_is_the_published_one() -> None:
 def test_linked_files_exist() -> None:
     for link in re.findall(r"\]\(((?:reports|docs)/[^)#]+)\)", README):
         assert (REPO / link).exists(), link
+
+
+def test_category_table_lists_every_rule() -> None:
+    from runner.diagnose import RULES
+
+    block = README.split("| family | categories (ids) |", 1)[1].split("\n\n", 1)[0]
+    listed = re.findall(r"`(\w+)`", block)
+    assert sorted(listed) == sorted(r.category for r in RULES)
