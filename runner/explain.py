@@ -176,8 +176,17 @@ make_env() {{  # make_env DIR PYTHON REQUIREMENT...
   local dir=$1 py=$2; shift 2
   if [ -x "$dir/bin/python" ]; then return; fi
   if command -v uv >/dev/null 2>&1; then
+    # uv ignores pip's settings: carry over the pip index / find-links variables (a mirror,
+    # a local folder of CPU-only torch wheels), as the matrix runner does.
+    local extra=()
+    if [ -n "${{PIP_INDEX_URL:-}}" ] && [ -z "${{UV_INDEX_URL:-}}" ]; then
+      extra+=(--index-url "$PIP_INDEX_URL")
+    fi
+    if [ -z "${{UV_FIND_LINKS:-}}" ]; then
+      for loc in ${{PIP_FIND_LINKS:-}}; do extra+=(--find-links "$loc"); done
+    fi
     uv venv -q -p "$py" "$dir"
-    uv pip install -q --python "$dir/bin/python" "$@"   # explicit: never a caller's venv
+    uv pip install -q --python "$dir/bin/python" ${{extra[@]+"${{extra[@]}}"}} "$@"   # explicit: never a caller's venv
   else
     "$py" -m venv "$dir"
     "$dir/bin/python" -m pip install -q "$@"

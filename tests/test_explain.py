@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import py_compile
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,3 +136,39 @@ def test_cli_bad_cell_is_one_line_exit_2(tmp_path: Path, args: tuple[str, ...]) 
     assert res.returncode == 2
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_repro_setup_carries_pip_index_settings_to_uv(tmp_path: Path) -> None:
+    """setup.sh runs with a stand-in uv (logs its arguments) and stand-in interpreters."""
+    store = _store(tmp_path / "s")
+    out = tmp_path / "repro"
+    explain.write_repro(store, explain.find_cell(store, CID), out)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "uv.log"
+    fake_uv = bin_dir / "uv"
+    fake_uv.write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$*\" >> {log}\n"
+        "if [ \"$1\" = venv ]; then d=\"${@: -1}\"; mkdir -p \"$d/bin\"; "
+        "printf '#!/bin/sh\\nexit 0\\n' > \"$d/bin/python\"; chmod +x \"$d/bin/python\"; fi\n")
+    fake_uv.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "PIP_FIND_LINKS": "/wheels/a /wheels/b",
+           "PIP_INDEX_URL": "https://mirror.example/simple", "HOME": str(tmp_path)}
+    res = subprocess.run(["bash", str(out / "setup.sh")], env=env, capture_output=True, text=True,
+                         check=False)
+    assert res.returncode == 0, res.stderr
+    installs = [ln for ln in log.read_text().splitlines() if ln.startswith("pip install")]
+    assert len(installs) == 2
+    for line in installs:
+        assert "--index-url https://mirror.example/simple" in line
+        assert "--find-links /wheels/a --find-links /wheels/b" in line
+        assert "keras==3.15.1" in line or "tensorflow-cpu==2.15.1" in line
+    # without the variables, no extra arguments (and no unbound-variable error under set -u)
+    log.unlink()
+    for d in ("env-saver", "env-loader"):
+        shutil.rmtree(out / d)
+    res = subprocess.run(["bash", str(out / "setup.sh")], env={"PATH": env["PATH"], "HOME": str(tmp_path)},
+                         capture_output=True, text=True, check=False)
+    assert res.returncode == 0, res.stderr
+    assert "--find-links" not in log.read_text() and "--index-url" not in log.read_text()
