@@ -6,6 +6,7 @@ Stdlib only: the noxfile imports this at collection time.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
 import shutil
@@ -90,6 +91,7 @@ class Stack:
         }
 
 
+@functools.lru_cache(maxsize=4096)  # a report sorts ~10^5 rows by a few dozen stack ids
 def natural_key(text: str) -> tuple[Any, ...]:
     """Sort key that orders ``tf2.4 < tf2.15 < tf2.18-tfkeras`` as a human would."""
     parts = re.split(r"(\d+)", text)
