@@ -243,7 +243,8 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
 def _rows(df: pd.DataFrame, *columns: str) -> Iterator[Any]:
     """``itertuples`` over only the columns a loop reads: iterating a ~10^5-row frame
     costs per element, and the report's loops need a third of the columns."""
-    return df[list(columns)].itertuples(index=False)
+    rows: Iterator[Any] = df[list(columns)].itertuples(index=False)
+    return rows
 
 
 _GRID_MD = ("saver", "loader", "outcome", "category", "error_type", "error_message", "remedy")
