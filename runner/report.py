@@ -324,6 +324,9 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> 
              "Cells between different stacks only, `not_applicable` excluded: a load counts as "
              "ok when the model loaded and its predictions matched.", "",
              _per_stack(table_cells(df), "github"), "",
+             "## Saver × loader overview", "",
+             OVERVIEW_TEXT, "",
+             _pair_overview(table_cells(df), "github"), "",
              "## Failure categories", "", _category_table(df, "github"), ""]
     for scenario, fmt, variant, part in _grids(df):
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
@@ -438,6 +441,31 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
                     tablefmt=tablefmt)
 
 
+OVERVIEW_TEXT = (
+    "Per cent of the cells between a saver (row) and a loader (column) that loaded and matched, "
+    "over every scenario, format and load variant (`not_applicable` excluded, a failed save "
+    "counts as a failure; rounded down, so 100 means every cell). The grids below give each cell.")
+
+
+def _pair_overview(df: pd.DataFrame, tablefmt: str) -> str:
+    """Saver × loader: the share of the cells that could exist that loaded and matched."""
+    if df.empty:
+        return "(no cells)"
+    cells = df[df["outcome"] != "not_applicable"]
+    counts = (cells["outcome"] == "ok").groupby([cells["saver"], cells["loader"]]).agg(["sum", "count"])
+    stats = {key: (int(ok), int(n)) for key, ok, n in zip(counts.index, counts["sum"], counts["count"], strict=True)}
+    savers = sorted(set(df["saver"]), key=natural_key)
+    loaders = sorted(set(df["loader"]), key=natural_key)
+    rows = []
+    for saver in savers:
+        line = [f"**{saver}**" if tablefmt == "github" else saver]
+        for loader in loaders:
+            ok, n = stats.get((saver, loader), (0, 0))
+            line.append(str(100 * ok // n) if n else SYMBOLS["not_applicable"])
+        rows.append(line)
+    return tabulate(rows, headers=["saver \\ loader", *loaders], tablefmt=tablefmt)
+
+
 def _ratio(part: pd.DataFrame) -> str:
     if part.empty:
         return "—"
@@ -527,6 +555,8 @@ def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber) -> str:
         parts.append(f"<tr><td class='o-{o}'>{sym}</td><td><code>{o}</code></td>"
                      f"<td style='text-align:left'>{esc(MEANINGS[o])}</td></tr>")
     parts.append("</table>")
+    parts.append(f"<h2>Saver × loader overview</h2><p>{esc(OVERVIEW_TEXT.replace('`', ''))}</p>"
+                 + _pair_overview(table_cells(df), "html"))
     # Per cell only what differs (outcome class, footnote, remedy index, diff): the cell id
     # comes from its grid, row and column, everything else from the footnote's entry.
     errors: dict[int, dict[str, Any]] = {}

@@ -493,3 +493,14 @@ def test_terminal_summary(paths: Paths) -> None:
 
 
 EXPECTED_OUTCOMES = {o for outs in EXPECTED.values() for o in outs}
+
+
+def test_pair_overview_rounds_down_and_skips_impossible_cells() -> None:
+    rows = ([{"saver": "a", "loader": "b", "outcome": "ok"}] * 199
+            + [{"saver": "a", "loader": "b", "outcome": "load_error"}]
+            + [{"saver": "b", "loader": "a", "outcome": "not_applicable"}] * 3
+            + [{"saver": "b", "loader": "b", "outcome": "ok"}] * 2
+            + [{"saver": "a", "loader": "a", "outcome": "save_error"}])
+    table = report._pair_overview(pd.DataFrame(rows), "github").splitlines()
+    assert [c.strip() for c in table[2].strip("|").split("|")] == ["**a**", "0", "99"]  # 199/200
+    assert [c.strip() for c in table[3].strip("|").split("|")] == ["**b**", "–", "100"]
