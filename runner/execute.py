@@ -11,7 +11,6 @@ worker continues with the cells not yet done. ``isolate=True`` runs one process 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from runner._worker import worker as _w
+from runner.codehash import code_digest
 
 __all__ = [
     "WORKER_PATH",
@@ -46,7 +46,8 @@ Spawn = Callable[[Sequence[str], Path, Mapping[str, str]], "subprocess.Popen[byt
 
 
 def worker_sha256() -> str:
-    return hashlib.sha256(WORKER_PATH.read_bytes()).hexdigest()
+    """The worker's behaviour digest (its AST, not its bytes: see runner/codehash.py)."""
+    return code_digest(WORKER_PATH)
 
 
 def child_env(stack_env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 from runner import execute
 from runner._worker import worker as _w
+from runner.codehash import source_digest
 from runner.envs import StackEnv, ensure_env
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 from runner.stacks import Stack
@@ -99,7 +100,7 @@ def read_scenario(path: Path) -> Scenario:
     if "custom_objects" in variants and "custom_objects" not in funcs:
         raise ScenarioError(f"{path}: LOAD_VARIANTS has custom_objects but no custom_objects()")
     return Scenario(
-        name=path.stem, path=path.resolve(), sha256=hashlib.sha256(source.encode()).hexdigest(),
+        name=path.stem, path=path.resolve(), sha256=source_digest(source, str(path)),
         atol=float(consts.get("ATOL", DEFAULT_ATOL)), rtol=float(consts.get("RTOL", DEFAULT_RTOL)),
         formats=formats, variants=variants, doc=(ast.get_docstring(tree) or "").split("\n")[0],
         has_custom_objects="custom_objects" in funcs,

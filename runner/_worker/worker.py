@@ -75,7 +75,7 @@ FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
 #   tfsm            read a TF SavedModel directory for inference only (TFSMLayer in
 #                   Keras 3, tf.saved_model.load in TF 2, a TF 1 session)
 VARIANT_FLAGS = ("custom_objects", "compile_false", "unsafe", "tfsm")
-VARIANTS = ("default",) + VARIANT_FLAGS
+VARIANTS = ("default", *VARIANT_FLAGS)
 MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras",
                "json+weights": "model.json", "export": "export"}
 REQUEST_FILE = "request.json"
@@ -917,9 +917,9 @@ def load_cell(fw, cell, ctx, seed):
     details["written_as"] = saved.get("written_as")
     if outcome == "ok" and "n_z" in saved and saved["format"] == "export":
         details["note"] = "inference-only export: optimizer state is not part of the format"
-    elif outcome == "ok" and "n_z" in saved and flags & set(["compile_false", "tfsm"]):
+    elif outcome == "ok" and "n_z" in saved and flags & {"compile_false", "tfsm"}:
         details["note"] = "inference only (%s): optimizer state not loaded, by choice" % (
-            "+".join(sorted(flags & set(["compile_false", "tfsm"]))))
+            "+".join(sorted(flags & {"compile_false", "tfsm"})))
     elif outcome == "ok" and "n_z" in saved:
         train_diff, reason = _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx)
         if reason:
