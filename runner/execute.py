@@ -10,14 +10,16 @@ worker continues with the cells not yet done. ``isolate=True`` runs one process 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +28,10 @@ from runner.codehash import code_digest
 
 __all__ = [
     "WORKER_PATH",
+    "Cancelled",
     "ProbeResult",
     "child_env",
+    "kill_live_workers",
     "probe",
     "run_cells",
     "worker_sha256",
@@ -71,6 +75,35 @@ def _default_spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) 
         )
 
 
+class Cancelled(Exception):
+    """The run was interrupted: workers were killed and nothing was recorded for their cells."""
+
+
+_LIVE: set[subprocess.Popen[bytes]] = set()  # every worker this process supervises now
+_LIVE_LOCK = threading.Lock()
+
+
+def _register(proc: subprocess.Popen[bytes]) -> None:
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+
+
+def _unregister(proc: subprocess.Popen[bytes]) -> None:
+    with _LIVE_LOCK:
+        _LIVE.discard(proc)
+
+
+def kill_live_workers() -> int:
+    """SIGKILL the process group of every worker this process supervises (Ctrl-C);
+    return how many there were. Safe from any thread."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+    return len(procs)
+
+
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -111,7 +144,6 @@ class _EventReader:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.offset = 0
-        self.bad_lines: list[str] = []
 
     def read(self) -> list[dict[str, Any]]:
         try:
@@ -131,8 +163,7 @@ class _EventReader:
             try:
                 event = json.loads(line)
             except ValueError:
-                self.bad_lines.append(line[:200].decode("utf-8", "replace"))
-                continue
+                continue  # a torn or foreign line: the cell it belonged to gets no result
             if isinstance(event, dict):
                 events.append(event)
         return events
@@ -141,7 +172,8 @@ class _EventReader:
 class _BatchState:
     """What one worker process has reported so far."""
 
-    def __init__(self) -> None:
+    def __init__(self, cell_ids: set[str]) -> None:
+        self.cell_ids = cell_ids  # results for any other cell id are not this batch's
         self.done: set[str] = set()
         self.ready = False
         self.ready_env: dict[str, Any] | None = None
@@ -159,9 +191,10 @@ class _BatchState:
                 self.ready, self.ready_env = True, event.get("env") or {}
             elif kind == "import_error":
                 self.ready = True
-            elif kind == "started":
+            elif kind == "started" and event.get("cell_id") in self.cell_ids:
                 self.in_flight, self.t_cell = str(event.get("cell_id")), time.monotonic()
-            elif kind == "result" and event.get("cell_id") not in self.done:
+            elif (kind == "result" and event.get("cell_id") in self.cell_ids
+                  and event.get("cell_id") not in self.done):
                 event.setdefault("env", self.ready_env or {})
                 self.done.add(str(event["cell_id"]))
                 if event.get("cell_id") == self.in_flight:
@@ -202,6 +235,43 @@ def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
     (ctl / _w.REQUEST_FILE).write_text(json.dumps(request, indent=1))
 
 
+def _supervise(proc: subprocess.Popen[bytes], state: _BatchState, reader: _EventReader,
+               t_spawn: float, cell_timeout: float, import_timeout: float,
+               cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
+    """Yield the batch's results until the worker exits or is killed; return why it was
+    killed (``cell``, ``import``, ``idle``) or None.
+
+    Raises:
+        Cancelled: ``cancel`` was set; the worker was killed and nothing is synthesised.
+    """
+    killed_for: str | None = None
+    while True:
+        yield from state.take(reader.read())
+        if cancel is not None and cancel.is_set():
+            _kill_group(proc)
+            raise Cancelled("run interrupted")
+        rc = proc.poll()
+        if rc is not None:
+            yield from state.take(reader.read())  # what was written just before exit
+            return None
+        now = time.monotonic()
+        if state.in_flight is not None:
+            if now - state.t_cell > cell_timeout:
+                killed_for = "cell"
+        elif not state.ready:
+            if now - t_spawn > import_timeout:
+                killed_for = "import"
+        elif now - state.t_event > (min(DONE_GRACE_S, cell_timeout) if state.finished else cell_timeout):
+            # Quiet with no cell in flight: stuck between cells (clear_session, gc) or
+            # after "done" (atexit hooks). Nothing to blame; the rest gets a fresh worker.
+            killed_for = "idle"
+        if killed_for:
+            _kill_group(proc)
+            yield from state.take(reader.read())
+            return killed_for
+        time.sleep(POLL_S)
+
+
 def run_cells(
     python: str,
     command: str,
@@ -216,6 +286,7 @@ def run_cells(
     extra_sys_path: Sequence[str] = (),
     spawn: Spawn = _default_spawn,
     worker_path: Path = WORKER_PATH,
+    cancel: threading.Event | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``cells`` in workers of the stack whose interpreter is ``python``.
 
@@ -236,6 +307,8 @@ def run_cells(
         spawn: process factory (a seam for tests).
         worker_path: the worker script (``check`` runs ``_worker/check_worker.py``, which
             follows the same protocol).
+        cancel: when set (Ctrl-C elsewhere), the worker is killed within one poll and
+            :class:`Cancelled` is raised: its in-flight cell gets no (false) crash result.
     """
     if command not in ("save", "load", "check"):
         raise ValueError(f"command must be save or load (or check, with the check worker), not {command!r}")
@@ -259,30 +332,17 @@ def run_cells(
                 yield _synth(cell["cell_id"], "crash", f"could not start the worker: {exc}",
                              phase="import", rc=None, log_tail="", env=None, duration=0.0)
             return
-        state = _BatchState()
-        killed_for: str | None = None
-        while True:
-            yield from state.take(reader.read())
-            rc = proc.poll()
-            if rc is not None:
-                yield from state.take(reader.read())  # what was written just before exit
-                break
-            now = time.monotonic()
-            if state.in_flight is not None:
-                if now - state.t_cell > cell_timeout:
-                    killed_for = "cell"
-            elif not state.ready:
-                if now - t_spawn > import_timeout:
-                    killed_for = "import"
-            elif now - state.t_event > (min(DONE_GRACE_S, cell_timeout) if state.finished else cell_timeout):
-                # Quiet with no cell in flight: stuck between cells (clear_session, gc) or
-                # after "done" (atexit hooks). Nothing to blame; the rest gets a fresh worker.
-                killed_for = "idle"
-            if killed_for:
+        _register(proc)
+        try:
+            state = _BatchState({str(c["cell_id"]) for c in batch})
+            killed_for = yield from _supervise(proc, state, reader, t_spawn, cell_timeout,
+                                               import_timeout, cancel)
+        finally:
+            # Ctrl-C in the consumer, the generator closed early, a cancelled run: the
+            # worker's process group never outlives its supervisor.
+            if proc.poll() is None:
                 _kill_group(proc)
-                yield from state.take(reader.read())
-                break
-            time.sleep(POLL_S)
+            _unregister(proc)
         done, ready, ready_env = state.done, state.ready, state.ready_env
         in_flight, t_cell, finished = state.in_flight, state.t_cell, state.finished
         rc = proc.returncode
@@ -300,6 +360,11 @@ def run_cells(
                 yield _synth(cid, "timeout", f"worker did not import the framework within "
                              f"{import_timeout:g} s", phase="import", rc=rc, log_tail=tail,
                              env=None, duration=import_timeout)
+        elif in_flight is not None and finished and rc == 0:
+            blamed = [in_flight]
+            yield _synth(in_flight, "protocol_error", "worker reported done without a result "
+                         "for this cell", phase=None, rc=rc, log_tail=tail, env=ready_env,
+                         duration=None)
         elif in_flight is not None:
             blamed = [in_flight]
             yield _synth(in_flight, "crash", f"worker died during this cell ({_exit_text(rc)})",
@@ -316,7 +381,7 @@ def run_cells(
                              env=None, duration=None)
         elif remaining and not done:
             # Ready, no cell in flight, no progress: blame the next cell so we always advance.
-        # (A kill for idleness after some progress blames nobody: a fresh worker goes on.)
+            # (A kill for idleness after some progress blames nobody: a fresh worker goes on.)
             blamed = [remaining[0]["cell_id"]]
             if killed_for == "idle":
                 reason = f"worker went quiet for {cell_timeout:g} s outside any cell and was killed"
@@ -327,6 +392,11 @@ def run_cells(
             yield _synth(blamed[0], "protocol_error", reason, phase=None, rc=rc,
                          log_tail=tail, env=ready_env, duration=None)
         resolved = done | set(blamed)
+        if not resolved and remaining:  # never respawn without progress
+            resolved = {remaining[0]["cell_id"]}
+            yield _synth(remaining[0]["cell_id"], "protocol_error", "worker made no progress on "
+                         f"its batch ({_exit_text(rc)})", phase=None, rc=rc, log_tail=tail,
+                         env=ready_env, duration=None)
         pending = [c for c in pending if c["cell_id"] not in resolved]
 
 
@@ -351,6 +421,7 @@ def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: s
         proc = spawn([python, "-I", str(WORKER_PATH), "probe", str(ctl)], log_path, env)
     except OSError as exc:
         return ProbeResult(False, {}, {"type": "builtins.OSError", "message": str(exc)}, None, "")
+    _register(proc)
     try:
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -358,6 +429,10 @@ def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: s
         return ProbeResult(False, {}, {"type": "runner.timeout",
                                        "message": f"framework import took over {timeout:g} s"},
                            None, _tail(log_path))
+    finally:
+        if proc.poll() is None:
+            _kill_group(proc)
+        _unregister(proc)
     events = _EventReader(ctl / _w.EVENTS_FILE).read()
     tail = _tail(log_path)
     for event in events:

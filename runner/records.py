@@ -14,6 +14,7 @@ import enum
 import fcntl
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,8 +25,11 @@ __all__ = [
     "ErrorInfo",
     "Outcome",
     "Record",
+    "FINAL_OUTCOMES",
+    "NewerSchemaError",
     "RecordError",
     "Store",
+    "StoreBusyError",
     "atomic_write_text",
     "load_cell_id",
     "save_cell_id",
@@ -51,16 +55,32 @@ class Outcome(enum.Enum):
     ENV_UNAVAILABLE = "env_unavailable"  # the stack could not be built or imported
     NOT_RUN = "not_run"  # report: nothing recorded for this cell
 
-    def __bool__(self) -> bool:
-        return self is Outcome.OK
-
     @property
     def failed(self) -> bool:
         return self not in (Outcome.OK, Outcome.NOT_APPLICABLE, Outcome.NOT_RUN)
 
+    @property
+    def final(self) -> bool:
+        """A fact about the cell, not about one run: only these are cache hits."""
+        return self in FINAL_OUTCOMES
+
+
+# timeout, crash, protocol_error and env_unavailable are facts about one run (a slow
+# machine, an OOM kill, a damaged venv): the next run retries them.
+FINAL_OUTCOMES = frozenset({Outcome.OK, Outcome.MISMATCH, Outcome.SAVE_ERROR, Outcome.LOAD_ERROR,
+                            Outcome.NOT_APPLICABLE})
+
 
 class RecordError(ValueError):
     """A record file cannot be used (corrupt, unknown outcome, newer schema)."""
+
+
+class NewerSchemaError(RecordError):
+    """A record was written by a newer runner: overwriting it would lose its information."""
+
+
+class StoreBusyError(RuntimeError):
+    """Another run holds the store's lock."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +247,7 @@ def upgrade(raw: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise RecordError(f"record has no integer schema_version: {version!r}")
     if version > SCHEMA_VERSION:
-        raise RecordError(
+        raise NewerSchemaError(
             f"record schema_version {version} is newer than this runner's {SCHEMA_VERSION}; "
             "upgrade the runner")
     d = raw
@@ -291,6 +311,7 @@ class Store:
         # matrix, test runs) can share one directory of them via $COMPAT_ENVS_DIR.
         shared = envs_dir or os.environ.get("COMPAT_ENVS_DIR")
         self.envs_dir = Path(shared).absolute() if shared else self.root / "envs"
+        self.unreadable: list[Path] = []  # records read() could not use (recomputed)
 
     def ensure(self) -> None:
         """Create the root with a ``*`` .gitignore and a CACHEDIR.TAG, as nox does."""
@@ -304,23 +325,38 @@ class Store:
                            "# The compat matrix work directory; see https://bford.info/cachedir/\n")
 
     @contextlib.contextmanager
-    def running(self) -> Iterator[None]:
-        """Mark a run on this store (shared lock). The first run to start while no other
-        is active removes temp files a killed run left mid-write; concurrent runs (e.g.
-        nox --parallel sessions) only ever hold the shared lock, so their temp files are safe."""
+    def running(self, wait: bool = False) -> Iterator[None]:
+        """Hold the store's exclusive lock for a run: one writer per store.
+
+        The lock file names its holder (pid, command line), so a second run says who is
+        busy; ``wait=True`` queues behind it instead. Holding the lock, the run removes
+        temp files a killed run left mid-write.
+
+        Raises:
+            StoreBusyError: another run holds the lock and ``wait`` is false.
+        """
         self.ensure()
-        with (self.root / ".running.lock").open("a") as fh:
+        path = self.root / ".running.lock"
+        with path.open("a+") as fh:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
-                pass  # another run is active: leave its temp files alone
-            else:
+                fh.seek(0)
+                holder = fh.read().strip() or "an unknown process"
+                raise StoreBusyError(f"store {self.root} is in use by {holder}; wait for it to "
+                                     "finish, or pass --wait to queue behind it") from None
+            try:
+                fh.seek(0)
+                fh.truncate()
+                fh.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})\n")
+                fh.flush()
                 for stale in self.records_dir.rglob(".*.tmp") if self.records_dir.is_dir() else []:
                     stale.unlink(missing_ok=True)
-            fcntl.flock(fh, fcntl.LOCK_SH)
-            try:
                 yield
             finally:
+                with contextlib.suppress(OSError):
+                    fh.seek(0)
+                    fh.truncate()
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     @property
@@ -356,12 +392,20 @@ class Store:
         return path
 
     def read(self, path: Path) -> Record | None:
-        """The record at ``path``, or None if absent or unusable (treated as not run)."""
+        """The record at ``path``, or None if absent or unusable (then it is recomputed,
+        and the path is added to :attr:`unreadable` so the run can say so).
+
+        Raises:
+            NewerSchemaError: written by a newer runner; overwriting it would lose data.
+        """
         try:
             return Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError):
+        except NewerSchemaError as exc:
+            raise NewerSchemaError(f"{path}: {exc}") from None
+        except (OSError, ValueError, KeyError, TypeError):
+            self.unreadable.append(path)
             return None
 
     def iter_records(self) -> Iterator[Record]:

@@ -93,6 +93,8 @@ for cell in request["cells"]:
     result = {"event": "result", "cell_id": cid, "outcome": "ok", "phase": "compare",
               "error": None, "warnings": [], "max_abs_diff": 0.0, "duration_s": 0.01,
               "details": {"pid": os.getpid()}}
+    if what == "foreign":  # a result for a cell that is not in this batch
+        result = dict(result, cell_id="not-" + cid)
     write(result)
     if what == "duplicate":
         write(dict(result, outcome="mismatch"))
@@ -545,3 +547,62 @@ def test_worker_digest_is_the_ast_digest_of_the_file() -> None:
     from runner.codehash import code_digest
 
     assert execute.worker_sha256() == code_digest(execute.WORKER_PATH)
+
+
+# ------------------------------------------------------------- batch integrity, cancel
+
+
+def test_results_for_cells_outside_the_batch_are_not_taken(scripted: type[Scripted],
+                                                           tmp_path: Path) -> None:
+    spawn = scripted({"c2": "foreign"})
+    results = run(spawn, tmp_path, 3)
+    assert [r["cell_id"] for r in results] == ["c1", "c3", "c2"] or sorted(
+        r["cell_id"] for r in results) == ["c1", "c2", "c3"]
+    got = by_id(results)
+    assert got["c2"]["outcome"] == "protocol_error"
+    assert all(not r["cell_id"].startswith("not-") for r in results)
+
+
+def test_a_worker_that_only_answers_for_unknown_cells_cannot_respawn_forever(
+        scripted: type[Scripted], tmp_path: Path) -> None:
+    spawn = scripted({"c1": "foreign", "c2": "foreign", "c3": "foreign"})
+    results = run(spawn, tmp_path, 3)
+    assert sorted(outcomes(results)) == [("c1", "protocol_error"), ("c2", "protocol_error"),
+                                         ("c3", "protocol_error")]
+    assert len(spawn.procs) <= 3
+
+
+def test_cancel_kills_the_worker_and_records_nothing_for_its_cell(scripted: type[Scripted],
+                                                                  tmp_path: Path) -> None:
+    import threading
+    import time as _time
+
+    spawn = scripted({"c2": "hang"})
+    cancel = threading.Event()
+    gen = execute.run_cells("/unused/python", "load", cells(3), workdir=tmp_path / "work",
+                            env=execute.child_env({}), spawn=spawn, cell_timeout=60,
+                            import_timeout=60, cancel=cancel)
+    got = [next(gen)]
+    assert got[0]["cell_id"] == "c1"
+    threading.Timer(0.5, cancel.set).start()
+    t0 = _time.monotonic()
+    with pytest.raises(execute.Cancelled):
+        got.extend(gen)
+    assert _time.monotonic() - t0 < 2.0
+    assert [r["cell_id"] for r in got] == ["c1"]  # no false crash/timeout for c2
+    assert spawn.procs[0].poll() is not None
+    grandchild = int((tmp_path / "work" / "w001" / "grandchild.pid").read_text())
+    _time.sleep(0.2)
+    assert not Path(f"/proc/{grandchild}").exists() or "Z" in Path(
+        f"/proc/{grandchild}/stat").read_text().rsplit(")", 1)[1].split()[0]
+
+
+def test_closing_the_generator_kills_the_worker(scripted: type[Scripted], tmp_path: Path) -> None:
+    spawn = scripted({"c2": "hang"})
+    gen = execute.run_cells("/unused/python", "load", cells(3), workdir=tmp_path / "work",
+                            env=execute.child_env({}), spawn=spawn, cell_timeout=60,
+                            import_timeout=60)
+    assert next(gen)["cell_id"] == "c1"
+    gen.close()  # what a KeyboardInterrupt in the consumer does
+    assert spawn.procs[0].poll() is not None
+    assert execute.kill_live_workers() == 0

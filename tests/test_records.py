@@ -20,10 +20,12 @@ from runner import records
 from runner.records import (
     SCHEMA_VERSION,
     ErrorInfo,
+    NewerSchemaError,
     Outcome,
     Record,
     RecordError,
     Store,
+    StoreBusyError,
     load_cell_id,
     save_cell_id,
 )
@@ -112,8 +114,10 @@ def test_to_dict_is_plain_json_types() -> None:
 
 
 @pytest.mark.parametrize("outcome", list(Outcome), ids=lambda o: o.value)
-def test_outcome_truthy_only_for_ok(outcome: Outcome) -> None:
-    assert bool(outcome) is (outcome is Outcome.OK)
+def test_only_facts_about_the_cell_are_final(outcome: Outcome) -> None:
+    per_run = {Outcome.TIMEOUT, Outcome.CRASH, Outcome.PROTOCOL_ERROR, Outcome.ENV_UNAVAILABLE,
+               Outcome.NOT_RUN}
+    assert outcome.final is (outcome not in per_run)
 
 
 def test_outcome_values_are_lower_case_and_unique() -> None:
@@ -377,7 +381,8 @@ def test_iter_records_names_the_corrupt_file(tmp_path: Path, content: bytes) -> 
     assert str(bad) in str(info.value)
 
 
-@pytest.mark.parametrize("content", CORRUPT.values(), ids=list(CORRUPT))
+@pytest.mark.parametrize("content", [v for k, v in CORRUPT.items() if k != "newer_schema"],
+                         ids=[k for k in CORRUPT if k != "newer_schema"])
 def test_store_read_treats_unusable_record_as_absent(tmp_path: Path, content: bytes) -> None:
     store = Store(tmp_path / "s")
     bad = store.env_record_path("broken")
@@ -396,11 +401,45 @@ def test_a_new_run_removes_temp_files_a_killed_run_left(tmp_path: Path) -> None:
         assert not stale.exists()
 
 
-def test_temp_files_of_a_concurrent_run_are_left_alone(tmp_path: Path) -> None:
+def test_a_second_run_on_the_store_is_refused_naming_the_holder(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    with store.running():  # another run is active and may be mid-write
-        in_flight = store.records_dir / "load" / ".x.json.def456.tmp"
-        in_flight.parent.mkdir(parents=True)
-        in_flight.write_text("{")
-        with store.running():
-            assert in_flight.exists()
+    with store.running():
+        with pytest.raises(StoreBusyError, match=rf"in use by pid {os.getpid()}.*--wait"):
+            with Store(tmp_path / "store").running():
+                pass
+    with store.running():  # released: the next run gets it
+        pass
+
+
+def test_a_second_run_in_another_process_is_refused(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    store = Store(tmp_path / "store")
+    code = ("import sys; from runner.records import Store, StoreBusyError\n"
+            "try:\n    Store(sys.argv[1]).running().__enter__()\n"
+            "except StoreBusyError as e:\n    print(e); sys.exit(3)\n")
+    with store.running():
+        proc = subprocess.run([sys.executable, "-c", code, str(store.root)], capture_output=True,
+                              text=True, check=False, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.returncode == 3, proc.stderr
+    assert f"pid {os.getpid()}" in proc.stdout
+
+
+def test_newer_schema_stops_instead_of_being_overwritten(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    path = store.env_record_path("future")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"schema_version": 99, "record_type": "env"}))
+    with pytest.raises(NewerSchemaError, match=str(path)):
+        store.read(path)
+    assert store.unreadable == []
+
+
+def test_unreadable_records_are_remembered(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    path = store.env_record_path("torn")
+    path.parent.mkdir(parents=True)
+    path.write_text('{"schema_version": 2, "rec')
+    assert store.read(path) is None
+    assert store.unreadable == [path]
