@@ -7,22 +7,26 @@ save), or any text contained in exactly one cell id.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import re
 import shlex
 import shutil
+import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from runner import diagnose
 from runner._worker import worker as _w
-from runner.matrix import DEFAULT_SCENARIOS, read_scenario
-from runner.records import Record, Store
+from runner.codehash import code_digest
+from runner.matrix import DEFAULT_SCENARIOS, ScenarioError, read_scenario
+from runner.records import Record, Store, save_cell_id
 from runner.stacks import Stack, natural_key
 
-__all__ = ["CellError", "explain_text", "find_cell", "write_repro"]
+__all__ = ["CellError", "code_comparison", "explain_text", "find_cell", "write_repro"]
 
 
 class CellError(ValueError):
@@ -66,6 +70,130 @@ def _has_custom_objects(scenario: str | None, scenario_dir: Path) -> bool:
     return path.is_file() and read_scenario(path).has_custom_objects
 
 
+# ----------------------------------------------------------------------- code identity
+#
+# A record carries the digests of the worker and the scenario that produced it
+# (``worker_sha256``, ``scenario_sha256``): behaviour digests (runner/codehash.py) since
+# cache protocol 3, a sha256 of the file's bytes before. Whether today's code is the
+# recorded code is only ever said after comparing them.
+
+_WORKER_FILE = Path(_w.__file__)
+_COMPONENTS = ("worker", "scenario")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Today:
+    """One file as it is now: its behaviour digest and the byte hashes older records used."""
+
+    digest: str  # "" when the file is missing or does not parse (then ``problem`` says why)
+    raw: frozenset[str]
+    problem: str = ""
+
+
+def _today(path: Path, digest: Callable[[Path], str]) -> _Today:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return _Today("", frozenset(), f"{path.name} is not in {path.parent}")
+    raw = {hashlib.sha256(data).hexdigest()}
+    try:  # protocol 1 hashed a scenario's read_text(): universal newlines
+        text = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
+        raw.add(hashlib.sha256(text.encode("utf-8")).hexdigest())
+    except UnicodeDecodeError:
+        pass
+    try:
+        return _Today(digest(path), frozenset(raw))
+    except (SyntaxError, ScenarioError, UnicodeDecodeError, ValueError) as exc:
+        return _Today("", frozenset(raw), f"today's {path.name} cannot be digested "
+                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+
+
+def _today_code(scenario_path: Path) -> dict[str, _Today]:
+    return {"worker": _today(_WORKER_FILE, code_digest),
+            "scenario": _today(scenario_path, lambda p: read_scenario(p).sha256)}
+
+
+def _component_texts(recorded: dict[str, str], now: dict[str, _Today]) -> list[tuple[str, str]]:
+    """(status, text) per component; status is ``same``, ``same_bytes``, ``different`` or
+    ``unknown``. A record whose other digest matches today's bytes is from before
+    behaviour digests: a mismatch there says the bytes changed, not that behaviour did."""
+    behaviour_era = any(recorded[c] and recorded[c] == now[c].digest for c in _COMPONENTS)
+    bytes_era = not behaviour_era and any(recorded[c] and recorded[c] in now[c].raw
+                                          for c in _COMPONENTS)
+    out = []
+    for c in _COMPONENTS:
+        was, cur = recorded[c], now[c]
+        if not was:
+            out.append(("unknown", f"cannot tell whether the {c} changed since the record: "
+                                   f"the record holds no {c} digest — the outcome may differ"))
+        elif cur.problem:
+            out.append(("unknown", f"cannot tell whether the {c} changed since the record: "
+                                   f"{cur.problem} — the outcome may differ"))
+        elif was == cur.digest:
+            out.append(("same", f"same {c} code as the recorded run (digest matches)"))
+        elif was in cur.raw:
+            out.append(("same_bytes", f"same {c} code as the recorded run (sha256 of its bytes "
+                                      "matches: a record from before behaviour digests)"))
+        elif bytes_era:
+            out.append(("unknown", f"cannot tell whether the {c} changed since the record: the "
+                                   f"record holds a sha256 of its bytes (from before behaviour "
+                                   f"digests; recorded {was[:12]}) and today's bytes differ — "
+                                   "the outcome may differ"))
+        else:
+            out.append(("different", f"DIFFERENT code: {c} changed since the record (recorded "
+                                     f"{was[:12]}, now {cur.digest[:12]}) — the outcome may differ"))
+    return out
+
+
+def _statement(rec: Record, now: dict[str, _Today]) -> str:
+    if not rec.worker_sha256 and not rec.scenario_sha256:
+        return ("cannot tell whether the worker or the scenario changed since the record: the "
+                "record holds no digests — the outcome may differ")
+    parts = _component_texts({"worker": rec.worker_sha256, "scenario": rec.scenario_sha256}, now)
+    statuses = {status for status, _ in parts}
+    if statuses == {"same"}:
+        return "same worker and scenario code as the recorded run (digests match)"
+    if statuses <= {"same", "same_bytes"}:
+        return ("same worker and scenario code as the recorded run (digests match; sha256 of "
+                "the bytes for a record from before behaviour digests)")
+    return "; ".join(text for _, text in parts)
+
+
+def code_comparison(store: Store, rec: Record,
+                    scenario_dir: Path = DEFAULT_SCENARIOS) -> list[tuple[str, str]]:
+    """Whether today's worker and scenario are the code of ``rec``'s recorded run.
+
+    One ``(side, statement)`` per side: a save record has the saving side only; a load
+    record the saving side (compared with the save record in the store) and the loading
+    side (compared with ``rec``). A statement says "same ... (digests match)", or per
+    component "DIFFERENT code: ..." or "cannot tell ...".
+    """
+    now = _today_code(scenario_dir / f"{rec.scenario}.py")
+    if rec.record_type != "load":
+        return [(f"save in {rec.saver or rec.stack}", _statement(rec, now))]
+    assert rec.saver and rec.scenario and rec.format
+    save = store.read(store.save_record_path(rec.saver, rec.scenario, rec.format))
+    if save is None:
+        saving = ("cannot tell whether the worker or scenario changed since the save: no save "
+                  f"record for {save_cell_id(rec.scenario, rec.format, rec.saver)} in the store "
+                  "— the outcome may differ")
+    else:
+        saving = _statement(save, now)
+        if (rec.worker_sha256 and rec.scenario_sha256 and (save.worker_sha256, save.scenario_sha256)
+                != (rec.worker_sha256, rec.scenario_sha256)):
+            saving += (" (note: the save record's digests differ from the load record's: the save "
+                       "was re-run after this load, so the file that load read may come from "
+                       "other code)")
+    return [(f"save in {rec.saver}", saving), (f"load in {rec.loader}", _statement(rec, now))]
+
+
+def _code_line(sides: list[tuple[str, str]]) -> str:
+    statements = {s for _, s in sides}
+    if len(statements) == 1:
+        return statements.pop()
+    return "; ".join(f"{side}: {s}" for side, s in sides)
+
+
 def explain_text(store: Store, rec: Record, catalog: Sequence[Stack],
                  scenario_dir: Path = DEFAULT_SCENARIOS, width: int = 100) -> str:
     """Versions, outcome, message, traceback tail, category, explanation, remedies."""
@@ -76,6 +204,7 @@ def explain_text(store: Store, rec: Record, catalog: Sequence[Stack],
     lines.append(f"saved by    {rec.saver}: {_env_line(saver_env)}")
     if rec.record_type == "load":
         lines.append(f"loaded by   {rec.loader}: {_env_line(rec.env)}")
+    lines.append(f"code        {_code_line(code_comparison(store, rec, scenario_dir))}")
     out = f"outcome     {rec.outcome.value}" + (f" (phase {rec.phase})" if rec.phase else "")
     if rec.max_abs_diff is not None:
         out += f", max |diff| {rec.max_abs_diff:.3g}"
@@ -120,8 +249,12 @@ _REPRO_PY = '''"""Standalone reproduction of one compatibility-matrix cell (gene
     python repro.py save   # in the saver's environment: builds, saves, writes reference
     python repro.py load   # in the loader's environment: loads, predicts, compares
 
-compat_worker.py is the matrix runner's worker, copied verbatim: the exact code that
-produced the recorded outcome. In plain Keras the cell is:
+compat_worker.py (the matrix runner's worker) and scenario.py are copied verbatim as
+they were when this reproduction was written. Compared with the recorded run's digests:
+
+{code}
+
+In plain Keras the cell is:
 
 {plain}
 """
@@ -167,8 +300,15 @@ _SETUP_SH = '''#!/usr/bin/env bash
 # Creates two virtual environments with the exact versions the matrix used, saves the
 # model in the first and loads it in the second. Interpreters: $PY_SAVER / $PY_LOADER
 # (default python{saver_py} / python{loader_py}). Uses uv when it is on PATH, else venv+pip.
+#
+# Code (compat_worker.py and scenario.py, compared with the recorded run's digests):
+{code_comments}
 set -euo pipefail
 cd "$(dirname "$0")"
+code_note() {{
+{code_echo}
+}}
+code_note
 PY_SAVER="${{PY_SAVER:-python{saver_py}}}"
 PY_LOADER="${{PY_LOADER:-python{loader_py}}}"
 
@@ -201,6 +341,8 @@ echo "== save in {saver} =="
 env {saver_vars}env-saver/bin/python -I repro.py save
 echo "== load in {loader} =="
 env {loader_vars}env-loader/bin/python -I repro.py load
+echo "== recorded outcome: {outcome} =="
+code_note
 '''
 
 
@@ -258,8 +400,11 @@ _PLAIN_LOAD = {
 
 
 def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
-                seed: int = _w.DEFAULT_SEED) -> list[Path]:
+                seed: int = _w.DEFAULT_SEED, echo: TextIO | None = None) -> list[Path]:
     """Write README.md, setup.sh, repro.py, scenario.py and compat_worker.py into ``out``.
+
+    Prints to ``echo`` (default stdout) whether the copied worker and scenario are the
+    recorded run's code (:func:`code_comparison`); setup.sh, repro.py and README.md say it too.
 
     Raises:
         CellError: the cell is not a load, or ``out`` exists and is not empty.
@@ -286,9 +431,11 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     ])
     cell = {"cell_id": rec.cell_id, "scenario": rec.scenario, "format": rec.format,
             "variant": rec.variant or "default", "atol": atol, "rtol": rtol}
+    code = [f"{side}: {statement}" for side, statement in code_comparison(store, rec, scenario_dir)]
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "repro.py": _REPRO_PY.format(plain=plain, cell=json.dumps(cell, sort_keys=True), seed=seed,
+                                     code="\n".join("    " + line for line in code),
                                      keras_modules={"save": _keras_module(store, rec.saver),
                                                     "load": _keras_module(store, rec.loader)}),
         "setup.sh": _SETUP_SH.format(
@@ -296,8 +443,10 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
             saver_py=_py(saver_env), loader_py=_py(rec.env),
             saver_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.saver, saver_env)),
             loader_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.loader, rec.env)),
-            saver_vars=_vars(saver_env), loader_vars=_vars(rec.env)),
-        "README.md": _readme(rec),
+            saver_vars=_vars(saver_env), loader_vars=_vars(rec.env),
+            code_comments="\n".join("#   " + line for line in code),
+            code_echo="\n".join("  echo " + shlex.quote("code: " + line) for line in code)),
+        "README.md": _readme(rec, code),
     }
     written = []
     for name, text in files.items():
@@ -305,7 +454,9 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
         written.append(out / name)
     (out / "setup.sh").chmod(0o755)
     shutil.copyfile(scenario_path, out / "scenario.py")
-    shutil.copyfile(_w.__file__, out / "compat_worker.py")
+    shutil.copyfile(_WORKER_FILE, out / "compat_worker.py")
+    for line in code:
+        print(f"repro: code: {line}", file=echo or sys.stdout)
     return [*written, out / "scenario.py", out / "compat_worker.py"]
 
 
@@ -315,7 +466,7 @@ def _tolerances(scenario_path: Path) -> tuple[float, float]:
     return sc.atol, sc.rtol
 
 
-def _readme(rec: Record) -> str:
+def _readme(rec: Record, code: list[str]) -> str:
     msg = (f"{rec.error.type}: {' '.join(rec.error.message.split())[:600]}" if rec.error
            else str(rec.details.get("reason") or ""))
     diag = diagnose.diagnose(rec)
@@ -324,8 +475,11 @@ def _readme(rec: Record) -> str:
         f"- saved by **{rec.saver}**: {_env_line(rec.saver_env)}",
         f"- loaded by **{rec.loader}**: {_env_line(rec.env)}",
         f"- recorded outcome: **{rec.outcome.value}**" + (f" — `{msg}`" if msg else ""),
-        f"- category: `{diag.category}` ({diag.title})" if diag else "- category: —", "",
+        f"- category: `{diag.category}` ({diag.title})" if diag else "- category: —",
+        *(f"- code, {line}" for line in code), "",
         "Run `./setup.sh`: it creates `env-saver/` and `env-loader/` with the exact versions "
-        "above, saves the model in the first and loads it in the second; the last line is "
-        "`OUTCOME: ...`. Nothing else from the matrix runner is needed: `compat_worker.py` is "
-        "its worker, copied verbatim, and `scenario.py` defines the model.", ""])
+        "above, saves the model in the first and loads it in the second, then prints "
+        "`OUTCOME: ...` and the code comparison above again. Nothing else from the matrix runner "
+        "is needed: `compat_worker.py` is its worker and `scenario.py` defines the model, both "
+        "copied verbatim as they were when this reproduction was written (the code lines say "
+        "whether that is the recorded run's code).", ""])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import py_compile
 import shutil
 import subprocess
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import explain
+from runner import execute, explain
+from runner.matrix import read_scenario
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 from runner.stacks import load_catalog
 
@@ -28,18 +30,23 @@ UNKNOWN = ("Unknown layer: 'Affine'. Please ensure you are using a `keras.utils.
 CID = load_cell_id("custom_layer_unregistered", "h5", "tf2.15", "keras3.15-jax", "default")
 
 
-def _store(root: Path, *, remedy: Outcome | None = Outcome.OK) -> Store:
+def _store(root: Path, *, remedy: Outcome | None = Outcome.OK, worker: str = "", scenario: str = "",
+           save_digests: tuple[str, str] | None = None) -> Store:
+    """``worker``/``scenario``: the load records' digests; the save record's are the same
+    unless ``save_digests`` gives (worker, scenario)."""
     store = Store(root)
+    save_worker, save_scenario = save_digests or (worker, scenario)
     for stack, env, reqs, mod in (("tf2.15", ENV_SAVER, ["tensorflow-cpu==2.15.*"], "auto"),
                                   ("keras3.15-jax", ENV_LOADER, ["keras==3.15.1", "jax[cpu]"], "keras")):
         store.write(Record(record_type="env", cell_id=f"env:{stack}", stack=stack, outcome=Outcome.OK,
                            env=env, details={"requirements": reqs, "keras_module": mod}))
     store.write(Record(record_type="save", cell_id=save_cell_id("custom_layer_unregistered", "h5", "tf2.15"),
                        stack="tf2.15", outcome=Outcome.OK, saver="tf2.15", scenario="custom_layer_unregistered",
-                       format="h5", env=ENV_SAVER, details={"written_as": "h5"}))
+                       format="h5", env=ENV_SAVER, details={"written_as": "h5"},
+                       worker_sha256=save_worker, scenario_sha256=save_scenario))
     common = {"record_type": "load", "stack": "keras3.15-jax", "saver": "tf2.15", "loader": "keras3.15-jax",
               "scenario": "custom_layer_unregistered", "format": "h5", "env": ENV_LOADER,
-              "saver_env": ENV_SAVER}
+              "saver_env": ENV_SAVER, "worker_sha256": worker, "scenario_sha256": scenario}
     store.write(Record(cell_id=CID, outcome=Outcome.LOAD_ERROR, variant="default", phase="load",
                        error=ErrorInfo("builtins.ValueError", UNKNOWN,
                                        "Traceback (most recent call last):\n  File \"x.py\", line 1\n"
@@ -172,3 +179,156 @@ def test_repro_setup_carries_pip_index_settings_to_uv(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert "--find-links" not in log.read_text() and "--index-url" not in log.read_text()
+
+
+# ------------------------------------------------------------------ code identity (repro honesty)
+
+SCENARIO_FILE = REPO / "scenarios" / "custom_layer_unregistered.py"
+SAME = "same worker and scenario code as the recorded run (digests match)"
+
+
+def _scenarios(tmp_path: Path, edit: tuple[str, str] | None = None) -> Path:
+    """A scenario directory holding today's custom_layer_unregistered.py, optionally edited."""
+    d = tmp_path / "scenarios"
+    d.mkdir(parents=True)
+    text = SCENARIO_FILE.read_text(encoding="utf-8")
+    if edit is not None:
+        assert edit[0] in text
+        text = text.replace(edit[0], edit[1])
+    (d / SCENARIO_FILE.name).write_text(text, encoding="utf-8")
+    return d
+
+
+def _digests() -> tuple[str, str]:
+    return execute.worker_sha256(), read_scenario(SCENARIO_FILE).sha256
+
+
+def _repro(store: Store, out: Path, scenario_dir: Path,
+           capsys: pytest.CaptureFixture[str]) -> tuple[str, str, str]:
+    """(stdout, setup.sh, repro.py) of a reproduction written into ``out``."""
+    explain.write_repro(store, explain.find_cell(store, CID), out, scenario_dir=scenario_dir)
+    return capsys.readouterr().out, (out / "setup.sh").read_text(), (out / "repro.py").read_text()
+
+
+def test_repro_and_explain_say_same_code_when_digests_match(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    worker, scenario = _digests()
+    store = _store(tmp_path / "s", worker=worker, scenario=scenario)
+    sdir = _scenarios(tmp_path)
+    stdout, setup, repro = _repro(store, tmp_path / "r", sdir, capsys)
+    for side in ("save in tf2.15", "load in keras3.15-jax"):
+        assert f"repro: code: {side}: {SAME}" in stdout
+        assert f"  echo 'code: {side}: {SAME}'" in setup
+        assert f"    {side}: {SAME}" in repro
+    assert setup.count("\ncode_note\n") == 2  # echoed before the environments and after OUTCOME
+    assert "exact code" not in setup + repro + (tmp_path / "r" / "README.md").read_text()
+    assert "DIFFERENT" not in stdout + setup + repro
+    py_compile.compile(str(tmp_path / "r" / "repro.py"), doraise=True)
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(), scenario_dir=sdir)
+    assert f"\ncode        {SAME}\n" in text
+
+
+def test_repro_says_different_code_when_the_scenario_behaves_differently(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    worker, scenario = _digests()
+    store = _store(tmp_path / "s", worker=worker, scenario=scenario)
+    sdir = _scenarios(tmp_path, ("offset=0.25", "offset=0.5"))
+    now = read_scenario(sdir / SCENARIO_FILE.name).sha256
+    assert now != scenario
+    stdout, setup, repro = _repro(store, tmp_path / "r", sdir, capsys)
+    different = (f"DIFFERENT code: scenario changed since the record (recorded {scenario[:12]}, "
+                 f"now {now[:12]}) — the outcome may differ")
+    expected = f"same worker code as the recorded run (digest matches); {different}"
+    for side in ("save in tf2.15", "load in keras3.15-jax"):
+        assert f"repro: code: {side}: {expected}" in stdout
+        assert f"  echo 'code: {side}: {expected}'" in setup
+        assert f"    {side}: {expected}" in repro
+    assert SAME not in stdout + setup + repro
+    assert f"- code, load in keras3.15-jax: {expected}" in (tmp_path / "r" / "README.md").read_text()
+    # the copy is the edited file: what the statement describes is what runs
+    assert (tmp_path / "r" / "scenario.py").read_text() == (sdir / SCENARIO_FILE.name).read_text()
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(), scenario_dir=sdir)
+    assert f"\ncode        {expected}\n" in text
+
+
+def test_a_changed_worker_is_named_as_the_worker(tmp_path: Path) -> None:
+    _, scenario = _digests()
+    store = _store(tmp_path / "s", worker="ab" * 32, scenario=scenario)
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(),
+                                scenario_dir=_scenarios(tmp_path))
+    assert (f"DIFFERENT code: worker changed since the record (recorded abababababab, now "
+            f"{execute.worker_sha256()[:12]}) — the outcome may differ; same scenario code as the "
+            "recorded run (digest matches)") in text
+
+
+def test_a_comment_only_change_is_still_the_same_code(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    worker, scenario = _digests()
+    store = _store(tmp_path / "s", worker=worker, scenario=scenario)
+    sdir = _scenarios(tmp_path, ("def build(keras):\n", "# a comment, and a docstring\n"
+                                 "def build(keras):\n    \"\"\"Build it.\"\"\"\n"))
+    assert (sdir / SCENARIO_FILE.name).read_bytes() != SCENARIO_FILE.read_bytes()
+    stdout, setup, repro = _repro(store, tmp_path / "r", sdir, capsys)
+    assert f"repro: code: load in keras3.15-jax: {SAME}" in stdout
+    assert f"echo 'code: save in tf2.15: {SAME}'" in setup and SAME in repro
+    assert "DIFFERENT" not in stdout + setup + repro
+
+
+def test_the_save_side_is_compared_with_the_save_record(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    worker, scenario = _digests()
+    store = _store(tmp_path / "s", worker=worker, scenario=scenario, save_digests=(worker, "cd" * 32))
+    stdout, _, _ = _repro(store, tmp_path / "r", _scenarios(tmp_path), capsys)
+    assert f"repro: code: load in keras3.15-jax: {SAME}\n" in stdout
+    save_line = next(ln for ln in stdout.splitlines() if ln.startswith("repro: code: save in tf2.15: "))
+    assert "DIFFERENT code: scenario changed since the record (recorded cdcdcdcdcdcd" in save_line
+    assert "the save was re-run after this load" in save_line
+    # no save record at all: cannot tell, never "same"
+    store.save_record_path("tf2.15", "custom_layer_unregistered", "h5").unlink()
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(),
+                                scenario_dir=_scenarios(tmp_path / "x"))
+    line = next(ln for ln in text.splitlines() if ln.startswith("code "))
+    assert "save in tf2.15: cannot tell" in line and "no save record for" in line
+    assert f"load in keras3.15-jax: {SAME}" in line
+
+
+def test_old_records_with_byte_hashes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Cache protocol 1 stored sha256 of the files' bytes: identical bytes prove the same
+    code; different bytes cannot tell whether behaviour changed (never "DIFFERENT" or "same")."""
+    raw_worker = hashlib.sha256(execute.WORKER_PATH.read_bytes()).hexdigest()
+    raw_scenario = hashlib.sha256(SCENARIO_FILE.read_bytes()).hexdigest()
+    store = _store(tmp_path / "a", worker=raw_worker, scenario=raw_scenario)
+    stdout, setup, repro = _repro(store, tmp_path / "ra", _scenarios(tmp_path / "a"), capsys)
+    same = "same worker and scenario code as the recorded run (digests match; sha256 of the bytes"
+    assert f"repro: code: load in keras3.15-jax: {same}" in stdout
+    assert same in setup and same in repro and "DIFFERENT" not in stdout
+    # the scenario's bytes changed (a comment): the worker's bytes prove an old record, so
+    # the scenario is "cannot tell", not "DIFFERENT"
+    store = _store(tmp_path / "b", worker=raw_worker, scenario=raw_scenario)
+    sdir = _scenarios(tmp_path / "b", ("def build(keras):\n", "# note\ndef build(keras):\n"))
+    stdout, setup, repro = _repro(store, tmp_path / "rb", sdir, capsys)
+    unknown = (f"cannot tell whether the scenario changed since the record: the record holds a sha256 "
+               f"of its bytes (from before behaviour digests; recorded {raw_scenario[:12]}) and today's "
+               "bytes differ — the outcome may differ")
+    assert "repro: code: load in keras3.15-jax: same worker code as the recorded run (sha256 of its bytes" \
+        in stdout
+    assert unknown in stdout and unknown in setup and unknown in repro
+    assert "DIFFERENT" not in stdout + setup + repro and SAME not in stdout
+
+
+def test_records_without_digests_cannot_tell(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    store = _store(tmp_path / "s")
+    stdout, setup, repro = _repro(store, tmp_path / "r", _scenarios(tmp_path), capsys)
+    assert "repro: code: load in keras3.15-jax: cannot tell whether the worker or the scenario changed" in stdout
+    assert "record holds no digests" in setup and "record holds no digests" in repro
+    assert "same" not in stdout.replace("the same", "")
+
+
+def test_cli_repro_prints_the_code_comparison(tmp_path: Path) -> None:
+    worker, scenario = _digests()
+    store = _store(tmp_path / "s", worker=worker, scenario=scenario)
+    res = _cli("repro", CID, "--store", store.root, "--out", tmp_path / "r")
+    assert res.returncode == 0, res.stderr
+    assert f"repro: code: load in keras3.15-jax: {SAME}" in res.stdout
+    res = _cli("explain", CID, "--store", store.root)
+    assert f"code        {SAME}" in res.stdout
