@@ -166,9 +166,19 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                 return _unavailable(stack, f"installing {' '.join(stack.requirements)} on "
                                     f"Python {stack.python} failed:\n{err}",
                                     "runner.InstallFailed", t0)
-            freeze = subprocess.run(
-                [*uv, "pip", "freeze", "--python", str(_venv_python(venv))],
-                capture_output=True, text=True, check=False).stdout
+            freeze_cmd = [*uv, "pip", "freeze", "--python", str(_venv_python(venv))]
+            try:
+                frozen = subprocess.run(freeze_cmd, capture_output=True, text=True, check=False,
+                                        timeout=300)
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                return _unavailable(stack, f"`uv pip freeze` failed: {exc}", "runner.FreezeFailed", t0)
+            freeze = frozen.stdout
+            if frozen.returncode != 0 or not freeze.strip():
+                # The freeze is part of every cell's fingerprint: an empty one would let
+                # two different installs share cache keys. No marker: rebuilt next run.
+                return _unavailable(stack, f"`uv pip freeze` failed (exit {frozen.returncode}): "
+                                    f"{_last_lines(frozen.stderr or frozen.stdout) or 'no output'}",
+                                    "runner.FreezeFailed", t0)
             marker = {"spec": spec, "freeze": freeze, "probes": {}}
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
 
@@ -186,8 +196,9 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
             cached = {"key": probe_key, "ok": result.ok, "env": result.env,
                       "error": result.error, "import_s": result.import_s,
                       "log_tail": result.log_tail[-1500:]}
-            probes[stack.id] = cached
-            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+            if result.ok:  # a failed import may be a damaged venv or a slow disk: retried
+                probes[stack.id] = cached
+                atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
     if not cached["ok"]:
         failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed but importing its framework failed: "

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -34,6 +33,8 @@ __all__ = [
     "RunSummary",
     "Scenario",
     "ScenarioError",
+    "Selection",
+    "artifact_digest",
     "cache_key",
     "discover_scenarios",
     "read_scenario",
@@ -123,6 +124,26 @@ def select_scenarios(scenarios: Sequence[Scenario], names: Sequence[str]) -> lis
 
 
 @dataclasses.dataclass(frozen=True)
+class Selection:
+    """What a run or a report covers. Only ``whole`` (the default catalog, every default
+    scenario, every format) is the published table; every report file states this."""
+
+    stacks: tuple[str, ...]
+    scenarios: tuple[str, ...]
+    formats: tuple[str, ...]
+    whole: bool = False
+
+    def describe(self) -> str:
+        size = f"{len(self.stacks)} stacks × {len(self.scenarios)} scenarios × {len(self.formats)} formats"
+        variants = "each scenario's declared load variants, plus the remedy re-runs"
+        if self.whole:
+            return f"the whole default catalog: {size}; load variants: {variants}."
+        return (f"a subset, NOT the published table: {size}: stacks {', '.join(self.stacks)}; "
+                f"scenarios {', '.join(self.scenarios)}; formats {', '.join(self.formats)}; "
+                f"load variants: {variants}.")
+
+
+@dataclasses.dataclass(frozen=True)
 class Options:
     fresh: bool = False
     isolate: bool = False
@@ -131,6 +152,11 @@ class Options:
     import_timeout: float = 600.0
     phases: tuple[str, ...] = ("save", "load", "remedy")
     jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
+    wait: bool = False  # queue behind another run holding the store instead of refusing
+
+    def limit(self, phase: str) -> float:
+        """Seconds one cell of ``phase`` may take (recorded with every record)."""
+        return (self.load_timeout or self.cell_timeout) if phase == "load" else self.cell_timeout
 
 
 @dataclasses.dataclass
@@ -138,6 +164,9 @@ class RunSummary:
     counts: Counter[tuple[str, str]] = dataclasses.field(default_factory=Counter)  # (phase, outcome)
     computed: int = 0
     cached: int = 0
+    retried: Counter[str] = dataclasses.field(default_factory=Counter)  # per-run outcomes run again
+    resaved: int = 0  # cached saves whose artifact was gone or changed: redone
+    unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
 
@@ -163,6 +192,8 @@ class _Runner:
         self.summary = RunSummary()
         self.worker_sha = execute.worker_sha256()
         self._lock = threading.Lock()  # summary counters and log lines, across --jobs threads
+        self.cancel = threading.Event()  # Ctrl-C: every supervisor kills its worker and stops
+        self._artifact_digests: dict[Path, str | None] = {}
 
     def log(self, text: str) -> None:
         with self._lock:
@@ -177,14 +208,58 @@ class _Runner:
                 self.summary.computed += 1
 
     def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack]) -> None:
-        """Apply ``fn`` to every stack, ``jobs`` at a time (results do not depend on it)."""
+        """Apply ``fn`` to every stack, ``jobs`` at a time (results do not depend on it).
+
+        Ctrl-C (KeyboardInterrupt in the main thread) sets the run's cancel event and
+        kills every live worker's process group at once; the threads are daemons, so
+        the interrupt is re-raised within a poll interval, whatever ``jobs`` is.
+        """
         if self.opt.jobs <= 1 or len(stacks) <= 1:
-            for stack in stacks:
-                fn(stack)
+            try:
+                for stack in stacks:
+                    fn(stack)
+            except KeyboardInterrupt:
+                self.cancel.set()
+                execute.kill_live_workers()
+                raise
             return
-        with ThreadPoolExecutor(max_workers=self.opt.jobs) as pool:
-            for future in [pool.submit(fn, stack) for stack in stacks]:
-                future.result()
+        queue = list(stacks)
+        errors: list[BaseException] = []
+        qlock = threading.Lock()
+
+        def work() -> None:
+            while not self.cancel.is_set():
+                with qlock:
+                    if not queue or errors:
+                        return
+                    stack = queue.pop(0)
+                try:
+                    fn(stack)
+                except execute.Cancelled:
+                    return
+                except BaseException as exc:  # re-raised in the main thread
+                    with qlock:
+                        errors.append(exc)
+                    return
+
+        threads = [threading.Thread(target=work, daemon=True, name=f"stack-{i}")
+                   for i in range(min(self.opt.jobs, len(stacks)))]
+        try:
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.1)
+        except KeyboardInterrupt:
+            self.cancel.set()
+            execute.kill_live_workers()
+            for t in threads:  # each notices within one poll; daemons, so never a hang
+                t.join(max(0.0, 1.0))
+            raise
+        if errors:
+            raise errors[0]
+        if self.cancel.is_set():
+            raise KeyboardInterrupt
 
     # ----------------------------------------------------------------- environments
     def build_envs(self) -> None:
@@ -196,6 +271,8 @@ class _Runner:
         except Exception as exc:
             senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
                             f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
+        if self.cancel.is_set():  # its probe was killed by Ctrl-C: no verdict on the stack
+            raise execute.Cancelled("run interrupted")
         self.summary.envs[stack.id] = senv
         if senv.ok:
             v = senv.versions
@@ -223,7 +300,7 @@ class _Runner:
     def run_saves(self, senv: StackEnv) -> None:
         stack = senv.stack
         todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str]] = {}
+        meta: dict[str, tuple[Scenario, str, str, Record | None]] = {}
         for sc in self.scenarios:
             for fmt in self.formats:
                 cid = save_cell_id(sc.name, fmt, stack.id)
@@ -234,31 +311,72 @@ class _Runner:
                 key = self._save_key(senv, sc, fmt)
                 old = self.store.read(path)
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
-                if (not self.opt.fresh and old is not None and old.key == key
-                        and (old.outcome is not Outcome.OK or (art / _w.SAVE_INFO_FILE).exists())):
-                    self.count("save", old.outcome.value, cached=True)
-                    continue
-                meta[cid] = (sc, fmt, key)
+                if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "save"):
+                    if old.outcome is not Outcome.OK or self._artifact_intact(old, art):
+                        self.count("save", old.outcome.value, cached=True)
+                        continue
+                    with self._lock:
+                        self.summary.resaved += 1
+                    self.log(f"  [save {stack.id}] {cid}: artifact missing or changed since "
+                             "it was saved; saving again (its loads will be recomputed)")
+                meta[cid] = (sc, fmt, key, old)
                 todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                              "format": fmt, "artifact_dir": str(art)})
         self._run(senv, "save", todo, lambda res: self._save_record(senv, meta, res))
 
-    def _save_record(self, senv: StackEnv, meta: dict[str, tuple[Scenario, str, str]],
+    # ------------------------------------------------------------- cache validity
+    def _reusable(self, old: Record, phase: str) -> bool:
+        """May ``old`` (whose key matches) stand for this run? Final outcomes may. A
+        timeout may once it happened in two runs in a row at the limit in force now;
+        every other per-run outcome (crash, protocol_error, env_unavailable) is retried."""
+        if old.outcome.final:
+            return True
+        if (old.outcome is Outcome.TIMEOUT and old.details.get("timeouts_in_a_row", 0) >= 2
+                and old.details.get("limit_s") == self.opt.limit(phase)):
+            return True
+        with self._lock:
+            self.summary.retried[old.outcome.value] += 1
+        return False
+
+    def _artifact_intact(self, saved: Record, art: Path) -> bool:
+        recorded = saved.details.get("artifact_sha256")
+        return bool(recorded) and self._artifact_digest(art) == recorded
+
+    def _artifact_digest(self, art: Path) -> str | None:
+        """sha256 over the artifact directory's files (relative names and bytes), memoised
+        for the run; None when it has no save.json (nothing usable was written)."""
+        with self._lock:
+            if art in self._artifact_digests:
+                return self._artifact_digests[art]
+        digest = artifact_digest(art)
+        with self._lock:
+            self._artifact_digests[art] = digest
+        return digest
+
+    def _save_record(self, senv: StackEnv, meta: dict[str, tuple[Scenario, str, str, Record | None]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, key = meta[res["cell_id"]]
+        sc, fmt, key, old = meta[res["cell_id"]]
+        if res.get("outcome") == "ok":
+            art = self.store.artifact_dir(senv.stack.id, sc.name, fmt)
+            with self._lock:
+                self._artifact_digests.pop(art, None)
+            res = {**res, "details": {**(res.get("details") or {}),
+                                      "artifact_sha256": self._artifact_digest(art)}}
         return self._record_from_result("save", res, key=key, stack=senv.stack.id,
-                                        saver=senv.stack.id, scenario=sc, fmt=fmt)
+                                        saver=senv.stack.id, scenario=sc, fmt=fmt, old=old)
 
     # ------------------------------------------------------------------------ loads
     def read_saved(self) -> None:
-        """Read every loadable save record once, before the loaders start (not once per loader)."""
+        """Read every loadable save record once, before the loaders start (not once per
+        loader): a save is loadable only while its artifact matches the digest recorded
+        when it was written."""
         self.saved: dict[tuple[str, str, str], Record] = {}
         for saver in self.savers:
             for sc in self.scenarios:
                 for fmt in self.formats:
                     saved = self.store.read(self.store.save_record_path(saver.id, sc.name, fmt))
                     art = self.store.artifact_dir(saver.id, sc.name, fmt)
-                    if saved is not None and saved.outcome is Outcome.OK and (art / _w.SAVE_INFO_FILE).exists():
+                    if saved is not None and saved.outcome is Outcome.OK and self._artifact_intact(saved, art):
                         self.saved[saver.id, sc.name, fmt] = saved
                     # else: the report shows why (save outcome or env) for this cell
 
@@ -272,7 +390,7 @@ class _Runner:
         """Load ``(saver, scenario, format, variant)`` cells in ``lenv`` that are not cached."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str, str, Record, str]] = {}
+        meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None]] = {}
         for saver_id, sc, fmt, variant in wanted:
             saved = self.saved.get((saver_id, sc.name, fmt))
             if saved is None:
@@ -282,15 +400,16 @@ class _Runner:
             if not lenv.ok:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
-            key = cache_key("load", saved.key, lenv.fingerprint, variant, self.worker_sha, sc.atol, sc.rtol)
+            key = cache_key("load", saved.key, saved.details.get("artifact_sha256"), lenv.fingerprint,
+                            variant, self.worker_sha, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
-            if not self.opt.fresh and old is not None and old.key == key:
+            if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "load"):
                 self.count("load", old.outcome.value, cached=True)
                 continue
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                          "format": fmt, "artifact_dir": str(art), "variant": variant,
                          "atol": sc.atol, "rtol": sc.rtol})
-            meta[cid] = (sc, fmt, saver_id, variant, saved, key)
+            meta[cid] = (sc, fmt, saver_id, variant, saved, key, old)
         self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
 
     # --------------------------------------------------------------------- remedies
@@ -331,12 +450,14 @@ class _Runner:
                   [by_id[sid] for sid in plan])
 
     def _load_record(self, lenv: StackEnv,
-                     meta: dict[str, tuple[Scenario, str, str, str, Record, str]],
+                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, saver, variant, saved, key = meta[res["cell_id"]]
+        sc, fmt, saver, variant, saved, key, old = meta[res["cell_id"]]
+        res = {**res, "details": {**(res.get("details") or {}),
+                                  "artifact_sha256": saved.details.get("artifact_sha256")}}
         return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
-                                        variant=variant, saver_env=saved.env)
+                                        variant=variant, saver_env=saved.env, old=old)
 
     # ---------------------------------------------------------------------- helpers
     def _record_unavailable(self, phase: str, senv: StackEnv, sc: Scenario, fmt: str,
@@ -357,7 +478,15 @@ class _Runner:
     def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, stack: str,
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
                             variant: str | None = None,
-                            saver_env: dict[str, Any] | None = None) -> Record:
+                            saver_env: dict[str, Any] | None = None,
+                            old: Record | None = None) -> Record:
+        details = dict(res.get("details") or {})
+        details["limit_s"] = self.opt.limit(phase)  # the limit in force: why a cell timed out
+        if res.get("outcome") == Outcome.TIMEOUT.value:
+            again = (old is not None and old.key == key and old.outcome is Outcome.TIMEOUT
+                     and old.details.get("limit_s") == details["limit_s"])
+            details["timeouts_in_a_row"] = (int(old.details.get("timeouts_in_a_row", 1)) + 1
+                                            if again and old is not None else 1)
         try:
             outcome = Outcome(res.get("outcome"))
         except ValueError:
@@ -374,7 +503,7 @@ class _Runner:
             max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
             env=res.get("env") or {}, saver_env=saver_env or {},
             worker_sha256=self.worker_sha, scenario_sha256=scenario.sha256,
-            details=res.get("details") or {},
+            details=details,
         )
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
@@ -387,9 +516,8 @@ class _Runner:
         for n, res in enumerate(execute.run_cells(
                 senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
                 env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
-                cell_timeout=(self.opt.load_timeout or self.opt.cell_timeout) if phase == "load"
-                else self.opt.cell_timeout, import_timeout=self.opt.import_timeout,
-                isolate=self.opt.isolate), 1):
+                cell_timeout=self.opt.limit(phase), import_timeout=self.opt.import_timeout,
+                isolate=self.opt.isolate, cancel=self.cancel), 1):
             rec = to_record(res)
             self.store.write(rec)
             self.count(phase, rec.outcome.value, cached=False)
@@ -399,6 +527,21 @@ class _Runner:
                     (rec.error.message.strip().splitlines() or [""])[0][:100]
             self.log(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
                      f"{rec.outcome.value}{msg}")
+
+
+def artifact_digest(art: Path) -> str | None:
+    """sha256 over an artifact directory (sorted relative file names and their bytes), or
+    None when it has no save.json: a save's proof that the files loaded are the files saved."""
+    if not (art / _w.SAVE_INFO_FILE).is_file():
+        return None
+    digest = hashlib.sha256()
+    for path in sorted(p for p in art.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(art).as_posix().encode() + b"\0")
+        with path.open("rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        digest.update(b"\0")
+    return digest.hexdigest()
 
 
 def remedy_cells(rec: Record, sc: Scenario,
@@ -429,7 +572,7 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     A stack that cannot be built yields ``env_unavailable`` records and the rest go on.
     """
     t0 = time.monotonic()
-    with store.running():
+    with store.running(wait=options.wait):
         return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0,
                     stacks if catalog is None else catalog)
 
@@ -452,4 +595,5 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             runner.read_saved()
         runner.run_remedies(catalog)
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
+    runner.summary.unreadable = len(store.unreadable)
     return runner.summary

@@ -16,20 +16,21 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 __all__ = [
+    "FINAL_OUTCOMES",
     "SCHEMA_VERSION",
     "ErrorInfo",
+    "NewerSchemaError",
     "Outcome",
     "Record",
-    "FINAL_OUTCOMES",
-    "NewerSchemaError",
     "RecordError",
     "Store",
     "StoreBusyError",
+    "atomic_write_set",
     "atomic_write_text",
     "load_cell_id",
     "save_cell_id",
@@ -278,17 +279,29 @@ _UMASK = _read_umask()
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` so readers see the old or the new file, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    atomic_write_set({path: text})
+
+
+def atomic_write_set(files: Mapping[Path, str]) -> None:
+    """Write several files as a set: every new file is written and synced to a temp file
+    beside its target first, and only then are the targets replaced. A full disk or a
+    write error leaves every old file in place (renames need no space)."""
+    temps: list[tuple[str, Path]] = []
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files are not secret
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        Path(tmp).replace(path)
+        for path, text in files.items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files are not secret
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+        for tmp, path in temps:
+            Path(tmp).replace(path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        for tmp, _path in temps:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

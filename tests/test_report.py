@@ -16,6 +16,7 @@ then review the diff (``git diff tests/data/golden``) before committing it.
 from __future__ import annotations
 
 import csv
+import html
 import difflib
 import html.parser
 import io
@@ -288,7 +289,9 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     out = tmp_path / "out"
     df = _write(paths, scenario_dir, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp files
-    rows = list(csv.DictReader(io.StringIO((out / "results.csv").read_text(encoding="utf-8"))))
+    first, body = (out / "results.csv").read_text(encoding="utf-8").split("\n", 1)
+    assert first.startswith("# Selection: a subset, NOT the published table: ")
+    rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == len(df) == 30
     assert list(rows[0]) == report.CSV_COLUMNS
     # the CSV keeps a message's first line only; results.json the whole (bounded) message
@@ -298,6 +301,11 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     text = (out / "results.json").read_text(encoding="utf-8")
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json"))
     assert data["schema_version"] == 2 and data["columns"] == report.JSON_COLUMNS
+    assert data["selection"] == first[2:]
+    for name in ("matrix.md", "errors.md"):
+        assert first[2:] in (out / name).read_text(encoding="utf-8")[:1000], name
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.index(html.escape(first[2:])) < page.index("<table")
     assert len(data["cells"]) == 30
     assert text.split("\"cells\": [")[1].count("\n  [") == 30  # one cell per line: diffs show changed cells
     assert data["stacks"]["tf2.15"]["tensorflow"] == "2.15.1"
