@@ -1,7 +1,14 @@
 """Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|explain|repro|show>``.
 
-Bad input (unknown stack, tag, scenario or format; invalid catalog) is one line on
-stderr and exit status 2, before anything is written.
+Bad input (unknown stack, tag, scenario or format; an empty list; a non-positive number;
+invalid catalog; a store or report directory that cannot be written) is one
+``runner: error:`` line on stderr and exit status 2, before anything is written. A
+filesystem fault during a run (a full disk) is the same one line and exit 2; recorded
+cells are kept. Ctrl-C exits 130.
+
+``reports/`` (the published table) is written only by a run of the whole default catalog
+(or ``--out reports`` given explicitly); any other selection writes its report to
+``<store>/reports/``, and every report file states its selection.
 """
 
 from __future__ import annotations
@@ -10,20 +17,54 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from runner import check, explain, gate, matrix
-from runner.records import RecordError, Store
+from runner.records import RecordError, Store, StoreBusyError
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
 
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+PUBLISHED = Path("reports")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one ``runner: error:`` line (exit 2), like every other."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"runner: error: {self.prog.split()[-1]}: {message} (see --help)\n")
 
 
 def _csv(text: str) -> list[str]:
-    return [p.strip() for p in text.split(",") if p.strip()]
+    items = [p.strip() for p in text.split(",") if p.strip()]
+    if not items:
+        raise argparse.ArgumentTypeError(f"empty list {text!r}: name at least one (omit the option for all)")
+    return items
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
+    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -42,19 +83,22 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
     p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
-    p.add_argument("--cell-timeout", type=float, default=60.0,
+    p.add_argument("--cell-timeout", type=_positive_float, default=60.0,
                    help="seconds one save cell may take after the framework import (default 60)")
-    p.add_argument("--load-timeout", type=float, default=20.0,
+    p.add_argument("--load-timeout", type=_positive_float, default=20.0,
                    help="seconds one load cell may take (default 20; real loads take < 5 s, and "
                         "known hangs, e.g. Keras 3 on Keras 2 nested-model HDF5, cost this each)")
-    p.add_argument("--import-timeout", type=float, default=600.0,
+    p.add_argument("--import-timeout", type=_positive_float, default=600.0,
                    help="seconds a worker may take to import its framework")
-    p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1),
+    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
                    help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
+    p.add_argument("--wait", action="store_true",
+                   help="if another run holds the store, queue behind it instead of stopping")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m runner", description=__doc__)
+    parser = _Parser(prog="python -m runner", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matrix", "build stacks, save, load, then write reports"),
                        ("save", "build the selected stacks and run their saves"),
@@ -63,12 +107,16 @@ def _parser() -> argparse.ArgumentParser:
         _common(p)
         _selection(p)
         if name == "matrix":
-            p.add_argument("--out", type=Path, default=Path("reports"), help="report directory")
+            p.add_argument("--out", type=Path, default=None,
+                           help="report directory (default: reports/ for the whole default catalog, "
+                                "<store>/reports/ for any other selection)")
             p.add_argument("--no-report", action="store_true")
             gate.add_options(p, baseline_required=False)
     p = sub.add_parser("report", help="write reports from the records already in the store")
     _common(p)
-    p.add_argument("--out", type=Path, default=Path("reports"))
+    p.add_argument("--out", type=Path, default=None,
+                   help="report directory (default: reports/ when the store holds the whole default "
+                        "catalog, else <store>/reports/)")
     p.add_argument("--stacks", type=_csv, default=[], help="only these stacks (default: the catalog)")
     p.add_argument("--tags", "-t", type=_csv, default=[], help="only stacks with these tags")
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
@@ -92,16 +140,57 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _is_default_catalog(path: Path) -> bool:
+    return path.resolve() == DEFAULT_CATALOG.resolve()
+
+
+def _writable_dir(path: Path, what: str) -> None:
+    """Fail now, with one line, if ``path`` cannot hold our files (a file is in the way,
+    read-only, no room for a small file): before any work, creating nothing.
+
+    Raises:
+        PreflightError: named in the message.
+    """
+    probe_in = path
+    while not probe_in.exists() and probe_in.parent != probe_in:
+        probe_in = probe_in.parent
+    if not probe_in.is_dir():
+        raise PreflightError(f"{what} {path}: {probe_in} is not a directory")
+    try:
+        with tempfile.NamedTemporaryFile(dir=probe_in, prefix=".runner-write-test.") as fh:
+            fh.write(b"x" * 4096)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except OSError as exc:
+        raise PreflightError(f"{what} {path} is not writable: {exc.strerror or exc}") from None
+
+
+class PreflightError(Exception):
+    """The store or the report directory cannot be written."""
+
+
+def _report_dir(args: argparse.Namespace, store: Store, selection: matrix.Selection) -> Path:
+    if args.out is not None:
+        return Path(args.out)
+    return PUBLISHED if selection.whole else store.root / "reports"
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
-    scenarios = matrix.select_scenarios(matrix.discover_scenarios(args.scenario_dir), args.scenarios)
+    all_scenarios = matrix.discover_scenarios(args.scenario_dir)
+    scenarios = matrix.select_scenarios(all_scenarios, args.scenarios)
     bad = [f for f in args.formats if f not in matrix.FORMATS]
     if bad:
         raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
-    formats = args.formats or list(matrix.FORMATS)
+    formats = [f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS)]
     if not stacks or not scenarios:
         raise CatalogError("the selection is empty")
+    selection = matrix.Selection(
+        tuple(s.id for s in stacks), tuple(s.name for s in scenarios), tuple(formats),
+        whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog)
+               and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
+               and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
     # The baseline is read before the run: the run may overwrite it (reports/results.json).
     baseline = gate.prepare(args) if args.command == "matrix" else None
     if baseline is not None and args.no_report:
@@ -111,6 +200,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     # `load` alone loads what every catalog stack saved; `matrix` stays within its selection.
     savers = catalog if args.command == "load" else stacks
     store = Store(args.store)
+    _writable_dir(store.root, "store")
+    out = _report_dir(args, store, selection) if args.command == "matrix" and not args.no_report else None
+    if out is not None:
+        _writable_dir(out, "report directory")
     print(f"matrix: {len(stacks)} stacks x {len(scenarios)} scenarios x {len(formats)} formats; "
           f"phases {'+'.join(phases)}; store {store.root}", flush=True)
     summary = matrix.run_matrix(
@@ -118,32 +211,65 @@ def _cmd_run(args: argparse.Namespace) -> int:
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
                        load_timeout=args.load_timeout,
                        import_timeout=args.import_timeout, phases=phases,
-                       jobs=max(1, args.jobs)),
+                       jobs=args.jobs, wait=args.wait),
         savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
           f"{summary.wall_s:.0f} s. {counts}", flush=True)
-    if args.command == "matrix" and not args.no_report:
-        status = _report(store, args.out, [s.id for s in stacks], print_summary=True, catalog=catalog)
+    if summary.retried:
+        print("matrix: retried (per-run outcomes are never cached): "
+              + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)
+    if summary.resaved:
+        print(f"matrix: {summary.resaved} saves redone because their artifact was missing or changed",
+              flush=True)
+    if summary.unreadable:
+        print(f"matrix: {summary.unreadable} unreadable record files were recomputed", flush=True)
+    if out is not None:
+        status = _report(store, out, print_summary=True, catalog=catalog, selection=selection,
+                         scenario_dir=args.scenario_dir)
         if status != 0 or baseline is None:
             return status
-        return gate.run_gate(baseline, gate.load_results(args.out / "results.json"))
+        return gate.run_gate(baseline, gate.load_results(out / "results.json"))
     return 0
 
 
-def _report(store: Store, out: Path, stack_ids: Sequence[str], print_summary: bool,
-            catalog: Sequence[Stack] | None = None) -> int:
+def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stack],
+            selection: matrix.Selection, scenario_dir: Path = matrix.DEFAULT_SCENARIOS) -> int:
     try:
         from runner import report
     except ImportError as exc:  # pandas/tabulate missing on this interpreter
-        print(f"runner: the report needs pandas and tabulate ({exc}); "
+        print(f"runner: error: the report needs pandas and tabulate ({exc}); "
               "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
         return EXIT_USAGE
-    df = report.write_reports(store, out, stack_ids=stack_ids, catalog=catalog)
+    df = report.write_reports(store, out, scenario_dir=scenario_dir, catalog=catalog,
+                              selection=selection)
     if print_summary:
         print(report.terminal_summary(df))
-    print(f"report: {len(df)} cells -> {out}/", flush=True)
+    where = "the published table" if out.resolve() == PUBLISHED.resolve() else "not the published table"
+    print(f"report: {len(df)} cells -> {out}/ ({where}; selection: {selection.describe()})", flush=True)
     return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    """Tables from the store. It is the published selection only if the default catalog is
+    asked for and the store holds a save record of every (stack, scenario, format) of it."""
+    catalog = load_catalog(args.catalog)
+    stacks = select(catalog, args.stacks, args.tags)
+    store = Store(args.store)
+    saved = {(d.name, *f.stem.split("__", 1)) for s in stacks
+             for d in [store.records_dir / "save" / s.id] if d.is_dir() for f in d.glob("*.json")}
+    defaults = [sc.name for sc in matrix.discover_scenarios()]
+    complete = all((s.id, sc, f) in saved for s in stacks for sc in defaults for f in matrix.FORMATS)
+    selection = matrix.Selection(
+        tuple(s.id for s in stacks), tuple(sorted({sc for _s, sc, _f in saved} | set(defaults))),
+        matrix.FORMATS,
+        whole=_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete)
+    out = _report_dir(args, store, selection)
+    _writable_dir(out, "report directory")
+    if not complete:
+        print(f"report: the store {store.root} does not hold every save of this selection "
+              "(missing cells show as not_run)", flush=True)
+    return _report(store, out, False, catalog, selection)
 
 
 def _cmd_stacks(args: argparse.Namespace) -> int:
@@ -178,9 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command in ("matrix", "save", "load"):
             return _cmd_run(args)
         if args.command == "report":
-            catalog = load_catalog(args.catalog)
-            selected = select(catalog, args.stacks, args.tags)
-            return _report(Store(args.store), args.out, [s.id for s in selected], False, catalog)
+            return _cmd_report(args)
         if args.command == "stacks":
             return _cmd_stacks(args)
         if args.command == "check":
@@ -200,9 +324,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return _cmd_show(args)
     except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
-            explain.CellError) as exc:
+            explain.CellError, StoreBusyError, PreflightError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:  # a full disk or a store made read-only mid-run
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"runner: error: {exc.strerror or exc}{where} (recorded cells are kept; "
+              "reports/ is written all or nothing)", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("runner: interrupted; recorded cells are kept, run again to finish", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
