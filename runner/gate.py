@@ -8,8 +8,32 @@ category, and carry a ``reason`` and an ``until`` date: after that date the entr
 longer excuses anything and is reported as expired (the allowlist pattern of PyTorch's
 ``expected failures``). Newly passing cells and changed categories are reported too.
 
-    python -m runner gate --baseline OLD.json [--current NEW.json | --store DIR]
-    python -m runner matrix --baseline reports/results.json [--expected-failures FILE]
+The gate also checks that the current run *covers* the baseline's selection: every cell
+of the baseline must be in the current results, except remedy runs (a remedy runs only
+while its cell fails, so a fixed cell drops its remedy rows). A run of a subset compares
+a subset only when the user says so with ``--partial``:
+
+- ``--partial`` alone: the subset is the run's own selection. ``matrix`` takes it from its
+  ``--stacks``/``--tags``/``--scenarios``/``--formats`` (a dimension it does not restrict
+  is not restricted); ``gate --current`` derives it from the stacks (savers and loaders),
+  scenarios and formats present in the current results.
+- ``--partial DIM=A,B`` (DIM one of stacks, scenarios, formats; values are globs; repeat
+  the option for several dimensions): the subset is the baseline cells whose saver *and*
+  loader are in ``stacks``, whose scenario is in ``scenarios``, whose format is in
+  ``formats``; a dimension not named is not restricted (all of the baseline's), unless a
+  bare ``--partial`` is given too, which takes it from the run.
+
+Baseline cells of the subset missing from the current run fail the gate. The gate always
+prints the subset it required, how many baseline cells it compared, how many of the
+subset were missing and how many current cells had no baseline. Comparing zero cells of
+the subset is always a failure.
+
+Exit status: 0 pass; 1 regression(s) (also when cells are missing: regressions first);
+2 bad input (unreadable baseline, results or expected-failures file, bad ``--partial``);
+3 incomplete: the current run misses cells of the required subset, or compared none.
+
+    python -m runner gate --baseline OLD.json [--current NEW.json | --store DIR] [--partial [DIM=A,B]]
+    python -m runner matrix --baseline reports/results.json [--expected-failures FILE] [--partial [DIM=A,B]]
 """
 
 from __future__ import annotations
@@ -31,14 +55,19 @@ from runner.records import ErrorInfo, Outcome, Record, Store
 
 __all__ = [
     "DEFAULT_EXPECTED",
+    "EXIT_INCOMPLETE",
+    "EXIT_PASS",
+    "EXIT_REGRESSION",
     "Cell",
     "Expected",
     "GateError",
     "GateResult",
+    "Selection",
     "add_parser",
     "compare",
     "load_expected",
     "load_results",
+    "parse_partial",
     "print_result",
 ]
 
@@ -47,6 +76,9 @@ MATCH_KEYS = ("saver", "loader", "scenario", "format", "variant", "outcome", "ca
 ENTRY_KEYS = (*MATCH_KEYS, "reason", "until")
 PASSING = ("ok",)
 NEUTRAL = ("not_applicable", "not_run")  # neither passing nor a failure to gate on
+EXIT_PASS, EXIT_REGRESSION, EXIT_INCOMPLETE = 0, 1, 3  # 2: bad input (runner.cli)
+DIMENSIONS = ("stacks", "scenarios", "formats")
+FROM_RUN = ""  # the value of a bare --partial
 
 
 class GateError(ValueError):
@@ -64,6 +96,12 @@ class Cell:
     outcome: str
     category: str
     message: str
+    source: str = ""  # the report's row source: load, save, env, none or remedy
+
+    @property
+    def remedy(self) -> bool:
+        """A remedy run: present only while its cell fails, so never required of a run."""
+        return self.source == "remedy"
 
     @property
     def failing(self) -> bool:
@@ -129,7 +167,8 @@ def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Cell]:
         out[cid] = Cell(cell_id=cid, saver=str(row.get("saver") or ""), loader=str(row.get("loader") or ""),
                         scenario=str(row.get("scenario") or ""), format=str(row.get("format") or ""),
                         variant=str(row.get("variant") or ""), outcome=str(row.get("outcome") or ""),
-                        category=_category(row), message=str(row.get("error_message") or ""))
+                        category=_category(row), message=str(row.get("error_message") or ""),
+                        source=str(row.get("source") or ""))
     return out
 
 
@@ -234,6 +273,126 @@ def load_expected(path: Path) -> list[Expected]:
     return out
 
 
+# ----------------------------------------------------------------------- selection
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """The baseline cells a run must have: per dimension a tuple of globs, or None (all).
+
+    ``origins`` says where each restricted dimension came from (``--partial``, the matrix's
+    own options, the current results); ``partial`` is False only for the whole baseline.
+    """
+
+    stacks: tuple[str, ...] | None = None
+    scenarios: tuple[str, ...] | None = None
+    formats: tuple[str, ...] | None = None
+    origins: tuple[tuple[str, str], ...] = ()  # (dimension, origin)
+    partial: bool = False
+
+    def contains(self, cell: Cell) -> bool:
+        def inside(value: str, globs: tuple[str, ...] | None) -> bool:
+            return globs is None or any(fnmatch.fnmatchcase(value, g) for g in globs)
+        return (inside(cell.saver, self.stacks) and inside(cell.loader, self.stacks)
+                and inside(cell.scenario, self.scenarios) and inside(cell.format, self.formats))
+
+    def describe(self, baseline: Mapping[str, Cell] | None = None) -> str:
+        if not self.partial:
+            return "the whole baseline (no --partial)"
+        origin = dict(self.origins)
+        values = _dimension_values(baseline or {})
+        parts = []
+        for dim in DIMENSIONS:
+            globs = getattr(self, dim)
+            if globs is None:
+                parts.append(f"{dim}=* (all of the baseline's)")
+                continue
+            if not globs:
+                shown = "(none)"
+            elif baseline and all(v in globs for v in values[dim]):  # names every value the baseline has
+                shown = f"all {len(values[dim])} of the baseline's"
+            else:
+                shown = ",".join(globs[:12]) + (f",... ({len(globs)} in all)" if len(globs) > 12 else "")
+            parts.append(f"{dim}={shown} (from {origin.get(dim, '--partial')})")
+        return "--partial: " + "; ".join(parts)
+
+    def unmatched(self, baseline: Mapping[str, Cell]) -> list[str]:
+        """``dim=glob`` entries that match no cell of the baseline (a typo, or a new stack)."""
+        seen = _dimension_values(baseline)
+        return [f"{dim}={g}" for dim in DIMENSIONS for g in getattr(self, dim) or ()
+                if not any(fnmatch.fnmatchcase(v, g) for v in seen[dim])]
+
+
+def _dimension_values(cells: Mapping[str, Cell]) -> dict[str, set[str]]:
+    return {"stacks": {c.saver for c in cells.values()} | {c.loader for c in cells.values()},
+            "scenarios": {c.scenario for c in cells.values()},
+            "formats": {c.format for c in cells.values()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Partial:
+    """What ``--partial`` said: explicit dimensions, and whether the rest come from the run."""
+
+    explicit: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    from_run: bool = False
+    # the matrix's own selection (None in a dimension it does not restrict); None for `gate`
+    run_selection: tuple[tuple[str, tuple[str, ...] | None], ...] | None = None
+
+
+def parse_partial(values: Sequence[str] | None) -> Partial | None:
+    """``--partial`` option values (bare: ``FROM_RUN``) -> Partial, or None without the option.
+
+    Raises:
+        GateError: not ``DIM=A,B``, an unknown dimension, no values, or a dimension twice.
+    """
+    if values is None:
+        return None
+    explicit: dict[str, tuple[str, ...]] = {}
+    from_run = False
+    for raw in values:
+        value = (raw or "").strip()
+        if value == FROM_RUN:
+            from_run = True
+            continue
+        dim, sep, rest = value.partition("=")
+        dim = dim.strip()
+        if not sep or dim not in DIMENSIONS:
+            raise GateError(f"--partial {value!r}: expected DIM=A,B with DIM one of {', '.join(DIMENSIONS)} "
+                            "(or --partial alone for the run's own selection)")
+        globs = tuple(g.strip() for g in rest.split(",") if g.strip())
+        if not globs:
+            raise GateError(f"--partial {value!r}: no {dim} named")
+        if dim in explicit:
+            raise GateError(f"--partial {dim}=... given twice; list every value once: {dim}=A,B")
+        explicit[dim] = globs
+    return Partial(explicit=tuple(explicit.items()), from_run=from_run)
+
+
+def selection_for(partial: Partial | None, current: Mapping[str, Cell]) -> Selection:
+    """The required subset of the baseline (the whole baseline without ``--partial``)."""
+    if partial is None:
+        return Selection()
+    dims: dict[str, tuple[str, ...] | None] = dict.fromkeys(DIMENSIONS)
+    origins: dict[str, str] = {}
+    if partial.from_run:
+        if partial.run_selection is not None:
+            for dim, globs in partial.run_selection:
+                dims[dim] = globs
+                origins[dim] = f"the matrix's --{dim}" + (" / --tags" if dim == "stacks" else "")
+        else:
+            table = [c for c in current.values() if not c.remedy]
+            derived = {"stacks": {c.saver for c in table} | {c.loader for c in table},
+                       "scenarios": {c.scenario for c in table}, "formats": {c.format for c in table}}
+            for dim in DIMENSIONS:
+                dims[dim] = tuple(sorted(derived[dim]))
+                origins[dim] = "the current results"
+    for dim, globs in partial.explicit:
+        dims[dim] = globs
+        origins[dim] = "--partial"
+    return Selection(stacks=dims["stacks"], scenarios=dims["scenarios"], formats=dims["formats"],
+                     origins=tuple((d, origins[d]) for d in DIMENSIONS if d in origins), partial=True)
+
+
 # ------------------------------------------------------------------------- compare
 
 
@@ -248,26 +407,61 @@ class GateResult:
     only_current: list[str] = dataclasses.field(default_factory=list)
     expired: list[Expected] = dataclasses.field(default_factory=list)
     unused: list[Expected] = dataclasses.field(default_factory=list)
+    # coverage: which baseline cells the run had to have, and which it had
+    selection: Selection = dataclasses.field(default_factory=Selection)
+    baseline_size: int = 0
+    current_size: int = 0
+    compared: int = 0  # baseline cells also in the current run (all compared for regressions)
+    required: int = 0  # baseline cells of the selection, remedy runs excluded
+    covered: int = 0  # required cells present in the current run
+    missing: list[str] = dataclasses.field(default_factory=list)  # required, absent now
+    remedies_not_rerun: int = 0  # baseline remedy runs of the selection absent now (not required)
+    unmatched: list[str] = dataclasses.field(default_factory=list)  # --partial globs matching nothing
+
+    @property
+    def incomplete(self) -> bool:
+        """The run lacks cells of the required subset, or compared none of it."""
+        return bool(self.missing) or self.covered == 0
 
     @property
     def failed(self) -> bool:
-        return bool(self.regressions)
+        return bool(self.regressions) or self.incomplete
+
+    @property
+    def exit_code(self) -> int:
+        if self.regressions:
+            return EXIT_REGRESSION
+        return EXIT_INCOMPLETE if self.incomplete else EXIT_PASS
 
 
 def compare(baseline: Mapping[str, Cell], current: Mapping[str, Cell], expected: Sequence[Expected] = (),
-            today: datetime.date | None = None) -> GateResult:
+            today: datetime.date | None = None, selection: Selection | None = None) -> GateResult:
+    """Compare every cell present in both; require the ``selection`` of the baseline (default all)."""
     today = today or datetime.date.today()
+    selection = selection or Selection()
     live = [e for e in expected if e.until >= today]
-    res = GateResult(expired=[e for e in expected if e.until < today])
+    res = GateResult(expired=[e for e in expected if e.until < today], selection=selection,
+                     baseline_size=len(baseline), current_size=len(current),
+                     unmatched=selection.unmatched(baseline))
     used: set[int] = set()
     for cid in sorted(set(baseline) | set(current)):
         old, new = baseline.get(cid), current.get(cid)
         if old is None:
             res.only_current.append(cid)
             continue
+        wanted = selection.contains(old)
+        if wanted and not old.remedy:
+            res.required += 1
         if new is None:
             res.only_baseline.append(cid)
+            if wanted and old.remedy:
+                res.remedies_not_rerun += 1
+            elif wanted:
+                res.missing.append(cid)
             continue
+        res.compared += 1
+        if wanted and not old.remedy:
+            res.covered += 1
         if old.outcome in PASSING and new.failing:
             entry = next((e for e in live if e.matches(new)), None)
             if entry is not None:
@@ -293,13 +487,30 @@ def _short(cell: Cell) -> str:
     return what + (f": {first}" if first else "")
 
 
-def print_result(res: GateResult, out: TextIO = sys.stdout, limit: int = 50) -> None:
-    def section(title: str, lines: Sequence[str]) -> None:
+def _missing_by(res: GateResult, baseline: Mapping[str, Cell] | None) -> str:
+    """Where the missing cells are, e.g. ``by loader: tf2.2 (120), tf2.3 (120), ...; by scenario: ...``."""
+    if baseline is None or not res.missing:
+        return ""
+    parts = []
+    for dim, attr in (("loader", "loader"), ("scenario", "scenario"), ("format", "format")):
+        counts: dict[str, int] = {}
+        for cid in res.missing:
+            key = getattr(baseline[cid], attr)
+            counts[key] = counts.get(key, 0) + 1
+        top = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+        shown = ", ".join(f"{k} ({n})" for k, n in top[:6]) + (f", ... ({len(top)} in all)" if len(top) > 6 else "")
+        parts.append(f"by {dim}: {shown}")
+    return "; ".join(parts)
+
+
+def print_result(res: GateResult, out: TextIO = sys.stdout, limit: int = 50,
+                 baseline: Mapping[str, Cell] | None = None) -> None:
+    def section(title: str, lines: Sequence[str], cap: int = limit) -> None:
         print(f"gate: {title}: {len(lines)}", file=out)
-        for line in lines[:limit]:
+        for line in lines[:cap]:
             print(f"  {line}", file=out)
-        if len(lines) > limit:
-            print(f"  ... and {len(lines) - limit} more", file=out)
+        if len(lines) > cap:
+            print(f"  ... and {len(lines) - cap} more", file=out)
 
     section("REGRESSIONS (passed in the baseline, fail now, not expected)",
             [f"{n.cell_id}: {_short(n)}" + (f" (expired expected-failure #{e.index}, until {e.until})"
@@ -318,12 +529,34 @@ def print_result(res: GateResult, out: TextIO = sys.stdout, limit: int = 50) -> 
                 [e.describe() for e in res.expired])
     if res.unused:
         section("unused expected-failure entries", [e.describe() for e in res.unused])
-    if res.only_baseline or res.only_current:
-        print(f"gate: cells only in the baseline: {len(res.only_baseline)}, only in the current run: "
-              f"{len(res.only_current)}", file=out)
+    # Coverage: always said, so a gate that compared little cannot look like a clean pass.
+    print(f"gate: selection: {res.selection.describe(baseline)} -> {res.required} of the baseline's "
+          f"{res.baseline_size} cells required (remedy runs are not)", file=out)
+    for glob in res.unmatched:
+        print(f"gate: note: {glob} matches no cell of the baseline", file=out)
+    print(f"gate: compared {res.compared} baseline cell(s) with the current run ({res.covered} of the "
+          f"{res.required} required); missing from the current run: {len(res.missing)}; current cells "
+          f"without a baseline: {len(res.only_current)}", file=out)
+    if res.remedies_not_rerun:
+        print(f"gate: baseline remedy runs not repeated: {res.remedies_not_rerun} (a remedy runs only "
+              "while its cell fails)", file=out)
+    if res.missing:
+        section("MISSING (cells of the selection the current run does not have)", res.missing, cap=10)
+        where = _missing_by(res, baseline)
+        if where:
+            print(f"  {where}", file=out)
+    if res.incomplete:
+        why = (f"{len(res.missing)} of {res.required} required baseline cells missing" if res.missing
+               else "the current results have no cells" if res.current_size == 0
+               else "the selection matches no baseline cell")
+        hint = ("name the intended subset: --partial (the run's own selection) or "
+                "--partial stacks=A,B [--partial scenarios=...] [--partial formats=...]"
+                if not res.selection.partial else "the run does not cover the subset named by --partial")
+        print(f"gate: INCOMPLETE: {why}; {hint} (exit {EXIT_INCOMPLETE})", file=out)
     verdict = "FAIL" if res.failed else "pass"
     print(f"gate: {verdict}: {len(res.regressions)} regression(s), {len(res.excused)} expected, "
-          f"{len(res.fixed)} newly passing, {len(res.changed)} changed", file=out, flush=True)
+          f"{len(res.fixed)} newly passing, {len(res.changed)} changed; compared {res.compared}, "
+          f"missing {len(res.missing)}" + (" (INCOMPLETE)" if res.incomplete else ""), file=out, flush=True)
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -341,18 +574,31 @@ def parse_today(text: str | None) -> datetime.date | None:
         raise GateError(f"--today must be a date such as 2027-01-31, got {text!r}") from None
 
 
+PARTIAL_HELP = (
+    "compare a subset of the baseline, and say which: alone, the run's own selection (matrix: its "
+    "--stacks/--tags/--scenarios/--formats; gate: the stacks, scenarios and formats in the current "
+    "results); DIM=A,B (DIM: stacks, scenarios or formats; globs; repeat for several) names it. "
+    "Without it every baseline cell (remedy runs aside) must be in the current run. Missing cells "
+    f"of the subset, or none compared, exit {EXIT_INCOMPLETE}")
+EXIT_HELP = (f"exit {EXIT_REGRESSION} on unexpected regressions, {EXIT_INCOMPLETE} when the current run misses "
+             "cells of the baseline's selection (or compared none), 2 on bad input")
+
+
 def add_options(p: argparse.ArgumentParser, *, baseline_required: bool) -> None:
     p.add_argument("--baseline", type=Path, required=baseline_required, default=None,
-                   help="an earlier results.json (e.g. the published reports/results.json)")
+                   help="an earlier results.json (e.g. the published reports/results.json); " + EXIT_HELP)
     p.add_argument("--expected-failures", type=Path, default=None,
                    help=f"allowlist of accepted failures (default {DEFAULT_EXPECTED} if it exists)")
     p.add_argument("--today", default=None,
                    help="the date entries' 'until' is checked against (default: today, or $COMPAT_GATE_TODAY)")
+    p.add_argument("--partial", action="append", nargs="?", const=FROM_RUN, default=None,
+                   metavar="DIM=A,B", help=PARTIAL_HELP)
 
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "gate", help="compare a results.json (or a store) with a baseline; exit 1 on unexpected regressions")
+        "gate", help="compare a results.json (or a store) with a baseline; " + EXIT_HELP,
+        description="Compare a results.json (or a store) with a baseline, cell by cell; " + EXIT_HELP + ".")
     add_options(p, baseline_required=True)
     group = p.add_mutually_exclusive_group()
     group.add_argument("--current", type=Path, default=None, help="the new results.json")
@@ -365,29 +611,48 @@ class Prepared:
     baseline: dict[str, Cell]
     expected: list[Expected]
     today: datetime.date | None
+    partial: Partial | None = None  # None: the whole baseline is required
+
+
+def _matrix_selection(args: argparse.Namespace) -> tuple[tuple[str, tuple[str, ...] | None], ...]:
+    """The matrix's own selection per dimension (None: not restricted), as cli.py selects it."""
+    stacks: tuple[str, ...] | None = None
+    if getattr(args, "stacks", None) or getattr(args, "tags", None):
+        from runner.stacks import load_catalog, select
+        stacks = tuple(s.id for s in select(load_catalog(args.catalog), args.stacks or [], args.tags or []))
+    return (("stacks", stacks), ("scenarios", tuple(args.scenarios) if getattr(args, "scenarios", None) else None),
+            ("formats", tuple(args.formats) if getattr(args, "formats", None) else None))
 
 
 def prepare(args: argparse.Namespace) -> Prepared | None:
     """Read and validate the baseline and expected failures up front (None without --baseline).
 
     Read *before* a matrix run: the run may overwrite the baseline file (reports/results.json).
+    For ``matrix``, a bare ``--partial`` means the matrix's own selection (read from ``args``).
     """
+    partial = parse_partial(getattr(args, "partial", None))
     if args.baseline is None:
         if args.expected_failures is not None:
             raise GateError("--expected-failures needs --baseline")
+        if partial is not None:
+            raise GateError("--partial needs --baseline")
         return None
     baseline = load_results(args.baseline, "baseline")
     path = args.expected_failures
     if path is None and DEFAULT_EXPECTED.is_file():
         path = DEFAULT_EXPECTED
     expected = load_expected(path) if path is not None else []
-    return Prepared(baseline, expected, parse_today(args.today))
+    if partial is not None and partial.from_run and getattr(args, "command", None) == "matrix":
+        partial = dataclasses.replace(partial, run_selection=_matrix_selection(args))
+    return Prepared(baseline, expected, parse_today(args.today), partial)
 
 
 def run_gate(prepared: Prepared, current: Mapping[str, Cell], out: TextIO = sys.stdout) -> int:
-    res = compare(prepared.baseline, current, prepared.expected, prepared.today)
-    print_result(res, out)
-    return 1 if res.failed else 0
+    """Compare, print, and return the exit status (0 pass, 1 regressions, 3 incomplete)."""
+    selection = selection_for(prepared.partial, current)
+    res = compare(prepared.baseline, current, prepared.expected, prepared.today, selection)
+    print_result(res, out, baseline=prepared.baseline)
+    return res.exit_code
 
 
 def cmd_gate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:

@@ -141,3 +141,218 @@ def test_published_table_against_itself_passes() -> None:
     cells = gate.load_results(published)
     res = gate.compare(cells, cells)
     assert not res.failed and not res.fixed and not res.changed
+
+
+# ------------------------------------------------------------------ coverage: --partial
+
+STACKS = ("tf2.15", "tf2.18", "tf2.21", "keras3.15-jax")
+SCENARIOS = ("dense", "lstm", "cnn")
+FORMATS = ("h5", "keras")
+
+
+def _grid(stacks: tuple[str, ...] = STACKS, scenarios: tuple[str, ...] = SCENARIOS,
+          formats: tuple[str, ...] = FORMATS) -> list[dict[str, Any]]:
+    """Every (scenario, format, saver, loader) cell of a selection, all ok."""
+    return [_cell(f"{sc}:{fmt}:{s}->{lo}:default", "ok")
+            for sc in scenarios for fmt in formats for s in stacks for lo in stacks]
+
+
+@pytest.fixture
+def big(tmp_path: Path) -> Path:
+    return _results(tmp_path / "baseline.json", *_grid())  # 96 cells
+
+
+@pytest.mark.parametrize("n", [0, 3])
+def test_comparing_almost_nothing_is_exit_3(tmp_path: Path, big: Path, n: int) -> None:
+    current = _results(tmp_path / "current.json", *_grid()[:n])
+    res = run("gate", "--baseline", big, "--current", current)
+    assert res.returncode == gate.EXIT_INCOMPLETE == 3, res.stdout + res.stderr
+    assert "gate: selection: the whole baseline (no --partial) -> 96 of the baseline's 96 cells required" in res.stdout
+    assert (f"gate: compared {n} baseline cell(s) with the current run ({n} of the 96 required); "
+            f"missing from the current run: {96 - n}; current cells without a baseline: 0") in res.stdout
+    assert f"gate: INCOMPLETE: {96 - n} of 96 required baseline cells missing; name the intended subset" in res.stdout
+    assert "gate: pass" not in res.stdout
+    assert res.stdout.rstrip().endswith(f"compared {n}, missing {96 - n} (INCOMPLETE)")
+    # --partial does not rescue a run that compared nothing
+    res = run("gate", "--baseline", big, "--current", current, "--partial")
+    assert res.returncode == 3, res.stdout
+    if n == 0:
+        assert "gate: INCOMPLETE: the current results have no cells" in res.stdout
+
+
+def test_empty_baseline_is_exit_3(tmp_path: Path) -> None:
+    empty = _results(tmp_path / "empty.json")
+    res = run("gate", "--baseline", empty, "--current", empty)
+    assert res.returncode == 3, res.stdout
+    assert "compared 0 baseline cell(s)" in res.stdout
+
+
+def test_partial_subset_passes_and_says_what_it_compared(tmp_path: Path, big: Path) -> None:
+    sub = ("tf2.15", "tf2.18")
+    current = _results(tmp_path / "current.json", *_grid(stacks=sub))  # 3 x 2 x 2 x 2 = 24 cells
+    whole = run("gate", "--baseline", big, "--current", current)
+    assert whole.returncode == 3 and "missing from the current run: 72" in whole.stdout, whole.stdout
+
+    derived = run("gate", "--baseline", big, "--current", current, "--partial")
+    assert derived.returncode == 0, derived.stdout + derived.stderr
+    assert ("gate: selection: --partial: stacks=tf2.15,tf2.18 (from the current results); "
+            "scenarios=all 3 of the baseline's (from the current results); formats=all 2 of the baseline's "
+            "(from the current results) -> 24 of the baseline's 96 cells required") in derived.stdout
+    assert "gate: compared 24 baseline cell(s) with the current run (24 of the 24 required); " \
+           "missing from the current run: 0" in derived.stdout
+    assert "gate: pass: 0 regression(s)" in derived.stdout
+
+    named = run("gate", "--baseline", big, "--current", current, "--partial", "stacks=tf2.1*")
+    assert named.returncode == 0, named.stdout
+    assert ("gate: selection: --partial: stacks=tf2.1* (from --partial); scenarios=* (all of the baseline's); "
+            "formats=* (all of the baseline's) -> 24 of the baseline's 96 cells required") in named.stdout
+
+    # a new stack of the run that the baseline does not have: compared where both are, noted
+    new = _results(tmp_path / "new.json", *_grid(stacks=(*sub, "prod")))
+    res = run("gate", "--baseline", big, "--current", new, "--partial", "stacks=prod,tf2.15,tf2.18")
+    assert res.returncode == 0, res.stdout
+    assert "gate: note: stacks=prod matches no cell of the baseline" in res.stdout
+    assert "(24 of the 24 required); missing from the current run: 0; current cells without a baseline: 30" \
+        in res.stdout
+
+
+def test_partial_fails_on_cells_missing_inside_the_subset(tmp_path: Path, big: Path) -> None:
+    gone = "lstm:keras:tf2.18->tf2.15:default"
+    cells = [c for c in _grid(stacks=("tf2.15", "tf2.18")) if c["cell_id"] != gone]
+    current = _results(tmp_path / "current.json", *cells)
+    for partial in (["--partial"], ["--partial", "stacks=tf2.15,tf2.18"],
+                    ["--partial", "stacks=tf2.15,tf2.18", "--partial", "scenarios=lstm"]):
+        res = run("gate", "--baseline", big, "--current", current, *partial)
+        assert res.returncode == 3, (partial, res.stdout)
+        assert f"gate: MISSING (cells of the selection the current run does not have): 1\n  {gone}" in res.stdout
+        assert "gate: INCOMPLETE: 1 of " in res.stdout
+        assert "the run does not cover the subset named by --partial" in res.stdout
+    # a subset that the run does cover
+    res = run("gate", "--baseline", big, "--current", current, "--partial", "stacks=tf2.15,tf2.18",
+              "--partial", "scenarios=dense,cnn")
+    assert res.returncode == 0, res.stdout
+    assert "(16 of the 16 required)" in res.stdout
+
+
+def test_a_subset_the_run_does_not_have_at_all_fails(tmp_path: Path, big: Path) -> None:
+    current = _results(tmp_path / "current.json", *_grid(stacks=("tf2.15",)))
+    res = run("gate", "--baseline", big, "--current", current, "--partial", "stacks=keras3*")
+    assert res.returncode == 3, res.stdout
+    assert "missing from the current run: 6" in res.stdout
+    res = run("gate", "--baseline", big, "--current", current, "--partial", "formats=onnx")
+    assert res.returncode == 3, res.stdout
+    assert "gate: note: formats=onnx matches no cell of the baseline" in res.stdout
+    assert "gate: INCOMPLETE: the selection matches no baseline cell" in res.stdout
+
+
+def test_regressions_come_before_incompleteness(tmp_path: Path, big: Path) -> None:
+    broken = [_cell(A.replace("tf2.21", "tf2.18"), "load_error", message="boom")]
+    current = _results(tmp_path / "current.json", *broken)
+    res = run("gate", "--baseline", big, "--current", current)
+    assert res.returncode == 1, res.stdout
+    assert "REGRESSIONS (passed in the baseline, fail now, not expected): 1" in res.stdout
+    assert "gate: INCOMPLETE: 95 of 96" in res.stdout
+    assert res.stdout.rstrip().endswith("(INCOMPLETE)")
+
+
+def test_expected_failures_still_excuse_inside_a_partial_run(tmp_path: Path, big: Path) -> None:
+    cells = _grid(stacks=("tf2.15", "tf2.18"))
+    victim = "lstm:h5:tf2.15->tf2.18:default"
+    cells = [c if c["cell_id"] != victim else _cell(victim, "load_error", category="keras2_h5_time_major",
+                                                     message="time_major") for c in cells]
+    current = _results(tmp_path / "current.json", *cells)
+    allow = _expected(tmp_path / "ef.toml", "2027-03-01", scenario="lstm", loader="tf2.1*", format="h5",
+                      category="keras2_h5_time_major")
+    res = run("gate", "--baseline", big, "--current", current, "--partial", "--expected-failures", allow,
+              "--today", "2027-02-01")
+    assert res.returncode == 0, res.stdout
+    assert f"expected failures (regressions excused by an entry): 1\n  {victim}" in res.stdout
+    res = run("gate", "--baseline", big, "--current", current, "--partial", "--expected-failures", allow,
+              "--today", "2027-03-02")
+    assert res.returncode == 1 and "EXPIRED expected-failure entries" in res.stdout, res.stdout
+
+
+def test_remedy_runs_of_the_baseline_are_not_required(tmp_path: Path) -> None:
+    remedy = {**_cell("dense:h5:tf2.15->tf2.21:compile_false", "ok"), "source": "remedy"}
+    failing = _cell(A, "load_error", category="compile_config", message="compile")
+    old = _results(tmp_path / "old.json", failing, remedy, _cell(B, "ok"))
+    new = _results(tmp_path / "new.json", _cell(A, "ok"), _cell(B, "ok"))  # fixed: no remedy run any more
+    res = run("gate", "--baseline", old, "--current", new)
+    assert res.returncode == 0, res.stdout
+    assert "-> 2 of the baseline's 3 cells required" in res.stdout
+    assert "gate: baseline remedy runs not repeated: 1" in res.stdout
+    assert "newly passing: 1" in res.stdout
+
+
+@pytest.mark.parametrize(("partial", "fragment"), [
+    (["--partial", "stack=tf2.15"], "expected DIM=A,B with DIM one of stacks, scenarios, formats"),
+    (["--partial", "tf2.15"], "expected DIM=A,B"),
+    (["--partial", "stacks="], "no stacks named"),
+    (["--partial", "stacks=a", "--partial", "stacks=b"], "given twice"),
+], ids=["unknown_dim", "no_dim", "no_values", "twice"])
+def test_bad_partial_is_exit_2(tmp_path: Path, pair: tuple[Path, Path], partial: list[str],
+                               fragment: str) -> None:
+    res = run("gate", "--baseline", pair[0], "--current", pair[1], *partial)
+    lines = res.stderr.splitlines()
+    assert res.returncode == 2 and len(lines) == 1, res.stderr
+    assert lines[0].startswith("runner: error: --partial") and fragment in lines[0], lines[0]
+
+
+def test_matrix_partial_needs_a_baseline_and_writes_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    res = run("matrix", "--stacks", "tf2.15", "--partial", "--store", store)
+    assert res.returncode == 2 and res.stderr.startswith("runner: error: --partial needs --baseline"), res.stderr
+    assert not store.exists()
+
+
+def _matrix_gate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, argv: list[str],
+                 current: list[dict[str, Any]]) -> tuple[int, str]:
+    """The matrix path as cli.py runs it: parse, prepare before the run, gate the report's results."""
+    import io
+
+    from runner.cli import _parser
+    monkeypatch.chdir(tmp_path)  # no expected_failures.toml picked up by default
+    args = _parser().parse_args(["matrix", *argv])
+    prepared = gate.prepare(args)
+    assert prepared is not None
+    out = io.StringIO()
+    code = gate.run_gate(prepared, gate.load_results(_results(tmp_path / "out.json", *current)), out)
+    return code, out.getvalue()
+
+
+def test_matrix_bare_partial_is_the_matrix_selection(tmp_path: Path, big: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    sub = ("tf2.15", "tf2.18")
+    base = ["--stacks", ",".join(sub), "--baseline", str(big)]
+    code, out = _matrix_gate(tmp_path, monkeypatch, base, _grid(stacks=sub))
+    assert code == 3 and "name the intended subset: --partial" in out, out
+
+    code, out = _matrix_gate(tmp_path, monkeypatch, [*base, "--partial"], _grid(stacks=sub))
+    assert code == 0, out
+    assert ("gate: selection: --partial: stacks=tf2.15,tf2.18 (from the matrix's --stacks / --tags); "
+            "scenarios=* (all of the baseline's); formats=* (all of the baseline's) -> 24 of the baseline's "
+            "96 cells required") in out
+    assert "(24 of the 24 required); missing from the current run: 0" in out
+
+    # A scenario the matrix selected (all of them) but whose cells the run lacks: derived from
+    # the results it would pass; the matrix's own selection does not.
+    code, out = _matrix_gate(tmp_path, monkeypatch, [*base, "--partial"],
+                             _grid(stacks=sub, scenarios=("dense", "cnn")))
+    assert code == 3, out
+    assert "missing from the current run: 8" in out and "by scenario: lstm (8)" in out
+
+    code, out = _matrix_gate(tmp_path, monkeypatch, [*base, "--scenarios", "dense,cnn", "--formats", "h5",
+                                                     "--partial"],
+                             _grid(stacks=sub, scenarios=("dense", "cnn"), formats=("h5",)))
+    assert code == 0, out
+    assert "scenarios=dense,cnn (from the matrix's --scenarios); formats=h5 (from the matrix's --formats)" in out
+
+
+def test_the_issue_three_cells_of_the_published_table(tmp_path: Path) -> None:
+    published = REPO / "reports" / "results.json"
+    if not published.is_file():
+        pytest.skip("no published table")
+    cells = gate.load_results(published)
+    three = dict(list(cells.items())[:3])
+    res = gate.compare(cells, three)
+    assert res.exit_code == gate.EXIT_INCOMPLETE and res.compared == 3 and len(res.missing) > 100_000
