@@ -1,20 +1,20 @@
 """``python -m runner check MODEL``: is *my* model safe to load in these releases?
 
-Stdlib only. The model file is inspected on the host without running anything from it
-(magic bytes, zip/JSON metadata, HDF5 superblock, a minimal protobuf walk for a
-SavedModel's TensorFlow version); it is loaded, run and compared only inside each
-selected stack, by ``runner/_worker/check_worker.py`` (the matrix worker's loading code,
-imported by path). The stacks' venvs are the matrix's (``$COMPAT_ENVS_DIR`` or
-``.matrix/envs``); records and outputs go to a store of their own (``.matrix-check``),
-with the matrix's record schema and cache keys.
+The host reads the model file without running anything from it (format, integrity,
+provenance) and checks ``--inputs`` before any stack runs. Each selected stack loads the
+file in ``runner/_worker/check_worker.py`` (the matrix worker's loading code), through the
+matrix's executor and record schema, with a scrubbed environment and a throwaway HOME/TMPDIR.
+The check worker refuses a file whose stored config carries code (Lambda bytecode, imported
+functions) unless ``--unsafe``.
 
-Every stack's predictions are compared with a reference: the ``y0..`` arrays of
-``--inputs``, or else the outputs of the stack closest to the file's provenance (same
-Keras major.minor, then nearest). A failing stack gets the diagnosis of
-:mod:`runner.diagnose`; a remedy with a load variant is re-run to verify it.
+Reference: the ``y0..`` arrays of ``--inputs``; else the catalog stack matching the file's
+provenance (same Keras, else TF, major.minor), added to the run when not selected; else
+none: the stacks that loaded are cross-checked and every row says "unverified". Comparison
+(numpy, :func:`compare`): per output, ``|Δ| ≤ atol + rtol·|ref|`` with ``rtol = k`` and
+``atol = k·max|ref|``, k from the output dtype (:data:`DTYPE_K`); ``--atol/--rtol`` override.
 
-Exit status: 0 when every selected stack loads the model and matches the reference,
-1 otherwise, 2 for bad input (one ``runner: error:`` line; nothing presented as a report).
+Exit status: 0 every selected stack loads the model and matches the reference; 1 otherwise;
+2 bad input (one ``runner: error:`` line; no report).
 """
 
 from __future__ import annotations
@@ -27,13 +27,13 @@ import hashlib
 import html
 import io
 import json
-import math
 import os
 import re
-import struct
+import shutil
+import subprocess
 import sys
+import tempfile
 import zipfile
-from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,33 +41,34 @@ from typing import Any, TextIO
 
 from runner import diagnose, execute
 from runner._worker import worker as _w
+from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import StackEnv, ensure_env
 from runner.matrix import cache_key
 from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 
-__all__ = [
-    "CHECK_WORKER_PATH",
-    "CheckInputError",
-    "ModelFile",
-    "add_parser",
-    "inspect_model",
-    "read_npz",
-    "run_check",
-]
+__all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
+           "run_check", "tolerance"]
 
 CHECK_WORKER_PATH = Path(__file__).resolve().parent / "_worker" / "check_worker.py"
 DEFAULT_STORE = ".matrix-check"
 DEFAULT_TAGS = ("quick",)
 SAVER = "model"  # the records' saver field: the file the user brought
 SEED = 1234
-USER_ERRORS = ("check_worker.BadInputs", "check_worker.CustomObjectsError",
-               "check_worker.NoSignature")
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
-NPY_MAGIC = b"\x93NUMPY"
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+USER_ERRORS = {"check_worker.BadInputs": "inputs file {inputs} does not fit the model: ",
+               "check_worker.CustomObjectsError": "custom-objects file {custom} fails to import: ",
+               "check_worker.NoSignature": "cannot generate inputs: "}
+REFUSED = "runner.refused_unsafe"
+EXIT_OK, EXIT_FAIL = 0, 1
 EXTRA_SYS_PATH: tuple[str, ...] = ()  # a seam for the fast tier's fake frameworks
+# k per output dtype: float32 sums over ~1e4-1e5 terms (a conv layer) reordered by another
+# kernel differ by ~sqrt(n)·eps ≈ 2.5e-5 of the output scale; k leaves ~4x headroom, while a
+# changed computation (padding, semantics) is ~1e-1 of the scale, 1000x above it.
+DTYPE_K = {"float16": 1e-2, "bfloat16": 5e-2, "float32": 1e-4, "float64": 1e-9}
+# The only host variables a stack sees (no credentials, tokens, proxies or user config).
+ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
+UNVERIFIED = "loads (unverified: no reference)"
 
 
 def _sniff(path: Path) -> str:
@@ -85,166 +86,105 @@ class CheckInputError(ValueError):
 class ModelFile:
     path: Path
     format: str  # a matrix format: h5, keras, savedmodel, json+weights, export
-    written_as: str  # what the bytes are (worker.sniff_artifact)
     sha256: str
     size: int
     provenance: dict[str, str]
+    config: dict[str, Any] | None = None  # the architecture, when readable without h5py
     weights: Path | None = None
 
     @property
     def model_id(self) -> str:
-        stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.path.name)[:40] or "model"
-        return f"{stem}-{self.sha256[:12]}"
+        return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.path.name)[:40] or 'model'}-{self.sha256[:12]}"
 
 
-def _hash_path(path: Path, digest: Any) -> int:
-    """Feed a file or a directory tree (sorted relative names + bytes) into ``digest``."""
-    size = 0
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    for f in files:
-        if f != path:
-            digest.update(str(f.relative_to(path)).encode() + b"\0")
-        with f.open("rb") as fh:
-            for block in iter(lambda fh=fh: fh.read(1 << 20), b""):  # type: ignore[misc]
-                digest.update(block)
-                size += len(block)
-    return size
-
-
-def _h5_check(path: Path, what: str) -> None:
-    """Truncated or damaged HDF5: the superblock's end-of-file address is past the end."""
-    data = path.read_bytes()[:64]
-    size = path.stat().st_size
-    if len(data) < 16:
-        raise CheckInputError(f"{what} {path} is truncated ({size} bytes): not a complete HDF5 file")
-    version = data[8]
-    if version in (0, 1):
-        offsets = data[13]
-        at = 24 + 2 * offsets + (4 if version == 1 else 0)
-    elif version in (2, 3):
-        offsets = data[9]
-        at = 12 + 2 * offsets
-    else:
-        raise CheckInputError(f"{what} {path} is damaged: unknown HDF5 superblock version {version}")
-    if offsets not in (2, 4, 8) or len(data) < at + offsets:
+def _h5_check(path: Path, what: str) -> bytes:
+    """The file's bytes; refused when the superblock's end-of-file address is past the end."""
+    data = path.read_bytes()
+    version = data[8] if len(data) > 8 else -1
+    offsets = {0: 13, 1: 13, 2: 9, 3: 9}.get(version)
+    size = data[offsets] if offsets is not None and len(data) > offsets else 0
+    at = (24 + 2 * size + (4 if version == 1 else 0)) if version in (0, 1) else 12 + 2 * size
+    if size not in (2, 4, 8) or len(data) < at + size:
         raise CheckInputError(f"{what} {path} is truncated or damaged: its HDF5 superblock is incomplete")
-    eof = int.from_bytes(data[at:at + offsets], "little")
-    if eof > size:
+    eof = int.from_bytes(data[at:at + size], "little")
+    if eof > len(data):
         raise CheckInputError(f"{what} {path} is truncated: the HDF5 superblock says {eof} bytes, "
-                              f"the file has {size}")
-
-
-def _keras_zip(path: Path) -> dict[str, str]:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            bad = zf.testzip()
-            if bad is not None:
-                raise CheckInputError(f"model file {path} is damaged: member {bad} fails its CRC check")
-            if "config.json" not in names:
-                raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file "
-                                      "(no config.json inside)")
-            meta: dict[str, Any] = {}
-            if "metadata.json" in names:
-                meta = json.loads(zf.read("metadata.json"))
-            json.loads(zf.read("config.json"))
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
-    except ValueError as exc:
-        raise CheckInputError(f"model file {path} is damaged: its metadata is not valid JSON ({exc})") from None
-    out = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
-    if out:
-        out["source"] = "metadata.json in the .keras zip"
-    return out
+                              f"the file has {len(data)}")
+    return data
 
 
 def _pb_fields(data: bytes) -> Iterable[tuple[int, int, Any]]:
-    """(field number, wire type, value) of one protobuf message; raises ValueError if malformed."""
+    """(field, wire type, value) of one protobuf message; ValueError if malformed."""
     i, n = 0, len(data)
 
     def varint() -> int:
         nonlocal i
         shift = result = 0
-        while True:
-            if i >= n or shift > 63:
-                raise ValueError("truncated varint")
+        while i < n and shift < 64:
             b = data[i]
             i += 1
             result |= (b & 0x7F) << shift
             if not b & 0x80:
                 return result
             shift += 7
+        raise ValueError("truncated varint")
 
     while i < n:
         key = varint()
-        field, wire = key >> 3, key & 7
+        wire = key & 7
         if wire == 0:
-            yield field, wire, varint()
-        elif wire == 1:
-            i += 8
-            yield field, wire, None
+            value: Any = varint()
         elif wire == 2:
             length = varint()
-            if i + length > n:
-                raise ValueError("truncated length-delimited field")
-            yield field, wire, data[i:i + length]
-            i += length
-        elif wire == 5:
-            i += 4
-            yield field, wire, None
+            value, i = data[i:i + length], i + length
+        elif wire in (1, 5):
+            value, i = None, i + (8 if wire == 1 else 4)
         else:
             raise ValueError(f"unsupported wire type {wire}")
         if i > n:
             raise ValueError("truncated message")
-
-
-def _saved_model_tf_version(pb: Path) -> str | None:
-    """SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 → 1 → 5)."""
-    data = pb.read_bytes()
-    try:
-        for field, wire, value in _pb_fields(data):
-            if field == 2 and wire == 2:
-                for f2, w2, v2 in _pb_fields(value):
-                    if f2 == 1 and w2 == 2:
-                        for f3, w3, v3 in _pb_fields(v2):
-                            if f3 == 5 and w3 == 2:
-                                return bytes(v3).decode("utf-8", "replace")
-                return None
-    except ValueError as exc:
-        raise CheckInputError(f"SavedModel {pb.parent} is truncated or damaged: "
-                              f"saved_model.pb does not parse ({exc})") from None
-    if not data:
-        raise CheckInputError(f"SavedModel {pb.parent} is damaged: saved_model.pb is empty")
-    return None
+        yield key >> 3, wire, value
 
 
 def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
-    pb = path / "saved_model.pb"
+    """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
+    ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
+    data = (path / "saved_model.pb").read_bytes()
     out: dict[str, str] = {}
-    tf_version = _saved_model_tf_version(pb)
-    if tf_version:
-        out["tensorflow_version"] = tf_version
+    try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
+        graph = next((v for f, w, v in _pb_fields(data) if f == 2 and w == 2), b"")
+        info = next((v for f, w, v in _pb_fields(graph) if f == 1 and w == 2), b"")
+        version = next((v for f, w, v in _pb_fields(info) if f == 5 and w == 2), None)
+    except ValueError as exc:
+        raise CheckInputError(f"SavedModel {path} is truncated or damaged: saved_model.pb does not parse "
+                              f"({exc})") from None
+    if not data:
+        raise CheckInputError(f"SavedModel {path} is damaged: saved_model.pb is empty")
+    if version:
+        out["tensorflow_version"] = bytes(version).decode("utf-8", "replace")
     meta = path / "keras_metadata.pb"
-    fmt = "export"
-    if meta.is_file():
-        fmt = "savedmodel"
-        text = meta.read_bytes()[: 1 << 22].decode("utf-8", "replace")
-        for key in ("keras_version", "backend"):
-            found = re.search(rf'"{key}"\s*:\s*"([^"]+)"', text)
-            if found:
-                out[key] = found.group(1)
-    if out:
-        out["source"] = "keras_metadata.pb / saved_model.pb" if meta.is_file() else "saved_model.pb"
-    return fmt, out
+    text = (meta.read_bytes() if meta.is_file() else data).decode("latin-1")
+    for key in ("keras_version", "backend"):
+        found = re.search(rf'"{key}"\s*:\s*"([^"]+)"', text)
+        if found:
+            out[key] = found.group(1)
+    keras = meta.is_file() or "keras_version" in out
+    where = "keras_metadata.pb" if meta.is_file() else "the object graph of saved_model.pb"
+    out["source"] = f"{where} and saved_model.pb" if keras else "saved_model.pb"
+    return ("savedmodel" if keras else "export"), out
 
 
-def _find_weights(model_json: Path) -> Path | None:
-    stem = model_json.stem
-    for name in (f"{stem}.weights.h5", "model.weights.h5", f"{stem}.h5", "weights.h5"):
-        candidate = model_json.with_name(name)
-        if candidate.is_file():
-            return candidate
-    return None
+def _json_config(raw: bytes) -> dict[str, Any] | None:
+    """The first Keras architecture JSON in ``raw`` (an HDF5 ``model_config`` attribute is
+    stored as plain bytes), or None."""
+    at = raw.find(b'{"class_name"')
+    if at < 0:
+        return None
+    try:
+        value = json.JSONDecoder().raw_decode(raw[at:].decode("utf-8", "replace"))[0]
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
@@ -255,234 +195,203 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
     """
     if not path.exists():
         raise CheckInputError(f"model file not found: {path}")
-    written_as = _sniff(path)
-    provenance: dict[str, str] = {}
-    if written_as == "h5":
-        _h5_check(path, "model file")
-        fmt = "h5"  # its attributes are variable-length strings: read with h5py in a stack
-    elif written_as == "keras_v3":
-        fmt, provenance = "keras", _keras_zip(path)
-    elif written_as == "savedmodel":
-        fmt, provenance = _saved_model(path)
-    elif written_as == "json":
+    kind = _sniff(path)
+    prov: dict[str, str] = {}
+    config = None
+    if kind == "h5":
+        fmt, config = "h5", _json_config(_h5_check(path, "model file"))  # versions: h5py, in a stack
+    elif kind == "keras_v3":
+        fmt = "keras"
+        try:
+            with zipfile.ZipFile(path) as zf:
+                if zf.testzip() is not None:
+                    raise CheckInputError(f"model file {path} is damaged: member {zf.testzip()} fails its CRC check")
+                if "config.json" not in zf.namelist():
+                    raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
+                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+                config = json.loads(zf.read("config.json"))
+        except (zipfile.BadZipFile, EOFError, OSError) as exc:
+            raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
+        except ValueError as exc:
+            raise CheckInputError(f"model file {path} is damaged: its metadata is not valid JSON ({exc})") from None
+        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
+        prov["source"] = "metadata.json in the .keras zip"
+    elif kind == "savedmodel":
+        fmt, prov = _saved_model(path)
+    elif kind == "json":
         try:
             config = json.loads(path.read_text(encoding="utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise CheckInputError(f"model file {path} is truncated or damaged: not valid JSON ({exc})") from None
         if not isinstance(config, dict) or "class_name" not in config:
-            raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture "
-                                  "(no class_name)")
-        provenance = {k: str(config[k]) for k in ("keras_version", "backend") if config.get(k)}
-        if provenance:
-            provenance["source"] = "the architecture JSON"
-        weights = weights or _find_weights(path)
+            raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
+        prov = {k: str(config[k]) for k in ("keras_version", "backend") if config.get(k)}
+        prov["source"] = "the architecture JSON"
+        names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
+        weights = weights or next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
         if weights is None:
-            raise CheckInputError(f"{path} is an architecture JSON: its weights file was not found "
-                                  "next to it; pass --weights FILE")
-        if not weights.is_file():
-            raise CheckInputError(f"weights file not found: {weights}")
-        if _sniff(weights) != "h5":
-            raise CheckInputError(f"weights file {weights} is not HDF5")
+            raise CheckInputError(f"{path} is an architecture JSON: its weights file was not found next to it; "
+                                  "pass --weights FILE")
+        if not weights.is_file() or _sniff(weights) != "h5":
+            raise CheckInputError(f"weights file {weights} is missing or not HDF5")
         _h5_check(weights, "weights file")
         fmt = "json+weights"
-    elif written_as == "directory":
+    elif kind == "directory":
         raise CheckInputError(f"{path} is a directory without saved_model.pb: not a SavedModel")
     else:
-        raise CheckInputError(
-            f"cannot tell the model format of {path}: it is not HDF5, a .keras zip, a SavedModel "
-            "directory or a Keras architecture JSON (detected from its first bytes)")
+        raise CheckInputError(f"cannot tell the model format of {path}: it is not HDF5, a .keras zip, a "
+                              "SavedModel directory or a Keras architecture JSON (detected from its first bytes)")
     digest = hashlib.sha256()
-    size = _hash_path(path, digest)
-    if weights is not None:
-        size += _hash_path(weights, digest)
-    return ModelFile(path=path.absolute(), format=fmt, written_as=written_as,
-                     sha256=digest.hexdigest(), size=size, provenance=provenance,
+    size = 0
+    for root in [p for p in (path, weights) if p is not None]:
+        for f in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
+            data = f.read_bytes()
+            digest.update(str(f.relative_to(root)).encode() + b"\0" + data)
+            size += len(data)
+    return ModelFile(path=path.absolute(), format=fmt, sha256=digest.hexdigest(), size=size,
+                     provenance=prov if len(prov) > 1 else {}, config=config,
                      weights=weights.absolute() if weights is not None else None)
 
 
-def stage_model(model: ModelFile, root: Path) -> tuple[Path, str | None]:
-    """Links under ``root`` named as each Keras release insists (``.h5``/``.keras``
-    suffixes, ``model.weights.h5``), pointing at the user's files; (model path, weights name)."""
-    root.mkdir(parents=True, exist_ok=True)
-    names = {"h5": "model.h5", "keras": "model.keras", "savedmodel": "savedmodel",
-             "export": "savedmodel", "json+weights": "model.json"}
-    links = [(root / names[model.format], model.path)]
-    weights_name = None
-    if model.weights is not None:
-        weights_name = "model.weights.h5"
-        links.append((root / weights_name, model.weights))
-    for link, target in links:
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(target)
-    return links[0][0], weights_name
+def input_shapes(config: Mapping[str, Any] | None) -> list[list[int | None]] | None:
+    """The batch shapes of a Keras architecture's inputs (Keras 2 and 3 configs), or None."""
+    if not isinstance(config, Mapping):
+        return None
+    inner = config.get("config") or {}
+    layers = [x for x in inner.get("layers") or [] if isinstance(x, dict)]
 
+    def shape(layer: Mapping[str, Any]) -> Any:
+        c = layer.get("config") or {}
+        return c.get("batch_shape") or c.get("batch_input_shape")
 
-# =========================================================================== npz (host)
-
-
-@dataclasses.dataclass(frozen=True)
-class NpyArray:
-    shape: tuple[int, ...]
-    dtype: str
-    values: array[float] | None  # only for little-endian float64 (what the check worker writes)
-
-
-def _parse_npy(raw: bytes, name: str, *, data: bool) -> NpyArray:
-    if not raw.startswith(NPY_MAGIC) or len(raw) < 10:
-        raise ValueError(f"{name} is not a .npy array")
-    major = raw[6]
-    if major == 1:
-        (hlen,), start = struct.unpack("<H", raw[8:10]), 10
+    if config.get("class_name") == "Sequential":
+        found = [shape(layers[0])] if layers else []
     else:
-        (hlen,), start = struct.unpack("<I", raw[8:12]), 12
-    header = ast.literal_eval(raw[start:start + hlen].decode("latin1"))
-    if not isinstance(header, dict) or "shape" not in header or "descr" not in header:
-        raise ValueError(f"{name} has a malformed .npy header")
-    shape = tuple(int(d) for d in header["shape"])
-    values = None
-    if data and header["descr"] == "<f8" and not header.get("fortran_order"):
-        values = array("d")
-        values.frombytes(raw[start + hlen: start + hlen + 8 * math.prod(shape)])
-        if sys.byteorder != "little":
-            values.byteswap()
-        if len(values) != math.prod(shape):
-            raise ValueError(f"{name} is truncated")
-    return NpyArray(shape=shape, dtype=str(header["descr"]), values=values)
+        names = inner.get("input_layers") or []
+        names = [names] if names and isinstance(names[0], str) else names
+        by_name = {x.get("name") or (x.get("config") or {}).get("name"): x for x in layers}
+        found = [shape(by_name.get(n[0], {})) if isinstance(n, list) and n else None for n in names]
+    if not found or not all(isinstance(s, list) for s in found):
+        return None
+    return found
 
 
-def read_npz(path: Path, *, data: bool = False) -> dict[str, NpyArray]:
-    """Arrays of an ``.npz`` by key (``x0``...), read with the standard library.
+def read_inputs(path: Path, model: ModelFile) -> tuple[list[Any], list[Any]]:
+    """(x arrays, y arrays) of ``--inputs``, checked on the host before any stack runs.
 
     Raises:
-        ValueError: not a readable npz (the message says why).
+        CheckInputError: missing, not an npz, pickled objects, keys, or shapes the model refuses.
     """
-    out: dict[str, NpyArray] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                if not info.filename.endswith(".npy"):
-                    continue
-                key = info.filename[:-4]
-                raw = zf.read(info) if data else zf.open(info).read(4096)
-                out[key] = _parse_npy(raw, info.filename, data=data)
-    except (zipfile.BadZipFile, OSError, EOFError, SyntaxError, struct.error) as exc:
-        raise ValueError(f"not a readable .npz file ({exc})") from None
-    return out
+    import numpy as np
 
-
-def check_inputs_file(path: Path) -> tuple[int, int]:
-    """(number of x arrays, number of y arrays) of a ``--inputs`` file.
-
-    Raises:
-        CheckInputError: missing, unreadable, or keys not x0..xN / y0..yM.
-    """
     if not path.is_file():
         raise CheckInputError(f"inputs file not found: {path}")
+    if not zipfile.is_zipfile(path):
+        raise CheckInputError(f"inputs file {path}: not a readable .npz file (not a zip)")
     try:
-        arrays = read_npz(path)
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
     except ValueError as exc:
-        raise CheckInputError(f"inputs file {path}: {exc}") from None
-    xs = sorted(k for k in arrays if k.startswith("x"))
-    ys = sorted(k for k in arrays if k.startswith("y"))
-    if not xs:
-        raise CheckInputError(f"inputs file {path} has no x0 array (keys: {', '.join(sorted(arrays)) or 'none'})")
-    for prefix, keys in (("x", xs), ("y", ys)):
-        if set(keys) != {f"{prefix}{i}" for i in range(len(keys))}:
+        why = "holds pickled Python objects (object dtype), never loaded" if "allow_pickle" in str(exc) else exc
+        raise CheckInputError(f"inputs file {path}: {why}; save numeric arrays x0.. (and y0..)") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise CheckInputError(f"inputs file {path}: not a readable .npz file ({exc})") from None
+    out: list[list[Any]] = []
+    for prefix in ("x", "y"):
+        keys = sorted((k for k in arrays if k.startswith(prefix)), key=natural_key)
+        if keys != [f"{prefix}{i}" for i in range(len(keys))]:
             raise CheckInputError(f"inputs file {path}: keys must be {prefix}0..{prefix}{len(keys) - 1}, "
                                   f"got {', '.join(keys)}")
-    return len(xs), len(ys)
+        out.append([arrays[k] for k in keys])
+    xs, ys = out
+    if not xs:
+        raise CheckInputError(f"inputs file {path} has no x0 array (keys: {', '.join(sorted(arrays)) or 'none'})")
+    for i, a in enumerate(xs + ys):
+        name = f"x{i}" if i < len(xs) else f"y{i - len(xs)}"
+        if a.dtype.kind not in "biuf" or a.ndim == 0:
+            raise CheckInputError(f"inputs file {path}: {name} is {a.dtype} with shape {a.shape}: "
+                                  "numeric arrays with a batch dimension only")
+        if a.shape[0] != xs[0].shape[0]:
+            raise CheckInputError(f"inputs file {path}: {name} has {a.shape[0]} rows, x0 has {xs[0].shape[0]}")
+    shapes = input_shapes(model.config)
+    if shapes is not None and len(shapes) != len(xs):
+        raise CheckInputError(f"inputs file {path} does not fit the model: it has {len(xs)} input array(s) "
+                              f"(x0..), the model takes {len(shapes)}")
+    for i, (x, want) in enumerate(zip(xs, shapes or [], strict=False)):
+        if x.ndim != len(want) or any(d not in (None, s) for d, s in zip(want, x.shape, strict=False)):
+            raise CheckInputError(f"inputs file {path} does not fit the model: x{i} has shape {tuple(x.shape)}, "
+                                  f"the model's input expects ({', '.join(str(d) for d in want)})")
+    return xs, ys
 
 
 def check_custom_objects_file(path: Path) -> None:
-    """Parse (never run) the file: it must define ``custom_objects`` or ``CUSTOM_OBJECTS``.
-
-    Raises:
-        CheckInputError: missing, does not parse, or defines neither.
-    """
+    """Parse (never run) the file: it must define ``custom_objects`` or ``CUSTOM_OBJECTS``."""
     if not path.is_file():
         raise CheckInputError(f"custom-objects file not found: {path}")
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (SyntaxError, UnicodeDecodeError, ValueError) as exc:
         line = getattr(exc, "lineno", None)
-        raise CheckInputError(f"custom-objects file {path} fails to import: "
-                              f"{type(exc).__name__}: {getattr(exc, 'msg', exc)}"
-                              + (f" (line {line})" if line else "")) from None
-    names: set[str] = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            names.add(node.name)
-        elif isinstance(node, ast.Assign):
-            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-        elif isinstance(node, ast.ImportFrom | ast.Import):
-            names.update((a.asname or a.name).split(".")[0] for a in node.names)
-    if "custom_objects" not in names and "CUSTOM_OBJECTS" not in names:
+        raise CheckInputError(f"custom-objects file {path} fails to import: {type(exc).__name__}: "
+                              f"{getattr(exc, 'msg', exc)}" + (f" (line {line})" if line else "")) from None
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    names |= {n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.ClassDef)}
+    names |= {(a.asname or a.name) for n in tree.body if isinstance(n, ast.ImportFrom) for a in n.names}
+    if not names & {"custom_objects", "CUSTOM_OBJECTS"}:
         raise CheckInputError(f"custom-objects file {path} defines neither custom_objects(keras) "
                               "nor a CUSTOM_OBJECTS dict")
 
 
-# ==================================================================== compare (host)
+# ====================================================================== comparison
 
 
-def compare(got: Sequence[NpyArray], ref: Sequence[NpyArray], atol: float,
-            rtol: float) -> tuple[bool, float | None, str]:
-    """(close, max |diff|, reason) of two output lists, like numpy.allclose(equal_nan=True)."""
+@dataclasses.dataclass(frozen=True)
+class Diff:
+    ok: bool
+    abs: float | None = None  # max |Δ| over all outputs
+    rel: float | None = None  # that |Δ| over the output's max |ref|
+    atol: float | None = None  # the tolerance floor of the worst output
+    reason: str = ""
+
+    def cell(self) -> str:
+        if self.abs is None:
+            return ""
+        return f"{self.abs:.2g} ({self.rel:.1g}) / {self.atol:.1g}"
+
+
+def tolerance(ref: Any, atol: float | None = None, rtol: float | None = None) -> tuple[float, float]:
+    """(atol, rtol) for one reference output: ``rtol = k``, ``atol = k·max|ref|``."""
+    import numpy as np
+
+    k = DTYPE_K.get(ref.dtype.name, 1e-4) if ref.dtype.kind == "f" else 0.0
+    scale = float(np.nanmax(np.abs(ref))) if ref.size and not np.isnan(ref).all() else 0.0
+    return (k * scale if atol is None else atol), (k if rtol is None else rtol)
+
+
+def compare(got: Sequence[Any], ref: Sequence[Any], atol: float | None = None,
+            rtol: float | None = None) -> Diff:
+    """Outputs against a reference: the matrix's rule (``worker.compare_outputs``, numpy's
+    allclose), with each output's own tolerance."""
+    import numpy as np
+
     if len(got) != len(ref):
-        return False, None, f"{len(got)} outputs, the reference has {len(ref)}"
-    worst = 0.0
-    close = True
+        return Diff(False, reason=f"{len(got)} outputs, the reference has {len(ref)}")
+    worst = Diff(True, 0.0, 0.0, 0.0)
     for i, (g, r) in enumerate(zip(got, ref, strict=True)):
-        if g.shape != r.shape:
-            return False, None, f"output {i} has shape {list(g.shape)}, the reference {list(r.shape)}"
-        if g.values is None or r.values is None:
-            return False, None, f"output {i} is not numeric ({g.dtype}): cannot compare"
-        for a, b in zip(g.values, r.values, strict=True):
-            if math.isnan(a) or math.isnan(b):
-                if math.isnan(a) != math.isnan(b):
-                    return False, None, f"output {i} has NaN where the reference has numbers"
-                continue
-            d = abs(a - b)
-            worst = max(worst, d)
-            if d > atol + rtol * abs(b):
-                close = False
-    return close, worst, "" if close else f"max |diff| {worst:.3g} beyond atol {atol:g} + rtol {rtol:g}"
-
-
-def closeness(provenance: Mapping[str, str], env: Mapping[str, Any]) -> tuple[Any, ...]:
-    """Sort key: same Keras major.minor as the file first, then nearest version, same backend."""
-    want = major_minor(provenance.get("keras_version"))
-    have = major_minor(env.get("keras"))
-    field = "keras"
-    if want is None:
-        want, have, field = (major_minor(provenance.get("tensorflow_version")),
-                             major_minor(env.get("tensorflow")), "tensorflow")
-    if want is None or have is None:
-        return (2, 0, 0, 0, field)
-    backend = provenance.get("backend")
-    return (0 if want == have else 1, abs(want[0] - have[0]), abs(want[1] - have[1]),
-            0 if not backend or backend == env.get("backend") else 1, field)
+        a, rt = tolerance(r, atol, rtol)
+        outcome, diff, more = _w.compare_outputs(np, [g], [r], a, rt)  # type: ignore[no-untyped-call]
+        if diff is None:
+            return Diff(False, reason=f"output {i}: {more.get('reason')}")
+        scale = float(np.nanmax(np.abs(r))) if r.size and not np.isnan(r).all() else 0.0
+        rel = diff / scale if scale else (0.0 if diff == 0 else float("inf"))
+        if outcome != "ok" or (worst.ok and diff >= (worst.abs or 0.0)):
+            worst = Diff(worst.ok and outcome == "ok", diff, rel, a,
+                         "" if outcome == "ok" else f"output {i}: max |Δ| {diff:.3g} (rel {rel:.2g}) beyond "
+                         f"atol {a:.2g} + rtol {rt:.2g}·|ref|")
+    return worst
 
 
 # ====================================================================== the check run
-
-
-@dataclasses.dataclass
-class Row:
-    """One selected stack's line of the table."""
-
-    stack: str
-    versions: str = ""
-    outcome: str = "not_run"  # final: after comparison with the reference
-    passed: bool = False
-    category: str = ""
-    explanation: str = ""
-    remedy: str = ""
-    max_abs_diff: float | None = None
-    note: str = ""
-    record: Record | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -498,373 +407,390 @@ class Options:
     store: Path = Path(DEFAULT_STORE)
     envs_dir: Path | None = None
     catalog: Path = DEFAULT_CATALOG
-    atol: float = 1e-5
-    rtol: float = 1e-5
+    atol: float | None = None
+    rtol: float | None = None
     fresh: bool = False
     cell_timeout: float = 300.0
     import_timeout: float = 600.0
     jobs: int = 2
 
 
-def _file_sha(path: Path | None) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else ""
+@dataclasses.dataclass
+class Row:
+    stack: str  # "↳ variant" / "↳ sibling stack" for a remedy
+    outcome: str
+    category: str = ""
+    diff: Diff | None = None
+    notes: list[str] = dataclasses.field(default_factory=list)
+    passed: bool = False
+    selected: bool = False  # part of the verdict (not a remedy, not the added reference)
 
 
 def _first_line(text: str | None) -> str:
-    for line in (text or "").strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
+    return next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
 
 
 def _versions(env: Mapping[str, Any]) -> str:
-    parts = []
-    if env.get("tensorflow"):
-        parts.append(f"TF {env['tensorflow']}")
-    if env.get("keras"):
-        parts.append(f"Keras {env['keras']}")
-    if env.get("backend") and env.get("backend") != "tensorflow":
-        parts.append(str(env["backend"]))
-    return ", ".join(parts)
+    parts = [f"TF {env['tensorflow']}" if env.get("tensorflow") else "",
+             f"Keras {env['keras']}" if env.get("keras") else "",
+             str(env.get("backend") or "") if env.get("backend") not in (None, "tensorflow") else ""]
+    return ", ".join(p for p in parts if p)
+
+
+def catalog_versions(stack: Stack) -> dict[str, str]:
+    """The Keras/TF major.minor a catalog stack pins (before it is built)."""
+    pins: dict[str, str] = dict(re.findall(r"^(tensorflow|tensorflow-cpu|keras|tf-keras)==([\d.]+)", r)[0]
+                for r in stack.requirements if re.match(r"^(tensorflow|tensorflow-cpu|keras|tf-keras)==\d", r))
+    tf = pins.get("tensorflow") or pins.get("tensorflow-cpu") or ""
+    legacy = stack.env_dict.get("TF_USE_LEGACY_KERAS") == "1" or (major_minor(tf) or (9, 0)) < (2, 16)
+    keras = (pins.get("tf-keras") or tf) if legacy else pins.get("keras", "")
+    return {"keras": keras, "tensorflow": tf, "backend": stack.env_dict.get("KERAS_BACKEND", "tensorflow")}
+
+
+def closeness(prov: Mapping[str, str], env: Mapping[str, Any]) -> tuple[int, int, int, int]:
+    """Sort key: same Keras (else TF) major.minor as the file, then nearest, then same backend."""
+    field = "keras" if major_minor(prov.get("keras_version")) else "tensorflow"
+    want, have = major_minor(prov.get(f"{field}_version")), major_minor(env.get(field))
+    if want is None or have is None:
+        return (3, 0, 0, 0)
+    return (0 if want == have else 1 if want[0] == have[0] else 2, abs(want[0] - have[0]),
+            abs(want[1] - have[1]), 0 if prov.get("backend") in (None, env.get("backend")) else 1)
 
 
 class _Check:
     def __init__(self, opt: Options, model: ModelFile, stacks: Sequence[Stack], catalog: Sequence[Stack],
-                 out: TextIO, env_factory: Callable[[Stack, Store], StackEnv],
-                 extra_sys_path: Sequence[str]) -> None:
-        self.opt = opt
-        self.model = model
-        self.stacks = list(stacks)
-        self.catalog = list(catalog)
-        self.out = out
-        self.env_factory = env_factory
-        self.extra_sys_path = list(extra_sys_path)
-        envs_dir = opt.envs_dir or (Path(os.environ["COMPAT_ENVS_DIR"]) if os.environ.get("COMPAT_ENVS_DIR")
-                                    else Path(os.environ.get("COMPAT_STORE", ".matrix")) / "envs")
-        self.store = Store(opt.store, envs_dir=envs_dir)
-        self.base_flags = ({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe else set())
-        self.worker_shas = (hashlib.sha256(CHECK_WORKER_PATH.read_bytes()).hexdigest(), execute.worker_sha256())
-        self.input_shas = (_file_sha(opt.custom_objects), _file_sha(opt.inputs))
+                 log: TextIO, env_factory: Callable[[Stack, Store], StackEnv], extra_sys_path: Sequence[str],
+                 given: tuple[list[Any], list[Any]] | None) -> None:
+        self.opt, self.model, self.stacks, self.catalog = opt, model, list(stacks), list(catalog)
+        self.log, self.env_factory, self.extra_sys_path = log, env_factory, list(extra_sys_path)
+        envs = opt.envs_dir or os.environ.get("COMPAT_ENVS_DIR") or Path(os.environ.get("COMPAT_STORE", ".matrix"),
+                                                                           "envs")
+        self.store = Store(opt.store, envs_dir=envs)
+        self.base = variant_name(({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe
+                                                                                              else set()))
+        digest = hashlib.sha256
+        self.shas = (code_digest(CHECK_WORKER_PATH), execute.worker_sha256(),
+                     digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
+                     digest(opt.inputs.read_bytes()).hexdigest() if opt.inputs else "")
+        self.given = given
         self.envs: dict[str, StackEnv] = {}
-        self.provenance: dict[str, str] = dict(model.provenance)
-        self.staged: tuple[Path, str | None] | None = None
+        self.records: dict[tuple[str, str], Record] = {}
+        self.home = Path(tempfile.mkdtemp(prefix="compat-check-"))
+        self.staged = self.store.root / "models" / model.model_id
+        self.selected = {s.id for s in stacks}
+        self.remedy_notes: dict[str, str] = {}
 
-    def log(self, text: str) -> None:
-        print(text, file=self.out, flush=True)
+    # ------------------------------------------------------------------ running cells
+    def _spawn(self, argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        with log_path.open("ab") as fh:
+            return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
+                                    env=dict(env), cwd=self.home, start_new_session=True, close_fds=True)
 
-    # ------------------------------------------------------------------------ cells
+    def sandbox_env(self, stack: Stack) -> dict[str, str]:
+        """Only what the stack needs: an allow-list of host variables, a throwaway HOME/TMPDIR."""
+        home = self.home / stack.id
+        (home / "tmp").mkdir(parents=True, exist_ok=True)
+        env = execute.child_env(stack.env_dict, base={k: os.environ[k] for k in ENV_ALLOW if k in os.environ})
+        tmp = str(home / "tmp")
+        env.update(HOME=str(home), TMPDIR=tmp, TMP=tmp, TEMP=tmp, KERAS_HOME=str(home / ".keras"),
+                   XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=tmp)
+        return {**env, **stack.env_dict}
+
     def out_dir(self, stack: str, variant: str) -> Path:
         return self.store.root / "outputs" / self.model.model_id / stack / variant
 
-    def cell(self, senv: StackEnv, variant: str) -> tuple[dict[str, Any], str]:
-        assert self.staged is not None
-        flags = set(variant.split("+")) if variant != "default" else set()
-        key = cache_key("check", self.model.sha256, self.model.format, senv.fingerprint, variant,
-                   self.worker_shas, self.input_shas[0] if "custom_objects" in flags else "",
-                   self.input_shas[1], SEED, self.opt.atol, self.opt.rtol)
-        cid = load_cell_id(self.model.model_id, self.model.format, SAVER, senv.stack.id, variant)
-        return {"cell_id": cid, "format": self.model.format, "model_path": str(self.staged[0]),
-                "weights_file": self.staged[1], "variant": variant,
-                "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects else None,
-                "inputs_path": str(self.opt.inputs.absolute()) if self.opt.inputs else None,
-                "out_dir": str(self.out_dir(senv.stack.id, variant)), "atol": self.opt.atol,
-                "rtol": self.opt.rtol, "seed": SEED}, key
+    def env(self, stack: Stack) -> StackEnv:
+        if stack.id not in self.envs:
+            try:
+                self.envs[stack.id] = self.env_factory(stack, self.store)
+            except Exception as exc:
+                self.envs[stack.id] = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
+                                               f"{type(exc).__name__}: {exc}")
+        return self.envs[stack.id]
 
-    def record(self, senv: StackEnv, variant: str, res: Mapping[str, Any], key: str) -> Record:
-        try:
-            outcome = Outcome(res.get("outcome"))
-        except ValueError:
-            outcome = Outcome.PROTOCOL_ERROR
-        if not self.provenance:
-            found = (res.get("details") or {}).get("provenance") or {}
-            if found and not found.get("error"):
-                self.provenance = {str(k): str(v) for k, v in found.items()}
-        prov = self.provenance
-        return Record(
-            record_type="load", cell_id=str(res["cell_id"]), stack=senv.stack.id, outcome=outcome,
-            key=key, saver=SAVER, loader=senv.stack.id, scenario=self.model.model_id,
-            format=self.model.format, variant=variant, phase=res.get("phase"),
-            error=ErrorInfo.from_dict(res.get("error")),
-            warnings=tuple((str(w.get("category")), str(w.get("message"))) for w in res.get("warnings") or []),
-            max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
-            env=res.get("env") or senv.versions,
-            saver_env={"keras": prov.get("keras_version"), "backend": prov.get("backend"),
-                       "tensorflow": prov.get("tensorflow_version")},
-            worker_sha256=self.worker_shas[0], scenario_sha256=self.model.sha256,
-            details=dict(res.get("details") or {}))
-
-    def run_variants(self, senv: StackEnv, variants: Sequence[str]) -> dict[str, Record]:
-        """Run (or take from the cache) one cell per variant in this stack."""
-        done: dict[str, Record] = {}
-        todo: list[dict[str, Any]] = []
-        keys: dict[str, tuple[str, str]] = {}
-        for variant in variants:
-            cell, key = self.cell(senv, variant)
-            path = self.store.load_record_path(senv.stack.id, SAVER, self.model.model_id,
-                                               self.model.format, variant)
-            old = self.store.read(path)
-            outputs = self.out_dir(senv.stack.id, variant) / "outputs.npz"
-            if (not self.opt.fresh and old is not None and old.key == key
-                    and (old.outcome is not Outcome.OK or outputs.exists())):
-                done[variant] = old
-                continue
-            todo.append(cell)
-            keys[cell["cell_id"]] = (variant, key)
-        if todo:
-            assert senv.python is not None
-            self.log(f"[check {senv.stack.id}] loading with {', '.join(c['variant'] for c in todo)}")
-            for res in execute.run_cells(
-                    senv.python, "check", todo, workdir=self.store.root / "runs" / f"check-{senv.stack.id}",
-                    env=execute.child_env(senv.stack.env_dict), keras_module=senv.stack.keras_module,
-                    cell_timeout=self.opt.cell_timeout, import_timeout=self.opt.import_timeout,
-                    extra_sys_path=self.extra_sys_path, worker_path=CHECK_WORKER_PATH):
-                variant, key = keys[res["cell_id"]]
-                rec = self.record(senv, variant, res, key)
-                self.store.write(rec)
-                done[variant] = rec
-        return done
-
-    def each(self, fn: Callable[[Stack], Any], stacks: Sequence[Stack]) -> None:
-        if self.opt.jobs <= 1 or len(stacks) <= 1:
-            for s in stacks:
-                fn(s)
+    def run(self, stack: Stack, variants: Sequence[str]) -> None:
+        """Run (or take from the cache) one cell per variant in ``stack``."""
+        senv = self.env(stack)
+        if not senv.ok or senv.python is None:
             return
-        with ThreadPoolExecutor(max_workers=self.opt.jobs) as pool:
-            for future in [pool.submit(fn, s) for s in stacks]:
+        m = self.model
+        todo, keys = [], {}
+        for variant in variants:
+            key = cache_key("check", m.sha256, m.format, senv.fingerprint, variant, *self.shas[:2],
+                            self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED)
+            old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
+            if (old is not None and not self.opt.fresh and old.key == key and (
+                    old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
+                self.records[stack.id, variant] = old
+                continue
+            cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
+            keys[cid] = (variant, key)
+            todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / MODEL_NAMES[m.format]),
+                         "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
+                         "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
+                         else None, "inputs_path": str(self.opt.inputs.absolute()) if self.opt.inputs else None,
+                         "out_dir": str(self.out_dir(stack.id, variant)), "seed": SEED})
+        if not todo:
+            return
+        variants = ", ".join(str(c["variant"]) for c in todo)
+        print(f"[check {stack.id}] loading with {variants}", file=self.log, flush=True)
+        for res in execute.run_cells(
+                senv.python, "check", todo, workdir=self.store.root / "runs" / f"check-{stack.id}",
+                env=self.sandbox_env(senv.stack), keras_module=stack.keras_module, cell_timeout=self.opt.cell_timeout,
+                import_timeout=self.opt.import_timeout, extra_sys_path=self.extra_sys_path,
+                worker_path=CHECK_WORKER_PATH, spawn=self._spawn):
+            variant, key = keys[res["cell_id"]]
+            try:
+                outcome = Outcome(res.get("outcome"))
+            except ValueError:
+                outcome = Outcome.PROTOCOL_ERROR
+            rec = Record(record_type="load", cell_id=res["cell_id"], stack=stack.id, outcome=outcome, key=key,
+                         saver=SAVER, loader=stack.id, scenario=m.model_id, format=m.format, variant=variant,
+                         phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
+                         warnings=tuple((str(w.get("category")), str(w.get("message")))
+                                        for w in res.get("warnings") or []),
+                         duration_s=res.get("duration_s"), env=res.get("env") or senv.versions,
+                         worker_sha256=self.shas[0], scenario_sha256=m.sha256, details=res.get("details") or {})
+            self.store.write(rec)
+            self.records[stack.id, variant] = rec
+            print(f"[check {stack.id}] {variant}: {rec.outcome.value}", file=self.log, flush=True)
+
+    def each(self, jobs: Sequence[tuple[Stack, Sequence[str]]]) -> None:
+        with ThreadPoolExecutor(max_workers=max(1, self.opt.jobs)) as pool:
+            for future in [pool.submit(self.run, s, v) for s, v in jobs]:
                 future.result()
 
-    # ---------------------------------------------------------------------- the run
-    def run(self) -> tuple[list[Row], dict[str, Any]]:
+    def outputs(self, stack: str, variant: str) -> list[Any]:
+        import numpy as np
+
+        with np.load(self.out_dir(stack, variant) / "outputs.npz", allow_pickle=False) as npz:
+            return [npz[f"y{i}"] for i in range(len(npz.files))]
+
+    # ------------------------------------------------------------------ provenance, reference
+    def provenance(self) -> dict[str, str]:
+        if self.model.provenance:
+            return self.model.provenance
+        for (_, _), rec in sorted(self.records.items(), key=lambda kv: natural_key(kv[0][0])):
+            found = rec.details.get("provenance") or {}
+            if found.get("keras_version"):
+                return {str(k): str(v) for k, v in found.items()}
+        return {}
+
+    def reference_stack(self, prov: Mapping[str, str]) -> tuple[Stack | None, str]:
+        if not prov:
+            return None, "the file names no Keras or TensorFlow version"
+        selected = {s.id for s in self.stacks}
+        pool = [s for s in self.catalog if closeness(prov, catalog_versions(s))[0] < 2]
+        if not pool:
+            return None, "no catalog stack has the file's Keras major version"
+        best = min(pool, key=lambda s: (closeness(prov, catalog_versions(s)), s.id not in selected, natural_key(s.id)))
+        why = "same" if closeness(prov, catalog_versions(best))[0] == 0 else "nearest"
+        field = "Keras" if prov.get("keras_version") else "TF"
+        return best, f"{why} {field} major.minor as the file's" + (
+            "" if best.id in selected else "; not selected, added to the run as the reference")
+
+    # ------------------------------------------------------------------ the whole check
+    def check(self) -> tuple[list[Row], list[str]]:
         self.store.ensure()
-        self.staged = stage_model(self.model, self.store.root / "models" / self.model.model_id)
-        base = variant_name(self.base_flags)
-        results: dict[str, Record] = {}
-
-        def env_and_load(stack: Stack) -> None:
-            try:
-                senv = self.env_factory(stack, self.store)
-            except Exception as exc:
-                senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
-                                f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
-            self.envs[stack.id] = senv
-            if not senv.ok:
-                self.log(f"[env] {stack.id}: UNAVAILABLE: {_first_line(senv.reason)}")
-                return
-            rec = self.run_variants(senv, [base])[base]
-            results[stack.id] = rec
-            self.log(f"[check {stack.id}] {rec.outcome.value}"
-                     + (f" - {rec.error.type.rsplit('.', 1)[-1]}: {_first_line(rec.error.message)[:100]}"
-                        if rec.error and rec.outcome is not Outcome.OK else ""))
-
-        self.each(env_and_load, self.stacks)
-        self._refuse_bad_input(results)
-        reference, ref_note = self._reference(results)
-        rows = [self._row(stack, results.get(stack.id), reference) for stack in self.stacks]
-        self._remedies(rows, reference)
-        meta = {"reference": reference, "reference_note": ref_note, "variant": base,
-                "provenance": self.provenance}
-        return rows, meta
-
-    def _refuse_bad_input(self, results: Mapping[str, Record]) -> None:
-        """User-file problems every stack agrees on are bad input (exit 2), not findings."""
-        ran = [r for r in results.values() if r.phase != "import" and r.outcome in (Outcome.OK, Outcome.MISMATCH,
-                                                                                   Outcome.LOAD_ERROR)]
-        user = [r for r in ran if r.error and r.error.type in USER_ERRORS]
-        if ran and len(user) == len(ran):
-            err = user[0].error
-            assert err is not None
-            what = {"check_worker.BadInputs": f"inputs file {self.opt.inputs} does not fit the model: ",
-                    "check_worker.CustomObjectsError": f"custom-objects file {self.opt.custom_objects} "
-                                                       "fails to import: ",
-                    "check_worker.NoSignature": "cannot generate inputs: "}[err.type]
-            raise CheckInputError(what + _first_line(err.message))
-
-    def _reference(self, results: Mapping[str, Record]) -> tuple[str | None, str]:
-        if self.opt.inputs is not None and check_inputs_file(self.opt.inputs)[1]:
-            return "given", f"the y0.. arrays of {self.opt.inputs.name}"
-        ok = [(sid, r) for sid, r in results.items() if r.outcome is Outcome.OK]
-        if not ok:
-            return None, "no stack loaded the model: nothing to compare with"
-        prov = self.provenance
-        sid, rec = min(ok, key=lambda p: (closeness(prov, p[1].env)[:4], natural_key(p[0])))
-        key = closeness(prov, rec.env)
-        if key[0] == 0:
-            why = f"same {key[4]} major.minor as the file's"
-        elif key[0] == 1:
-            why = f"nearest {key[4]} version to the file's"
+        self.staged.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        for name, target in ((MODEL_NAMES[model.format], model.path), ("model.weights.h5", model.weights)):
+            link = self.staged / name
+            if target is not None and not (link.is_symlink() and link.resolve() == target.resolve()):
+                link.unlink(missing_ok=True)
+                link.symlink_to(target)
+        stacks = list(self.stacks)
+        ref_stack, why = self.reference_stack(self.model.provenance)
+        if ref_stack is not None and ref_stack not in stacks:
+            stacks.append(ref_stack)
+        self.each([(s, [self.base]) for s in stacks])
+        self.refuse_bad_input()
+        prov = self.provenance()
+        if not self.model.provenance:
+            ref_stack, why = self.reference_stack(prov)
+            if ref_stack is not None and ref_stack not in stacks:
+                stacks.append(ref_stack)
+                self.each([(ref_stack, [self.base])])
+        ref_rec = self.records.get((ref_stack.id, self.base)) if ref_stack else None
+        reference: list[Any] | None = None
+        if self.given and self.given[1]:
+            reference, ref_line = self.given[1], f"the y0.. arrays of {self.opt.inputs.name if self.opt.inputs else ''}"
+            ref_stack = None
+        elif ref_stack is not None and ref_rec is not None and ref_rec.outcome is Outcome.OK:
+            reference = self.outputs(ref_stack.id, self.base)
+            ref_line = f"{ref_stack.id} ({_versions(ref_rec.env)}): {why}"
         else:
-            why = "the file names no version; first stack that loaded it"
-        return sid, f"{sid} ({_versions(rec.env)}): {why}"
+            ref_line = "none: " + (f"{ref_stack.id} ({why}) does not load the file" if ref_stack else why)
+            ref_stack = None
+        rows = self.rows(stacks, ref_stack, reference)
+        header = self.header(prov, ref_line, reference, stacks)
+        return rows, header
 
-    def _outputs(self, stack: str, variant: str) -> list[NpyArray]:
-        arrays = read_npz(self.out_dir(stack, variant) / "outputs.npz", data=True)
-        return [arrays[f"y{i}"] for i in range(len(arrays))]
+    def refuse_bad_input(self) -> None:
+        """User-file problems every stack agrees on are bad input (exit 2), not findings."""
+        ran = [r for r in self.records.values()
+               if r.phase != "import" and r.outcome in (Outcome.OK, Outcome.LOAD_ERROR)]
+        user = [r for r in ran if r.error and r.error.type in USER_ERRORS]
+        if ran and len(user) == len(ran) and user[0].error is not None:
+            what = USER_ERRORS[user[0].error.type].format(inputs=self.opt.inputs, custom=self.opt.custom_objects)
+            raise CheckInputError(what + _first_line(user[0].error.message))
 
-    def _compare(self, rec: Record, reference: str | None) -> tuple[str, float | None, str]:
-        """(final outcome, max |diff|, note) of a record that loaded, against the reference."""
-        assert rec.loader is not None and rec.variant is not None
-        if rec.outcome is not Outcome.OK or reference in (None, "given") or rec.details.get("compared"):
-            return rec.outcome.value, rec.max_abs_diff, str(rec.details.get("reason") or "")
-        ref = self._record_of(reference)
-        if ref is None:
-            return rec.outcome.value, None, ""
-        if ref.details.get("inputs_sha256") != rec.details.get("inputs_sha256"):
-            return "mismatch", None, "its input signature differs from the reference stack's"
-        try:
-            close, diff, reason = compare(self._outputs(rec.loader, rec.variant),
-                                          self._outputs(str(reference), str(ref.variant)),
-                                          self.opt.atol, self.opt.rtol)
-        except (ValueError, KeyError, OSError) as exc:
-            return "mismatch", None, f"outputs unreadable: {exc}"
-        return ("ok" if close else "mismatch"), diff, reason
-
-    def _record_of(self, stack: str | None) -> Record | None:
-        if stack is None or stack == "given":
-            return None
-        return self.store.read(self.store.load_record_path(stack, SAVER, self.model.model_id,
-                                                           self.model.format, variant_name(self.base_flags)))
-
-    def _row(self, stack: Stack, rec: Record | None, reference: str | None) -> Row:
-        senv = self.envs.get(stack.id)
-        row = Row(stack=stack.id)
+    def verdict(self, stack: str, variant: str, reference: list[Any] | None, label: str = "") -> Row:
+        senv, rec = self.envs.get(stack), self.records.get((stack, variant))
+        row = Row(label or stack, "env_unavailable", "env_unavailable", selected=not label and stack in self.selected)
         if senv is None or not senv.ok or rec is None:
-            row.outcome = "env_unavailable"
-            row.note = _first_line(senv.reason if senv else "")
-            row.category = "env_unavailable"
+            row.notes.append(_first_line(senv.reason if senv else "not run"))
             return row
-        row.versions = _versions(rec.env or senv.versions)
-        outcome, diff, note = self._compare(rec, reference)
-        row.outcome, row.max_abs_diff, row.record = outcome, diff, rec
-        row.passed = outcome == "ok"
-        if stack.id == reference:
-            row.note = "reference"
-        elif note:
-            row.note = note
-        if not row.passed:
-            final = dataclasses.replace(rec, outcome=Outcome(outcome),
-                                        details={**rec.details, **({"reason": note} if note else {})})
-            if rec.error and rec.error.type == "check_worker.CustomObjectsError":
-                row.category, row.explanation = "custom_objects_file", "your custom-objects file fails here"
-            else:
-                diag = diagnose.diagnose(final)
-                if diag is not None:
-                    row.category, row.explanation = diag.category, diag.explanation
-                    row.record = final
-                elif outcome == "not_applicable":
-                    row.category = "format_unreadable_here"
-                elif outcome != "ok":
-                    row.category = "unclassified"
-            if rec.error and not note:
-                message = _first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
-                row.note = f"{rec.error.type.rsplit('.', 1)[-1]}: {message[:100]}"
+        row.outcome, row.category = rec.outcome.value, ""
+        if label:
+            row.notes.append(self.remedy_notes[label[2:]])
+        if rec.error is not None:
+            text = _first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
+            kind = rec.error.type.rsplit(".", 1)[-1]
+            row.notes.append(text if rec.error.type == REFUSED else f"{kind}: {text[:160]}")
+        if rec.outcome is Outcome.OK and reference is None:
+            row.outcome = UNVERIFIED
+            if self.pivot[1] is not None and (stack, variant) != (self.pivot[0], self.base):
+                row.diff = compare(self.outputs(stack, variant), self.pivot[1], self.opt.atol, self.opt.rtol)
+                if not row.diff.ok:
+                    row.notes.append(f"disagrees with {self.pivot[0]}: {row.diff.reason or 'not comparable'}")
+        elif rec.outcome is Outcome.OK and reference is not None:
+            diff = compare(self.outputs(stack, variant), reference, self.opt.atol, self.opt.rtol)
+            if self.inputs_sha and rec.details.get("inputs_sha256") != self.inputs_sha:
+                diff = Diff(False, reason="its generated inputs differ from the reference stack's (another "
+                                          "input signature)")
+            row.diff, row.passed = diff, diff.ok
+            row.outcome = ("fixed (verified)" if label else "ok") if diff.ok else "mismatch"
+            row.notes += [diff.reason] if diff.reason else []
+        if row.passed or row.outcome == UNVERIFIED:
+            return row
+        final = dataclasses.replace(rec, outcome=Outcome.MISMATCH if row.outcome == "mismatch" else rec.outcome,
+                                    saver_env=self.saver_env, details={**rec.details, "reason": " ".join(row.notes)})
+        if rec.error and rec.error.type == REFUSED:
+            row.category = "refused_unsafe"
+        elif rec.error and rec.error.type == "check_worker.CustomObjectsError":
+            row.category = "custom_objects_file"
+        else:
+            diag = diagnose.diagnose(final)
+            row.category = diag.category if diag else ""
+            if not label:
+                self.pending.append((rec, final, diag))
         return row
 
-    def _remedies(self, rows: Sequence[Row], reference: str | None) -> None:
-        """Re-run each failing stack with the load variants its diagnosis names."""
-        plans: dict[str, list[tuple[str, str]]] = {}
-        for row in rows:
-            if row.passed or row.record is None or row.outcome == "mismatch":
+    def rows(self, stacks: Sequence[Stack], ref_stack: Stack | None, reference: list[Any] | None) -> list[Row]:
+        prov = self.provenance()
+        self.saver_env = {"keras": prov.get("keras_version"), "backend": prov.get("backend"),
+                          "tensorflow": prov.get("tensorflow_version")}
+        ref_rec = self.records.get((ref_stack.id, self.base)) if ref_stack else None
+        self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and not self.given else None
+        loaded = [s.id for s in sorted(stacks, key=lambda s: natural_key(s.id))
+                  if (r := self.records.get((s.id, self.base))) is not None and r.outcome is Outcome.OK]
+        pivot = loaded[0] if loaded and reference is None else None
+        self.pivot = (pivot, self.outputs(pivot, self.base) if pivot else None)
+        self.pending: list[tuple[Record, Record, diagnose.Diagnosis | None]] = []
+        by_stack = {s.id: self.verdict(s.id, self.base, reference) for s in stacks}
+        if ref_stack is not None:
+            by_stack[ref_stack.id].outcome = "ok (reference)"
+        remedies = self.plan_remedies(by_stack)
+        self.each([(s, sorted({v for st, v, _ in remedies if st == s.id}))
+                   for s in self.catalog if any(st == s.id for st, _, _ in remedies)])
+        rows: list[Row] = []
+        for stack in sorted(stacks, key=lambda s: natural_key(s.id)):
+            rows.append(by_stack[stack.id])
+            rows += [self.verdict(st, variant, reference, label=f"↳ {label}")
+                     for st, variant, (failing, label) in remedies if failing == stack.id]
+        return rows
+
+    def plan_remedies(self, by_stack: Mapping[str, Row]) -> list[tuple[str, str, tuple[str, str]]]:
+        """(stack, variant, (failing stack, label)) of every remedy worth running."""
+        siblings = diagnose.sibling_map(self.catalog)
+        keras2_file = (major_minor(self.saver_env.get("keras")) or (0, 0))[0] == 2
+        out: list[tuple[str, str, tuple[str, str]]] = []
+        for rec, final, diag in self.pending:
+            if diag is None or rec.outcome is Outcome.MISMATCH or by_stack[rec.stack].category == "refused_unsafe":
                 continue
-            diag = diagnose.diagnose(row.record)
-            texts: list[str] = []
-            for remedy in getattr(diag, "remedies", ()) or ():
-                if remedy.variant:
-                    flags = self.base_flags | set(remedy.variant.split("+"))
-                    if flags == self.base_flags:
-                        continue
-                    if "unsafe" in flags and not self.opt.unsafe:
-                        texts.append(f"{remedy.id}: not tried (safe mode stays on; --unsafe runs code "
-                                     "from the model file inside the stack)")
-                        continue
-                    if "custom_objects" in flags and self.opt.custom_objects is None:
-                        texts.append(f"{remedy.id}: pass --custom-objects FILE to try it")
-                        continue
-                    plans.setdefault(row.stack, []).append((remedy.id, variant_name(flags)))
-                elif remedy.sibling:
-                    sibling = next((s.id for s in self.catalog if s.sibling_of == row.stack
-                                    and s.remedy == remedy.sibling), None)
-                    texts.append(f"{remedy.label}" + (f" (stack {sibling})" if sibling else ""))
-            row.remedy = "; ".join(texts)
-        by_id = {r.stack: r for r in rows}
-
-        def verify(stack: Stack) -> None:
-            row = by_id[stack.id]
-            plan = plans[stack.id]
-            recs = self.run_variants(self.envs[stack.id], [v for _, v in plan])
-            verdicts: list[str] = []
-            for remedy_id, variant in plan:
-                rec = recs[variant]
-                outcome, diff, _note = self._compare(rec, reference)
-                if outcome == "ok":
-                    verdicts.insert(0, f"fixed by {remedy_id} (verified"
-                                    + (f", max |diff| {diff:.3g})" if diff is not None else ")"))
-                elif outcome == "not_applicable":
-                    verdicts.append(f"{remedy_id} does not apply here"
-                                    + (f" ({_first_line(rec.error.message)[:80]})" if rec.error else ""))
+            targets = diagnose.remedy_targets(final, diag, has_custom_objects=self.opt.custom_objects is not None,
+                                              siblings=siblings)
+            tf_keras = [(diagnose.REMEDIES["tf_keras"], sid, rec.variant or "default")
+                        for sid, rid in siblings.get(rec.stack, ()) if rid == "tf_keras"]
+            if keras2_file and (major_minor(rec.env.get("keras")) or (0, 0))[0] >= 3:
+                targets += [t for t in tf_keras if t not in targets]
+            row = by_stack[rec.stack]
+            for remedy, stack, variant in targets:
+                if "unsafe" in variant.split("+") and not self.opt.unsafe:
+                    row.notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
                 else:
-                    verdicts.append(f"{remedy_id} tried, still fails ({outcome})")
-            row.remedy = "; ".join([*verdicts, *([row.remedy] if row.remedy else [])])
+                    label = stack if remedy.sibling else remedy.id
+                    self.remedy_notes[label] = f"remedy {remedy.id}" + (f" (sibling stack {stack})" if remedy.sibling
+                                                                        else "")
+                    out.append((stack, variant, (rec.stack, label)))
+            if any(r.id == "custom_objects" for r in diag.remedies) and self.opt.custom_objects is None:
+                row.notes.append("remedy custom_objects: pass --custom-objects FILE to try it")
+        return out
 
-        self.each(verify, [s for s in self.stacks if s.id in plans])
+    def header(self, prov: Mapping[str, str], ref_line: str, reference: list[Any] | None,
+               stacks: Sequence[Stack]) -> list[str]:
+        saved_by = ", ".join(f"{k} {prov[k]}" for k in ("keras_version", "backend", "tensorflow_version",
+                                                         "date_saved") if prov.get(k))
+        m = self.model
+        lines = [f"model: {m.path.name} ({m.format}, {m.size} bytes, sha256 {m.sha256[:12]})",
+                 f"provenance: {saved_by} [from {prov['source']}]" if saved_by else "provenance: none in the file",
+                 "inputs: " + (self.opt.inputs.name if self.opt.inputs else f"generated (signature, seed {SEED})"),
+                 f"reference: {ref_line}"]
+        if reference is not None:
+            if self.opt.atol is not None or self.opt.rtol is not None:
+                lines.append(f"tolerance: given, |Δ| ≤ {self.opt.atol if self.opt.atol is not None else 'k·max|ref|'}"
+                             f" + {self.opt.rtol if self.opt.rtol is not None else 'k'}·|ref|")
+            else:
+                tols = ", ".join(f"y{i} {r.dtype} atol {tolerance(r)[0]:.2g} rtol {tolerance(r)[1]:.2g}"
+                                 for i, r in enumerate(reference))
+                lines.append(f"tolerance: |Δ| ≤ atol + rtol·|ref| per output, atol = k·max|ref|, rtol = k "
+                             f"(k by dtype): {tols}")
+        else:
+            lines.append("verification: no reference, so no stack or remedy is verified; the stacks that "
+                         "loaded were cross-checked against each other (see notes)")
+        recs = [self.records.get((s.id, self.base)) for s in stacks]
+        found = sorted({f for r in recs if r for f in r.details.get("code_in_file") or []})
+        modes = sorted({f"{r.stack}: {r.details['safe_mode']}" for r in recs if r and r.details.get("safe_mode")},
+                       key=natural_key)
+        lines.append("safety: stored config inspected before loading: " + (
+            "; ".join(found) + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
+            if found else "no Lambda bytecode or imported functions"))
+        lines.append("safe mode: " + ("; ".join(modes) or "not reached"))
+        lines.append("stacks: " + "; ".join(f"{s.id} = {_versions(self.envs[s.id].versions)}" for s in
+                                            sorted(stacks, key=lambda s: natural_key(s.id))
+                                            if s.id in self.envs and self.envs[s.id].ok))
+        return lines
 
 
-# ============================================================================ output
+MODEL_NAMES = {"h5": "model.h5", "keras": "model.keras", "savedmodel": "savedmodel", "export": "savedmodel",
+               "json+weights": "model.json"}
+HEADERS = ["stack", "outcome", "category", "max Δ abs (rel) / atol", "notes"]
 
 
-HEADERS = ["stack", "versions", "outcome", "category", "remedy", "max abs diff", "note"]
+def render(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
+    """Table cells and the de-duplicated footnotes they refer to."""
+    notes: list[str] = []
+    body = []
+    for r in rows:
+        ids = []
+        for n in r.notes:
+            if n and n not in notes:
+                notes.append(n)
+            if n:
+                ids.append(str(notes.index(n) + 1))
+        body.append([r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", ",".join(dict.fromkeys(ids))])
+    return body, [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
 
 
-def _cells(row: Row) -> list[str]:
-    diff = "" if row.max_abs_diff is None else f"{row.max_abs_diff:.3g}"
-    outcome = row.outcome + (" (reference)" if row.note == "reference" else "")
-    return [row.stack, row.versions, outcome, row.category, row.remedy, diff,
-            "" if row.note == "reference" else row.note]
-
-
-def markdown_table(rows: Sequence[Row]) -> str:
-    body = [_cells(r) for r in rows]
-    esc = [[c.replace("|", "\\|").replace("\n", " ") for c in line] for line in body]
-    widths = [max(len(h), *(len(line[i]) for line in esc)) for i, h in enumerate(HEADERS)]
-    out = ["| " + " | ".join(h.ljust(w) for h, w in zip(HEADERS, widths, strict=True)) + " |",
-           "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-    out += ["| " + " | ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)) + " |" for line in esc]
-    return "\n".join(out)
-
-
-def _header_lines(model: ModelFile, meta: Mapping[str, Any], inputs: Path | None) -> list[str]:
-    prov = meta.get("provenance") or model.provenance
-    saved_by = ", ".join(f"{k} {prov[k]}" for k in ("keras_version", "backend", "tensorflow_version", "date_saved")
-                         if prov.get(k)) or "nothing (no version metadata found)"
-    return [f"model: {model.path.name} ({model.format}, {model.size} bytes, sha256 {model.sha256[:12]})",
-            f"provenance: {saved_by}" + (f" [from {prov['source']}]" if prov.get("source") else ""),
-            f"load variant: {meta['variant']} (safe mode {'OFF' if 'unsafe' in meta['variant'] else 'on'})",
-            "inputs: " + (f"{inputs.name}" if inputs else f"generated from the model's input signature (seed {SEED})"),
-            f"reference: {meta['reference_note']}"]
-
-
-def write_outputs(out: Path, rows: Sequence[Row], header: Sequence[str], summary: str) -> None:
+def write_outputs(out: Path, table: str, body: Sequence[Sequence[str]], text: str) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    md = ["# Is my model safe to upgrade?", "", *[f"- {h}" for h in header], "",
-          markdown_table(rows), "", summary, ""]
-    atomic_write_text(out / "check.md", "\n".join(md))
+    atomic_write_text(out / "check.md", "# Is my model safe to upgrade?\n\n```\n" + text + "```\n")
     buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([h.replace(" ", "_") for h in HEADERS] + ["passed"])
-    for r in rows:
-        writer.writerow([*_cells(r), "yes" if r.passed else "no"])
+    csv.writer(buf, lineterminator="\n").writerows([[h.split(" ")[0] for h in HEADERS], *body])
     atomic_write_text(out / "check.csv", buf.getvalue())
-    esc = html.escape
-    colors = {True: "#c8e6c9", False: "#ffcdd2"}
-    parts = ["<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Model check</title>",
-             "<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #bbb;padding:0.25em 0.6em;text-align:left}</style></head><body>",
-             "<h1>Is my model safe to upgrade?</h1><ul>", *[f"<li>{esc(h)}</li>" for h in header],
-             "</ul><table><tr>", "".join(f"<th>{esc(h)}</th>" for h in HEADERS), "</tr>"]
-    for r in rows:
-        parts.append(f"<tr style='background:{colors[r.passed]}'>"
-                     + "".join(f"<td>{esc(c)}</td>" for c in _cells(r)) + "</tr>")
-    parts += ["</table>", f"<p>{esc(summary)}</p></body></html>"]
-    atomic_write_text(out / "check.html", "\n".join(parts) + "\n")
+    atomic_write_text(out / "check.html", "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
+                      f"<title>Model check</title></head><body><pre>{html.escape(text)}</pre></body></html>\n")
 
 
 # =============================================================================== CLI
@@ -879,21 +805,20 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--custom-objects", type=Path, default=None,
                    help="a .py file defining custom_objects(keras) -> dict, or a CUSTOM_OBJECTS dict; "
                         "imported only inside each stack's worker")
-    p.add_argument("--inputs", type=Path, default=None,
-                   help=".npz with x0.. inputs (and optionally y0.. reference outputs)")
+    p.add_argument("--inputs", type=Path, default=None, help=".npz with x0.. inputs (and optionally y0.. outputs)")
     p.add_argument("--stacks", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[])
     p.add_argument("--tags", "-t", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
                    help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
     p.add_argument("--unsafe", action="store_true",
-                   help="turn Keras safe mode off (lets the model file run its Lambda code, inside the stack)")
+                   help="let code stored in the model file (Lambda bytecode) run, inside the stacks")
     p.add_argument("--out", type=Path, default=None, help="write check.md, check.html, check.csv here")
     p.add_argument("--store", type=Path, default=Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
                    help=f"records and outputs of checks (default {DEFAULT_STORE})")
     p.add_argument("--envs-dir", type=Path, default=None,
                    help="stack venvs to reuse (default $COMPAT_ENVS_DIR, else .matrix/envs)")
     p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
-    p.add_argument("--atol", type=float, default=1e-5)
-    p.add_argument("--rtol", type=float, default=1e-5)
+    p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default: k·max|ref| per output)")
+    p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default: k by output dtype)")
     p.add_argument("--fresh", action="store_true", help="recompute even if recorded")
     p.add_argument("--cell-timeout", type=float, default=300.0)
     p.add_argument("--import-timeout", type=float, default=600.0)
@@ -901,46 +826,50 @@ def add_parser(sub: Any) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    return Options(model=args.model, weights=args.weights, custom_objects=args.custom_objects,
-                   inputs=args.inputs, stacks=tuple(args.stacks), tags=tuple(args.tags),
-                   unsafe=args.unsafe, out=args.out, store=args.store, envs_dir=args.envs_dir,
-                   catalog=args.catalog, atol=args.atol, rtol=args.rtol, fresh=args.fresh,
-                   cell_timeout=args.cell_timeout, import_timeout=args.import_timeout,
+    return Options(model=args.model, weights=args.weights, custom_objects=args.custom_objects, inputs=args.inputs,
+                   stacks=tuple(args.stacks), tags=tuple(args.tags), unsafe=args.unsafe, out=args.out,
+                   store=args.store, envs_dir=args.envs_dir, catalog=args.catalog, atol=args.atol, rtol=args.rtol,
+                   fresh=args.fresh, cell_timeout=args.cell_timeout, import_timeout=args.import_timeout,
                    jobs=max(1, args.jobs))
 
 
-def run_check(opt: Options, *, out: TextIO = sys.stdout,
+def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr,
               env_factory: Callable[[Stack, Store], StackEnv] | None = None,
               extra_sys_path: Sequence[str] | None = None) -> int:
     """Check ``opt.model`` in the selected stacks; print the table; return the exit status.
+
+    Progress goes to ``log``; ``out`` gets the same bytes on a cached rerun.
 
     Raises:
         CheckInputError: bad input (before or after the stacks ran; no report is written).
         runner.stacks.CatalogError: unknown stack or tag.
     """
+    from tabulate import tabulate
+
     catalog = load_catalog(opt.catalog)
     stacks = select(catalog, opt.stacks, opt.tags or (() if opt.stacks else DEFAULT_TAGS))
     model = inspect_model(opt.model, opt.weights)
     if opt.custom_objects is not None:
         check_custom_objects_file(opt.custom_objects)
-    if opt.inputs is not None:
-        check_inputs_file(opt.inputs)
+    given = read_inputs(opt.inputs, model) if opt.inputs is not None else None
     if opt.out is not None and opt.out.exists() and not opt.out.is_dir():
         raise CheckInputError(f"--out {opt.out} exists and is not a directory")
-    check = _Check(opt, model, stacks, catalog, out, env_factory or ensure_env,
-                   EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path)
-    header = _header_lines(model, {"variant": variant_name(check.base_flags), "reference_note": "…"}, opt.inputs)
-    print(header[0], file=out, flush=True)
-    rows, meta = check.run()
-    header = _header_lines(model, meta, opt.inputs)
-    passed = sum(r.passed for r in rows)
-    status = EXIT_OK if passed == len(rows) else EXIT_FAIL
-    summary = (f"{passed} of {len(rows)} stacks load the model and match the reference"
-               + ("." if status == EXIT_OK else f"; exit {status}."))
-    print("\n".join(header[1:]), file=out)
-    print(markdown_table(rows), file=out)
-    print(summary, file=out, flush=True)
+    run = _Check(opt, model, stacks, catalog, log, env_factory or ensure_env,
+                 EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path, given)
+    try:
+        rows, header = run.check()
+    finally:
+        shutil.rmtree(run.home, ignore_errors=True)
+    verdict = [r for r in rows if r.selected]
+    passed = sum(r.passed for r in verdict)
+    status = EXIT_OK if all(r.passed for r in verdict) else EXIT_FAIL
+    body, notes = render(rows)
+    table = tabulate(body, headers=HEADERS, tablefmt="github")
+    summary = f"{passed} of {len(verdict)} stacks load the model and match the reference; exit {status}."
+    text = "\n".join([*header, table, *notes, summary]) + "\n"
+    out.write(text)
+    out.flush()
     if opt.out is not None:
-        write_outputs(opt.out, rows, header, summary)
-        print(f"check: report -> {opt.out}/", file=out, flush=True)
+        write_outputs(opt.out, table, body, text)
+        print(f"check: report -> {opt.out}/", file=log, flush=True)
     return status

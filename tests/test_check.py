@@ -23,7 +23,7 @@ from test_cli import run
 from runner import check, cli
 from runner.envs import StackEnv
 from runner.records import Store
-from runner.stacks import Stack
+from runner.stacks import Stack, load_catalog, select
 
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 
@@ -157,25 +157,90 @@ def test_provenance_from_keras_zip_and_savedmodel(tmp_path: Path) -> None:
     assert info.provenance["keras_version"] == "2.15.0"
 
 
-def test_npz_reader_and_compare(tmp_path: Path) -> None:
+def test_tolerance_fits_the_output_scale_and_dtype() -> None:
     np = pytest.importorskip("numpy")
-    path = tmp_path / "o.npz"
-    np.savez(path, y0=np.arange(6, dtype="float64").reshape(2, 3), y1=np.array([np.nan, 1.0]))
-    arrays = check.read_npz(path, data=True)
-    assert arrays["y0"].shape == (2, 3) and list(arrays["y0"].values or []) == [0, 1, 2, 3, 4, 5]
-    ref = [arrays["y0"], arrays["y1"]]
-    assert check.compare(ref, ref, 1e-6, 1e-6)[:2] == (True, 0.0)
-    shifted = dataclasses.replace(arrays["y0"], values=type(arrays["y0"].values)("d", [0, 1, 2, 3, 4, 5.5]))
-    close, diff, reason = check.compare([shifted, arrays["y1"]], ref, 1e-6, 1e-6)
-    assert not close and diff == 0.5 and "max |diff| 0.5" in reason
+    ref = np.random.RandomState(0).uniform(-1, 1, (4, 10)).astype("float32")
+    ref[0, 0] = 1.0
+    noise = check.compare([ref + np.float32(5e-5)], [ref])  # cross-release float noise
+    assert noise.ok and noise.abs == pytest.approx(5e-5, rel=0.01) and noise.atol == pytest.approx(1e-4)
+    padding = check.compare([ref + np.float32(0.1)], [ref])  # a changed computation
+    assert not padding.ok and "max |Δ| 0.1" in padding.reason
+    big = ref * 1000  # the same relative noise on outputs ~1000 is still noise
+    assert check.compare([big + np.float32(5e-2)], [big]).ok
+    assert not check.compare([ref + np.float32(5e-5)], [ref], atol=1e-6, rtol=1e-6).ok  # --atol/--rtol
+    half = ref.astype("float16")
+    assert check.tolerance(half)[1] == 1e-2 and check.tolerance(ref.astype("float64"))[1] == 1e-9
+    ints = np.arange(4)
+    assert check.compare([ints], [ints]).ok and not check.compare([ints + 1], [ints]).ok
+    two = check.compare([ref, big + 1.0], [ref, big])  # per output: the second one is off
+    assert not two.ok and two.reason.startswith("output 1:")
+    assert not check.compare([ref.T], [ref]).ok and "shape" in check.compare([ref.T], [ref]).reason
+    nan = ref.copy()
+    nan[0, 1] = np.nan
+    assert check.compare([nan], [nan.copy()]).ok
 
 
 def test_closeness_prefers_same_major_minor() -> None:
     prov = {"keras_version": "2.15.0", "backend": "tensorflow"}
     envs = {"tf2.18": {"keras": "3.6.0"}, "tf2.15": {"keras": "2.15.0"}, "tf2.14": {"keras": "2.14.0"}}
-    assert min(envs, key=lambda s: check.closeness(prov, envs[s])[:4]) == "tf2.15"
+    assert min(envs, key=lambda s: check.closeness(prov, envs[s])) == "tf2.15"
     del envs["tf2.15"]
-    assert min(envs, key=lambda s: check.closeness(prov, envs[s])[:4]) == "tf2.14"
+    assert min(envs, key=lambda s: check.closeness(prov, envs[s])) == "tf2.14"
+    catalog = {s.id: s for s in load_catalog()}
+    assert check.catalog_versions(catalog["tf2.15"])["keras"].startswith("2.15")
+    assert check.catalog_versions(catalog["tf2.21-tfkeras"])["keras"] == "2.21.0"
+    assert check.catalog_versions(catalog["keras3.15-jax"]) == {"keras": "3.15.1", "tensorflow": "",
+                                                                 "backend": "jax"}
+
+
+def test_tf24_keras_savedmodel_is_detected_from_the_object_graph(tmp_path: Path) -> None:
+    sm = tmp_path / "sm"
+    sm.mkdir()
+    version = b"2.4.1"
+    info_def = b"\x2a" + bytes([len(version)]) + version
+    graph_meta = b'{"class_name": "Functional", "keras_version": "2.4.0", "backend": "tensorflow"}'
+    meta_graph = b"\x0a" + bytes([len(info_def)]) + info_def + b"\x3a" + bytes([len(graph_meta)]) + graph_meta
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01\x12" + bytes([len(meta_graph)]) + meta_graph)
+    info = check.inspect_model(sm)
+    assert info.format == "savedmodel"
+    assert info.provenance["keras_version"] == "2.4.0" and info.provenance["tensorflow_version"] == "2.4.1"
+    assert "object graph of saved_model.pb" in info.provenance["source"]
+
+
+def test_code_in_the_stored_config_is_found() -> None:
+    from runner._worker import check_worker as cw
+
+    keras2 = json.dumps({"class_name": "Lambda", "config": {"function": ["4wEAAAAA", None, None],
+                                                            "function_type": "lambda"}})
+    keras3 = json.dumps({"class_name": "Lambda", "config": {"function": {
+        "class_name": "__lambda__", "config": {"code": "4wEAAAAA"}}}})
+    imported = json.dumps({"activation": {"module": "os", "class_name": "function", "config": "system",
+                                          "registered_name": "function"}})
+    plain = json.dumps({"activation": {"module": "keras.activations", "class_name": "function",
+                                       "config": "relu"}, "class_name": "Dense"})
+    assert cw.code_in_file(keras2) == ["1 Lambda function(s) stored as marshalled Python bytecode"]
+    assert cw.code_in_file(keras3) == ["1 Lambda function(s) stored as marshalled Python bytecode"]
+    assert cw.code_in_file(imported) == ["Python function os.system, imported on load"]
+    assert cw.code_in_file(plain) == []
+
+
+def test_the_check_worker_gets_no_host_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "hunter2")
+    monkeypatch.setenv("GITHUB_TOKEN", "ghp_x")
+    model = tmp_path / "m.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", "{}")
+    (stack,) = select(load_catalog(), ["tf2.21-tfkeras"])
+    run = check._Check(check.Options(model=model, store=tmp_path / "s"), check.inspect_model(model), [stack],
+                       [stack], io.StringIO(), lambda s, st: StackEnv(stack=s, ok=False), [], None)
+    env = run.sandbox_env(stack)
+    assert "hunter2" not in env.values() and "GITHUB_TOKEN" not in env
+    assert env["HOME"].startswith(str(run.home)) and env["TMPDIR"].startswith(str(run.home))
+    assert env["TF_USE_LEGACY_KERAS"] == "1" and set(env) <= {*check.ENV_ALLOW, "HOME", "TMPDIR", "TMP", "TEMP",
+                                                             "KERAS_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR",
+                                                             "PIP_USER", "TF_CPP_MIN_LOG_LEVEL",
+                                                             "CUDA_VISIBLE_DEVICES", "PYTHONNOUSERSITE",
+                                                             "TF_USE_LEGACY_KERAS"}
 
 
 # ------------------------------------------------------- whole checks, fake stacks
@@ -205,27 +270,55 @@ def custom_model(fake: FakeStack) -> Path:
 
 
 def _check(tmp_path: Path, model: Path, python: str, behaviors: Mapping[str, Mapping[str, Any]],
-           **kw: Any) -> tuple[int, str]:
-    out = io.StringIO()
-    opt = check.Options(model=model, stacks=tuple(behaviors), store=tmp_path / "check-store",
+           stacks: tuple[str, ...] | None = None, **kw: Any) -> tuple[int, str]:
+    out, log = io.StringIO(), io.StringIO()
+    opt = check.Options(model=model, stacks=stacks or tuple(behaviors), store=tmp_path / "check-store",
                         cell_timeout=30, import_timeout=60, jobs=1, **kw)
-    code = check.run_check(opt, out=out, env_factory=_fake_factory(python, behaviors),
+    code = check.run_check(opt, out=out, log=log, env_factory=_fake_factory(python, behaviors),
                            extra_sys_path=[str(FAKES)])
-    return code, out.getvalue()
+    text = out.getvalue()
+    assert max(len(line) for line in text.splitlines() if line.startswith("|")) <= 120, text
+    _check.log = log.getvalue()  # type: ignore[attr-defined]
+    return code, text
+
+
+def _rows(text: str) -> dict[str, list[str]]:
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("| ") and not line.startswith("| stack "):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            key = cells[0] if not cells[0].startswith("↳") or cells[0][2:] not in out else cells[0] + "*"
+            out[key] = cells
+    return out
+
+
+def _rezip(src: Path, dst: Path, metadata: dict[str, Any] | None, config: str | None = None) -> Path:
+    """A copy of a .keras file with other metadata.json (None: none at all) or config.json."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name == "metadata.json" or (name == "config.json" and config is not None):
+                continue
+            zout.writestr(name, zin.read(name))
+        if metadata is not None:
+            zout.writestr("metadata.json", json.dumps(metadata))
+        if config is not None:
+            zout.writestr("config.json", config)
+    return dst
 
 
 def test_check_passes_when_every_stack_matches(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
-    code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}, "tf2.14": {}},
+    code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}, "tf2.14": {"version": "2.14.0"}},
                         out=tmp_path / "report")
     assert code == 0, text
     assert "provenance: keras_version 2.15.0" in text
-    assert "reference: tf2.14" in text and "2 of 2 stacks load the model" in text
+    assert "reference: tf2.15" in text and "2 of 2 stacks load the model" in text
+    assert _rows(text)["tf2.14"][1] == "ok" and _rows(text)["tf2.14"][3].startswith("0 (0) / ")
     for name in ("check.md", "check.html", "check.csv"):
         assert (tmp_path / "report" / name).is_file()
     assert str(tmp_path) not in (tmp_path / "report" / "check.md").read_text()
-    # Cached the second time: no worker runs.
-    code2, text2 = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}, "tf2.14": {}})
-    assert code2 == 0 and "loading with" not in text2
+    # Cached the second time: no worker runs, and the same output byte for byte.
+    code2, text2 = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}, "tf2.14": {"version": "2.14.0"}})
+    assert code2 == 0 and text2 == text and "loading with" not in _check.log  # type: ignore[attr-defined]
 
 
 def test_check_flags_mismatch_and_load_error(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
@@ -235,11 +328,54 @@ def test_check_flags_mismatch_and_load_error(tmp_path: Path, fake_model: Path, w
         "tf2.13": {"version": "2.13.0", "load": "raise_unknown_layer"},
     })
     assert code == 1, text
-    rows = {line.split("|")[1].strip(): line for line in text.splitlines() if line.startswith("| tf")}
-    assert "ok (reference)" in rows["tf2.15"]
-    assert "mismatch" in rows["tf2.14"] and "0.5" in rows["tf2.14"]
-    assert "load_error" in rows["tf2.13"] and "Unknown layer" in rows["tf2.13"]
+    rows = _rows(text)
+    assert rows["tf2.15"][1] == "ok (reference)"
+    assert rows["tf2.14"][1] == "mismatch" and rows["tf2.14"][3].startswith("0.5 (")
+    assert rows["tf2.13"][1] == "load_error" and rows["tf2.13"][2] == "custom_object_unknown"
+    assert "] ValueError: Unknown layer" in text and "max |Δ| 0.5" in text
+    assert text.count("Unknown layer") == 1  # a note shared by two rows is one footnote
     assert "1 of 3 stacks" in text
+
+
+def test_reference_stack_is_added_when_not_selected(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
+    code, text = _check(tmp_path, fake_model, worker_python, {"tf2.14": {"version": "2.14.0"}})
+    assert code == 0, text
+    assert ("reference: tf2.15 (TF 2.15.0, Keras 2.15.0): same Keras major.minor as the file's; "
+            "not selected, added to the run") in text
+    assert _rows(text)["tf2.15"][1] == "ok (reference)" and "1 of 1 stacks" in text
+
+
+def test_without_a_reference_nothing_is_verified(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
+    bare = _rezip(fake_model, tmp_path / "bare.keras", None)
+    code, text = _check(tmp_path, bare, worker_python, {
+        "tf2.14": {"version": "2.14.0"}, "tf2.13": {"version": "2.13.0", "load": {"action": "perturb", "arg": 0.13}}})
+    assert code == 1, text
+    assert "reference: none: the file names no Keras or TensorFlow version" in text
+    rows = _rows(text)
+    assert rows["tf2.13"][1] == rows["tf2.14"][1] == "loads (unverified: no reference)"
+    assert "disagrees with tf2.13: output 0: max |Δ| 0.13" in text
+    assert "verified)" not in text and "0 of 2 stacks" in text
+
+
+@pytest.mark.parametrize(("ref", "tfkeras", "outcome"), [
+    ({"load": "raise"}, {"version": "2.21.0", "load": {"action": "perturb", "arg": 0.13}},
+     "loads (unverified: no reference)"),
+    ({}, {"version": "2.21.0", "load": {"action": "perturb", "arg": 0.13}}, "mismatch"),
+    ({}, {"version": "2.21.0"}, "fixed (verified)"),
+], ids=["no_reference", "mismatch", "verified"])
+def test_tf_keras_sibling_remedy_for_a_keras2_file_in_keras3(
+        tmp_path: Path, fake_model: Path, worker_python: str, ref: dict[str, Any], tfkeras: dict[str, Any],
+        outcome: str) -> None:
+    code, text = _check(tmp_path, fake_model, worker_python, {
+        "tf2.21": {"version": "3.13.2", "load": {"action": "raise", "arg": "add_slot"}},
+        "tf2.21-tfkeras": tfkeras, "tf2.15": ref}, stacks=("tf2.21",))
+    assert code == 1, text
+    rows = _rows(text)
+    assert rows["tf2.21"][1] == "load_error"
+    assert rows["↳ tf2.21-tfkeras"][1] == outcome, text
+    assert "remedy tf_keras (sibling stack tf2.21-tfkeras)" in text
+    if outcome == "mismatch":
+        assert rows["↳ tf2.21-tfkeras"][3].startswith("0.13 (") and "max |Δ| 0.13" in text
 
 
 def test_given_reference_outputs(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
@@ -247,7 +383,23 @@ def test_given_reference_outputs(tmp_path: Path, fake_model: Path, worker_python
     x = np.random.RandomState(0).uniform(-1, 1, (3, 4)).astype("float32")
     inputs = _npz(tmp_path / "in.npz", x0=x, y0=np.zeros((3, 2)))
     code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}}, inputs=inputs)
-    assert code == 1 and "reference: the y0.. arrays of in.npz" in text and "mismatch" in text
+    assert code == 1 and "reference: the y0.. arrays of in.npz" in text and _rows(text)["tf2.15"][1] == "mismatch"
+
+
+def test_code_in_the_file_is_refused_in_every_stack(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
+    config = json.dumps({"class_name": "Sequential", "config": {"layers": [{"class_name": "Lambda", "config": {
+        "function": ["4wEAAAAA", None, None], "function_type": "lambda"}}]}})
+    lam = _rezip(fake_model, tmp_path / "lambda.keras", {"keras_version": "2.15.0"}, config)
+    behaviors = {"tf2.15": {"load": "raise"}, "tf2.18": {"version": "3.6.0", "load": "raise"}}
+    code, text = _check(tmp_path, lam, worker_python, behaviors)
+    assert code == 1, text
+    for stack in behaviors:
+        assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
+    assert "RuntimeError" not in text  # the fake's load_model was never reached
+    assert "refused before loading: the stored config has 1 Lambda function(s)" in text
+    assert "Rerun with --unsafe only if you trust the file" in text and "safe mode on" not in text
+    code, text = _check(tmp_path, lam, worker_python, behaviors, unsafe=True)
+    assert "refused_unsafe" not in text and "RuntimeError" in text and "(allowed to run: --unsafe)" in text
 
 
 def test_custom_layer_needs_custom_objects(tmp_path: Path, custom_model: Path, worker_python: str) -> None:
@@ -260,10 +412,9 @@ def test_custom_layer_needs_custom_objects(tmp_path: Path, custom_model: Path, w
         f"_spec = importlib.util.spec_from_file_location('fake_custom', {str(FAKE_SCENARIOS / 'custom.py')!r})\n"
         "_mod = importlib.util.module_from_spec(_spec)\n_spec.loader.exec_module(_mod)\n"
         "def custom_objects(keras):\n    return _mod.custom_objects(keras)\n")
-    code, text = _check(tmp_path, custom_model, worker_python, {"tf2.15": {}, "tf2.14": {}},
+    code, text = _check(tmp_path, custom_model, worker_python, {"tf2.15": {}, "tf2.14": {"version": "2.14.0"}},
                         custom_objects=custom)
     assert code == 0, text
-    assert "load variant: custom_objects" in text
 
 
 def test_custom_objects_import_failure_is_exit_2(tmp_path: Path, fake_model: Path, worker_python: str,
@@ -292,6 +443,41 @@ def test_inputs_of_the_wrong_shape_are_exit_2(tmp_path: Path, fake_model: Path, 
     err = capsys.readouterr().err
     _assert_usage_error(code, err, "does not fit the model", "x0 has shape (1, 5)", "expects (None, 4)")
     assert not (tmp_path / "report").exists()
+
+
+KERAS3_CONFIG = {"class_name": "Functional", "config": {
+    "layers": [{"class_name": "InputLayer", "name": "x", "config": {"batch_shape": [None, 4], "name": "x"}},
+               {"class_name": "Dense", "name": "d", "config": {"units": 2}}],
+    "input_layers": ["x", 0, 0], "output_layers": ["d", 0, 0]}}
+
+
+@pytest.mark.parametrize(("arrays", "fragments"), [
+    ({"x0": "object"}, ["pickled Python objects", "never loaded"]),
+    ({"x0": (1, 5)}, ["does not fit the model", "x0 has shape (1, 5)", "expects (None, 4)"]),
+    ({"x0": (3, 4), "x1": (3, 4)}, ["has 2 input array(s)", "the model takes 1"]),
+    ({"x0": (3, 4), "y0": (2, 2)}, ["y0 has 2 rows, x0 has 3"]),
+    ({"x0": "text"}, ["x0 is <U5", "numeric arrays"]),
+], ids=["object_dtype", "wrong_shape", "too_many", "rows", "strings"])
+def test_bad_inputs_are_refused_before_any_stack_runs(tmp_path: Path, arrays: dict[str, Any],
+                                                       fragments: list[str], monkeypatch: pytest.MonkeyPatch,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    np = pytest.importorskip("numpy")
+    model = tmp_path / "model.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", json.dumps(KERAS3_CONFIG))
+        zf.writestr("metadata.json", json.dumps({"keras_version": "3.6.0"}))
+    made = {k: np.array([{"a": 1}], dtype=object) if v == "object" else np.array(["hello"]) if v == "text"
+            else np.zeros(v, dtype="float32") for k, v in arrays.items()}
+    np.savez(tmp_path / "in.npz", **made)
+
+    def no_stack(stack: Stack, store: Store) -> StackEnv:
+        raise AssertionError("a stack ran")
+
+    monkeypatch.setattr(check, "ensure_env", no_stack)
+    code = cli.main(["check", str(model), "--stacks", "tf2.18", "--inputs", str(tmp_path / "in.npz"),
+                     "--store", str(tmp_path / "s")])
+    _assert_usage_error(code, capsys.readouterr().err, *fragments)
+    assert not (tmp_path / "s").exists()
 
 
 def test_check_worker_is_python37_syntax() -> None:

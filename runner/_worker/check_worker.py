@@ -1,56 +1,39 @@
 """Check worker: load a user's own model file in one stack, run it, write its outputs.
 
-Run by path, exactly like ``worker.py``: ``python -I check_worker.py check <control_dir>``,
-inside a stack environment. Standard library only at module level, Python 3.7 syntax.
-It imports ``worker.py`` (next to it) by path and reuses its framework import, model
-loading, comparison, global-state reset and event writing, so a user's model is loaded
-the same way the matrix loads its own artifacts.
+Run by path like ``worker.py`` (``python -I check_worker.py check <control_dir>``), inside a
+stack, with the same protocol (``worker.serve``). Standard library only at module level,
+Python 3.7 syntax. It uses the public functions of ``worker.py`` (imported by path), so a
+user's model is loaded the way the matrix loads its own artifacts. Cells::
 
-Protocol: the one documented in ``worker.py`` (``request.json`` in, ``events.jsonl``
-out: ``ready``/``import_error``, then ``started`` and ``result`` per cell, ``done``),
-with ``"phase": "check"`` and these cells::
+    {"cell_id", "format": "h5|keras|savedmodel|json+weights|export", "model_path",
+     "weights_file": "model.weights.h5" | null, "variant": "default" | "a+b",
+     "custom_objects_path": path | null, "inputs_path": npz | null, "out_dir": path, "seed"}
 
-    {"cell_id", "format": "h5|keras|savedmodel|json+weights|export",
-     "model_path", "weights_file": "model.weights.h5" | null   (json+weights: next to model_path)
-     "variant": "default" | flags "a+b" (worker.VARIANT_FLAGS),
-     "custom_objects_path": path | null,   imported only when the variant has custom_objects
-     "inputs_path": npz | null,            x0.. inputs, optional y0.. reference outputs
-     "out_dir": path,                      inputs.npz + outputs.npz are written here
-     "atol", "rtol", "seed"}
+Before anything is loaded, the stored config (HDF5 ``model_config``, ``config.json``, the
+architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph) is searched for
+code the load would run: marshalled bytecode (Keras 2 ``Lambda``, Keras 3 ``__lambda__``)
+and Python functions imported from a module outside Keras/TF. If there is any and the
+variant is not ``unsafe``, the cell is refused (``load_error``, error type
+``runner.refused_unsafe``) in every stack, with or without Keras safe mode.
 
-Result ``details``: ``provenance`` (what the file says about who saved it, read here
-with h5py for HDF5), ``signature`` (input shapes/dtypes), ``inputs`` ("given" or
-"generated"), ``inputs_sha256``, ``output_shapes``, ``loaded_class``, ``compared``
-(true when reference outputs were given and compared here). Outputs are written as
-float64 ``y0..`` so the host can compare stacks with the standard library alone.
-
-Outcomes: ok (loaded and predicted; within tolerance when reference outputs were given),
-mismatch, load_error, not_applicable. Problems with what the *user* supplied have their
-own error types, so the host can report them as bad input: ``check_worker.BadInputs``
-(inputs do not fit the model), ``check_worker.CustomObjectsError`` (the custom-objects
-file failed to import or has no ``custom_objects(keras)``/``CUSTOM_OBJECTS``),
-``check_worker.NoSignature`` (no input signature to generate inputs from).
+The host compares outputs; this worker only writes ``outputs.npz`` (``y0..``, their own
+dtypes) and ``details``: ``provenance``, ``code_in_file``, ``safe_mode``, ``signature``,
+``inputs`` (given|generated), ``inputs_sha256``, ``output_shapes``, ``loaded_class``.
+User-input problems have error types of their own (``check_worker.BadInputs``,
+``check_worker.CustomObjectsError``, ``check_worker.NoSignature``).
 """
 
 from __future__ import print_function
 
 import hashlib
 import importlib.util
-import json
 import os
+import re
 import sys
-import time
-import warnings
-
-COMMAND = "check"
-DEFAULT_BATCH = 4
-DEFAULT_FREE_DIM = 8
-CUSTOM_OBJECTS_FUNCTION = "custom_objects"
-CUSTOM_OBJECTS_DICT = "CUSTOM_OBJECTS"
+import zipfile
 
 
 def _load_worker():
-    """worker.py, loaded by path (this script runs with ``-I``: no package imports)."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "worker.py")
     spec = importlib.util.spec_from_file_location("compat_matrix_worker", path)
     module = importlib.util.module_from_spec(spec)
@@ -59,6 +42,11 @@ def _load_worker():
 
 
 W = _load_worker()
+COMMAND = "check"
+REFUSED = "runner.refused_unsafe"
+SAFE_MODULES = ("keras", "tensorflow", "tf_keras", "builtins")
+_BYTECODE = re.compile(r'"(?:function_type|output_shape_type)":\s*"lambda"|"class_name":\s*"__lambda__"')
+_FUNCTION = re.compile(r'\{[^{}]*"class_name":\s*"function"[^{}]*\}')
 
 
 class BadInputs(Exception):
@@ -77,128 +65,107 @@ for _cls in (BadInputs, CustomObjectsError, NoSignature):
     _cls.__module__ = "check_worker"
 
 
-# --------------------------------------------------------------------- provenance
-
-
 def _text(value):
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    return None if value is None else str(value)
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def provenance(path, fmt):
-    """What an HDF5 file's root attributes say about who saved it (needs h5py)."""
-    if fmt != "h5":
-        return {}  # the host reads the other formats' metadata with the standard library
-    try:
+def stored_config(path, fmt):
+    """(provenance, config text) read from the file without deserialising anything."""
+    prov = {}
+    if fmt == "h5":
         import h5py
-    except Exception:
-        return {}
-    out = {}
-    try:
+
         with h5py.File(path, "r") as fh:
             for key in ("keras_version", "backend"):
-                value = _text(fh.attrs.get(key))
-                if value:
-                    out[key] = value
-    except Exception as exc:  # the load will say more; provenance never fails a cell
-        out["error"] = W._truncate("%s: %s" % (type(exc).__name__, exc), 200)
-    if out:
-        out["source"] = "HDF5 root attributes (h5py)"
-    return out
+                if fh.attrs.get(key) is not None:
+                    prov[key] = str(_text(fh.attrs.get(key)))
+            prov["source"] = "HDF5 root attributes (h5py)"
+            return prov, _text(fh.attrs.get("model_config")) or ""
+    if fmt == "keras":
+        with zipfile.ZipFile(path) as zf:
+            return prov, zf.read("config.json").decode("utf-8", "replace")
+    if fmt == "json+weights":
+        with open(path) as fh:
+            return prov, fh.read()
+    if fmt == "savedmodel":
+        meta = os.path.join(path, "keras_metadata.pb")
+        with open(meta if os.path.exists(meta) else os.path.join(path, "saved_model.pb"), "rb") as fh:
+            return prov, fh.read().decode("latin-1")
+    return prov, ""  # an export is graphs and weights: no Python from the file runs
 
 
-# ----------------------------------------------------------------- custom objects
+def code_in_file(text):
+    """What in a stored config would run or import Python code when deserialised."""
+    found = []
+    n = len(_BYTECODE.findall(text))
+    if n:
+        found.append("%d Lambda function(s) stored as marshalled Python bytecode" % n)
+    for match in _FUNCTION.findall(text):
+        module = re.search(r'"module":\s*"([^"]*)"', match)
+        name = re.search(r'"config":\s*"([^"]*)"', match)
+        module = module.group(1) if module else ""
+        if module.split(".")[0] not in SAFE_MODULES:
+            found.append("Python function %s.%s, imported on load" % (module, name.group(1) if name else "?"))
+    return sorted(set(found))
 
 
 def user_custom_objects(fw, path):
     """Import the user's file (here, in the stack) and return its custom objects dict."""
-    name = W.SCENARIO_MODULE_PREFIX + "user_custom_objects"
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)  # the file may import its neighbours
     try:
-        spec = importlib.util.spec_from_file_location(name, path)
+        spec = importlib.util.spec_from_file_location(W.SCENARIO_MODULE_PREFIX + "user_objects", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
-        provider = getattr(module, CUSTOM_OBJECTS_FUNCTION, None)
-        objects = provider(fw.keras) if callable(provider) else getattr(module, CUSTOM_OBJECTS_DICT, None)
+        provider = getattr(module, "custom_objects", None)
+        objects = provider(fw.keras) if callable(provider) else getattr(module, "CUSTOM_OBJECTS", None)
         if not isinstance(objects, dict):
-            raise TypeError("define %s(keras) returning a dict, or a module-level dict %s (got %s)"
-                            % (CUSTOM_OBJECTS_FUNCTION, CUSTOM_OBJECTS_DICT, type(objects).__name__))
+            raise TypeError("define custom_objects(keras) returning a dict, or a module-level dict "
+                            "CUSTOM_OBJECTS (got %s)" % type(objects).__name__)
         return objects
     except Exception as exc:
         raise CustomObjectsError("%s: %s: %s" % (os.path.basename(path), type(exc).__name__,
-                                                 W._truncate(str(exc), 500))) from exc
+                                                 W.truncate(str(exc), 500))) from exc
     finally:
         if folder in sys.path:
             sys.path.remove(folder)
 
 
-# ------------------------------------------------------------------------- inputs
-
-
 def _dims(shape):
-    if shape is None:
-        return None
     try:
-        dims = shape.as_list()
-    except Exception:
-        try:
-            dims = list(shape)
-        except TypeError:
-            return None
-    out = []
-    for d in dims:
-        d = getattr(d, "value", d)
-        out.append(None if d is None or (isinstance(d, int) and d < 0) else int(d))
-    return out
-
-
-def _dtype_name(dtype):
-    if dtype is None:
-        return "float32"
-    name = getattr(dtype, "name", None)
-    return str(name if name is not None else dtype)
-
-
-def keras_signature(model):
-    tensors = getattr(model, "inputs", None)
-    if not tensors:
+        dims = shape.as_list() if hasattr(shape, "as_list") else list(shape)
+    except (TypeError, ValueError):
         return None
-    out = []
-    for t in tensors:
-        out.append({"name": _text(getattr(t, "name", None)), "shape": _dims(getattr(t, "shape", None)),
-                    "dtype": _dtype_name(getattr(t, "dtype", None))})
-    return out
+    dims = [getattr(d, "value", d) for d in dims]
+    return [None if d is None or d < 0 else int(d) for d in dims]
+
+
+def _spec(name, shape, dtype):
+    return {"name": _text(name), "shape": None if shape is None else _dims(shape),
+            "dtype": str(getattr(dtype, "name", None) or dtype or "float32")}
 
 
 def generate_inputs(np, signature, seed):
-    """Deterministic inputs for a signature: the same arrays in every stack and numpy."""
+    """Seeded inputs for a signature (batch 4, other unknown dims 8): the same everywhere."""
     if not signature:
-        raise NoSignature("the model has no input signature (a subclassed model?): "
-                          "pass --inputs with x0.. arrays")
+        raise NoSignature("the model has no input signature (a subclassed model?): pass --inputs")
     rng = np.random.RandomState(seed)
     xs = []
     for spec in signature:
-        dims = spec["shape"]
-        if dims is None:
-            raise NoSignature("input %s has an unknown rank: pass --inputs" % (spec.get("name"),))
-        shape = tuple(DEFAULT_BATCH if i == 0 and d is None else (DEFAULT_FREE_DIM if d is None else d)
-                      for i, d in enumerate(dims))
+        if spec["shape"] is None:
+            raise NoSignature("input %s has an unknown rank: pass --inputs" % spec["name"])
+        shape = tuple((4 if i == 0 else 8) if d is None else d for i, d in enumerate(spec["shape"]))
         dtype = spec["dtype"]
         if dtype.startswith(("float", "bfloat")):
             xs.append(rng.uniform(-1.0, 1.0, size=shape).astype("float32" if dtype == "bfloat16" else dtype))
-        elif dtype.startswith(("int", "uint")):
-            xs.append(rng.randint(0, 10, size=shape).astype(dtype))
-        elif dtype == "bool":
-            xs.append(rng.randint(0, 2, size=shape).astype("bool"))
+        elif dtype.startswith(("int", "uint", "bool")):
+            xs.append(rng.randint(0, 2 if dtype == "bool" else 10, size=shape).astype(dtype))
         else:
-            raise NoSignature("cannot generate %s inputs for %s: pass --inputs" % (dtype, spec.get("name")))
+            raise NoSignature("cannot generate %s inputs for %s: pass --inputs" % (dtype, spec["name"]))
     return xs
 
 
 def check_inputs(xs, signature):
-    """Raise BadInputs when the given arrays cannot be this signature's inputs."""
     if not signature:
         return
     if len(xs) != len(signature):
@@ -206,81 +173,57 @@ def check_inputs(xs, signature):
                         % (len(xs), len(signature)))
     for i, (x, spec) in enumerate(zip(xs, signature)):
         dims = spec["shape"]
-        if dims is None:
-            continue
-        ok = x.ndim == len(dims) and all(d is None or d == s for d, s in zip(dims, x.shape))
-        if not ok:
-            shown = "(%s)" % ", ".join("None" if d is None else str(d) for d in dims)
-            raise BadInputs("x%d has shape %s, the model's input %s expects %s"
-                            % (i, tuple(x.shape), spec.get("name") or i, shown))
+        if dims is not None and (x.ndim != len(dims) or any(d not in (None, s) for d, s in zip(dims, x.shape))):
+            raise BadInputs("x%d has shape %s, the model's input %s expects (%s)" % (
+                i, tuple(x.shape), spec["name"] or i, ", ".join(str(d) for d in dims)))
 
 
-def _sha256_arrays(np, xs):
-    digest = hashlib.sha256()
-    for x in xs:
-        x = np.ascontiguousarray(x)
-        digest.update(("%s%s" % (x.dtype.str, x.shape)).encode())
-        digest.update(x.tobytes())
-    return digest.hexdigest()
-
-
-# -------------------------------------------------------------------------- model
-
-
-def _tf_signature_predictor(fw, path):
-    """An exported / inference SavedModel in TF 2: serving_default, inputs by sorted name."""
+def _serving(fw, path):
+    """The serving_default signature of a SavedModel, inputs by sorted name."""
     tf = fw.tf
-    obj = tf.saved_model.load(path)
-    fn = obj.signatures["serving_default"]
-    specs = fn.structured_input_signature[1]
-    names = sorted(specs)
-    signature = [{"name": n, "shape": _dims(specs[n].shape), "dtype": _dtype_name(specs[n].dtype)}
-                 for n in names]
-
-    def predict(xs, _keep_alive=obj):
-        out = fn(**{n: tf.constant(x) for n, x in zip(names, xs)})
-        return [fw.np.asarray(out[k]) for k in sorted(out)]
-
-    return signature, predict
-
-
-def _tf1_signature(fw, path):
-    tf = fw.tf
+    if W.tf_major(fw) >= 2:
+        specs = tf.saved_model.load(path).signatures["serving_default"].structured_input_signature[1]
+        return [_spec(n, specs[n].shape, specs[n].dtype) for n in sorted(specs)]
     with tf.compat.v1.Session(graph=tf.Graph()) as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
-        sig = meta.signature_def["serving_default"]
-        out = []
-        for n in sorted(sig.inputs):
-            info = sig.inputs[n]
-            dims = None if info.tensor_shape.unknown_rank else [
-                None if d.size < 0 else int(d.size) for d in info.tensor_shape.dim]
-            out.append({"name": n, "shape": dims,
-                        "dtype": tf.as_dtype(info.dtype).name})
-        return out
+        sig = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path).signature_def["serving_default"]
+        return [_spec(n, None if sig.inputs[n].tensor_shape.unknown_rank else
+                      [d.size for d in sig.inputs[n].tensor_shape.dim], tf.as_dtype(sig.inputs[n].dtype))
+                for n in sorted(sig.inputs)]
 
 
-def load_for_check(fw, cell, flags, custom_objects):
-    """(loaded class name, signature, predict) the way a user of this stack would load."""
-    fmt = cell["format"]
-    path = cell["model_path"]
+def load(fw, cell, flags, custom_objects):
+    """(loaded class, signature, predict): the way a user of this stack would load the file.
+
+    ``export`` is read with its serving signature (TFSMLayer in Keras 3 single-input); the
+    ``tfsm`` remedy reads a Keras SavedModel that way instead of ``load_model``.
+    """
+    fmt, path = cell["format"], cell["model_path"]
     if fmt == "export" or "tfsm" in flags:
-        if fmt not in ("export", "savedmodel"):
-            raise W.NotApplicable("the tfsm remedy reads TF SavedModel directories; this is %s" % fmt)
+        if "tfsm" in flags and fmt != "savedmodel":
+            raise W.NotApplicable("tfsm reads a Keras SavedModel for inference; for %s it is no other "
+                                  "path than the default" % fmt)
         if fw.tf is None:
-            raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, "
-                                  "which this stack does not have")
-        if W._tf_major(fw) >= 2:
-            signature, predict = _tf_signature_predictor(fw, path)
-        else:
-            signature = _tf1_signature(fw, path)
-            predict = W._export_predictor(fw, path, {"n_inputs": len(signature)})
-        return "exported SavedModel", signature, predict
-    if "unsafe" in flags and W._safe_mode_scope(fw) is None and not W._accepts(
-            fw.keras.models.load_model, "safe_mode"):
-        flags = flags - {"unsafe"}  # --unsafe asked to lift a restriction this Keras never had
+            raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, which this stack lacks")
+        signature = _serving(fw, path)
+        return "exported SavedModel", signature, W.export_predictor(fw, path, {"n_inputs": len(signature)})
+    if "unsafe" in flags and W.safe_mode_scope(fw) is None and not W.accepts(fw.keras.models.load_model,
+                                                                             "safe_mode"):
+        flags = flags - {"unsafe"}  # --unsafe lifts a restriction this Keras never had
     saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": 1}
-    model, predict = W._load_model(fw, path, custom_objects, saved, flags)
-    return type(model).__name__, keras_signature(model), predict
+    model, predict = W.load_model(fw, path, custom_objects, saved, flags)
+    inputs = getattr(model, "inputs", None) or []
+    signature = [_spec(getattr(t, "name", None), getattr(t, "shape", None), getattr(t, "dtype", None))
+                 for t in inputs] or None
+    return type(model).__name__, signature, predict
+
+
+def _safe_mode(fw, fmt, flags):
+    if "unsafe" in flags:
+        return "off (--unsafe)"
+    if fmt == "keras" and (W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model,
+                                                                           "safe_mode")):
+        return "on"
+    return "none (this stack has no safe mode for %s files)" % fmt
 
 
 def _write_npz(np, path, prefix, arrays):
@@ -294,134 +237,52 @@ def check_cell(fw, cell, ctx, seed):
     np = fw.np
     flags = W.parse_variant(cell.get("variant", "default"))
     details = ctx["details"]  # kept in the result even when a later step raises
-    details["provenance"] = provenance(cell["model_path"], cell["format"])
-    ctx["phase"] = "load"
+    fmt = cell["format"]
+    prov, text = stored_config(cell["model_path"], fmt)
+    found = [] if fmt == "export" or "tfsm" in flags else code_in_file(text)
+    details.update(provenance=prov, code_in_file=found, safe_mode=_safe_mode(fw, fmt, flags))
+    if found and "unsafe" not in flags:
+        error = {"type": REFUSED, "traceback": "",
+                 "message": "refused before loading: the stored config has %s; loading it would run code "
+                            "from the file (safe mode here: %s). Rerun with --unsafe only if you trust "
+                            "the file." % ("; ".join(found), details["safe_mode"])}
+        return "load_error", None, dict(details, refused=error)
     custom_objects = None
     if "custom_objects" in flags:
         custom_objects = user_custom_objects(fw, cell["custom_objects_path"])
-    W._seed_everything(fw, seed)
-    loaded_class, signature, predict = load_for_check(fw, cell, flags, custom_objects)
-    details["loaded_class"] = loaded_class
+    W.seed_everything(fw, seed)
+    details["loaded_class"], signature, predict = load(fw, cell, flags, custom_objects)
     details["signature"] = signature
     ctx["phase"] = "predict"
-    refs = None
     if cell.get("inputs_path"):
         given = dict(np.load(cell["inputs_path"], allow_pickle=False))
         xs = [given["x%d" % i] for i in range(len([k for k in given if k.startswith("x")]))]
-        ys = [given["y%d" % i] for i in range(len([k for k in given if k.startswith("y")]))]
-        refs = ys or None
         check_inputs(xs, signature)
         details["inputs"] = "given"
     else:
         xs = generate_inputs(np, signature, seed)
         details["inputs"] = "generated"
-    details["input_shapes"] = [list(x.shape) for x in xs]
-    details["inputs_sha256"] = _sha256_arrays(np, xs)
+    digest = hashlib.sha256()
+    for x in xs:
+        x = np.ascontiguousarray(x)
+        digest.update(("%s%s" % (x.dtype.str, x.shape)).encode() + x.tobytes())
+    details["inputs_sha256"] = digest.hexdigest()
     got = [np.asarray(y) for y in predict(xs)]
+    got = [y if y.dtype.kind in "biuf" and y.dtype.name != "bfloat16" else y.astype("float32") for y in got]
     details["output_shapes"] = [list(y.shape) for y in got]
-    out_dir = cell["out_dir"]
-    if not os.path.isdir(out_dir):
-        os.makedirs(out_dir)
-    _write_npz(np, os.path.join(out_dir, "inputs.npz"), "x", xs)
-    _write_npz(np, os.path.join(out_dir, "outputs.npz"), "y",
-               [y.astype("float64") if y.dtype.kind in "biuf" else y for y in got])
-    details["outputs_file"] = "outputs.npz"
-    ctx["phase"] = "compare"
-    if refs is None:
-        details["compared"] = False
-        return "ok", None, details
-    outcome, diff, more = W.compare_outputs(np, got, refs, float(cell["atol"]), float(cell["rtol"]))
-    details.update(more)
-    details["compared"] = True
-    return outcome, diff, details
+    if not os.path.isdir(cell["out_dir"]):
+        os.makedirs(cell["out_dir"])
+    _write_npz(np, os.path.join(cell["out_dir"], "outputs.npz"), "y", got)
+    return "ok", None, details
 
 
-def run_cell(fw, cell, seed):
-    """One cell's result event; never raises for framework or user-file errors."""
-    started = time.time()
-    ctx = {"phase": "load", "details": {}}
-    result = {"event": "result", "cell_id": cell["cell_id"], "error": None,
-              "max_abs_diff": None, "details": {}}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            outcome, diff, details = check_cell(fw, cell, ctx, seed)
-            result["max_abs_diff"] = diff
-            result["details"] = details
-        except W.NotApplicable as exc:
-            outcome = "not_applicable"
-            result["error"] = W.error_info(exc)
-            result["details"] = ctx["details"]
-        except Exception as exc:
-            outcome = "load_error"
-            result["error"] = W.error_info(exc)
-            result["details"] = ctx["details"]
-        result["warnings"] = W._warnings_list(caught)
-    result["outcome"] = outcome
-    result["phase"] = ctx["phase"]
-    result["duration_s"] = round(time.time() - started, 4)
+def run_cell(fw, command, cell, seed):
+    result = W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
+    refused = result["details"].pop("refused", None)
+    if refused:
+        result["error"] = refused
     return result
 
 
-# ----------------------------------------------------------------------------- main
-
-
-def main(argv):
-    import faulthandler
-
-    faulthandler.enable()
-    here = os.path.dirname(os.path.abspath(__file__))
-    sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-    if len(argv) != 3 or argv[1] != COMMAND:
-        sys.stderr.write("check_worker: bad arguments %r\nusage: check_worker.py check <control_dir>\n"
-                         % (argv[1:],))
-        return W.EXIT_BAD_REQUEST
-    control_dir = argv[2]
-    try:
-        with open(os.path.join(control_dir, W.REQUEST_FILE)) as fh:
-            request = json.load(fh)
-    except (OSError, ValueError) as exc:
-        sys.stderr.write("check_worker: cannot read request: %s\n" % exc)
-        return W.EXIT_BAD_REQUEST
-    if request.get("protocol") != W.PROTOCOL_VERSION or request.get("phase") != COMMAND:
-        sys.stderr.write("check_worker: request does not match protocol %d / check\n" % W.PROTOCOL_VERSION)
-        return W.EXIT_BAD_REQUEST
-    for path in request.get("extra_sys_path") or []:
-        sys.path.insert(0, path)
-    W._set_parent_death_signal()
-    parent_pid = request.get("parent_pid")
-    if W._parent_gone(parent_pid):
-        return W.EXIT_ORPHANED
-    events = W._Events(os.path.join(control_dir, W.EVENTS_FILE))
-    cells = request.get("cells") or []
-    t0 = time.time()
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fw = W.import_framework(request.get("keras_module", "auto"))
-            info = W.env_info(fw)
-    except Exception as exc:
-        err = W.error_info(exc)
-        events.write({"event": "import_error", "error": err})
-        for cell in cells:
-            events.write({"event": "started", "cell_id": cell["cell_id"]})
-            events.write({"event": "result", "cell_id": cell["cell_id"], "outcome": "load_error",
-                          "phase": "import", "error": err, "warnings": [], "max_abs_diff": None,
-                          "duration_s": 0.0, "details": {}})
-        events.write({"event": "done"})
-        return W.EXIT_OK
-    events.write({"event": "ready", "env": info, "import_s": round(time.time() - t0, 3)})
-    state = W._GlobalState(fw)
-    for cell in cells:
-        if W._parent_gone(parent_pid):
-            return W.EXIT_ORPHANED
-        events.write({"event": "started", "cell_id": cell["cell_id"]})
-        result = run_cell(fw, cell, int(cell.get("seed", request.get("seed", W.DEFAULT_SEED))))
-        state.restore()
-        events.write(result)
-    events.write({"event": "done"})
-    return W.EXIT_OK
-
-
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    sys.exit(W.serve(sys.argv, (COMMAND,), run_cell))

@@ -933,23 +933,32 @@ def load_cell(fw, cell, ctx, seed):
 
 def run_cell(fw, phase, cell, seed):
     """Run one cell and return its result event; never raises for framework errors."""
+    if phase == "save":
+        return guarded_cell(save_cell, fw, cell, seed, "build", "save_error")
+    return guarded_cell(load_cell, fw, cell, seed, "load", "load_error")
+
+
+def guarded_cell(fn, fw, cell, seed, first_phase, failure):
+    """``fn(fw, cell, ctx, seed) -> (outcome, diff, details)`` as a result event: an
+    exception becomes ``failure`` (or not_applicable), with what ``ctx["details"]`` held."""
     started = time.time()
-    ctx = {"phase": "build" if phase == "save" else "load"}
+    ctx = {"phase": first_phase, "details": {}}
     result = {"event": "result", "cell_id": cell["cell_id"], "error": None,
               "max_abs_diff": None, "details": {}}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            fn = save_cell if phase == "save" else load_cell
             outcome, diff, details = fn(fw, cell, ctx, seed)
             result["max_abs_diff"] = diff
             result["details"] = details
         except NotApplicable as exc:
             outcome = "not_applicable"
             result["error"] = error_info(exc)
+            result["details"] = ctx["details"]
         except Exception as exc:
-            outcome = "save_error" if phase == "save" else "load_error"
+            outcome = failure
             result["error"] = error_info(exc)
+            result["details"] = ctx["details"]
         result["warnings"] = _warnings_list(caught)
     result["outcome"] = outcome
     result["phase"] = ctx["phase"]
@@ -960,27 +969,33 @@ def run_cell(fw, phase, cell, seed):
 # ----------------------------------------------------------------------------- main
 
 
-def _usage(message):
+def _usage(message, commands):
     sys.stderr.write("worker: %s\nusage: worker.py <%s> <control_dir>\n"
-                     % (message, "|".join(COMMANDS)))
+                     % (message, "|".join(commands)))
     return EXIT_BAD_REQUEST
 
 
 def main(argv):
+    return serve(argv, COMMANDS, run_cell)
+
+
+def serve(argv, commands, cell_runner):
+    """The worker protocol around ``cell_runner(fw, command, cell, seed) -> result event``
+    (the check worker serves its own command with it)."""
     faulthandler.enable()
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != here]
-    if len(argv) != 3 or argv[1] not in COMMANDS:
-        return _usage("bad arguments %r" % (argv[1:],))
+    if len(argv) != 3 or argv[1] not in commands:
+        return _usage("bad arguments %r" % (argv[1:],), commands)
     command, control_dir = argv[1], argv[2]
     try:
         with open(os.path.join(control_dir, REQUEST_FILE)) as fh:
             request = json.load(fh)
     except (OSError, ValueError) as exc:
-        return _usage("cannot read request: %s" % exc)
+        return _usage("cannot read request: %s" % exc, commands)
     if request.get("protocol") != PROTOCOL_VERSION or request.get("phase") != command:
         return _usage("request does not match protocol %d / command %s"
-                      % (PROTOCOL_VERSION, command))
+                      % (PROTOCOL_VERSION, command), commands)
     for path in request.get("extra_sys_path") or []:
         sys.path.insert(0, path)
     _set_parent_death_signal()
@@ -1016,11 +1031,21 @@ def main(argv):
             if _parent_gone(parent_pid):
                 return EXIT_ORPHANED
             events.write({"event": "started", "cell_id": cell["cell_id"]})
-            result = run_cell(fw, command, cell, seed)
+            result = cell_runner(fw, command, cell, seed)
             state.restore()
             events.write(result)
     events.write({"event": "done"})
     return EXIT_OK
+
+
+# The set other worker scripts in this directory (check_worker.py) may use.
+load_model = _load_model
+export_predictor = _export_predictor
+seed_everything = _seed_everything
+safe_mode_scope = _safe_mode_scope
+accepts = _accepts
+tf_major = _tf_major
+truncate = _truncate
 
 
 if __name__ == "__main__":
