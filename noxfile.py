@@ -2,14 +2,14 @@
 
     nox -s matrix                 every stack: build, save, load, re-run remedies, then reports/
     nox -s matrix -- --stacks tf2.15,tf2.18 --scenarios dense --formats h5,keras
-    nox -t quick                  save + load sessions of the stacks tagged quick
+    nox -t quick                  save(...) sessions then load(...) sessions of the quick stacks, one after another
     nox -s "save(tf2.15)" "load(tf2.18)"
     nox -s report                 tables from the records already in .matrix/
     nox -s explain -- CELL        one cell: versions, error, category, verified remedies
     nox -s repro -- CELL --out D  a standalone reproduction (setup.sh + repro.py)
     nox -s check -- model.h5 --stacks tf2.15,tf2.18   is my own model safe to upgrade?
     nox -s matrix -- --baseline reports/results.json  fail on regressions (expected_failures.toml)
-    nox -s tests                  fast tier then real tier (pytest args after --)
+    nox -s tests                  fast tier, fault-injection tier, then real tier (pytest args after --)
     nox -s lint
 
 Stack environments are built by the runner (``runner/envs.py``) with uv and the one
@@ -114,13 +114,14 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def tests(session: nox.Session) -> None:
-    """Fast tier (fake frameworks, no TF) then real tier (real stacks); pytest args after --."""
+    """Fast tier (fake frameworks, no TF), fault injection, then real tier (real stacks); pytest args after --."""
     session.install(*TEST_DEPS)
     env = _uv_env()
     if session.posargs:
         session.run("pytest", *session.posargs, env=env)
         return
-    session.run("pytest", "-m", "not real", "-q", env=env)
+    session.run("pytest", "-m", "not real and not faults", "-q", env=env)
+    session.run("pytest", "-m", "faults", "-q", env=env)
     session.run("pytest", "-m", "real", "-q", env=env)
 
 

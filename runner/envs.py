@@ -29,7 +29,7 @@ from runner import execute
 from runner.records import Store, atomic_write_text
 from runner.stacks import Stack, find_python
 
-__all__ = ["StackEnv", "ensure_env", "find_uv"]
+__all__ = ["StackEnv", "ensure_env", "find_uv", "forget_probe"]
 
 MARKER = ".compat-env.json"
 INSTALL_TIMEOUT_S = 3600
@@ -200,6 +200,10 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                 probes[stack.id] = cached
                 atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
     if not cached["ok"]:
+        if reused:
+            # A venv that imported before and fails now was damaged (a deleted file, a
+            # half-finished manual change): rebuild it once from the uv cache, re-probe.
+            return ensure_env(stack, store, rebuild=True, probe_timeout=probe_timeout)
         failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed but importing its framework failed: "
                             f"{failure.get('type', '?')}: {failure.get('message', '')}",
@@ -211,3 +215,16 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                     fingerprint=fingerprint, versions=cached["env"],
                     build_s=round(time.monotonic() - t0, 2), reused=reused,
                     freeze=marker.get("freeze", ""))
+
+
+def forget_probe(senv: StackEnv) -> None:
+    """Drop the cached probe of ``senv``'s venv: its worker failed to import the framework
+    although the probe had succeeded (the venv was damaged since). The next run probes
+    again, and a failing probe of a reused venv rebuilds it."""
+    if senv.python is None:
+        return
+    venv = Path(senv.python).parent.parent
+    with _locked(venv.with_suffix(".lock")):
+        marker = _read_marker(venv)
+        if marker.get("probes", {}).pop(senv.stack.id, None) is not None:
+            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import errno
 import hashlib
 import json
 import sys
@@ -19,7 +20,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import execute
+from runner import envs, execute, faults
 from runner._worker import worker as _w
 from runner.codehash import source_digest
 from runner.envs import StackEnv, ensure_env
@@ -273,6 +274,7 @@ class _Runner:
                             f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
         if self.cancel.is_set():  # its probe was killed by Ctrl-C: no verdict on the stack
             raise execute.Cancelled("run interrupted")
+        faults.point("env-built")
         self.summary.envs[stack.id] = senv
         if senv.ok:
             v = senv.versions
@@ -513,12 +515,28 @@ class _Runner:
             return
         assert senv.python is not None
         self.log(f"[{phase} {stack.id}] {len(todo)} cells to run")
-        for n, res in enumerate(execute.run_cells(
+        forgot = False
+        for n, raw in enumerate(execute.run_cells(
                 senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
                 env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
                 cell_timeout=self.opt.limit(phase), import_timeout=self.opt.import_timeout,
                 isolate=self.opt.isolate, cancel=self.cancel), 1):
-            rec = to_record(res)
+            faults.point(f"{phase}-result")
+            result = raw
+            message = str((result.get("error") or {}).get("message") or "")
+            if "[Errno 28]" in message or "No space left on device" in message:
+                # A full disk is this machine's fault, not the cell's: stop (one error line)
+                # instead of recording a false save_error/load_error.
+                raise OSError(errno.ENOSPC, "No space left on device (inside the worker of "
+                              f"{stack.id}, cell {result.get('cell_id')})", str(self.store.root))
+            if result.get("phase") == "import" and result.get("outcome") in ("save_error", "load_error"):
+                # The probe imported this stack, its worker could not: the venv was damaged
+                # since. A fact about this run, not the cell: retried, the venv re-probed.
+                result = {**result, "outcome": Outcome.ENV_UNAVAILABLE.value}
+                if not forgot:
+                    forgot = True
+                    envs.forget_probe(senv)
+            rec = to_record(result)
             self.store.write(rec)
             self.count(phase, rec.outcome.value, cached=False)
             msg = ""

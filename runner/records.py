@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
+from runner import faults
+
 __all__ = [
     "FINAL_OUTCOMES",
     "SCHEMA_VERSION",
@@ -282,7 +284,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_set({path: text})
 
 
-def atomic_write_set(files: Mapping[Path, str]) -> None:
+def atomic_write_set(files: Mapping[Path, str], fault_point: str = "record-write") -> None:
     """Write several files as a set: every new file is written and synced to a temp file
     beside its target first, and only then are the targets replaced. A full disk or a
     write error leaves every old file in place (renames need no space)."""
@@ -297,6 +299,7 @@ def atomic_write_set(files: Mapping[Path, str]) -> None:
                 fh.write(text)
                 fh.flush()
                 os.fsync(fh.fileno())
+        faults.point(fault_point)
         for tmp, path in temps:
             Path(tmp).replace(path)
     except BaseException:

@@ -75,6 +75,7 @@ CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "o
                "category", "remedy", "error_type", "error_message", "max_abs_diff", "written_as",
                "source"]
 CSV_MESSAGE_CHARS = 160
+REPORT_FILES = ("results.csv", "results.json", "matrix.md", "index.html", "errors.md")
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
                 "remedy", "max_abs_diff", "written_as", "source", "error_id"]
 JSON_MESSAGE_CHARS = 600
@@ -697,11 +698,14 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     csv_df = df[CSV_COLUMNS].assign(error_message=[
         _first_line(str(m or ""))[:CSV_MESSAGE_CHARS] for m in df["error_message"]])
     said = "Selection: " + selection.describe()
+    for name in REPORT_FILES:  # temp files of a report write that was killed
+        for stale in out.glob(f".{name}.*.tmp") if out.is_dir() else []:
+            stale.unlink(missing_ok=True)
     atomic_write_set({
         out / "results.csv": f"# {said}\n" + csv_df.to_csv(index=False, lineterminator="\n"),
         out / "results.json": results_json(clean, records, said),
         out / "matrix.md": _markdown(df, records, scrub, said),
         out / "index.html": _html(df, records, scrub, said),
         out / "errors.md": errors_markdown(df, said),
-    })
+    }, fault_point="report-write")
     return df

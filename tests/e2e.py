@@ -1,0 +1,101 @@
+"""End to end with real processes and a fake framework: a catalog of fake stacks.
+
+Every stack is a real uv venv (built once per test session into a shared envs dir) with
+``tests/fakes`` installed as a distribution (keras + tensorflow fakes); the runner runs
+as ``python -m runner`` in a subprocess, its workers are real processes, its store and
+reports are real files. Only Keras is fake. Used by tests/test_faults.py and
+tests/test_readme_order.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+FAKES = REPO / "tests" / "fakes"
+FAKE_SCENARIOS = FAKES / "scenarios"
+HOST_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
+SCENARIOS = "mlp,h5_only"
+
+
+def catalog_text(behaviors: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """Three fake stacks: a Keras 2 and a Keras 3 with TF, and a Keras 3 without."""
+    behaviors = behaviors or {}
+    stacks = [("fk2.15", {"version": "2.15.0"}, ["quick", "keras2"]),
+              ("fk3.5", {"version": "3.5.0", "tf_version": "2.18.0"}, ["quick", "keras3"]),
+              ("fk3.9", {"version": "3.9.0", "tf_version": "2.19.0"}, ["keras3"])]
+    out = []
+    req = f"compat-fake-frameworks @ {FAKES.as_uri()}"
+    for sid, behavior, tags in stacks:
+        merged = {**behavior, **behaviors.get(sid, {})}
+        out.append("\n".join([
+            "[[stack]]", f'id = "{sid}"', f'python = "{HOST_PY}"',
+            f'requirements = ["numpy", "{req}"]',
+            f'why = {{ "numpy" = "the fakes compute with numpy", "{req}" = "the fake Keras" }}',
+            f"env = {{ COMPAT_FAKE_BEHAVIOR = {json.dumps(json.dumps(merged))} }}",
+            f"tags = {json.dumps(tags)}", f'description = "fake {sid}"', ""]))
+    return "\n".join(out)
+
+
+def write_catalog(path: Path, behaviors: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    path.write_text(catalog_text(behaviors))
+    return path
+
+
+def runner_env(envs_dir: Path, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "COMPAT_FAULT"}
+    env.update({"COMPAT_ENVS_DIR": str(envs_dir), "PYTHONPATH": str(REPO)})
+    env.update(extra or {})
+    return env
+
+
+def matrix_argv(catalog: Path, store: Path, out: Path | None, *extra: str) -> list[str]:
+    argv = [sys.executable, "-m", "runner", "matrix", "--catalog", str(catalog),
+            "--scenario-dir", str(FAKE_SCENARIOS), "--scenarios", SCENARIOS,
+            "--store", str(store), "--load-timeout", "20", *extra]
+    if out is not None:
+        argv += ["--out", str(out)]
+    return argv
+
+
+def run_matrix(catalog: Path, store: Path, out: Path | None, envs_dir: Path, *extra: str,
+               env: Mapping[str, str] | None = None, cwd: Path = REPO,
+               timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(matrix_argv(catalog, store, out, *extra), cwd=cwd,
+                          env=runner_env(envs_dir, env), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def table(out: Path) -> dict[str, tuple[Any, ...]]:
+    """cell -> (outcome, category, remedy) from a report's results.json: what a reader sees."""
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    cols = data["columns"]
+    rows = [dict(zip(cols, row)) for row in data["cells"]]
+    return {(r["scenario"], r["format"], r["saver"], r["loader"], r["variant"], r["source"]):
+            (r["outcome"], r["category"], r["remedy"]) for r in rows}
+
+
+def temp_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob(".*.tmp")) if root.exists() else []
+
+
+def describe(proc: subprocess.CompletedProcess[str]) -> str:
+    return f"exit {proc.returncode}\nstdout:\n{proc.stdout[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
+
+
+def records_by_id(store: Path) -> dict[str, dict[str, Any]]:
+    out = {}
+    for path in sorted((store / "records").rglob("*.json")):
+        data = json.loads(path.read_text())
+        out[data["cell_id"]] = data
+    return out
+
+
+def kinds(records: Mapping[str, Mapping[str, Any]]) -> Sequence[str]:
+    return sorted({r["outcome"] for r in records.values()})
