@@ -245,7 +245,7 @@ def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stac
                               selection=selection)
     if print_summary:
         print(report.terminal_summary(df))
-    where = "the published table" if out.resolve() == PUBLISHED.resolve() else "not the published table"
+    where = "the published table" if selection.whole else "not the published table"
     print(f"report: {len(df)} cells -> {out}/ ({where}; selection: {selection.describe()})", flush=True)
     return 0
 

@@ -77,7 +77,7 @@ def _last_lines(text: str, n: int = 12) -> str:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """Serialise builds of one venv across processes (nox --parallel, two terminals)."""
+    """Serialise builds of one venv across processes (two stores sharing $COMPAT_ENVS_DIR)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)

@@ -180,3 +180,9 @@ class FakeStack:
 @pytest.fixture
 def fake(tmp_path: Path, worker_python: str) -> FakeStack:
     return FakeStack(tmp_path, worker_python)
+
+
+@pytest.fixture(scope="session")
+def fake_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Stack venvs of tests/e2e.py's fake catalog, built once per test session."""
+    return tmp_path_factory.mktemp("fake-envs")

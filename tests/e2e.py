@@ -9,10 +9,13 @@ tests/test_readme_order.py.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -24,6 +27,29 @@ HOST_PY = f"{sys.version_info.major}.{sys.version_info.minor}"
 SCENARIOS = "mlp,h5_only"
 
 
+def _fakes_dist() -> Path:
+    """A copy of the fake frameworks to install from: building a local directory writes
+    build/ and *.egg-info into it, which must not happen inside the checkout."""
+    dest = Path(tempfile.gettempdir()) / f"compat-fake-frameworks-{os.getuid()}-{_source_digest()}"
+    if not (dest / "pyproject.toml").is_file():
+        tmp = Path(tempfile.mkdtemp(prefix="compat-fakes-"))
+        for name in ("keras", "tensorflow"):
+            shutil.copytree(FAKES / name, tmp / name, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy2(FAKES / "pyproject.toml", tmp / "pyproject.toml")
+        try:
+            tmp.rename(dest)
+        except OSError:  # another test session made it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def _source_digest() -> str:
+    digest = hashlib.sha256()
+    for path in sorted([*FAKES.glob("keras/*.py"), *FAKES.glob("tensorflow/*.py"), FAKES / "pyproject.toml"]):
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def catalog_text(behaviors: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Three fake stacks: a Keras 2 and a Keras 3 with TF, and a Keras 3 without."""
     behaviors = behaviors or {}
@@ -31,7 +57,7 @@ def catalog_text(behaviors: Mapping[str, Mapping[str, Any]] | None = None) -> st
               ("fk3.5", {"version": "3.5.0", "tf_version": "2.18.0"}, ["quick", "keras3"]),
               ("fk3.9", {"version": "3.9.0", "tf_version": "2.19.0"}, ["keras3"])]
     out = []
-    req = f"compat-fake-frameworks @ {FAKES.as_uri()}"
+    req = f"compat-fake-frameworks @ {_fakes_dist().as_uri()}"
     for sid, behavior, tags in stacks:
         merged = {**behavior, **behaviors.get(sid, {})}
         out.append("\n".join([
@@ -76,7 +102,7 @@ def table(out: Path) -> dict[str, tuple[Any, ...]]:
     """cell -> (outcome, category, remedy) from a report's results.json: what a reader sees."""
     data = json.loads((out / "results.json").read_text(encoding="utf-8"))
     cols = data["columns"]
-    rows = [dict(zip(cols, row)) for row in data["cells"]]
+    rows = [dict(zip(cols, row, strict=True)) for row in data["cells"]]
     return {(r["scenario"], r["format"], r["saver"], r["loader"], r["variant"], r["source"]):
             (r["outcome"], r["category"], r["remedy"]) for r in rows}
 

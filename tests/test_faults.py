@@ -25,9 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import e2e
+import pytest
 from conftest import live_pids_mentioning
 
 pytestmark = pytest.mark.faults
@@ -59,8 +58,8 @@ def _reliability_table() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("fault-envs")
+def envs_dir(fake_envs_dir: Path) -> Path:
+    return fake_envs_dir
 
 
 @pytest.fixture(scope="module")

@@ -403,10 +403,9 @@ def test_a_new_run_removes_temp_files_a_killed_run_left(tmp_path: Path) -> None:
 
 def test_a_second_run_on_the_store_is_refused_naming_the_holder(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
-    with store.running():
-        with pytest.raises(StoreBusyError, match=rf"in use by pid {os.getpid()}.*--wait"):
-            with Store(tmp_path / "store").running():
-                pass
+    with (store.running(), pytest.raises(StoreBusyError, match=rf"in use by pid {os.getpid()}.*--wait"),
+          Store(tmp_path / "store").running()):
+        pass
     with store.running():  # released: the next run gets it
         pass
 

@@ -16,8 +16,8 @@ then review the diff (``git diff tests/data/golden``) before committing it.
 from __future__ import annotations
 
 import csv
-import html
 import difflib
+import html
 import html.parser
 import io
 import json

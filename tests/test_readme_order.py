@@ -1,0 +1,108 @@
+"""Following the README in order never dirties the repo or breaks the next command.
+
+A copy of the checkout (the tracked files as they are in the work tree) gets the fake
+catalog of tests/e2e.py as its *default* catalog and the fake scenarios as its default
+scenarios, so the README's quick-start command runs exactly as written — real runner,
+real workers, real stores — with fake Keras. Then the published files must be untouched,
+the work tree clean but for the swap, and the README's own tests green.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import e2e
+import pytest
+
+REPO = e2e.REPO
+
+
+def _quick_start_commands() -> list[list[str]]:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    return [shlex.split(line) for block in blocks for line in block.splitlines()
+            if line.startswith("nox ")]
+
+
+def _copy_checkout(dest: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
+                   cwd=dest, check=True)
+
+
+def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_envs_dir: Path) -> None:
+    commands = _quick_start_commands()
+    first_look = [c for c in commands if c[:3] == ["nox", "-s", "matrix"] and "--" in c]
+    assert first_look, commands  # the README offers a subset for a first look
+    assert ["nox", "-s", "tests"] in commands
+
+    copy = tmp_path / "checkout"
+    _copy_checkout(copy)
+    # The fake catalog and scenarios become the copy's defaults (one commit, so that the
+    # checks below see only what the README's commands change).
+    e2e.write_catalog(copy / "runner" / "stacks.toml")
+    shutil.rmtree(copy / "scenarios")
+    shutil.copytree(e2e.FAKE_SCENARIOS, copy / "scenarios",
+                    ignore=shutil.ignore_patterns("__pycache__", "broken.py", "unbuildable.py"))
+    subprocess.run(["git", "add", "-A"], cwd=copy, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fakes"],
+                   cwd=copy, check=True)
+    published = {p.name: p.read_bytes() for p in (copy / "reports").iterdir()}
+
+    for command in first_look:
+        args = command[command.index("--") + 1:]
+        env = e2e.runner_env(fake_envs_dir, {"PYTHONPATH": str(copy)})
+        proc = subprocess.run([sys.executable, "-m", "runner", "matrix", *args], cwd=copy, env=env,
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert proc.returncode == 0, e2e.describe(proc)
+        assert "NOT the published table" in proc.stdout
+        assert (copy / ".matrix" / "reports" / "results.json").is_file()
+
+    assert {p.name: p.read_bytes() for p in (copy / "reports").iterdir()} == published
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,
+                            text=True, check=True).stdout
+    assert status == "", status
+    # The README's test command comes next; the tests that read reports/ must pass.
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            "tests/test_readme.py"], cwd=copy, capture_output=True, text=True,
+                           timeout=300, check=False)
+    assert tests.returncode == 0, tests.stdout[-3000:]
+    assert subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,
+                          text=True, check=True).stdout == ""
+
+
+@pytest.mark.parametrize("args", [[], ["--tags", "quick", "--out", "reports"]])
+def test_only_the_whole_catalog_or_an_explicit_out_publishes(tmp_path: Path, fake_envs_dir: Path,
+                                                              args: list[str]) -> None:
+    copy = tmp_path / "checkout"
+    (copy / "runner").mkdir(parents=True)
+    for name in ("runner",):
+        shutil.copytree(REPO / name, copy / name, dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    e2e.write_catalog(copy / "runner" / "stacks.toml")
+    shutil.copytree(e2e.FAKE_SCENARIOS, copy / "scenarios",
+                    ignore=shutil.ignore_patterns("__pycache__", "broken.py", "unbuildable.py",
+                                                  "noisy.py", "custom.py"))
+    env = e2e.runner_env(fake_envs_dir, {"PYTHONPATH": str(copy)})
+    proc = subprocess.run([sys.executable, "-m", "runner", "matrix", *args], cwd=copy, env=env,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, e2e.describe(proc)
+    text = (copy / "reports" / "matrix.md").read_text(encoding="utf-8")
+    if args:
+        assert "NOT the published table" in text and "(not the published table" in proc.stdout
+    else:
+        assert "Selection: the whole default catalog: 3 stacks × 2 scenarios × 5 formats" in text
+        assert "(the published table;" in proc.stdout
