@@ -45,6 +45,7 @@ __all__ = [
     "remedy_targets",
     "sibling_map",
     "signature",
+    "tf_keras_for_keras2",
 ]
 
 
@@ -151,6 +152,13 @@ def _diff_backend(rec: Record) -> bool:
                 and rec.saver_env.get("backend") != rec.env.get("backend"))
 
 
+def _keras2_file_in_keras3_tf(rec: Record) -> bool:
+    """A Keras 2 file failing to load in a Keras 3 that runs on TensorFlow (tf_keras can exist)."""
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return (rec.record_type == "load" and s is not None and lo is not None and s[0] == 2
+            and lo[0] >= 3 and bool(rec.env.get("tensorflow") or rec.env.get("backend") == "tensorflow"))
+
+
 # Class and function names Keras itself ships: "Could not locate class 'Functional'" is a
 # version mismatch, "Could not locate class 'Affine'" an unknown custom object.
 _BUILTIN = frozenset((
@@ -159,16 +167,22 @@ _BUILTIN = frozenset((
     "BatchNormalization", "LayerNormalization", "Dropout", "Flatten", "Reshape",
     "Concatenate", "Add", "Multiply", "Embedding", "LSTM", "GRU", "SimpleRNN",
     "Bidirectional", "Activation", "Lambda", "TFOpLambda", "SlicingOpLambda",
-    "GlorotUniform", "Zeros", "Ones", "Orthogonal", "HeNormal", "RandomNormal", "Adam",
-    "SGD", "RMSprop", "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "Policy",
+    "GlorotUniform", "Zeros", "Ones", "Orthogonal", "HeNormal", "RandomNormal",
+    # optimizers: Keras 2.11-2.15 register their own as "Custom>Adam", which TF <= 2.10 cannot
+    # resolve ("Unknown optimizer: Custom>Adam" / "... Custom>Adam. Please ensure ...")
+    "Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "Adafactor", "Ftrl", "Lion", "Nadam",
+    "SGD", "RMSprop", "LossScaleOptimizer",
+    "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "Policy",
     "mse", "mae", "mean_squared_error", "mean_absolute_error", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "binary_crossentropy", "accuracy",
 ))
 
+# The name ends on a word character: "Unknown optimizer: Custom>Adam. Please ensure ..."
+# names Adam, not "Adam." (whose last dotted part would be empty, hence "custom").
 _NAME_RE = re.compile(
     r"(?:Could not locate (?:class|function) |Unknown (?:layer|loss function|metric function|"
     r"metric|optimizer|activation function)s?:? ?|Could not deserialize class )"
-    r"'?(?:[\w.]+>)?([\w.]+)'?")
+    r"'?(?:[\w.]+>)?([\w.]*\w)'?")
 
 
 def _unknown_names(text: str) -> set[str]:
@@ -299,13 +313,20 @@ RULES: tuple[Rule, ...] = (
     Rule("savedmodel_internal", "SavedModel object graph not understood by this release",
          "The SavedModel's object graph (trackable names, restored functions, keras metadata) "
          "was written by a different Keras/TF and this release cannot rebuild it. Load the "
-         "SavedModel for inference only or load through the release that wrote it.",
+         "SavedModel for inference only or load through the release that wrote it. A Keras 2 "
+         "SavedModel with optimizer state fails even tf.saved_model.load() in TF >= 2.16 with "
+         "Keras 3 ('_UserObject' object has no attribute 'add_slot': no Keras 2 optimizer class "
+         "is registered to restore its slots); load it with tf_keras (TF_USE_LEGACY_KERAS=1).",
          r"_track_trackable|Could not find matching function to call loaded from the SavedModel|"
          r"Unable to restore object of class|restored function|_layer_call_argspecs\[|"
          r"'_UserObject' object has no attribute 'add_slot'|"
          r"'(?:Functional|Sequential|Model)' object has no attribute 'predict'|"
-         r"The added layer must be an instance of class Layer\. Found: <[\w.]+"
-         r"_recreate_base_user_object",
+         # TF <= 2.5 Sequential.add() given an object a SavedModel loader restored (a Keras or
+         # tf.keras model there is mixing the two APIs: keras-team/keras#13773, #11848) ...
+         r"The added layer must be an instance of class Layer\. Found: <[\w.]*saved_model\.[\w.]+|"
+         # ... and in any wording, the repr of an object TF could restore only as a plain
+         # _UserObject (not the frame "in _recreate_base_user_object": every load passes it)
+         r"_recreate_base_user_object\.<locals>\._UserObject",
          family="version", remedies=("tfsm",)),
     Rule("savedmodel_metadata_moved", "SavedModel Keras metadata in a file this release does not read",
          "TF >= 2.6 writes a Keras SavedModel's layer and model metadata only to "
@@ -327,7 +348,9 @@ RULES: tuple[Rule, ...] = (
          r"recognized|optimizer_v2.*from_config|is not a valid argument, kwargs should be empty|"
          r"Could not locate function '(?:mse|mae|"
          r"mean_squared_error|mean_absolute_error|accuracy|categorical_crossentropy)'|"
-         r"Could not deserialize 'keras\.(?:metrics|losses)\.",
+         r"Could not deserialize 'keras\.(?:metrics|losses)\.|"
+         # reached only for a built-in optimizer: custom_object_unknown takes the others
+         r"Unknown optimizer",
          remedies=("compile_false",), family="version"),
     Rule("tf1_predict_uncompiled", "TF 1 predict() needs a compiled SavedModel",
          "TF 1.x Keras runs predict() through the training-input machinery, which reads "
@@ -470,6 +493,27 @@ OTHER = Rule("other", "Unclassified failure",
              "No rule explains this failure yet; the message and traceback are in the report.",
              outcomes=tuple(o for o in Outcome if o.failed), family="other")
 
+# A Keras 2 file that fails in a Keras 3 stack on TensorFlow >= 2.16 is worth loading with
+# the same TensorFlow through tf_keras (Keras 2; TF_USE_LEGACY_KERAS=1) whatever the category:
+# what broke is usually the Keras 3 reader itself (its legacy HDF5 loader, no SavedModel
+# loader, no Keras 2 optimizer class for tf.saved_model.load: "'_UserObject' object has no
+# attribute 'add_slot'"). So such a failure also names the tf_keras remedy, which the runner
+# verifies in the loader's -tfkeras sibling where the catalog has one; except in the
+# categories below, whose cause that sibling shares: the same Python (bytecode), the same
+# TF (ops, MetaGraph tags), the saver's own writer; and other families: custom objects, safe
+# mode (tf_keras's HDF5 loader has none: "fixing" a refused Lambda that way would run its
+# code), the environment, the backend.
+_TF_KERAS_CANNOT_HELP = frozenset(("lambda_bytecode", "op_not_registered", "savedmodel_tags",
+                                   "weight_name_collision", "subclassed_save"))
+
+
+def tf_keras_for_keras2(rule: Rule) -> bool:
+    """Whether a Keras 2 file failing with ``rule`` in a Keras 3 stack on TensorFlow also gets
+    the ``tf_keras`` remedy (in addition to ``rule.remedies``)."""
+    return (rule.family in ("version", "numeric", "other") and rule.category not in _TF_KERAS_CANNOT_HELP
+            and "tf_keras" not in rule.remedies)
+
+
 CATEGORIES: dict[str, Rule] = {r.category: r for r in (*RULES, OTHER)}
 if len(CATEGORIES) != len(RULES) + 1:  # pragma: no cover - a duplicate id is a coding error
     raise RuntimeError("duplicate rule category in runner.diagnose.RULES")
@@ -481,15 +525,19 @@ def diagnose(rec: Record) -> Diagnosis | None:
         return None
     text = _text(rec)
     # A report diagnoses ~10^5 records, many with the same message and versions.
-    memo = (rec.outcome, rec.phase, rec.error.type if rec.error else "",
+    # The key holds everything a rule or a remedy looks at besides the text.
+    memo = (rec.record_type, rec.outcome, rec.phase, rec.format, rec.error.type if rec.error else "",
             hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest(),
             rec.saver_env.get("keras"), rec.saver_env.get("backend"), rec.env.get("keras"),
-            rec.env.get("backend"))
+            rec.env.get("backend"), bool(rec.env.get("tensorflow")))
     found = _MEMO.get(memo)
     if found is None:
         rule = next((r for r in RULES if r.matches(rec, text)), OTHER)
+        remedies = rule.remedies
+        if tf_keras_for_keras2(rule) and _keras2_file_in_keras3_tf(rec):
+            remedies += ("tf_keras",)
         found = _MEMO[memo] = Diagnosis(rule.category, rule.title, rule.explanation, rule.family,
-                                        tuple(REMEDIES[r] for r in rule.remedies))
+                                        tuple(REMEDIES[r] for r in remedies))
     return found
 
 

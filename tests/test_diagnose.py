@@ -9,6 +9,7 @@ one real case; a rule change that moves a real message to another category fails
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,8 @@ def test_real_message_gets_its_category(case: dict[str, Any]) -> None:
     diag = diagnose.diagnose(_record(case))
     assert diag is not None
     assert diag.category == case["expected"], (case["message"][:300], diag.category)
+    if "remedies" in case:  # the remedies the runner will verify, where the case says
+        assert [r.id for r in diag.remedies] == case["remedies"], case["cell_id"]
 
 
 def test_every_rule_has_a_real_case() -> None:
@@ -87,6 +90,113 @@ def test_builtin_versus_custom_class_names() -> None:
     loc = "Could not locate class '{}'. Make sure custom classes are decorated"
     assert diagnose.diagnose(rec(loc.format("Sequential"))).category == "keras_major_class_path"  # type: ignore[union-attr]
     assert diagnose.diagnose(rec(loc.format("TwoLayerNet"))).category == "custom_object_unknown"  # type: ignore[union-attr]
+
+
+def _load_failure(message: str, saver: str = "2.10.0", loader: str = "2.5.0", fmt: str = "h5",
+                  loader_env: dict[str, Any] | None = None) -> Record:
+    return Record(record_type="load", cell_id=f"s:{fmt}:a->b:default", stack="b", outcome=Outcome.LOAD_ERROR,
+                  saver="a", loader="b", scenario="s", format=fmt, variant="default", phase="load",
+                  error=ErrorInfo("builtins.ValueError", message),
+                  env=loader_env or {"keras": loader, "backend": "tensorflow"},
+                  saver_env={"keras": saver, "backend": "tensorflow"})
+
+
+def test_builtin_versus_custom_optimizer_names() -> None:
+    """Keras 2.11-2.15 register their own optimizers as ``Custom>Adam``; TF 2.2-2.4 report
+    "Unknown optimizer: Custom>Adam", TF 2.5-2.7 the same plus ". Please ensure ..." (both
+    real, in diagnose_cases.json). A built-in name is a training-config problem either way;
+    any other name is a custom object, with or without a package prefix or the period."""
+    tail = " Please ensure this object is passed to the `custom_objects` argument."
+    for name in ("Custom>Adam", "Adam", "Custom>SGD", "Custom>RMSprop", "'Custom>Nadam'", "AdamW"):
+        for end in ("", "." + tail):
+            diag = diagnose.diagnose(_load_failure(f"Unknown optimizer: {name}{end}", "2.13.1", "2.7.0"))
+            assert diag is not None and diag.category == "compile_config", (name, end)
+            assert [r.id for r in diag.remedies] == ["compile_false"]
+    for name in ("RAdam", "Custom>MyAdam", "Addons>RectifiedAdam", "'compat_scenarios>Adam2'"):
+        for end in ("", "." + tail):
+            diag = diagnose.diagnose(_load_failure(f"Unknown optimizer: {name}{end}", "2.13.1", "2.7.0"))
+            assert diag is not None and diag.category == "custom_object_unknown", (name, end)
+
+
+def _alternatives(pattern: str) -> list[str]:
+    """The top-level ``|`` alternatives of a regular expression."""
+    out, depth, cur, i = [], 0, "", 0
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            cur += pattern[i:i + 2]
+            i += 2
+            continue
+        depth += ch in "([{"
+        depth -= ch in ")]}"
+        if ch == "|" and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+        i += 1
+    return [*out, cur]
+
+
+def test_savedmodel_internal_alternatives_are_separate() -> None:
+    """Each of the two _UserObject alternatives matches on its own: the TF <= 2.5 wording
+    (real: rnn:savedmodel:tf2.2->tf1.15) and the Keras 2.6-2.15 wording of the same failure
+    (keras/src/engine/sequential.py: "Received: layer={layer} of type {type(layer)}.").
+    Neither a traceback frame "in _recreate_base_user_object" (every SavedModel load passes
+    it: savedmodel_metadata_moved's real cases) nor a keras/tf.keras mix-up
+    (keras-team/keras#13773) is a SavedModel object graph this release cannot rebuild."""
+    rule = diagnose.CATEGORIES["savedmodel_internal"]
+    alts = [re.compile(a, re.S) for a in _alternatives(rule.pattern)]
+    user_object = "<tensorflow.python.saved_model.load.Loader._recreate_base_user_object.<locals>._UserObject"
+    tf1 = next(c["message"] for c in CASES if c["cell_id"] == "rnn:savedmodel:tf2.2->tf1.15:default")
+    keras26 = (f"The added layer must be an instance of class Layer. Received: layer={user_object} object at "
+               f"0x7f63f83c2e50> of type <class '{user_object[1:]}'>.")
+    found = next(a for a in alts if a.pattern.startswith("The added layer"))
+    repr_alt = next(a for a in alts if a.pattern.startswith("_recreate_base_user_object"))
+    assert found.search(tf1) and not found.search(keras26)
+    assert repr_alt.search(keras26)
+    for message in (tf1, keras26):
+        diag = diagnose.diagnose(_load_failure(message, "2.3.0-tf", "2.2.4-tf", "savedmodel"))
+        assert diag is not None and diag.category == "savedmodel_internal"
+    mixed = "The added layer must be an instance of class Layer. Found: <keras.engine.training.Model object at 0x1CE0C>"
+    assert not any(a.search(mixed) for a in alts)
+    frame = "Expecting value: line 1 column 1 (char 0)\n  in _recreate_base_user_object\n    metadata = json"
+    assert not any(a.search(frame) for a in alts)
+
+
+def test_keras2_file_in_keras3_on_tensorflow_names_tf_keras() -> None:
+    """Issue 11 item 4: a Keras 2 file failing in a Keras 3 stack on TensorFlow (which can have
+    a -tfkeras sibling) names the tf_keras remedy, whatever the version category; not without
+    TensorFlow, not for a Keras 2 loader, not where the sibling cannot change the outcome."""
+    add_slot = "'_UserObject' object has no attribute 'add_slot'"
+    k3_tf = {"keras": "3.0.5", "backend": "tensorflow", "tensorflow": "2.16.2"}
+    k3_jax = {"keras": "3.0.5", "backend": "jax"}
+
+    def ids(message: str, fmt: str, env: dict[str, Any], saver: str = "2.3.0-tf") -> list[str]:
+        diag = diagnose.diagnose(_load_failure(message, saver, fmt=fmt, loader_env=env))
+        assert diag is not None
+        return [r.id for r in diag.remedies]
+
+    assert ids(add_slot, "export", k3_tf) == ["tfsm", "tf_keras"]
+    assert ids(add_slot, "export", {**k3_tf, "keras": "3.13.2"}, saver="2.16.0") == ["tfsm", "tf_keras"]
+    assert ids(add_slot, "export", k3_jax) == ["tfsm"]  # no TensorFlow: no tf_keras
+    assert ids(add_slot, "export", {"keras": "2.15.0", "backend": "tensorflow"}) == ["tfsm"]
+    assert ids(add_slot, "export", k3_tf, saver="3.6.0") == ["tfsm"]  # a Keras 3 file
+    assert ids("Unknown optimizer: Custom>Adam", "h5", k3_tf) == ["compile_false", "tf_keras"]
+    assert ids("a message no rule knows", "h5", k3_tf) == ["tf_keras"]  # other
+    assert ids("requires a `tags=` argument", "export", k3_tf) == []  # same TF in the sibling
+    assert ids("Unknown layer: 'Affine'. Please ensure", "h5", k3_tf) == ["custom_objects", "compile_false"]
+    # rules that name tf_keras already keep it once
+    assert ids("File format not supported: filepath=x. Keras 3 only supports V3 `.keras` files",
+               "savedmodel", k3_tf) == ["tfsm", "tf_keras"]
+    assert not diagnose.tf_keras_for_keras2(diagnose.CATEGORIES["safe_mode_lambda"])
+    # verified in the loader's sibling, and only where the catalog has one
+    rec = _load_failure(add_slot, "2.3.0-tf", fmt="export", loader_env=k3_tf)
+    sib = {"b": [("b-tfkeras", "tf_keras")]}
+    got = [(r.id, lo, v) for r, lo, v in diagnose.remedy_targets(rec, diagnose.diagnose(rec),
+                                                                  has_custom_objects=False, siblings=sib)]
+    assert got == [("tf_keras", "b-tfkeras", "default")]  # tfsm: no SavedModel format here
+    assert diagnose.remedy_targets(rec, diagnose.diagnose(rec), has_custom_objects=False, siblings={}) == []
 
 
 def test_remedy_targets_variants_and_siblings() -> None:

@@ -59,3 +59,35 @@ def test_remedy_cells_of_a_success_are_none(tmp_path: Path) -> None:
     ok = Record(record_type="load", cell_id="c", stack="b", outcome=Outcome.OK, saver="a", loader="b",
                 scenario="dense", format="h5", variant="default")
     assert matrix.remedy_cells(ok, _scenario(tmp_path, "dense", False), []) == []
+
+
+ADD_SLOT = "'_UserObject' object has no attribute 'add_slot'"
+OPTIMIZER = "Unknown optimizer: Custom>Adam"
+
+
+def test_plan_tries_tf_keras_for_every_keras2_file_failing_in_keras3_on_tf(tmp_path: Path) -> None:
+    """Issue 11 item 4: a Keras 2 export whose optimizer slots TF 2.16 cannot restore and a
+    Keras 2 HDF5 whose training config Keras 3.0 cannot read are re-run in tf2.16-tfkeras;
+    a loader without TensorFlow (keras3.0-jax) has no tf_keras to try."""
+    store = Store(tmp_path / "store")
+    saver, loader, jax = _stack("tf2.10"), _stack("tf2.16"), _stack("keras3.0-jax")
+    sibling = _stack("tf2.16-tfkeras", sibling_of="tf2.16", remedy="tf_keras")
+    trained = _scenario(tmp_path, "trained_adam", False)
+    _fail(store, "tf2.10", "tf2.16", "trained_adam", "export", ADD_SLOT)
+    _fail(store, "tf2.10", "tf2.16", "trained_adam", "h5", OPTIMIZER)
+    for fmt, message in (("export", ADD_SLOT), ("h5", OPTIMIZER)):
+        store.write(Record(record_type="load", cell_id=load_cell_id("trained_adam", fmt, "tf2.10", "keras3.0-jax",
+                                                                      "default"),
+                           stack="keras3.0-jax", outcome=Outcome.LOAD_ERROR, saver="tf2.10", loader="keras3.0-jax",
+                           scenario="trained_adam", format=fmt, variant="default", phase="load",
+                           error=ErrorInfo("builtins.ValueError", message),
+                           env={"keras": "3.0.5", "backend": "jax"}, saver_env=K2))
+    runner = matrix._Runner([loader, jax], [saver], [trained], ["h5", "export"], store,
+                            matrix.Options(), io.StringIO(), env_factory=lambda s, st: None)  # type: ignore[arg-type,return-value]
+    plan = runner.plan_remedies([saver, loader, jax, sibling])
+    got = {sid: sorted((c[1].name, c[2], c[3]) for c in cells) for sid, cells in plan.items()}
+    assert got == {
+        "tf2.16": [("trained_adam", "h5", "compile_false")],
+        "tf2.16-tfkeras": [("trained_adam", "export", "default"), ("trained_adam", "h5", "default")],
+        "keras3.0-jax": [("trained_adam", "h5", "compile_false")],
+    }
