@@ -424,6 +424,7 @@ class Row:
     notes: list[str] = dataclasses.field(default_factory=list)
     passed: bool = False
     selected: bool = False  # part of the verdict (not a remedy, not the added reference)
+    source: tuple[str, str] | None = None  # (stack, variant) of outputs nothing verified
 
 
 def _first_line(text: str | None) -> str:
@@ -649,11 +650,7 @@ class _Check:
             kind = rec.error.type.rsplit(".", 1)[-1]
             row.notes.append(text if rec.error.type == REFUSED else f"{kind}: {text[:160]}")
         if rec.outcome is Outcome.OK and reference is None:
-            row.outcome = UNVERIFIED
-            if self.pivot[1] is not None and (stack, variant) != (self.pivot[0], self.base):
-                row.diff = compare(self.outputs(stack, variant), self.pivot[1], self.opt.atol, self.opt.rtol)
-                if not row.diff.ok:
-                    row.notes.append(f"disagrees with {self.pivot[0]}: {row.diff.reason or 'not comparable'}")
+            row.outcome, row.source = UNVERIFIED, (stack, variant)
         elif rec.outcome is Outcome.OK and reference is not None:
             diff = compare(self.outputs(stack, variant), reference, self.opt.atol, self.opt.rtol)
             if self.inputs_sha and rec.details.get("inputs_sha256") != self.inputs_sha:
@@ -683,10 +680,6 @@ class _Check:
                           "tensorflow": prov.get("tensorflow_version")}
         ref_rec = self.records.get((ref_stack.id, self.base)) if ref_stack else None
         self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and not self.given else None
-        loaded = [s.id for s in sorted(stacks, key=lambda s: natural_key(s.id))
-                  if (r := self.records.get((s.id, self.base))) is not None and r.outcome is Outcome.OK]
-        pivot = loaded[0] if loaded and reference is None else None
-        self.pivot = (pivot, self.outputs(pivot, self.base) if pivot else None)
         self.pending: list[tuple[Record, Record, diagnose.Diagnosis | None]] = []
         by_stack = {s.id: self.verdict(s.id, self.base, reference) for s in stacks}
         if ref_stack is not None:
@@ -699,6 +692,14 @@ class _Check:
             rows.append(by_stack[stack.id])
             rows += [self.verdict(st, variant, reference, label=f"↳ {label}")
                      for st, variant, (failing, label) in remedies if failing == stack.id]
+        loaded = [r for r in rows if r.source is not None]
+        for row in loaded[1:]:  # no reference: cross-check what loaded against the first that did
+            pivot = loaded[0].source
+            assert pivot is not None and row.source is not None
+            row.diff = compare(self.outputs(*row.source), self.outputs(*pivot), self.opt.atol, self.opt.rtol)
+            if not row.diff.ok:
+                name = pivot[0] + ("" if pivot[1] == self.base else f" {pivot[1]}")
+                row.notes.append(f"disagrees with {name}: {row.diff.reason or 'not comparable'}")
         return rows
 
     def plan_remedies(self, by_stack: Mapping[str, Row]) -> list[tuple[str, str, tuple[str, str]]]:
