@@ -23,7 +23,6 @@ the others.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
 from pathlib import Path
 
@@ -32,6 +31,7 @@ import nox
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))  # explicit: do not rely on nox's cwd handling
 
+from runner.envs import find_uv  # noqa: E402
 from runner.stacks import find_python, load_catalog, natural_key  # noqa: E402
 
 nox.needs_version = ">=2026.8.10"
@@ -46,17 +46,8 @@ TEST_DEPS = ("pytest>=8", *REPORT_DEPS)
 
 def _uv_env() -> dict[str, str]:
     """``UV`` for child processes: the uv nox itself uses builds the stack venvs too."""
-    if os.environ.get("UV"):
-        return {}
-    found = shutil.which("uv")
-    if not found:
-        try:
-            import uv
-
-            found = str(uv.find_uv_bin())
-        except (ImportError, FileNotFoundError):
-            return {}
-    return {"UV": found}
+    found = find_uv()
+    return {"UV": found[0]} if found and len(found) == 1 and not os.environ.get("UV") else {}
 
 
 def _runner(session: nox.Session, *args: str) -> None:

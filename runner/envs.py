@@ -52,12 +52,17 @@ class StackEnv:
 
 
 def find_uv() -> list[str] | None:
-    """The uv command: ``$UV``, ``uv`` on PATH, or ``python -m uv`` for this interpreter."""
+    """The uv command: ``$UV``, ``uv`` on PATH, the binary of the ``uv`` package this
+    interpreter has (nox's own), or ``python -m uv``. The one uv discovery (noxfile too)."""
     if os.environ.get("UV"):
         return [os.environ["UV"]]
     found = shutil.which("uv")
     if found:
         return [found]
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        import uv
+
+        return [str(uv.find_uv_bin())]
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         if subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True,
                           timeout=60, check=False).returncode == 0:

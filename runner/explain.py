@@ -23,7 +23,7 @@ from runner import diagnose
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.matrix import DEFAULT_SCENARIOS, ScenarioError, read_scenario
-from runner.records import Record, Store, save_cell_id
+from runner.records import Record, Store, first_line, save_cell_id
 from runner.stacks import Stack, natural_key
 
 __all__ = ["CellError", "code_comparison", "explain_text", "find_cell", "write_repro"]
@@ -105,7 +105,7 @@ def _today(path: Path, digest: Callable[[Path], str]) -> _Today:
         return _Today(digest(path), frozenset(raw))
     except (SyntaxError, ScenarioError, UnicodeDecodeError, ValueError) as exc:
         return _Today("", frozenset(raw), f"today's {path.name} cannot be digested "
-                      f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+                      f"({type(exc).__name__}: {first_line(str(exc))})")
 
 
 def _today_code(scenario_path: Path) -> dict[str, _Today]:

@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.records import ErrorInfo, Outcome, Record, Store
+from runner.records import ErrorInfo, Outcome, Record, Store, first_line
 
 __all__ = [
     "DEFAULT_EXPECTED",
@@ -482,7 +482,7 @@ def compare(baseline: Mapping[str, Cell], current: Mapping[str, Cell], expected:
 
 def _short(cell: Cell) -> str:
     what = cell.outcome + (f" [{cell.category}]" if cell.category else "")
-    first = (cell.message.strip().splitlines() or [""])[0]
+    first = first_line(cell.message)
     first = first[:100] + "…" if len(first) > 100 else first
     return what + (f": {first}" if first else "")
 

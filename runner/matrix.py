@@ -24,7 +24,7 @@ from runner import envs, execute, faults
 from runner._worker import worker as _w
 from runner.codehash import source_digest
 from runner.envs import StackEnv, ensure_env
-from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
+from runner.records import ErrorInfo, Outcome, Record, Store, first_line, load_cell_id, save_cell_id
 from runner.stacks import Stack
 
 __all__ = [
@@ -282,7 +282,7 @@ class _Runner:
                      f"python {v.get('python')}, tensorflow {v.get('tensorflow')}, "
                      f"keras {v.get('keras')} ({v.get('keras_api')}, backend {v.get('backend')})")
         else:
-            self.log(f"[env] {stack.id}: UNAVAILABLE: {(senv.reason or '').splitlines()[0]}")
+            self.log(f"[env] {stack.id}: UNAVAILABLE: {first_line(senv.reason)}")
         self.store.write(Record(
             record_type="env", cell_id=f"env:{stack.id}", stack=stack.id,
             outcome=Outcome.OK if senv.ok else Outcome.ENV_UNAVAILABLE,
@@ -542,7 +542,7 @@ class _Runner:
             msg = ""
             if rec.error and rec.outcome is not Outcome.OK:
                 msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
-                    (rec.error.message.strip().splitlines() or [""])[0][:100]
+                    first_line(rec.error.message)[:100]
             self.log(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
                      f"{rec.outcome.value}{msg}")
 

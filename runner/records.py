@@ -34,6 +34,7 @@ __all__ = [
     "StoreBusyError",
     "atomic_write_set",
     "atomic_write_text",
+    "first_line",
     "load_cell_id",
     "save_cell_id",
     "upgrade",
@@ -101,6 +102,15 @@ class ErrorInfo:
             return None
         return cls(type=str(d.get("type", "")), message=str(d.get("message", "")),
                    traceback=str(d.get("traceback", "")))
+
+
+def first_line(text: str | None) -> str:
+    """The first non-blank line of ``text``, stripped ("" for none): how every table,
+    log line and gate message quotes an error."""
+    for line in (text or "").strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return ""
 
 
 def save_cell_id(scenario: str, fmt: str, saver: str) -> str:

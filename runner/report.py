@@ -26,6 +26,7 @@ from tabulate import tabulate
 from runner import diagnose
 from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios
 from runner.records import Outcome, Record, Store, atomic_write_set
+from runner.records import first_line as _first_line
 from runner.stacks import CatalogError, load_catalog, natural_key
 
 __all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "SYMBOLS", "build_frame", "results_json",
@@ -112,13 +113,6 @@ class _Scrubber:
 _ARTIFACT_RE = re.compile(r"<store>/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
 _OBJECT_ID_RE = re.compile(r"('shared_object_id': )\d+")
 _ADDRESS_RE = re.compile(r"0x[0-9a-f]{6,}")
-
-
-def _first_line(text: str) -> str:
-    for line in text.strip().splitlines():
-        if line.strip():
-            return line.strip()
-    return ""
 
 
 def _versions(prefix: str, env: dict[str, Any]) -> dict[str, Any]:
