@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,6 +36,8 @@ ROWS: list[tuple[str, str, str]] = []
 
 
 def _row(fault: str, expected: str, observed: str) -> None:
+    # No path of this machine in the published table: a test's temp dir reads <tmp>.
+    observed = re.sub(r"\S*/pytest-of-[^/\s`]+/pytest-\d+/[^/\s`]+", "<tmp>", observed)
     ROWS.append((fault, expected, observed))
 
 
@@ -209,7 +212,7 @@ def test_a_second_run_on_a_busy_store_is_refused_or_waits(tmp_path: Path, catalo
     _recover(catalog, store, out, envs_dir, clean)
     _row("two runs started on one store", "the second is refused naming the holder, or queues "
          "with `--wait`; both end with the clean table",
-         f"refused: `{line.split(': ', 2)[2][:60]}…`; with --wait: exit 0 after the first; "
+         f"refused: `{line.split(': ', 2)[2]}`; with --wait: exit 0 after the first; "
          "no crash/protocol_error record; same table")
 
 
@@ -248,7 +251,7 @@ def test_a_newer_schema_record_stops_the_run_untouched(tmp_path: Path, catalog: 
     victim.unlink()
     _recover(catalog, store, out, envs_dir, clean)
     _row("a record from a newer schema", "one error line, exit 2, the record untouched",
-         f"`{line[:90]}…`; file byte-identical")
+         f"`{line}`; file byte-identical")
 
 
 def test_a_deleted_artifact_is_saved_again_and_its_loads_rerun(tmp_path: Path, catalog: Path,
@@ -332,7 +335,7 @@ def test_read_only_store_is_one_line_and_loses_nothing(tmp_path: Path, catalog: 
         assert _all_readable(store) == n
         _remount(fs, "rw")
         _recover(catalog, store, out, envs_dir, clean)
-    _row("read-only store", "one error line before any work, exit 2", f"`{line[:100]}`; {n} records intact")
+    _row("read-only store", "one error line before any work, exit 2", f"`{line}`; {n} records intact")
 
 
 def test_read_only_reports_dir_is_one_line_before_any_work(tmp_path: Path, catalog: Path,
@@ -344,7 +347,7 @@ def test_read_only_reports_dir_is_one_line_before_any_work(tmp_path: Path, catal
         line = _one_error_line(proc, "report directory", "not writable")
         assert not (store / "records").exists()
     _row("read-only report directory", "one error line before any work, exit 2",
-         f"`{line[:100]}`; nothing run")
+         f"`{line}`; nothing run")
 
 
 def test_a_full_store_stops_with_one_line_and_keeps_every_record(tmp_path: Path, catalog: Path,
@@ -360,7 +363,7 @@ def test_a_full_store_stops_with_one_line_and_keeps_every_record(tmp_path: Path,
         _p, ran = _recover(catalog, store, out, envs_dir, clean)
     _row("the store's disk fills up mid-run (256 KB tmpfs)", "one error line, exit 2, no false "
          "save_error/load_error, every record readable; rerun = clean table",
-         f"`{line[:80]}…`; {n} records readable, none blames a cell for the disk; rerun with room: "
+         f"`{line}`; {n} records readable, none blames a cell for the disk; rerun with room: "
          f"{ran} cells run, same table")
 
 
@@ -381,4 +384,4 @@ def test_a_full_reports_disk_leaves_the_old_reports(tmp_path: Path, catalog: Pat
         _recover(catalog, store, out, envs_dir, clean)
     _row("the report disk fills up while the five report files are written",
          "one error line, exit 2, reports all old (never a mix)",
-         f"`{line[:80]}…`; all five files byte-identical to the previous report, no temp file")
+         f"`{line}`; all five files byte-identical to the previous report, no temp file")

@@ -339,6 +339,17 @@ def test_keras3_savedmodel_save_is_not_applicable_and_h5_needs_no_save_format(
     assert results["save:k3-keras"]["details"]["written_as"] == "keras_v3"
 
 
+def test_a_format_the_stack_cannot_write_is_not_applicable_before_building(fake: FakeStack) -> None:
+    """trained_adam x savedmodel on Keras 3.0 was a save_error (training failed first) where
+    the format cannot exist; the format is checked before the scenario is built or trained."""
+    cells = [fake.save_cell("k3-broken-savedmodel", "broken", "savedmodel"),
+             fake.save_cell("k3-broken-h5", "broken", "h5")]
+    results = by_id(fake.run("save", cells, KERAS3))
+    assert results["save:k3-broken-savedmodel"]["outcome"] == "not_applicable"
+    assert "legacy TF SavedModel" in results["save:k3-broken-savedmodel"]["error"]["message"]
+    assert results["save:k3-broken-h5"]["outcome"] == "save_error"  # the scenario's own bug
+
+
 def test_keras_name_written_as_hdf5_is_noted(fake: FakeStack) -> None:
     save = fake.save_cell("old-keras", "mlp", "keras")
     [res] = fake.run("save", [save], {"keras_as_h5": True})

@@ -455,8 +455,23 @@ def _tf_major(fw):
         return 0
 
 
+def format_impossible(fw, fmt):
+    """Why ``fmt`` cannot be written in this stack at all (a reason), or None. Checked
+    before the scenario is built or trained, so a format that cannot exist is
+    not_applicable even where building or training would fail first."""
+    if fmt == "savedmodel" and fw.keras_major >= 3:
+        return ("Keras %s cannot write the legacy TF SavedModel format with model.save(); "
+                "it only exports inference artifacts (model.export)" % fw.keras_version)
+    if fmt == "export" and fw.keras_major >= 3 and fw.tf is None:
+        return "model.export() writes a TF SavedModel and needs TensorFlow, which this stack does not have"
+    return None
+
+
 def _save_model(fw, model, fmt, tmp):
     """Write ``model`` in ``fmt`` into the directory ``tmp``; return save.json file fields."""
+    impossible = format_impossible(fw, fmt)
+    if impossible:
+        raise NotApplicable(impossible)
     if fmt == "h5":
         path = os.path.join(tmp, MODEL_FILES[fmt])
         if fw.keras_major >= 3:
@@ -465,10 +480,6 @@ def _save_model(fw, model, fmt, tmp):
             model.save(path, save_format="h5")
         return {"model_file": MODEL_FILES[fmt]}
     if fmt == "savedmodel":
-        if fw.keras_major >= 3:
-            raise NotApplicable(
-                "Keras %s cannot write the legacy TF SavedModel format with model.save(); "
-                "it only exports inference artifacts (model.export)" % fw.keras_version)
         model.save(os.path.join(tmp, MODEL_FILES[fmt]), save_format="tf")
         return {"model_file": MODEL_FILES[fmt]}
     if fmt == "keras":
@@ -485,9 +496,6 @@ def _save_model(fw, model, fmt, tmp):
     if fmt == "export":
         path = os.path.join(tmp, MODEL_FILES[fmt])
         if fw.keras_major >= 3:
-            if fw.tf is None:
-                raise NotApplicable("model.export() writes a TF SavedModel and needs TensorFlow, "
-                                    "which this stack does not have")
             model.export(path)
         elif _tf_major(fw) >= 2:
             fw.tf.saved_model.save(model, path)
@@ -734,6 +742,9 @@ def save_cell(fw, cell, ctx, seed):
     allowed = getattr(scenario, "FORMATS", None)
     if allowed is not None and fmt not in allowed:
         raise NotApplicable("scenario %s does not support format %s" % (cell["scenario"], fmt))
+    impossible = format_impossible(fw, fmt)
+    if impossible:
+        raise NotApplicable(impossible)
     _seed_everything(fw, seed)
     try:
         model = scenario.build(fw.keras)
