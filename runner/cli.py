@@ -1,4 +1,4 @@
-"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|explain|repro|show>``.
+"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|merge|explain|repro|show>``.
 
 Bad input (unknown stack, tag, scenario or format; an empty list; a non-positive number;
 invalid catalog; a store or report directory that cannot be written) is one
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from runner import check, explain, gate, matrix
+from runner import check, explain, gate, matrix, merge
 from runner.records import RecordError, Store, StoreBusyError
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
 
@@ -124,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     check.add_parser(sub)
     gate.add_parser(sub)
+    merge.add_parser(sub)
     p = sub.add_parser("explain", help="one cell's full story: versions, outcome, message, "
                                       "traceback tail, category, explanation, verified remedies")
     _common(p)
@@ -311,6 +312,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check.run_check(check.options_from_args(args))
         if args.command == "gate":
             return gate.cmd_gate(args)
+        if args.command == "merge":
+            return merge.cmd_merge(args)
         if args.command == "explain":
             store = Store(args.store)
             print(explain.explain_text(store, explain.find_cell(store, args.cell),
@@ -324,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         return _cmd_show(args)
     except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
-            explain.CellError, StoreBusyError, PreflightError) as exc:
+            explain.CellError, StoreBusyError, PreflightError, merge.MergeError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OSError as exc:  # a full disk or a store made read-only mid-run
