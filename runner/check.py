@@ -169,8 +169,8 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
         if found:
             out[key] = found.group(1)
     keras = meta.is_file() or "keras_version" in out
-    where = "keras_metadata.pb" if meta.is_file() else "the object graph of saved_model.pb"
-    out["source"] = f"{where} and saved_model.pb" if keras else "saved_model.pb"
+    out["source"] = ("keras_metadata.pb and saved_model.pb" if meta.is_file() else
+                     "the object graph of saved_model.pb" if keras else "saved_model.pb")
     return ("savedmodel" if keras else "export"), out
 
 
@@ -865,8 +865,10 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
     passed = sum(r.passed for r in verdict)
     status = EXIT_OK if all(r.passed for r in verdict) else EXIT_FAIL
     body, notes = render(rows)
-    table = tabulate(body, headers=HEADERS, tablefmt="github")
-    summary = f"{passed} of {len(verdict)} stacks load the model and match the reference; exit {status}."
+    table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
+    fixed = sum(r.outcome == "fixed (verified)" for r in rows)
+    summary = (f"{passed} of {len(verdict)} stacks load the model and match the reference"
+               + (f"; {fixed} remed{'y' if fixed == 1 else 'ies'} verified" if fixed else "") + f"; exit {status}.")
     text = "\n".join([*header, table, *notes, summary]) + "\n"
     out.write(text)
     out.flush()

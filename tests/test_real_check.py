@@ -226,6 +226,46 @@ def test_lambda_code_is_refused_in_every_stack_without_unsafe(models: Path, tmp_
     marker.unlink()
 
 
+def test_keras2_savedmodel_in_a_keras3_tf_is_fixed_by_its_tf_keras_sibling(models: Path, tmp_path: Path) -> None:
+    proc = _runner("check", models / "dense_sm", "--stacks", "tf2.21", "--store", tmp_path / "store")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "reference: tf2.15 (TF 2.15.1, Keras 2.15.0)" in proc.stdout
+    rows = _rows(proc.stdout)
+    assert rows["tf2.21"][1] == "load_error"
+    assert rows["tf2.21 tf2.21-tfkeras"][1] == "fixed (verified)", proc.stdout  # built on demand
+    assert "remedy tf_keras (sibling stack tf2.21-tfkeras)" in proc.stdout
+    assert rows["tf2.21 tfsm"][1] == "fixed (verified)", proc.stdout  # TFSMLayer: not the default call
+
+
+TF24_SAVE = """
+import sys
+import tensorflow as tf
+inp = tf.keras.Input(shape=(6,))
+m = tf.keras.Model(inp, tf.keras.layers.Dense(3)(tf.keras.layers.Dense(8, activation="relu")(inp)))
+m.compile(optimizer="adam", loss="mse")
+m.save(sys.argv[1])  # TF 2.4: a Keras SavedModel without keras_metadata.pb
+"""
+
+
+def test_tf24_keras_savedmodel_is_loaded_as_a_keras_model(tmp_path: Path) -> None:
+    (stack,) = select(load_catalog(), ["tf2.4"])
+    senv = ensure_env(stack, Store(tmp_path / "envs-store", envs_dir=ENVS_DIR))
+    assert senv.ok and senv.python, senv.reason
+    (tmp_path / "save24.py").write_text(TF24_SAVE)
+    subprocess.run([senv.python, "-I", str(tmp_path / "save24.py"), str(tmp_path / "sm24")], check=True,
+                   capture_output=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert not (tmp_path / "sm24" / "keras_metadata.pb").exists()
+    proc = _runner("check", tmp_path / "sm24", "--stacks", "tf2.15,tf2.18", "--store", tmp_path / "store")
+    assert "model: sm24 (savedmodel," in proc.stdout, proc.stdout + proc.stderr
+    assert "keras_version 2.4.0" in proc.stdout and "the object graph of saved_model.pb" in proc.stdout
+    assert "reference: tf2.4 (TF 2.4." in proc.stdout and "added to the run" in proc.stdout
+    rows = _rows(proc.stdout)
+    assert rows["tf2.15"][1] == "ok", proc.stdout  # load_model, checked against TF 2.4's own outputs
+    assert rows["tf2.18"][1] == "load_error" and rows["tf2.18 tfsm"][1] == "fixed (verified)", proc.stdout
+    loaded = {r.loader: r.details.get("loaded_class") for r in Store(tmp_path / "store").iter_records()}
+    assert loaded["tf2.15"] == "Functional"  # keras load_model, not tf.saved_model.load
+
+
 def test_gate_flags_an_injected_regression_and_honours_expected_failures(tmp_path: Path) -> None:
     store, first, second = tmp_path / "store", tmp_path / "first", tmp_path / "second"
     sel = ("--stacks", "tf2.15,tf2.21-tfkeras", "--scenarios", "dense", "--formats", "h5")
