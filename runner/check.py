@@ -444,18 +444,22 @@ def catalog_versions(stack: Stack) -> dict[str, str]:
                 for r in stack.requirements if re.match(r"^(tensorflow|tensorflow-cpu|keras|tf-keras)==\d", r))
     tf = pins.get("tensorflow") or pins.get("tensorflow-cpu") or ""
     legacy = stack.env_dict.get("TF_USE_LEGACY_KERAS") == "1" or (major_minor(tf) or (9, 0)) < (2, 16)
-    keras = (pins.get("tf-keras") or tf) if legacy else pins.get("keras", "")
+    bundled = {(1, 15): "2.2.4", (2, 0): "2.2.4", (2, 1): "2.2.4", (2, 2): "2.3.0", (2, 3): "2.4.0"}
+    keras = (pins.get("tf-keras") or bundled.get(major_minor(tf) or (0, 0), tf)) if legacy else pins.get("keras", "")
     return {"keras": keras, "tensorflow": tf, "backend": stack.env_dict.get("KERAS_BACKEND", "tensorflow")}
 
 
-def closeness(prov: Mapping[str, str], env: Mapping[str, Any]) -> tuple[int, int, int, int]:
-    """Sort key: same Keras (else TF) major.minor as the file, then nearest, then same backend."""
+def closeness(prov: Mapping[str, str], env: Mapping[str, Any]) -> tuple[int, ...]:
+    """Sort key: same Keras (else TF) major.minor as the file, then nearest, then same backend,
+    then the nearest TF when the file names one."""
     field = "keras" if major_minor(prov.get("keras_version")) else "tensorflow"
     want, have = major_minor(prov.get(f"{field}_version")), major_minor(env.get(field))
     if want is None or have is None:
-        return (3, 0, 0, 0)
+        return (3, 0, 0, 0, 0)
+    tf_want, tf_have = major_minor(prov.get("tensorflow_version")), major_minor(env.get("tensorflow"))
+    tf_gap = abs(tf_want[1] - tf_have[1]) + 100 * abs(tf_want[0] - tf_have[0]) if tf_want and tf_have else 0
     return (0 if want == have else 1 if want[0] == have[0] else 2, abs(want[0] - have[0]),
-            abs(want[1] - have[1]), 0 if prov.get("backend") in (None, env.get("backend")) else 1)
+            abs(want[1] - have[1]), 0 if prov.get("backend") in (None, env.get("backend")) else 1, tf_gap)
 
 
 class _Check:

@@ -24,6 +24,7 @@ from typing import NoReturn
 
 from runner import check, explain, gate, matrix, merge
 from runner.records import RecordError, Store, StoreBusyError
+from runner.runtime_docker import RUN_RUNTIMES, parse_memory
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
 
 __all__ = ["main"]
@@ -67,6 +68,22 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _memory(text: str) -> str:
+    if parse_memory(text) is None:
+        raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512m, 4g)")
+    return text
+
+
+def _positive_cpus(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a positive number of CPUs, not {text}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="stack catalog TOML")
     p.add_argument("--store", type=Path,
@@ -94,6 +111,17 @@ def _selection(p: argparse.ArgumentParser) -> None:
                    help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
     p.add_argument("--wait", action="store_true",
                    help="if another run holds the store, queue behind it instead of stopping")
+    p.add_argument("--runtime", choices=RUN_RUNTIMES, default=None,
+                   help="where every stack runs: venv (a host interpreter), docker (a container of "
+                        "its Python), auto (venv where the interpreter exists, else docker); "
+                        "default: each stack's catalog runtime")
+    p.add_argument("--docker-base", default=None, metavar="IMAGE",
+                   help="base image of every docker stack ('{python}' becomes X.Y; default: the "
+                        "catalog's image, else python:X.Y-slim-bookworm)")
+    p.add_argument("--docker-memory", type=_memory, default=None, metavar="SIZE",
+                   help="memory limit of each worker container, e.g. 4g (over it: a crash, SIGKILL)")
+    p.add_argument("--docker-cpus", type=_positive_cpus, default=None, metavar="N",
+                   help="CPU limit of each worker container, e.g. 1.5")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -212,7 +240,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
                        load_timeout=args.load_timeout,
                        import_timeout=args.import_timeout, phases=phases,
-                       jobs=args.jobs, wait=args.wait),
+                       jobs=args.jobs, wait=args.wait, runtime=args.runtime,
+                       docker_base=args.docker_base, docker_memory=args.docker_memory,
+                       docker_cpus=args.docker_cpus),
         savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import sys
@@ -23,7 +24,7 @@ from typing import Any, TextIO
 from runner import envs, execute, faults
 from runner._worker import worker as _w
 from runner.codehash import source_digest
-from runner.envs import StackEnv, ensure_env
+from runner.envs import RuntimeSettings, StackEnv, ensure_env
 from runner.records import ErrorInfo, Outcome, Record, Store, first_line, load_cell_id, save_cell_id
 from runner.stacks import Stack
 
@@ -154,6 +155,13 @@ class Options:
     phases: tuple[str, ...] = ("save", "load", "remedy")
     jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
     wait: bool = False  # queue behind another run holding the store instead of refusing
+    runtime: str | None = None  # venv|docker|auto for every stack; None: each stack's catalog entry
+    docker_base: str | None = None  # base image for every docker stack ("{python}" filled in)
+    docker_memory: str | None = None  # memory limit of each worker container (e.g. "4g")
+    docker_cpus: float | None = None  # CPU limit of each worker container
+
+    def runtime_settings(self) -> RuntimeSettings:
+        return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
 
     def limit(self, phase: str) -> float:
         """Seconds one cell of ``phase`` may take (recorded with every record)."""
@@ -520,7 +528,7 @@ class _Runner:
                 senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
                 env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
                 cell_timeout=self.opt.limit(phase), import_timeout=self.opt.import_timeout,
-                isolate=self.opt.isolate, cancel=self.cancel), 1):
+                isolate=self.opt.isolate, cancel=self.cancel, spawn=senv.spawn), 1):
             faults.point(f"{phase}-result")
             result = raw
             message = str((result.get("error") or {}).get("message") or "")
@@ -576,7 +584,7 @@ def remedy_cells(rec: Record, sc: Scenario,
 
 def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
                store: Store, options: Options = Options(), out: TextIO = sys.stdout,
-               env_factory: Callable[[Stack, Store], StackEnv] = ensure_env,
+               env_factory: Callable[[Stack, Store], StackEnv] | None = None,
                savers: Sequence[Stack] | None = None,
                catalog: Sequence[Stack] | None = None) -> RunSummary:
     """Build every stack's env, run every save, every load, then every remedy; return the counts.
@@ -590,6 +598,8 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     A stack that cannot be built yields ``env_unavailable`` records and the rest go on.
     """
     t0 = time.monotonic()
+    if env_factory is None:  # the stack's runtime: options.runtime, else its catalog entry
+        env_factory = functools.partial(ensure_env, runtime=options.runtime_settings())
     with store.running(wait=options.wait):
         return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0,
                     stacks if catalog is None else catalog)

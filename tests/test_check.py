@@ -193,6 +193,27 @@ def test_closeness_prefers_same_major_minor() -> None:
                                                                  "backend": "jax"}
 
 
+@pytest.mark.parametrize(("prov", "stack"), [
+    ({"keras_version": "2.4.0", "tensorflow_version": "2.4.4"}, "tf2.4"),  # Keras 2.4.0 is TF 2.3's too
+    ({"keras_version": "2.15.0", "backend": "tensorflow"}, "tf2.15"),
+    ({"keras_version": "3.6.0", "backend": "tensorflow"}, "tf2.18"),
+    ({"keras_version": "3.15.1", "backend": "jax"}, "keras3.15-jax"),
+    ({"tensorflow_version": "2.12.1"}, "tf2.12"),  # an export names only its TF
+    ({"keras_version": "2.21.0"}, "tf2.21-tfkeras"),
+    ({}, None),
+])
+def test_the_reference_is_the_stack_matching_the_provenance(prov: dict[str, str], stack: str | None,
+                                                             tmp_path: Path) -> None:
+    model = tmp_path / "m.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", "{}")
+    catalog = load_catalog()
+    run = check._Check(check.Options(model=model, store=tmp_path / "s"), check.inspect_model(model), [], catalog,
+                       io.StringIO(), lambda s, st: StackEnv(stack=s, ok=False), [], None)
+    found, why = run.reference_stack(prov)
+    assert (found.id if found else None) == stack, why
+
+
 def test_tf24_keras_savedmodel_is_detected_from_the_object_graph(tmp_path: Path) -> None:
     sm = tmp_path / "sm"
     sm.mkdir()
