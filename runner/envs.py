@@ -27,9 +27,10 @@ from typing import Any
 
 from runner import execute
 from runner.records import Store, atomic_write_text
+from runner.runtime_docker import RuntimeSettings
 from runner.stacks import Stack, find_python
 
-__all__ = ["StackEnv", "ensure_env", "find_uv", "forget_probe"]
+__all__ = ["RuntimeSettings", "StackEnv", "ensure_env", "find_uv", "forget_probe"]
 
 MARKER = ".compat-env.json"
 INSTALL_TIMEOUT_S = 3600
@@ -49,6 +50,9 @@ class StackEnv:
     build_s: float = 0.0
     reused: bool = False
     freeze: str = ""
+    runtime: str = "venv"
+    # How its workers start: None is a host process; the docker runtime's container spawn.
+    spawn: execute.Spawn | None = None
 
 
 def find_uv() -> list[str] | None:
@@ -143,9 +147,17 @@ def _install(uv: list[str], interpreter: str, stack: Stack, venv: Path,
 
 
 def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
-               probe_timeout: float = 600.0) -> StackEnv:
-    """Build or reuse the stack's venv, then probe it. Never raises for stack problems."""
+               probe_timeout: float = 600.0, runtime: RuntimeSettings | None = None) -> StackEnv:
+    """Build or reuse the stack's venv, then probe it. Never raises for stack problems.
+
+    ``runtime`` places the stack (default: its catalog ``runtime``): ``venv`` builds from
+    a host interpreter, ``docker`` builds and runs it in a container of its Python
+    (runner/runtime_docker.py); a docker stack whose image cannot be had is unavailable
+    with the reason."""
     t0 = time.monotonic()
+    settings = runtime or RuntimeSettings()
+    if settings.runtime_for(stack.runtime, stack.python) == "docker":
+        return _ensure_docker_env(stack, store, settings, rebuild, probe_timeout, t0)
     interpreter = find_python(stack.python)
     if interpreter is None:
         return _unavailable(
@@ -187,28 +199,12 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
             marker = {"spec": spec, "freeze": freeze, "probes": {}}
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
 
-        # The probe (one framework import, seconds) is cached per stack, keyed by what
-        # could change its answer: the worker, the env vars and the Keras module.
-        probe_key = hashlib.sha256(json.dumps(
-            [execute.worker_sha256(), stack.env, stack.keras_module]).encode()).hexdigest()
-        probes = marker.setdefault("probes", {})
-        cached = probes.get(stack.id)
-        if cached is None or cached.get("key") != probe_key:
-            result = execute.probe(
-                str(_venv_python(venv)), workdir=store.root / "runs" / f"probe-{stack.id}",
-                env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
-                timeout=probe_timeout)
-            cached = {"key": probe_key, "ok": result.ok, "env": result.env,
-                      "error": result.error, "import_s": result.import_s,
-                      "log_tail": result.log_tail[-1500:]}
-            if result.ok:  # a failed import may be a damaged venv or a slow disk: retried
-                probes[stack.id] = cached
-                atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+        cached = _probe_cached(stack, store, venv, marker, probe_timeout, None)
     if not cached["ok"]:
         if reused:
             # A venv that imported before and fails now was damaged (a deleted file, a
             # half-finished manual change): rebuild it once from the uv cache, re-probe.
-            return ensure_env(stack, store, rebuild=True, probe_timeout=probe_timeout)
+            return ensure_env(stack, store, rebuild=True, probe_timeout=probe_timeout, runtime=runtime)
         failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed but importing its framework failed: "
                             f"{failure.get('type', '?')}: {failure.get('message', '')}",
@@ -220,6 +216,81 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                     fingerprint=fingerprint, versions=cached["env"],
                     build_s=round(time.monotonic() - t0, 2), reused=reused,
                     freeze=marker.get("freeze", ""))
+
+
+def _probe_cached(stack: Stack, store: Store, venv: Path, marker: dict[str, Any], probe_timeout: float,
+                  spawn: execute.Spawn | None) -> dict[str, Any]:
+    """The stack's probe (one framework import, seconds), cached in the venv's marker per
+    stack, keyed by what could change its answer: the worker, the env vars, the Keras module."""
+    probe_key = hashlib.sha256(json.dumps(
+        [execute.worker_sha256(), stack.env, stack.keras_module]).encode()).hexdigest()
+    probes = marker.setdefault("probes", {})
+    cached: dict[str, Any] | None = probes.get(stack.id)
+    if cached is None or cached.get("key") != probe_key:
+        result = execute.probe(
+            str(_venv_python(venv)), workdir=store.root / "runs" / f"probe-{stack.id}",
+            env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
+            timeout=probe_timeout, spawn=spawn)
+        cached = {"key": probe_key, "ok": result.ok, "env": result.env,
+                  "error": result.error, "import_s": result.import_s,
+                  "log_tail": result.log_tail[-1500:]}
+        if result.ok:  # a failed import may be a damaged venv or a slow disk: retried
+            probes[stack.id] = cached
+            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+    return cached
+
+
+def _ensure_docker_env(stack: Stack, store: Store, settings: RuntimeSettings, rebuild: bool,
+                       probe_timeout: float, t0: float) -> StackEnv:
+    """The docker runtime's ensure_env: image, venv built by uv in a container, probe in one."""
+    from runner import runtime_docker as rd
+
+    try:
+        eng = rd.engine()
+        base = rd.base_image_name(stack.python, stack.image, settings.docker_base)
+        image = rd.ensure_image(eng, base, stack.python)
+    except rd.DockerUnavailable as exc:
+        return _unavailable(stack, f"docker runtime: {exc}", exc.error_type, t0)
+    spec = {"runtime": "docker", "image": image.tag, "requirements": list(stack.requirements)}
+    env_key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    root = rd.docker_envs_root(store.envs_dir)
+    venv = root / f"py{stack.python}-{env_key}"
+    reused = False
+    spawn = rd.ContainerSpawn(eng, image, venv, stack.env_dict, memory=settings.docker_memory,
+                              cpus=settings.docker_cpus)
+    with _locked(root / f"py{stack.python}-{env_key}.lock"):
+        marker = _read_marker(venv)
+        # The venv's python links to the image's interpreter: it may dangle on the host.
+        if not rebuild and marker.get("spec") == spec and os.path.lexists(_venv_python(venv)):
+            reused = True
+        else:
+            (venv / MARKER).unlink(missing_ok=True)
+            ok, freeze, err = rd.build_venv(eng, image, stack.python, stack.requirements, venv,
+                                            venv.parent / f"{venv.name}.install.log", _pip_settings())
+            if not ok:
+                return _unavailable(stack, f"installing {' '.join(stack.requirements)} on Python "
+                                    f"{stack.python} in {image.tag} failed:\n{err}",
+                                    "runner.InstallFailed", t0)
+            if not freeze.strip():
+                return _unavailable(stack, "`uv pip freeze` in the container printed nothing",
+                                    "runner.FreezeFailed", t0)
+            marker = {"spec": spec, "freeze": freeze, "probes": {}}
+            atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
+        cached = _probe_cached(stack, store, venv, marker, probe_timeout, spawn)
+    if not cached["ok"]:
+        if reused:
+            return _ensure_docker_env(stack, store, settings, True, probe_timeout, t0)
+        failure: dict[str, Any] = cached.get("error") or {}
+        return _unavailable(stack, f"the stack installed (docker, {image.tag}) but importing its "
+                            f"framework failed: {failure.get('type', '?')}: {failure.get('message', '')}",
+                            str(failure.get("type") or "runner.ImportFailed"), t0)
+    fingerprint = hashlib.sha256(json.dumps(
+        [stack.python, marker.get("freeze", ""), stack.env, stack.keras_module,
+         {"runtime": "docker", "image": image.tag}], sort_keys=True).encode()).hexdigest()
+    return StackEnv(stack=stack, ok=True, python=str(_venv_python(venv)), fingerprint=fingerprint,
+                    versions={**cached["env"], **image.record_env()},
+                    build_s=round(time.monotonic() - t0, 2), reused=reused,
+                    freeze=marker.get("freeze", ""), runtime="docker", spawn=spawn)
 
 
 def forget_probe(senv: StackEnv) -> None:

@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runner._worker import worker as _w
 from runner.codehash import code_digest
@@ -30,6 +30,8 @@ __all__ = [
     "WORKER_PATH",
     "Cancelled",
     "ProbeResult",
+    "Spawn",
+    "WorkerProcess",
     "child_env",
     "kill_live_workers",
     "probe",
@@ -46,7 +48,30 @@ DONE_GRACE_S = 10.0  # a worker that wrote "done" gets this long to exit before 
 _SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV",
              "KERAS_BACKEND", "TF_USE_LEGACY_KERAS", "KERAS_HOME", "CONDA_PREFIX")
 
-Spawn = Callable[[Sequence[str], Path, Mapping[str, str]], "subprocess.Popen[bytes]"]
+
+
+class WorkerProcess(Protocol):
+    """What the supervisor needs of a started worker: ``subprocess.Popen`` has it; the
+    docker runtime's container handle (runner/runtime_docker.py) too, plus ``kill_group``
+    (used instead of killing the host process group ``pid``)."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | Any: ...
+
+    def poll(self) -> int | None: ...
+
+    def wait(self, timeout: float | None = None) -> int: ...
+
+    def kill(self) -> None: ...
+
+
+# A spawn may carry two attributes the supervisor honours: ``in_container`` (the worker
+# cannot see the host's pid, so the request names no parent_pid) and ``record_env`` (a
+# dict merged into every result's ``env``: the docker image id and digest).
+Spawn = Callable[[Sequence[str], Path, Mapping[str, str]], WorkerProcess]
 
 
 def worker_sha256() -> str:
@@ -79,16 +104,16 @@ class Cancelled(Exception):
     """The run was interrupted: workers were killed and nothing was recorded for their cells."""
 
 
-_LIVE: set[subprocess.Popen[bytes]] = set()  # every worker this process supervises now
+_LIVE: set[WorkerProcess] = set()  # every worker this process supervises now
 _LIVE_LOCK = threading.Lock()
 
 
-def _register(proc: subprocess.Popen[bytes]) -> None:
+def _register(proc: WorkerProcess) -> None:
     with _LIVE_LOCK:
         _LIVE.add(proc)
 
 
-def _unregister(proc: subprocess.Popen[bytes]) -> None:
+def _unregister(proc: WorkerProcess) -> None:
     with _LIVE_LOCK:
         _LIVE.discard(proc)
 
@@ -99,16 +124,21 @@ def kill_live_workers() -> int:
     with _LIVE_LOCK:
         procs = list(_LIVE)
     for proc in procs:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
+        _signal_group(proc)
     return len(procs)
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    try:
+def _signal_group(proc: WorkerProcess) -> None:
+    kill_group = getattr(proc, "kill_group", None)
+    if kill_group is not None:  # a container: removed with everything in it
+        kill_group()
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+
+
+def _kill_group(proc: WorkerProcess) -> None:
+    _signal_group(proc)
     try:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:
@@ -221,13 +251,13 @@ def _synth(cell_id: str, outcome: str, reason: str, *, phase: str | None, rc: in
 
 
 def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
-                   keras_module: str, extra_sys_path: Sequence[str]) -> None:
+                   keras_module: str, extra_sys_path: Sequence[str], *, in_container: bool = False) -> None:
     ctl.mkdir(parents=True, exist_ok=True)
     request = {
         "protocol": _w.PROTOCOL_VERSION,
         "phase": command,
         "keras_module": keras_module,
-        "parent_pid": os.getpid(),
+        "parent_pid": None if in_container else os.getpid(),
         "extra_sys_path": list(extra_sys_path),
         "seed": _w.DEFAULT_SEED,
         "cells": list(cells),
@@ -235,7 +265,7 @@ def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
     (ctl / _w.REQUEST_FILE).write_text(json.dumps(request, indent=1))
 
 
-def _supervise(proc: subprocess.Popen[bytes], state: _BatchState, reader: _EventReader,
+def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
                t_spawn: float, cell_timeout: float, import_timeout: float,
                cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
     """Yield the batch's results until the worker exits or is killed; return why it was
@@ -284,7 +314,7 @@ def run_cells(
     import_timeout: float = 600.0,
     isolate: bool = False,
     extra_sys_path: Sequence[str] = (),
-    spawn: Spawn = _default_spawn,
+    spawn: Spawn | None = None,
     worker_path: Path = WORKER_PATH,
     cancel: threading.Event | None = None,
 ) -> Iterator[dict[str, Any]]:
@@ -304,7 +334,9 @@ def run_cells(
         cell_timeout: seconds one cell may take once the framework is imported.
         import_timeout: seconds the worker may take to import the framework.
         isolate: one worker process per cell instead of one per batch.
-        spawn: process factory (a seam for tests).
+        spawn: process factory (a seam for tests; the docker runtime's container spawn);
+            None is a host process. Its ``record_env`` (if any) is merged into every
+            result's ``env``.
         worker_path: the worker script (``check`` runs ``_worker/check_worker.py``, which
             follows the same protocol).
         cancel: when set (Ctrl-C elsewhere), the worker is killed within one poll and
@@ -312,6 +344,22 @@ def run_cells(
     """
     if command not in ("save", "load", "check"):
         raise ValueError(f"command must be save or load (or check, with the check worker), not {command!r}")
+    spawn = spawn or _default_spawn
+    extra_env = dict(getattr(spawn, "record_env", None) or {})
+    with contextlib.closing(_run_cells(python, command, cells, workdir, env, keras_module, cell_timeout,
+                                       import_timeout, isolate, extra_sys_path, spawn, worker_path,
+                                       cancel)) as results:
+        for res in results:
+            if extra_env:
+                res["env"] = {**(res.get("env") or {}), **extra_env}
+            yield res
+
+
+def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], workdir: Path,
+               env: Mapping[str, str], keras_module: str, cell_timeout: float, import_timeout: float,
+               isolate: bool, extra_sys_path: Sequence[str], spawn: Spawn, worker_path: Path,
+               cancel: threading.Event | None) -> Generator[dict[str, Any], None, None]:
+    in_container = bool(getattr(spawn, "in_container", False))
     shutil.rmtree(workdir, ignore_errors=True)
     pending = [dict(c) for c in cells]
     spawn_no = 0
@@ -319,7 +367,7 @@ def run_cells(
         batch = pending[:1] if isolate else pending
         spawn_no += 1
         ctl = workdir / f"w{spawn_no:03d}"
-        _write_request(ctl, command, batch, keras_module, extra_sys_path)
+        _write_request(ctl, command, batch, keras_module, extra_sys_path, in_container=in_container)
         log_path = ctl / _w.LOG_FILE
         argv = [python, "-I", str(worker_path), command, str(ctl)]
         reader = _EventReader(ctl / _w.EVENTS_FILE)
@@ -411,11 +459,13 @@ class ProbeResult:
 
 def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: str = "auto",
           timeout: float = 600.0, extra_sys_path: Sequence[str] = (),
-          spawn: Spawn = _default_spawn) -> ProbeResult:
+          spawn: Spawn | None = None) -> ProbeResult:
     """Import the stack's framework in a worker and report the installed versions."""
+    spawn = spawn or _default_spawn
     shutil.rmtree(workdir, ignore_errors=True)
     ctl = workdir / "probe"
-    _write_request(ctl, "probe", [], keras_module, extra_sys_path)
+    _write_request(ctl, "probe", [], keras_module, extra_sys_path,
+                   in_container=bool(getattr(spawn, "in_container", False)))
     log_path = ctl / _w.LOG_FILE
     try:
         proc = spawn([python, "-I", str(WORKER_PATH), "probe", str(ctl)], log_path, env)

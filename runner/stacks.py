@@ -28,7 +28,7 @@ __all__ = [
 
 DEFAULT_CATALOG = Path(__file__).with_name("stacks.toml")
 KERAS_MODULES = ("auto", "tf.keras", "keras")
-RUNTIMES = ("venv",)
+RUNTIMES = ("venv", "docker")
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9.+_-]{0,63}$")
 _PYTHON_RE = re.compile(r"^(\d+)\.(\d+)$")
 _ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]*$")
@@ -42,6 +42,7 @@ _KEYS = {
     "tags": list,
     "description": str,
     "runtime": str,
+    "image": str,
     "sibling_of": str,
     "remedy": str,
 }
@@ -65,6 +66,7 @@ class Stack:
     tags: tuple[str, ...] = ()
     description: str = ""
     runtime: str = "venv"
+    image: str = ""  # docker runtime: the base image ("" = python:X.Y-slim-bookworm)
     # A sibling differs from the stack it names by one thing a user can do (load through
     # tf_keras, pin h5py<3, ...): ``remedy`` names that thing; the runner re-runs failing
     # cells of ``sibling_of`` here to verify it (runner/diagnose.py names the remedies).
@@ -86,6 +88,7 @@ class Stack:
             "tags": list(self.tags),
             "description": self.description,
             "runtime": self.runtime,
+            "image": self.image,
             "sibling_of": self.sibling_of,
             "remedy": self.remedy,
         }
@@ -144,6 +147,9 @@ def _parse_stack(path: Path, index: int, raw: Any) -> Stack:
     runtime = raw.get("runtime", "venv")
     if runtime not in RUNTIMES:
         raise _fail(path, where, f"runtime must be one of {', '.join(RUNTIMES)}")
+    image = raw.get("image", "")
+    if "image" in raw and (runtime != "docker" or not image.strip() or any(c.isspace() for c in image)):
+        raise _fail(path, where, "image names a docker base image (no spaces) and needs runtime = \"docker\"")
     tags = raw.get("tags", [])
     if not all(isinstance(t, str) and _ID_RE.match(t) for t in tags):
         raise _fail(path, where, "tags must be lower-case words")
@@ -161,6 +167,7 @@ def _parse_stack(path: Path, index: int, raw: Any) -> Stack:
         tags=tuple(tags),
         description=raw.get("description", ""),
         runtime=runtime,
+        image=image,
         sibling_of=raw.get("sibling_of", ""),
         remedy=raw.get("remedy", ""),
     )
