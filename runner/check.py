@@ -756,8 +756,10 @@ class _Check:
                          "loaded were cross-checked against each other (see notes)")
         recs = [self.records.get((s.id, self.base)) for s in stacks]
         found = sorted({f for r in recs if r for f in r.details.get("code_in_file") or []})
-        modes = sorted({f"{r.stack}: {r.details['safe_mode']}" for r in recs if r and r.details.get("safe_mode")},
-                       key=natural_key)
+        by_mode: dict[str, list[str]] = {}
+        for r in sorted((r for r in recs if r and r.details.get("safe_mode")), key=lambda r: natural_key(r.stack)):
+            by_mode.setdefault(str(r.details["safe_mode"]), []).append(r.stack)
+        modes = [f"{mode} in {', '.join(ids)}" for mode, ids in sorted(by_mode.items())]
         lines.append("safety: stored config inspected before loading: " + (
             "; ".join(found) + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
             if found else "no Lambda bytecode or imported functions"))

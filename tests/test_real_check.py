@@ -219,7 +219,7 @@ def test_lambda_code_is_refused_in_every_stack_without_unsafe(models: Path, tmp_
         assert rows[stack][1:3] == ["load_error", "refused_unsafe"], proc.stdout
     assert "Lambda function(s) stored as marshalled Python bytecode" in proc.stdout
     assert "safe mode on" not in proc.stdout
-    assert "tf2.15: none (this stack has no safe mode for h5 files)" in proc.stdout
+    assert "safe mode: none (no safe mode for h5 files) in keras3.15-jax, tf2.15, tf2.18" in proc.stdout
     # With --unsafe the user said so: the file's code runs, inside the stack.
     unsafe = _runner("check", models / "lambda.h5", "--stacks", "tf2.15", "--unsafe", "--store", tmp_path / "store")
     assert marker.exists() and "refused_unsafe" not in unsafe.stdout, unsafe.stdout

@@ -223,7 +223,7 @@ def _safe_mode(fw, fmt, flags):
     if fmt == "keras" and (W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model,
                                                                            "safe_mode")):
         return "on"
-    return "none (this stack has no safe mode for %s files)" % fmt
+    return "none (no safe mode for %s files)" % fmt
 
 
 def _write_npz(np, path, prefix, arrays):
