@@ -524,7 +524,7 @@ class _Check:
             key = cache_key("check", m.sha256, m.format, senv.fingerprint, variant, *self.shas[:2],
                             self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED)
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
-            if (old is not None and not self.opt.fresh and old.key == key and (
+            if (old is not None and not self.opt.fresh and old.key == key and old.outcome.final and (
                     old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
                 self.records[stack.id, variant] = old
                 continue
@@ -864,7 +864,8 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
     run = _Check(opt, model, stacks, catalog, log, env_factory or ensure_env,
                  EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path, given)
     try:
-        rows, header = run.check()
+        with run.store.running(wait=True):  # one writer per store: a second check queues
+            rows, header = run.check()
     finally:
         shutil.rmtree(run.home, ignore_errors=True)
     verdict = [r for r in rows if r.selected]

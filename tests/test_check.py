@@ -342,6 +342,15 @@ def test_check_passes_when_every_stack_matches(tmp_path: Path, fake_model: Path,
     assert code2 == 0 and text2 == text and "loading with" not in _check.log  # type: ignore[attr-defined]
 
 
+def test_a_crash_is_retried_not_cached(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
+    behaviors = {"tf2.15": {}, "tf2.14": {"version": "2.14.0", "load": "kill"}}
+    code, text = _check(tmp_path, fake_model, worker_python, behaviors)
+    assert code == 1 and _rows(text)["tf2.14"][1] == "crash", text
+    _check(tmp_path, fake_model, worker_python, behaviors)
+    assert "[check tf2.14] loading with default" in _check.log  # type: ignore[attr-defined]
+    assert "[check tf2.15] loading" not in _check.log  # type: ignore[attr-defined]
+
+
 def test_check_flags_mismatch_and_load_error(tmp_path: Path, fake_model: Path, worker_python: str) -> None:
     code, text = _check(tmp_path, fake_model, worker_python, {
         "tf2.15": {},
