@@ -218,6 +218,8 @@ def load(fw, cell, flags, custom_objects):
 
 
 def _safe_mode(fw, fmt, flags):
+    if fmt == "export" or "tfsm" in flags:
+        return "not needed (graphs only: no Python from the file runs)"
     if "unsafe" in flags:
         return "off (--unsafe)"
     if fmt == "keras" and (W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model,
