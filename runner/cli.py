@@ -1,4 +1,5 @@
-"""Command line: ``python -m runner <matrix|save|load|report|stacks|check|gate|merge|explain|repro|show>``.
+"""Command line: ``python -m runner COMMAND`` (matrix, save, load, report, stacks, check, gate,
+merge, ci-workflow, ci-plan, explain, repro, show).
 
 Bad input (unknown stack, tag, scenario or format; an empty list; a non-positive number;
 invalid catalog; a store or report directory that cannot be written) is one
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from runner import check, explain, gate, matrix, merge
+from runner import check, ci_workflow, explain, gate, matrix, merge
 from runner.records import RecordError, Store, StoreBusyError
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
@@ -56,6 +57,17 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
     return value
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    try:
+        shard = (int(k), int(n))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K/N (e.g. 2/4), not {text!r}") from None
+    if not sep or not 1 <= shard[0] <= shard[1]:
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N, not {text!r}")
+    return shard
 
 
 def _positive_float(text: str) -> float:
@@ -122,6 +134,12 @@ def _selection(p: argparse.ArgumentParser) -> None:
                    help="memory limit of each worker container, e.g. 4g (over it: a crash, SIGKILL)")
     p.add_argument("--docker-cpus", type=_positive_cpus, default=None, metavar="N",
                    help="CPU limit of each worker container, e.g. 1.5")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="run only shard K of N of each phase's cells (balanced by the store's recorded "
+                        "durations); every shard must start from the same store; merge the parts")
+    p.add_argument("--elsewhere", type=_csv, default=[], metavar="STACKS",
+                   help="stacks whose own job loads their cells: remedy cells in them are left to it "
+                        "(the generated CI workflow passes its loader stacks)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -142,6 +160,9 @@ def _parser() -> argparse.ArgumentParser:
             gate.add_options(p, baseline_required=False)
     p = sub.add_parser("report", help="write reports from the records already in the store")
     _common(p)
+    p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
+    p.add_argument("--formats", type=_csv, default=[], help="comma-separated formats")
+    p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/ when the store holds the whole default "
                         "catalog, else <store>/reports/)")
@@ -153,6 +174,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_parser(sub)
     gate.add_parser(sub)
     merge.add_parser(sub)
+    ci_workflow.add_parsers(sub)
     p = sub.add_parser("explain", help="one cell's full story: versions, outcome, message, "
                                       "traceback tail, category, explanation, verified remedies")
     _common(p)
@@ -240,7 +262,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
                        load_timeout=args.load_timeout,
                        import_timeout=args.import_timeout, phases=phases,
-                       jobs=args.jobs, wait=args.wait, runtime=args.runtime,
+                       jobs=args.jobs, wait=args.wait, shard=args.shard,
+                       elsewhere=tuple(args.elsewhere), runtime=args.runtime,
                        docker_base=args.docker_base, docker_memory=args.docker_memory,
                        docker_cpus=args.docker_cpus),
         savers=savers, catalog=catalog)
@@ -282,25 +305,31 @@ def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stac
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    """Tables from the store. It is the published selection only if the default catalog is
-    asked for and the store holds a save record of every (stack, scenario, format) of it."""
+    """Tables from the store. It is the published selection only if the default catalog,
+    scenarios and formats are asked for and the store holds a save record of every
+    (stack, scenario, format) of it."""
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
+    all_scenarios = matrix.discover_scenarios(args.scenario_dir)
+    scenarios = [sc.name for sc in matrix.select_scenarios(all_scenarios, args.scenarios)]
+    bad = [f for f in args.formats if f not in matrix.FORMATS]
+    if bad:
+        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
+    formats = tuple(f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS))
     store = Store(args.store)
-    saved = {(d.name, *f.stem.split("__", 1)) for s in stacks
-             for d in [store.records_dir / "save" / s.id] if d.is_dir() for f in d.glob("*.json")}
-    defaults = [sc.name for sc in matrix.discover_scenarios()]
-    complete = all((s.id, sc, f) in saved for s in stacks for sc in defaults for f in matrix.FORMATS)
+    complete = all(store.save_record_path(s.id, sc, f).is_file()
+                   for s in stacks for sc in scenarios for f in formats)
     selection = matrix.Selection(
-        tuple(s.id for s in stacks), tuple(sorted({sc for _s, sc, _f in saved} | set(defaults))),
-        matrix.FORMATS,
-        whole=_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete)
+        tuple(s.id for s in stacks), tuple(scenarios), formats,
+        whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete
+               and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
+               and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
     out = _report_dir(args, store, selection)
     _writable_dir(out, "report directory")
     if not complete:
         print(f"report: the store {store.root} does not hold every save of this selection "
               "(missing cells show as not_run)", flush=True)
-    return _report(store, out, False, catalog, selection)
+    return _report(store, out, False, catalog, selection, scenario_dir=args.scenario_dir)
 
 
 def _cmd_stacks(args: argparse.Namespace) -> int:
@@ -344,6 +373,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return gate.cmd_gate(args)
         if args.command == "merge":
             return merge.cmd_merge(args)
+        if args.command == "ci-workflow":
+            return ci_workflow.cmd_ci_workflow(args)
+        if args.command == "ci-plan":
+            return ci_workflow.cmd_ci_plan(args)
         if args.command == "explain":
             store = Store(args.store)
             print(explain.explain_text(store, explain.find_cell(store, args.cell),

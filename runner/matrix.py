@@ -159,6 +159,8 @@ class Options:
     docker_base: str | None = None  # base image for every docker stack ("{python}" filled in)
     docker_memory: str | None = None  # memory limit of each worker container (e.g. "4g")
     docker_cpus: float | None = None  # CPU limit of each worker container
+    shard: tuple[int, int] | None = None  # (K, N): run only shard K of N of every phase's cells
+    elsewhere: tuple[str, ...] = ()  # stacks whose own job loads their cells: no remedy cells there
 
     def runtime_settings(self) -> RuntimeSettings:
         return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
@@ -203,6 +205,47 @@ class _Runner:
         self._lock = threading.Lock()  # summary counters and log lines, across --jobs threads
         self.cancel = threading.Event()  # Ctrl-C: every supervisor kills its worker and stops
         self._artifact_digests: dict[Path, str | None] = {}
+        self._shard_cells: set[str] | None = None  # this shard's cell ids (None: every cell)
+
+    # ------------------------------------------------------------------- sharding
+    def plan_shard(self, cells: Sequence[tuple[str, Path]]) -> None:
+        """Take this shard's part of one phase's ``(cell id, record path)`` plan.
+
+        Greedy longest-first over the cells' recorded durations (the store's previous
+        run; cells never run weigh the median), ties by cell id, so every shard that sees
+        the same store computes the same partition, and the parts together are the plan.
+        """
+        if self.opt.shard is None:
+            return
+        k, n = self.opt.shard
+        weights: dict[str, float] = {}
+        for cid, path in cells:
+            old = self.store.read(path)
+            if old is not None and isinstance(old.duration_s, (int, float)) and old.duration_s > 0:
+                weights[cid] = float(old.duration_s)
+        known = sorted(weights.values())
+        default = known[len(known) // 2] if known else 1.0
+        loads = [0.0] * n
+        mine: set[str] = set()
+        for w, cid in sorted((-weights.get(cid, default), cid) for cid, _ in cells):
+            i = min(range(n), key=lambda j: (loads[j], j))
+            loads[i] -= w
+            if i == k - 1:
+                mine.add(cid)
+        self._shard_cells = mine
+        self.log(f"[shard {k}/{n}] {len(mine)} of {len(cells)} cells")
+
+    def _mine(self, cid: str) -> bool:
+        return self._shard_cells is None or cid in self._shard_cells
+
+    def save_plan(self) -> list[tuple[str, Path]]:
+        return [(save_cell_id(sc.name, f, s.id), self.store.save_record_path(s.id, sc.name, f))
+                for s in self.stacks for sc in self.scenarios for f in self.formats]
+
+    def load_plan(self) -> list[tuple[str, Path]]:
+        return [(load_cell_id(sc.name, f, sv.id, lo.id, v), self.store.load_record_path(lo.id, sv.id, sc.name, f, v))
+                for lo in self.stacks for sv in self.savers for sc in self.scenarios for f in self.formats
+                for v in sc.variants]
 
     def log(self, text: str) -> None:
         with self._lock:
@@ -314,6 +357,8 @@ class _Runner:
         for sc in self.scenarios:
             for fmt in self.formats:
                 cid = save_cell_id(sc.name, fmt, stack.id)
+                if not self._mine(cid):
+                    continue
                 path = self.store.save_record_path(stack.id, sc.name, fmt)
                 if not senv.ok:
                     self._record_unavailable("save", senv, sc, fmt, stack.id, None, None)
@@ -407,6 +452,8 @@ class _Runner:
                 continue  # the report shows why (save outcome or env) for this cell
             art = self.store.artifact_dir(saver_id, sc.name, fmt)
             cid = load_cell_id(sc.name, fmt, saver_id, loader.id, variant)
+            if not self._mine(cid):
+                continue
             if not lenv.ok:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
@@ -432,6 +479,7 @@ class _Runner:
         """
         plan: dict[str, list[tuple[str, Scenario, str, str]]] = {}
         seen: set[tuple[str, str, str, str, str]] = set()
+        own = {s.id for s in self.stacks}
         for loader in self.stacks:
             for saver in self.savers:
                 for sc in self.scenarios:
@@ -442,6 +490,8 @@ class _Runner:
                             if rec is None:
                                 continue
                             for stack_id, cell in remedy_cells(rec, sc, catalog):
+                                if stack_id in self.opt.elsewhere and stack_id not in own:
+                                    continue  # that stack's own job loads this very cell
                                 key = (stack_id, cell[0], cell[1].name, cell[2], cell[3])
                                 if key not in seen:  # two failures may share a remedy cell
                                     seen.add(key)
@@ -450,6 +500,11 @@ class _Runner:
 
     def run_remedies(self, catalog: Sequence[Stack]) -> None:
         plan = self.plan_remedies(catalog)
+        if self.opt.shard is not None:
+            self.plan_shard([(load_cell_id(sc.name, f, sv, lo, v), self.store.load_record_path(lo, sv, sc.name, f, v))
+                             for lo, cells in plan.items() for sv, sc, f, v in cells])
+            plan = {lo: kept for lo, cells in plan.items()
+                    if (kept := [c for c in cells if self._mine(load_cell_id(c[1].name, c[2], c[0], lo, c[3]))])}
         by_id = {s.id: s for s in catalog}
         missing = [by_id[sid] for sid in plan if sid not in self.summary.envs]
         if missing:
@@ -614,9 +669,11 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
     runner.build_envs()
     envs = runner.summary.envs
     if "save" in options.phases:
+        runner.plan_shard(runner.save_plan())
         runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
     if "load" in options.phases:
         runner.read_saved()
+        runner.plan_shard(runner.load_plan())
         runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
     if "remedy" in options.phases:
         if "load" not in options.phases:

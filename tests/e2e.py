@@ -125,3 +125,32 @@ def records_by_id(store: Path) -> dict[str, dict[str, Any]]:
 
 def kinds(records: Mapping[str, Mapping[str, Any]]) -> Sequence[str]:
     return sorted({r["outcome"] for r in records.values()})
+
+
+def checkout_copy(dest: Path, *, fake_defaults: bool = True) -> Path:
+    """The work tree's files (tracked and new, not ignored) copied to ``dest`` (hard links where possible),
+    committed in a fresh git repo; with ``fake_defaults`` the fake catalog and scenarios
+    become the copy's default catalog and scenarios (a second commit)."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                           cwd=REPO, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        src = REPO / name
+        if src.is_file():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(src, dest / name)
+            except OSError:
+                shutil.copy2(src, dest / name)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+    subprocess.run([*git, "commit", "-qm", "copy"], cwd=dest, check=True)
+    if fake_defaults:
+        (dest / "runner" / "stacks.toml").unlink()
+        write_catalog(dest / "runner" / "stacks.toml")
+        shutil.rmtree(dest / "scenarios")
+        shutil.copytree(FAKE_SCENARIOS, dest / "scenarios",
+                        ignore=shutil.ignore_patterns("__pycache__", "broken.py", "unbuildable.py"))
+        subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
+        subprocess.run([*git, "commit", "-qm", "fakes"], cwd=dest, check=True)
+    return dest

@@ -30,36 +30,13 @@ def _quick_start_commands() -> list[list[str]]:
             if line.startswith("nox ")]
 
 
-def _copy_checkout(dest: Path) -> None:
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        src = REPO / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "copy"],
-                   cwd=dest, check=True)
-
-
 def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_envs_dir: Path) -> None:
     commands = _quick_start_commands()
     first_look = [c for c in commands if c[:3] == ["nox", "-s", "matrix"] and "--" in c]
     assert first_look, commands  # the README offers a subset for a first look
     assert ["nox", "-s", "tests"] in commands
 
-    copy = tmp_path / "checkout"
-    _copy_checkout(copy)
-    # The fake catalog and scenarios become the copy's defaults (one commit, so that the
-    # checks below see only what the README's commands change).
-    e2e.write_catalog(copy / "runner" / "stacks.toml")
-    shutil.rmtree(copy / "scenarios")
-    shutil.copytree(e2e.FAKE_SCENARIOS, copy / "scenarios",
-                    ignore=shutil.ignore_patterns("__pycache__", "broken.py", "unbuildable.py"))
-    subprocess.run(["git", "add", "-A"], cwd=copy, check=True)
-    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "fakes"],
-                   cwd=copy, check=True)
+    copy = e2e.checkout_copy(tmp_path / "checkout")
     published = {p.name: p.read_bytes() for p in (copy / "reports").iterdir()}
 
     for command in first_look:
