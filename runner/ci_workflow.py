@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from runner.records import atomic_write_text
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, select
 
 __all__ = ["WORKFLOW_PATH", "add_parsers", "cmd_ci_plan", "cmd_ci_workflow", "plan_entries", "workflow_text"]
@@ -246,8 +247,7 @@ def cmd_ci_workflow(args: argparse.Namespace, out: TextIO | None = None) -> int:
             return 1
         print(f"ci-workflow: {args.out} is up to date", file=out)
         return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text, encoding="utf-8")
+    atomic_write_text(args.out, text)
     print(f"ci-workflow: wrote {args.out}", file=out)
     return 0
 

@@ -128,7 +128,7 @@ def kinds(records: Mapping[str, Mapping[str, Any]]) -> Sequence[str]:
 
 
 def checkout_copy(dest: Path, *, fake_defaults: bool = True) -> Path:
-    """The work tree's files (tracked and new, not ignored) copied to ``dest`` (hard links where possible),
+    """The work tree's files (tracked and new, not ignored) copied to ``dest``,
     committed in a fresh git repo; with ``fake_defaults`` the fake catalog and scenarios
     become the copy's default catalog and scenarios (a second commit)."""
     files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
@@ -137,10 +137,7 @@ def checkout_copy(dest: Path, *, fake_defaults: bool = True) -> Path:
         src = REPO / name
         if src.is_file():
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(src, dest / name)
-            except OSError:
-                shutil.copy2(src, dest / name)
+            shutil.copy2(src, dest / name)  # never a hard link: a write in the copy would reach the repo
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
