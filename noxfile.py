@@ -41,7 +41,8 @@ nox.options.sessions = ["matrix"]
 
 CATALOG = load_catalog()
 REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9")
-TEST_DEPS = ("pytest>=8", "pyyaml>=6", *REPORT_DEPS)
+DOCKER_DEPS = ("docker>=7.0",)  # the docker runtime (--runtime docker, check --sandbox)
+TEST_DEPS = ("pytest>=8", "pyyaml>=6", *REPORT_DEPS, *DOCKER_DEPS)
 
 
 def _uv_env() -> dict[str, str]:
@@ -59,14 +60,14 @@ def _runner(session: nox.Session, *args: str) -> None:
 @nox.session
 def matrix(session: nox.Session) -> None:
     """Build every selected stack, save, load, compare, and write reports/ (pass runner options after --)."""
-    session.install(*REPORT_DEPS)
+    session.install(*REPORT_DEPS, *DOCKER_DEPS)
     _runner(session, "matrix")
 
 
 @nox.session(default=False)
 def check(session: nox.Session) -> None:
     """Load YOUR model file in the selected stacks and compare predictions: nox -s check -- model.h5 [options]."""
-    session.install(*REPORT_DEPS)
+    session.install(*REPORT_DEPS, *DOCKER_DEPS)
     _runner(session, "check")
 
 
@@ -105,7 +106,7 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def tests(session: nox.Session) -> None:
-    """Fast tier (fake frameworks, no TF), fault injection, then real tier (real stacks); pytest args after --."""
+    """Fast tier (fake frameworks), fault injection, docker tier, then real tier (real stacks); pytest args after --."""
     session.install(*TEST_DEPS)
     env = _uv_env()
     if session.posargs:
@@ -113,6 +114,8 @@ def tests(session: nox.Session) -> None:
         return
     session.run("pytest", "-m", "not real and not faults", "-q", env=env)
     session.run("pytest", "-m", "faults", "-q", env=env)
+    # Docker tier: skipped with the reason when no engine or base image (.ci/run provides both).
+    session.run("pytest", "-m", "docker", "-q", env=env)
     session.run("pytest", "-m", "real", "-q", env=env)
 
 

@@ -651,7 +651,6 @@ class ContainerSpawn:
                if k in _RUNNER_VARS or k in self.stack_env or os.environ.get(k) != v}
         for name in _HOST_PATH_VARS:
             out.pop(name, None)
-        out.update(self.stack_env)
         out.update({"HOME": "/tmp", "TMPDIR": "/tmp", "KERAS_HOME": "/tmp/.keras",
                     "XDG_CACHE_HOME": "/tmp/.cache", "MPLCONFIGDIR": "/tmp", "LANG": "C.UTF-8",
                     "PATH": f"{self.venv}/bin:/usr/local/bin:/usr/bin:/bin"})

@@ -15,7 +15,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import docker.errors
 import pytest
 from conftest import FAKES, consume
 
@@ -23,6 +22,8 @@ from runner import cli, envs, execute, matrix
 from runner import runtime_docker as rd
 from runner.records import Store
 from runner.stacks import Stack
+
+docker = pytest.importorskip("docker", reason="the Docker SDK for Python is not installed (pip install docker)")
 
 
 class FakeImage:

@@ -1,0 +1,253 @@
+"""Docker tier (marker ``docker``): the docker runtime against a real Docker engine.
+
+Needs an engine and a base image with Python 3.11: ``$COMPAT_DOCKER_BASE`` (default
+``compat-test/python:3.11``, built without a registry by tests/docker/build_base.py;
+.ci/run starts the engine and builds it). Without them every test here is skipped with
+the reason (``-ra`` prints it) — never silently.
+
+- the fake catalog of tests/e2e.py (real uv venvs, fake Keras) gives the same table in
+  docker as in venvs, and every docker record names its image;
+- a worker container SIGKILLed from outside, one OOM-killed, one killed by its own
+  SIGSEGV: ``crash`` with the signal; a hang: ``timeout`` and the container is gone;
+- a scenario that opens a socket fails inside (network none);
+- the sandbox spawn: a payload that writes markers (host path, /tmp, HOME, its own
+  model dir) writes nothing on the host;
+- one real light stack (keras3.15-numpy) saves and loads the same in docker as in a venv.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import e2e
+import pytest
+from conftest import FAKE_SCENARIOS, REAL_SCENARIOS, consume
+
+from runner import envs, execute
+from runner import runtime_docker as rd
+from runner.records import Store
+from runner.stacks import load_catalog
+
+pytestmark = pytest.mark.docker
+
+BASE = os.environ.get("COMPAT_DOCKER_BASE", "compat-test/python:{python}")
+
+
+@pytest.fixture(scope="module")
+def engine(request: pytest.FixtureRequest) -> Iterator[rd.Engine]:
+    markexpr = str(request.config.getoption("markexpr") or "")
+    if "docker" not in markexpr.replace("not docker", ""):
+        pytest.skip("docker tier: selected only by -m docker (nox -s tests runs it after the fast tier)")
+    rd.reset_engine()
+    try:
+        eng = rd.engine()
+    except rd.DockerUnavailable as exc:
+        pytest.skip(f"docker tier: {exc} (run tests/docker/engine.sh, as .ci/run does)")
+    base = rd.base_image_name("3.11", override=BASE)
+    if eng.image(base) is None:
+        pytest.skip(f"docker tier: base image {base} missing (python3 tests/docker/build_base.py builds it)")
+    yield eng
+
+
+@pytest.fixture(scope="module")
+def envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(os.environ.get("COMPAT_DOCKER_ENVS_DIR") or tmp_path_factory.mktemp("docker-envs"))
+
+
+@pytest.fixture(scope="module")
+def fake_docker_env(engine: rd.Engine, envs_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> envs.StackEnv:
+    """fk3.5 of the fake catalog, built and probed in docker."""
+    catalog = e2e.write_catalog(tmp_path_factory.mktemp("cat") / "catalog.toml")
+    stack = next(s for s in load_catalog(catalog) if s.id == "fk3.5")
+    store = Store(tmp_path_factory.mktemp("store"), envs_dir=envs_dir)
+    senv = envs.ensure_env(stack, store, runtime=rd.RuntimeSettings("docker", BASE))
+    assert senv.ok, senv.reason
+    return senv
+
+
+def _containers(eng: rd.Engine) -> list[Any]:
+    return [c for c in eng.client.containers.list(all=True, filters={"label": f"{rd.LABEL}.pid={os.getpid()}"})
+            if c.labels.get(rd.LABEL) in ("worker", "sandbox")]
+
+
+def _run(senv: envs.StackEnv, tmp: Path, command: str, cells: list[dict[str, Any]],
+         behavior: dict[str, Any] | None = None, spawn: Any = None, **kw: Any) -> dict[str, dict[str, Any]]:
+    env = dict(senv.stack.env_dict)
+    if behavior is not None:
+        env[e2e_behavior_var()] = json.dumps({**json.loads(env.get(e2e_behavior_var(), "{}")), **behavior})
+    workdir = tmp / "runs" / f"{command}-{uuid.uuid4().hex[:6]}"
+    assert senv.python is not None
+    gen = execute.run_cells(senv.python, command, cells, workdir=workdir, env=execute.child_env(env),
+                            keras_module=senv.stack.keras_module, spawn=spawn or senv.spawn, **kw)
+    return {r["cell_id"]: r for r in consume(gen, workdir, deadline=240)}
+
+
+def e2e_behavior_var() -> str:
+    return "COMPAT_FAKE_BEHAVIOR"
+
+
+def _save_cell(tmp: Path, tag: str, scenario: str = "mlp", scenarios: Path = FAKE_SCENARIOS) -> dict[str, Any]:
+    return {"cell_id": f"save:{tag}", "scenario": scenario, "scenario_path": str(scenarios / f"{scenario}.py"),
+            "format": "h5", "artifact_dir": str(tmp / "artifacts" / tag)}
+
+
+# --------------------------------------------------------------------- equality
+
+
+def test_fake_catalog_same_table_in_docker_and_venvs(engine: rd.Engine, envs_dir: Path, fake_envs_dir: Path,
+                                                    tmp_path: Path) -> None:
+    catalog = e2e.write_catalog(tmp_path / "catalog.toml")
+    tables = {}
+    for runtime in ("venv", "docker"):
+        extra = ["--runtime", runtime, "--docker-base", BASE] if runtime == "docker" else []
+        proc = e2e.run_matrix(catalog, tmp_path / f"store-{runtime}", tmp_path / f"out-{runtime}",
+                              envs_dir if runtime == "docker" else fake_envs_dir, *extra, timeout=900)
+        assert proc.returncode == 0, e2e.describe(proc)
+        tables[runtime] = e2e.table(tmp_path / f"out-{runtime}")
+    assert tables["docker"] == tables["venv"]
+    assert {v[0] for v in tables["docker"].values()} >= {"ok", "load_error", "not_applicable"}
+    records = e2e.records_by_id(tmp_path / "store-docker")
+    cells = [r for r in records.values() if r["record_type"] in ("save", "load") and r["outcome"] == "ok"]
+    assert cells and all(r["env"]["runtime"] == "docker" and r["env"]["docker_image_id"].startswith("sha256:")
+                         for r in cells)
+    assert not _containers(engine)
+
+
+# ----------------------------------------------------------------- crash/timeout
+
+
+def test_container_killed_from_outside_is_a_crash(engine: rd.Engine, fake_docker_env: envs.StackEnv,
+                                                 tmp_path: Path) -> None:
+    cells = [_save_cell(tmp_path, "a"), _save_cell(tmp_path, "b"), _save_cell(tmp_path, "c")]
+    stop = threading.Event()
+
+    def killer() -> None:  # SIGKILL the container (from outside, like `docker kill`) while cell b hangs
+        while not stop.is_set():
+            if any('"save:b"' in p.read_text() for p in tmp_path.glob("runs/*/w*/events.jsonl")):
+                for c in _containers(engine):
+                    c.kill()
+                return
+            time.sleep(0.2)
+
+    thread = threading.Thread(target=killer, daemon=True)
+    thread.start()
+    res = _run(fake_docker_env, tmp_path, "save", cells,
+               {"save": {"action": "hang", "match": "artifacts/b"}}, cell_timeout=120)
+    stop.set()
+    assert res["save:a"]["outcome"] == "ok" and res["save:c"]["outcome"] == "ok"
+    assert res["save:b"]["outcome"] == "crash"
+    assert "killed by signal SIGKILL" in res["save:b"]["error"]["message"]
+    assert not _containers(engine)
+
+
+def test_own_signal_and_hang(engine: rd.Engine, fake_docker_env: envs.StackEnv, tmp_path: Path) -> None:
+    cells = [_save_cell(tmp_path, "segv"), _save_cell(tmp_path, "hang"), _save_cell(tmp_path, "ok")]
+    res = _run(fake_docker_env, tmp_path, "save", cells,
+               {"save": [{"action": "segv", "match": "artifacts/segv"}, {"action": "hang", "match": "artifacts/hang"}]},
+               cell_timeout=5)
+    assert res["save:segv"]["outcome"] == "crash" and "SIGSEGV" in res["save:segv"]["error"]["message"]
+    assert res["save:hang"]["outcome"] == "timeout"
+    assert res["save:ok"]["outcome"] == "ok"
+    assert not _containers(engine)
+
+
+def test_oom_is_a_crash_with_sigkill(engine: rd.Engine, fake_docker_env: envs.StackEnv, tmp_path: Path) -> None:
+    scen = tmp_path / "scen"
+    scen.mkdir()
+    (scen / "hog.py").write_text(
+        "def build(keras):\n"
+        "    blocks = [bytearray(64 << 20) for _ in range(16)]  # 1 GiB, touched\n"
+        "    return blocks\n\n"
+        "def inputs(np):\n    return np.zeros((1, 4), 'float32')\n")
+    spawn = rd.ContainerSpawn(engine, fake_docker_env.spawn.image, fake_docker_env.spawn.venv,  # type: ignore[union-attr]
+                              fake_docker_env.stack.env_dict, memory="256m")
+    res = _run(fake_docker_env, tmp_path, "save", [_save_cell(tmp_path, "hog", "hog", scen)], spawn=spawn)
+    rec = res["save:hog"]
+    assert rec["outcome"] == "crash" and "killed by signal SIGKILL" in rec["error"]["message"]
+    assert "OOM-killed (memory limit 256m)" in rec["details"]["log_tail"]
+
+
+def test_no_network_inside(engine: rd.Engine, fake_docker_env: envs.StackEnv, tmp_path: Path) -> None:
+    scen = tmp_path / "scen"
+    scen.mkdir()
+    (scen / "phone_home.py").write_text(
+        "import socket\n\n"
+        "def build(keras):\n"
+        "    socket.create_connection(('pypi.org', 443), timeout=5)\n\n"
+        "def inputs(np):\n    return np.zeros((1, 4), 'float32')\n")
+    res = _run(fake_docker_env, tmp_path, "save", [_save_cell(tmp_path, "net", "phone_home", scen)])
+    rec = res["save:net"]
+    assert rec["outcome"] == "save_error", rec
+    assert "socket" in rec["error"]["type"] or "OSError" in rec["error"]["type"], rec["error"]
+
+
+# ----------------------------------------------------------------------- sandbox
+
+
+def test_sandbox_payload_writes_nothing_on_the_host(engine: rd.Engine, fake_docker_env: envs.StackEnv,
+                                                   tmp_path: Path) -> None:
+    """A Lambda-like payload (code that runs when the worker loads what it was given) in
+    the sandbox: every marker it tries to write — a host path, /tmp, HOME, next to its own
+    file — is refused or lands in the throwaway container."""
+    token = uuid.uuid4().hex
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    host_targets = [tmp_path / f"marker-{token}", Path("/tmp") / f"marker-{token}",
+                    Path.home() / f"marker-{token}", model_dir / f"marker-{token}"]
+    (model_dir / "payload.py").write_text(
+        "import os\n\n"
+        "def build(keras):\n"
+        "    wrote, refused = [], []\n"
+        f"    for path in {[str(p) for p in host_targets]!r} + [os.path.join(os.environ['HOME'], 'marker-{token}')]:\n"
+        "        try:\n"
+        "            with open(path, 'w') as fh:\n"
+        "                fh.write('pwned')\n"
+        "            wrote.append(path)\n"
+        "        except OSError as exc:\n"
+        "            refused.append('%s: %s' % (path, exc.strerror))\n"
+        "    raise RuntimeError('payload ran; wrote %s; refused %s; uid %d' % (wrote, refused, os.getuid()))\n\n"
+        "def inputs(np):\n    return np.zeros((1, 4), 'float32')\n")
+    spawn = rd.sandbox_spawn(fake_docker_env, memory="1g")
+    res = _run(fake_docker_env, tmp_path, "save", [_save_cell(tmp_path, "payload", "payload", model_dir)],
+               spawn=spawn)
+    message = res["save:payload"]["error"]["message"]
+    assert "payload ran" in message and "uid 0" not in message, message
+    for target in host_targets:
+        assert not target.exists(), (target, message)
+    assert not _containers(engine)
+
+
+# -------------------------------------------------------------- a real stack
+
+
+@pytest.mark.skipif(os.environ.get("COMPAT_DOCKER_REAL_STACK", "1") == "0", reason="COMPAT_DOCKER_REAL_STACK=0")
+def test_real_light_stack_same_outcomes(engine: rd.Engine, envs_dir: Path, tmp_path: Path) -> None:
+    stack = next(s for s in load_catalog() if s.id == "keras3.15-numpy")
+    if stack.python != "3.11":
+        stack = dataclasses.replace(stack, python="3.11")
+    results: dict[str, dict[str, tuple[str, str | None]]] = {}
+    for runtime in ("venv", "docker"):
+        store = Store(tmp_path / f"store-{runtime}", envs_dir=envs_dir / runtime)
+        senv = envs.ensure_env(stack, store, runtime=rd.RuntimeSettings(runtime, BASE))
+        if runtime == "venv" and not senv.ok:
+            pytest.skip(f"no venv of {stack.id} on Python 3.11 to compare with: {senv.reason}")
+        assert senv.ok, senv.reason
+        saves = [{"cell_id": f"save:{sc}:{fmt}", "scenario": sc, "scenario_path": str(REAL_SCENARIOS / f"{sc}.py"),
+                  "format": fmt, "artifact_dir": str(tmp_path / runtime / "art" / sc / fmt)}
+                 for sc in ("dense", "multi_io") for fmt in ("h5", "keras")]
+        out = _run(senv, tmp_path, "save", saves, cell_timeout=120, import_timeout=300)
+        loads = [{**c, "cell_id": c["cell_id"].replace("save:", "load:"), "variant": "default",
+                  "atol": 1e-6, "rtol": 1e-6} for c in saves if out[c["cell_id"]]["outcome"] == "ok"]
+        out.update(_run(senv, tmp_path, "load", loads, cell_timeout=120, import_timeout=300))
+        results[runtime] = {cid: (r["outcome"], (r.get("error") or {}).get("type")) for cid, r in out.items()}
+    assert results["docker"] == results["venv"]
+    assert any(v[0] == "ok" for v in results["docker"].values())
+
