@@ -61,6 +61,7 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
                           text=True, check=True).stdout == ""
 
 
+@pytest.mark.faults  # end-to-end runs: the slower tier
 @pytest.mark.parametrize("args", [[], ["--tags", "quick", "--out", "reports"]])
 def test_only_the_whole_catalog_or_an_explicit_out_publishes(tmp_path: Path, fake_envs_dir: Path,
                                                               args: list[str]) -> None:
