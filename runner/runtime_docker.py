@@ -64,6 +64,7 @@ __all__ = [
     "ensure_image",
     "image_tag",
     "sandbox_spawn",
+    "sandbox_unavailable",
 ]
 
 RUN_RUNTIMES = ("venv", "docker", "auto")
@@ -633,12 +634,14 @@ class ContainerSpawn:
         for cell in cells:
             if cell.get("scenario_path"):
                 paths.setdefault(str(Path(cell["scenario_path"]).parent), "ro")
-            for key in ("model_path", "custom_objects_path", "inputs_path"):
+            if cell.get("model_path"):
+                # check stages the user's model (and its weights file) alone in a folder.
+                paths.setdefault(str(Path(cell["model_path"]).parent), "ro")
+            for key in ("custom_objects_path", "inputs_path"):
                 value = cell.get(key)
                 if value and Path(value).exists():
-                    # A model dir (SavedModel) or file; in the sandbox exactly it, else its folder.
-                    target = Path(value) if self.sandbox else Path(value).parent
-                    paths.setdefault(str(target), "ro")
+                    # In the sandbox exactly the file, else its folder.
+                    paths.setdefault(str(Path(value) if self.sandbox else Path(value).parent), "ro")
             if cell.get("out_dir"):
                 Path(cell["out_dir"]).mkdir(parents=True, exist_ok=True)
                 paths[str(cell["out_dir"])] = "rw"
@@ -689,6 +692,15 @@ class ContainerSpawn:
         return ContainerProcess(container, log_path, self.memory)
 
 
+def sandbox_unavailable() -> str | None:
+    """Why no sandbox can run here (no SDK, no engine), or None when an engine answers."""
+    try:
+        engine()
+    except DockerUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def sandbox_spawn(senv: Any, *, memory: str | None = "4g", cpus: float | None = None) -> ContainerSpawn:
     """A spawn for ``check --sandbox``: pass it to ``execute.run_cells(..., spawn=...)``
     with the check worker. ``senv`` is a docker :class:`runner.envs.StackEnv` (built with
@@ -696,8 +708,9 @@ def sandbox_spawn(senv: Any, *, memory: str | None = "4g", cpus: float | None = 
 
     The container has no network, runs as a non-root user with all capabilities dropped,
     a read-only root filesystem and a tmpfs ``/tmp`` as HOME; it sees only the stack's venv
-    (read-only), the worker scripts (read-only), the files the cells name — the model file
-    or SavedModel directory, custom-objects and inputs files — read-only, its out_dir and
+    (read-only), the worker scripts (read-only), what the cells name — the folder the model
+    was staged in (``model_path``'s parent: the model and its weights file only), the
+    custom-objects and inputs files alone — read-only, its out_dir and
     control dir read-write; its environment is the stack's variables and the runner's
     (no host variable), and it is removed when the worker exits or is killed.
 

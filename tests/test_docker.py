@@ -180,6 +180,12 @@ def test_build_settings_travel_in_a_mounted_file(fake_engine: rd.Engine, monkeyp
 # ------------------------------------------------------------------ unavailable
 
 
+def test_sandbox_unavailable_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rd._Cached, "engine", None)
+    monkeypatch.setattr(rd._Cached, "error", "no Docker engine answers (x)")
+    assert rd.sandbox_unavailable() == "no Docker engine answers (x)"
+
+
 def test_no_engine_makes_the_stack_unavailable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rd._Cached, "engine", None)
     monkeypatch.setattr(rd._Cached, "error", "no Docker engine answers (ConnectionError: refused)")
@@ -309,18 +315,25 @@ def test_save_mounts_artifacts_rw_load_ro(tmp_path: Path, fake_engine: rd.Engine
     assert mounts[str(art)] == "ro"
 
 
-def test_sandbox_mounts_only_the_model_file(tmp_path: Path, fake_engine: rd.Engine) -> None:
+def test_sandbox_mounts_only_what_the_cells_name(tmp_path: Path, fake_engine: rd.Engine) -> None:
     spawn = _spawn(tmp_path, fake_engine, sandbox=True)
-    model = tmp_path / "models" / "m1" / "model.h5"
+    model = tmp_path / "store" / "models" / "m1" / "model.h5"  # check's staged copy
     model.parent.mkdir(parents=True)
     model.write_bytes(b"x")
-    (model.parent / "secret.txt").write_text("host file")
-    out = tmp_path / "outputs" / "m1"
+    user = tmp_path / "home" / "me"
+    user.mkdir(parents=True)
+    (user / "custom.py").write_text("x = 1")
+    (user / "id_rsa").write_text("secret")
+    out = tmp_path / "store" / "outputs" / "m1"
     ctl = tmp_path / "runs" / "w001"
-    _request(ctl, "check", [{"cell_id": "c", "model_path": str(model), "out_dir": str(out)}])
+    _request(ctl, "check", [{"cell_id": "c", "model_path": str(model), "out_dir": str(out),
+                             "custom_objects_path": str(user / "custom.py")}])
     mounts = spawn.mounts(["py", "-I", str(execute.WORKER_PATH), "check", str(ctl)])
-    assert mounts[str(model)] == "ro" and str(model.parent) not in mounts
+    assert mounts[str(model.parent)] == "ro" and mounts[str(user / "custom.py")] == "ro"
+    assert str(user) not in mounts and str(tmp_path / "store") not in mounts
     assert mounts[str(out)] == "rw" and out.is_dir()
+    assert set(mounts) == {str(model.parent), str(user / "custom.py"), str(out), str(ctl), str(spawn.venv),
+                           str(execute.WORKER_PATH.parent)}
 
 
 def test_container_environment_is_the_stacks_not_the_hosts(tmp_path: Path, fake_engine: rd.Engine,
