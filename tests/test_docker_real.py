@@ -17,9 +17,12 @@ the reason (``-ra`` prints it) — never silently.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
+import signal
+import subprocess
 import threading
 import time
 import uuid
@@ -187,6 +190,45 @@ def test_no_network_inside(engine: rd.Engine, fake_docker_env: envs.StackEnv, tm
     rec = res["save:net"]
     assert rec["outcome"] == "save_error", rec
     assert "socket" in rec["error"]["type"] or "OSError" in rec["error"]["type"], rec["error"]
+
+
+def test_ctrl_c_removes_every_worker_container(engine: rd.Engine, envs_dir: Path, tmp_path: Path) -> None:
+    """SIGINT to `python -m runner matrix --runtime docker` while two containers hang in a
+    cell: exit 130, no container of that run left, no false crash/timeout record."""
+    hanging = e2e.write_catalog(tmp_path / "hang.toml",
+                                {"fk3.9": {"load": {"action": "hang"}}, "fk3.5": {"load": {"action": "hang"}}})
+    store = tmp_path / "store"
+    argv = e2e.matrix_argv(hanging, store, None, "-j", "2", "--no-report", "--runtime", "docker",
+                           "--docker-base", BASE)
+    proc = subprocess.Popen(argv, cwd=e2e.REPO, env=e2e.runner_env(envs_dir), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+    def mine() -> list[Any]:
+        return engine.client.containers.list(all=True, filters={"label": f"{rd.LABEL}.pid={proc.pid}"})
+
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if sum('"started"' in p.read_text() for p in store.glob("runs/load-*/w*/events.jsonl")) >= 2:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("the two hanging loaders never started")
+        time.sleep(0.5)
+        assert len(mine()) == 2
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(timeout=60)
+        took = time.monotonic() - t0
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+    stdout, stderr = proc.communicate()
+    assert rc == 130, (stdout[-2000:], stderr[-2000:])
+    assert mine() == [], "worker containers outlived the run"
+    assert took < 10, took
+    recs = e2e.records_by_id(store)
+    assert not {r["outcome"] for r in recs.values()} & {"crash", "timeout", "protocol_error"}
 
 
 # ----------------------------------------------------------------------- sandbox
