@@ -254,6 +254,13 @@ RULES: tuple[Rule, ...] = (
          r"Lambda.{0,40}(?:is a Python lambda|whose .function. is a Python lambda)|"
          r"Deserializing it is unsafe|arbitrary code execution",
          remedies=("unsafe",), family="safety"),
+    Rule("refused_unsafe", "Refused: the file would run its own Python code",
+         "The check worker read the file's stored config before loading and found code the "
+         "file carries (a Lambda's marshalled bytecode, or a function imported from a module "
+         "outside Keras/TF). This stack has no safe mode that would refuse it (Keras <= 2.12, "
+         "TF 1, any Keras 2 HDF5), so loading would run it. If you made the file or trust it, "
+         "check again with --unsafe (with Docker, inside the sandbox only).",
+         r"refused before loading", ("runner.refused_unsafe",), remedies=(), family="safety"),
     Rule("lambda_bytecode", "Lambda bytecode from another Python version",
          "A Lambda layer stores its function as marshalled Python bytecode, which only the "
          "Python version that wrote it can read. Loading it under a different Python fails with "
