@@ -401,3 +401,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("runner: interrupted; recorded cells are kept, run again to finish", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def console() -> None:
+    """The ``compat-matrix`` console command (``pip install .``): exit with main's status."""
+    raise SystemExit(main())

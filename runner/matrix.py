@@ -44,7 +44,10 @@ __all__ = [
     "select_scenarios",
 ]
 
-DEFAULT_SCENARIOS = Path(__file__).resolve().parent.parent / "scenarios"
+# The checkout's scenarios/, or the copy an installed wheel carries as runner/scenarios/.
+DEFAULT_SCENARIOS = next((d for d in (Path(__file__).resolve().parent.parent / "scenarios",
+                                      Path(__file__).resolve().parent / "scenarios") if d.is_dir()),
+                         Path(__file__).resolve().parent.parent / "scenarios")
 FORMATS: tuple[str, ...] = _w.FORMATS
 DEFAULT_ATOL = 1e-6
 DEFAULT_RTOL = 1e-6

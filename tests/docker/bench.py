@@ -33,6 +33,7 @@ def main() -> None:
     ap.add_argument("--stack", default="keras3.15-numpy")
     ap.add_argument("--python", default="3.11")
     ap.add_argument("--cells", type=int, default=24)
+    ap.add_argument("--envs-dir", default=None, help="keep the stacks' venvs (and docker's uv cache) here")
     ap.add_argument("--cold-image", action="store_true", help="remove the runtime image first")
     args = ap.parse_args()
     eng = rd.engine()
@@ -65,7 +66,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="compat-bench-") as tmp:
         per: dict[str, dict[str, float]] = {}
         for runtime in ("venv", "docker"):
-            store = Store(Path(tmp) / runtime, envs_dir=Path(tmp) / "envs")
+            store = Store(Path(tmp) / runtime, envs_dir=Path(args.envs_dir or Path(tmp) / "envs"))
             t0 = time.monotonic()
             senv = envs.ensure_env(stack, store, runtime=rd.RuntimeSettings(runtime, args.base))
             assert senv.ok, senv.reason
@@ -96,8 +97,8 @@ def main() -> None:
             p = per[phase]
             print(f"{phase}: docker/venv wall {p['docker'] / p['venv']:.2f}x, per-cell "
                   f"{p['docker_cells'] / p['venv_cells']:.2f}x")
-        du = sum(f.stat().st_size for f in (Path(tmp) / "envs" / "docker").rglob("*") if f.is_file()
-                 and f.stat().st_nlink == 1) / 1e6
+        root = rd.docker_envs_root(Path(args.envs_dir or Path(tmp) / "envs"))
+        du = sum(f.stat().st_size for f in root.rglob("*") if f.is_file() and f.stat().st_nlink == 1) / 1e6
         print(f"docker envs dir files with a single link (not shared with the uv cache): {du:.0f} MB")
 
 
