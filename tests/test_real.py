@@ -43,6 +43,13 @@ def _runner(*args: str, store: Path, check: bool = True, **kw: object) -> subpro
     return proc
 
 
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    """results.csv's rows; its first line is the ``# Selection: …`` the table covers."""
+    first, body = path.read_text().split("\n", 1)
+    assert first.startswith("# Selection: ")
+    return list(csv.DictReader(io.StringIO(body)))
+
+
 def _records(store: Path) -> dict[str, Record]:
     out = {}
     for rec in Store(store).iter_records():
@@ -129,7 +136,7 @@ def test_report_from_real_records(matrix_store: Path, tmp_path: Path) -> None:
     md = (tmp_path / "matrix.md").read_text()
     assert "## `custom_layer` · `h5` · load variant `custom_objects`" in md
     assert str(matrix_store) not in md and str(matrix_store) not in (tmp_path / "index.html").read_text()
-    cells = list(csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text())))
+    cells = _csv_rows(tmp_path / "results.csv")
     assert len(cells) == len({c["cell_id"] for c in cells})
     assert len(gate.load_results(tmp_path / "results.json")) == len(cells)
 
@@ -303,7 +310,7 @@ def test_remedies_are_rerun_and_verified(matrix_store: Path, tmp_path: Path) -> 
     errors = (tmp_path / "errors.md").read_text()
     assert "## `keras3_rejects_savedmodel`" in errors and "tfsm: fixed" in errors
     assert "## `custom_object_unknown`" in errors and "custom_objects: fixed" in errors
-    cells = {c["cell_id"]: c for c in csv.DictReader(io.StringIO((tmp_path / "results.csv").read_text()))}
+    cells = {c["cell_id"]: c for c in _csv_rows(tmp_path / "results.csv")}
     cell = cells["custom_layer:h5:tf2.15->keras3.15-jax:default"]
     assert cell["category"] == "custom_object_unknown"
     assert "fixed by custom_objects (verified)" in cell["remedy"]
@@ -325,6 +332,9 @@ def test_generated_repro_reproduces_the_recorded_outcome(matrix_store: Path, tmp
     proc = subprocess.run(["bash", str(out / "setup.sh")], cwd=out, env=env, capture_output=True,
                           text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert proc.stdout.strip().splitlines()[-1] == f"OUTCOME: {rec.outcome.value}", proc.stdout[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert [ln for ln in lines if ln.startswith("OUTCOME: ")] == [f"OUTCOME: {rec.outcome.value}"], proc.stdout[-3000:]
+    # the reproduction says whether it runs the recorded run's code (here: it does)
+    assert "same worker and scenario code as the recorded run (digests match)" in proc.stdout
     if rec.error:
         assert rec.error.type.rsplit(".", 1)[-1] in proc.stdout
