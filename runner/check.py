@@ -23,6 +23,7 @@ import argparse
 import ast
 import csv
 import dataclasses
+import functools
 import hashlib
 import html
 import io
@@ -35,17 +36,16 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import diagnose, execute
+from runner import diagnose, execute, runtime_docker
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
-from runner.envs import StackEnv, ensure_env
-from runner.matrix import cache_key
-from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, load_cell_id
+from runner.envs import RuntimeSettings, StackEnv, ensure_env
+from runner.matrix import cache_key, fan_out, record_from_result
+from runner.records import Outcome, Record, Store, atomic_write_text, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 
 __all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
@@ -413,6 +413,7 @@ class Options:
     cell_timeout: float = 300.0
     import_timeout: float = 600.0
     jobs: int = 2
+    sandbox: str = "off"  # on|off|auto (the command line's default): loads in a docker sandbox
 
 
 @dataclasses.dataclass
@@ -425,10 +426,6 @@ class Row:
     passed: bool = False
     selected: bool = False  # part of the verdict (not a remedy, not the added reference)
     source: tuple[str, str] | None = None  # (stack, variant) of outputs nothing verified
-
-
-def _first_line(text: str | None) -> str:
-    return next((ln.strip() for ln in (text or "").splitlines() if ln.strip()), "")
 
 
 def _versions(env: Mapping[str, Any]) -> str:
@@ -484,6 +481,9 @@ class _Check:
         self.staged = self.store.root / "models" / model.model_id
         self.selected = {s.id for s in stacks}
         self.remedy_notes: dict[str, str] = {}
+        self.sandbox, self.sandbox_line = sandbox_mode(opt.sandbox)
+        if self.sandbox and env_factory is ensure_env:  # the stacks are built for the docker runtime
+            self.env_factory = functools.partial(ensure_env, runtime=RuntimeSettings(runtime="docker"))
 
     # ------------------------------------------------------------------ running cells
     def _spawn(self, argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
@@ -522,7 +522,8 @@ class _Check:
         todo, keys = [], {}
         for variant in variants:
             key = cache_key("check", m.sha256, m.format, senv.fingerprint, variant, *self.shas[:2],
-                            self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED)
+                            self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED,
+                            *(["sandbox"] if self.sandbox else []))
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
             if (old is not None and not self.opt.fresh and old.key == key and old.outcome.final and (
                     old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
@@ -537,33 +538,29 @@ class _Check:
                          "out_dir": str(self.out_dir(stack.id, variant)), "seed": SEED})
         if not todo:
             return
+        try:
+            spawn = runtime_docker.sandbox_spawn(senv) if self.sandbox else self._spawn
+        except runtime_docker.DockerUnavailable as exc:
+            self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
+            return
         variants = ", ".join(str(c["variant"]) for c in todo)
         print(f"[check {stack.id}] loading with {variants}", file=self.log, flush=True)
         for res in execute.run_cells(
                 senv.python, "check", todo, workdir=self.store.root / "runs" / f"check-{stack.id}",
                 env=self.sandbox_env(senv.stack), keras_module=stack.keras_module, cell_timeout=self.opt.cell_timeout,
                 import_timeout=self.opt.import_timeout, extra_sys_path=self.extra_sys_path,
-                worker_path=CHECK_WORKER_PATH, spawn=self._spawn):
+                worker_path=CHECK_WORKER_PATH, spawn=spawn):
             variant, key = keys[res["cell_id"]]
-            try:
-                outcome = Outcome(res.get("outcome"))
-            except ValueError:
-                outcome = Outcome.PROTOCOL_ERROR
-            rec = Record(record_type="load", cell_id=res["cell_id"], stack=stack.id, outcome=outcome, key=key,
-                         saver=SAVER, loader=stack.id, scenario=m.model_id, format=m.format, variant=variant,
-                         phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
-                         warnings=tuple((str(w.get("category")), str(w.get("message")))
-                                        for w in res.get("warnings") or []),
-                         duration_s=res.get("duration_s"), env=res.get("env") or senv.versions,
-                         worker_sha256=self.shas[0], scenario_sha256=m.sha256, details=res.get("details") or {})
+            rec = record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
+                                     stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
+                                     fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
+                                     limit_s=self.opt.cell_timeout)
             self.store.write(rec)
             self.records[stack.id, variant] = rec
             print(f"[check {stack.id}] {variant}: {rec.outcome.value}", file=self.log, flush=True)
 
     def each(self, jobs: Sequence[tuple[Stack, Sequence[str]]]) -> None:
-        with ThreadPoolExecutor(max_workers=max(1, self.opt.jobs)) as pool:
-            for future in [pool.submit(self.run, s, v) for s, v in jobs]:
-                future.result()
+        fan_out(lambda job: self.run(*job), jobs, self.opt.jobs)
 
     def outputs(self, stack: str, variant: str) -> list[Any]:
         import numpy as np
@@ -638,19 +635,19 @@ class _Check:
         user = [r for r in ran if r.error and r.error.type in USER_ERRORS]
         if ran and len(user) == len(ran) and user[0].error is not None:
             what = USER_ERRORS[user[0].error.type].format(inputs=self.opt.inputs, custom=self.opt.custom_objects)
-            raise CheckInputError(what + _first_line(user[0].error.message))
+            raise CheckInputError(what + first_line(user[0].error.message))
 
     def verdict(self, stack: str, variant: str, reference: list[Any] | None, label: str = "") -> Row:
         senv, rec = self.envs.get(stack), self.records.get((stack, variant))
         row = Row(label or stack, "env_unavailable", "env_unavailable", selected=not label and stack in self.selected)
         if senv is None or not senv.ok or rec is None:
-            row.notes.append(_first_line(senv.reason if senv else "not run"))
+            row.notes.append(first_line(senv.reason if senv else "not run"))
             return row
         row.outcome, row.category = rec.outcome.value, ""
         if label:
             row.notes.append(self.remedy_notes[label[2:]])
         if rec.error is not None:
-            text = _first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
+            text = first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
             kind = rec.error.type.rsplit(".", 1)[-1]
             row.notes.append(text if rec.error.type == REFUSED else f"{kind}: {text[:160]}")
         if rec.outcome is Outcome.OK and reference is None:
@@ -764,6 +761,7 @@ class _Check:
             "; ".join(found) + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
             if found else "no Lambda bytecode or imported functions"))
         lines.append("safe mode: " + ("; ".join(modes) or "not reached"))
+        lines.append(f"sandbox: {self.sandbox_line}")
         lines.append("stacks: " + "; ".join(f"{s.id} = {_versions(self.envs[s.id].versions)}" for s in
                                             sorted(stacks, key=lambda s: natural_key(s.id))
                                             if s.id in self.envs and self.envs[s.id].ok))
@@ -777,17 +775,11 @@ HEADERS = ["stack", "outcome", "category", "max Δ abs (rel) / atol", "notes"]
 
 def render(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
     """Table cells and the de-duplicated footnotes they refer to."""
-    notes: list[str] = []
-    body = []
-    for r in rows:
-        ids = []
-        for n in r.notes:
-            if n and n not in notes:
-                notes.append(n)
-            if n:
-                ids.append(str(notes.index(n) + 1))
-        body.append([r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", ",".join(dict.fromkeys(ids))])
-    return body, [f"[{i}] {n}" for i, n in enumerate(notes, 1)]
+    from runner.report import footnoted
+
+    refs, notes = footnoted(r.notes for r in rows)
+    return [[r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", n] for r, n in zip(rows, refs,
+                                                                                              strict=True)], notes
 
 
 def write_outputs(out: Path, table: str, body: Sequence[Sequence[str]], text: str) -> None:
@@ -830,14 +822,31 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--cell-timeout", type=float, default=300.0)
     p.add_argument("--import-timeout", type=float, default=600.0)
     p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--sandbox", choices=("auto", "on", "off"), default=os.environ.get("COMPAT_CHECK_SANDBOX", "auto"),
+                   help="load in network-less, read-only, non-root docker containers (auto: when a Docker "
+                        "engine answers; the stacks are then built for the docker runtime)")
 
 
 def options_from_args(args: argparse.Namespace) -> Options:
-    return Options(model=args.model, weights=args.weights, custom_objects=args.custom_objects, inputs=args.inputs,
-                   stacks=tuple(args.stacks), tags=tuple(args.tags), unsafe=args.unsafe, out=args.out,
-                   store=args.store, envs_dir=args.envs_dir, catalog=args.catalog, atol=args.atol, rtol=args.rtol,
-                   fresh=args.fresh, cell_timeout=args.cell_timeout, import_timeout=args.import_timeout,
-                   jobs=max(1, args.jobs))
+    given: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)}
+    return Options(**given | {"stacks": tuple(args.stacks), "tags": tuple(args.tags), "jobs": max(1, args.jobs)})
+
+
+def sandbox_mode(mode: str) -> tuple[bool, str]:
+    """(whether loads run in the docker sandbox, the report's line saying so).
+
+    Raises:
+        CheckInputError: ``on`` without a reachable Docker engine.
+    """
+    venv = "loads run in the stack venvs with a scrubbed environment and a throwaway HOME"
+    if mode == "off":
+        return False, f"off (--sandbox off): {venv}"
+    why = runtime_docker.sandbox_unavailable()
+    if why is None:
+        return True, "docker (no network, read-only model and root filesystem, non-root, no host variables)"
+    if mode == "on":
+        raise CheckInputError(f"--sandbox on: no Docker engine answers: {first_line(why)}")
+    return False, f"off (no Docker engine answers: {first_line(why)}): {venv}"
 
 
 def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stderr,
@@ -863,6 +872,7 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
         raise CheckInputError(f"--out {opt.out} exists and is not a directory")
     run = _Check(opt, model, stacks, catalog, log, env_factory or ensure_env,
                  EXTRA_SYS_PATH if extra_sys_path is None else extra_sys_path, given)
+    print(f"check: sandbox: {run.sandbox_line}", file=log, flush=True)
     try:
         with run.store.running(wait=True):  # one writer per store: a second check queues
             rows, header = run.check()

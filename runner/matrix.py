@@ -39,7 +39,9 @@ __all__ = [
     "artifact_digest",
     "cache_key",
     "discover_scenarios",
+    "fan_out",
     "read_scenario",
+    "record_from_result",
     "run_matrix",
     "select_scenarios",
 ]
@@ -263,58 +265,8 @@ class _Runner:
                 self.summary.computed += 1
 
     def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack]) -> None:
-        """Apply ``fn`` to every stack, ``jobs`` at a time (results do not depend on it).
-
-        Ctrl-C (KeyboardInterrupt in the main thread) sets the run's cancel event and
-        kills every live worker's process group at once; the threads are daemons, so
-        the interrupt is re-raised within a poll interval, whatever ``jobs`` is.
-        """
-        if self.opt.jobs <= 1 or len(stacks) <= 1:
-            try:
-                for stack in stacks:
-                    fn(stack)
-            except KeyboardInterrupt:
-                self.cancel.set()
-                execute.kill_live_workers()
-                raise
-            return
-        queue = list(stacks)
-        errors: list[BaseException] = []
-        qlock = threading.Lock()
-
-        def work() -> None:
-            while not self.cancel.is_set():
-                with qlock:
-                    if not queue or errors:
-                        return
-                    stack = queue.pop(0)
-                try:
-                    fn(stack)
-                except execute.Cancelled:
-                    return
-                except BaseException as exc:  # re-raised in the main thread
-                    with qlock:
-                        errors.append(exc)
-                    return
-
-        threads = [threading.Thread(target=work, daemon=True, name=f"stack-{i}")
-                   for i in range(min(self.opt.jobs, len(stacks)))]
-        try:
-            for t in threads:
-                t.start()
-            for t in threads:
-                while t.is_alive():
-                    t.join(0.1)
-        except KeyboardInterrupt:
-            self.cancel.set()
-            execute.kill_live_workers()
-            for t in threads:  # each notices within one poll; daemons, so never a hang
-                t.join(max(0.0, 1.0))
-            raise
-        if errors:
-            raise errors[0]
-        if self.cancel.is_set():
-            raise KeyboardInterrupt
+        """Apply ``fn`` to every stack, ``jobs`` at a time (see :func:`fan_out`)."""
+        fan_out(fn, stacks, self.opt.jobs, self.cancel)
 
     # ----------------------------------------------------------------- environments
     def build_envs(self) -> None:
@@ -548,31 +500,10 @@ class _Runner:
                             variant: str | None = None,
                             saver_env: dict[str, Any] | None = None,
                             old: Record | None = None) -> Record:
-        details = dict(res.get("details") or {})
-        details["limit_s"] = self.opt.limit(phase)  # the limit in force: why a cell timed out
-        if res.get("outcome") == Outcome.TIMEOUT.value:
-            again = (old is not None and old.key == key and old.outcome is Outcome.TIMEOUT
-                     and old.details.get("limit_s") == details["limit_s"])
-            details["timeouts_in_a_row"] = (int(old.details.get("timeouts_in_a_row", 1)) + 1
-                                            if again and old is not None else 1)
-        try:
-            outcome = Outcome(res.get("outcome"))
-        except ValueError:
-            outcome = Outcome.PROTOCOL_ERROR
-            res = {**res, "error": {"type": "runner.protocol_error",
-                                    "message": f"worker reported unknown outcome {res.get('outcome')!r}"}}
-        return Record(
-            record_type=phase,  # type: ignore[arg-type]
-            cell_id=res["cell_id"], stack=stack, outcome=outcome, key=key, saver=saver,
-            loader=loader, scenario=scenario.name, format=fmt, variant=variant,
-            phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
-            warnings=tuple((str(w.get("category")), str(w.get("message")))
-                           for w in res.get("warnings") or []),
-            max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
-            env=res.get("env") or {}, saver_env=saver_env or {},
-            worker_sha256=self.worker_sha, scenario_sha256=scenario.sha256,
-            details=details,
-        )
+        return record_from_result(phase, res, key=key, stack=stack, saver=saver, scenario=scenario.name,
+                                  scenario_sha256=scenario.sha256, fmt=fmt, loader=loader, variant=variant,
+                                  saver_env=saver_env, old=old, worker_sha256=self.worker_sha,
+                                  limit_s=self.opt.limit(phase))
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
              to_record: Callable[[dict[str, Any]], Record]) -> None:
@@ -611,6 +542,99 @@ class _Runner:
                     first_line(rec.error.message)[:100]
             self.log(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
                      f"{rec.outcome.value}{msg}")
+
+
+def fan_out(fn: Callable[[Any], None], items: Sequence[Any], jobs: int,
+            cancel: threading.Event | None = None) -> None:
+    """Apply ``fn`` to every item, ``jobs`` at a time (results do not depend on it): the
+    matrix's per-stack fan-out, also ``check``'s.
+
+    Ctrl-C (KeyboardInterrupt in the main thread) sets ``cancel`` and kills every live
+    worker's process group at once; the threads are daemons, so the interrupt is re-raised
+    within a poll interval, whatever ``jobs`` is.
+    """
+    cancel = cancel if cancel is not None else threading.Event()
+    if jobs <= 1 or len(items) <= 1:
+        try:
+            for item in items:
+                fn(item)
+        except KeyboardInterrupt:
+            cancel.set()
+            execute.kill_live_workers()
+            raise
+        return
+    queue = list(items)
+    errors: list[BaseException] = []
+    qlock = threading.Lock()
+
+    def work() -> None:
+        while not cancel.is_set():
+            with qlock:
+                if not queue or errors:
+                    return
+                item = queue.pop(0)
+            try:
+                fn(item)
+            except execute.Cancelled:
+                return
+            except BaseException as exc:  # re-raised in the main thread
+                with qlock:
+                    errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=work, daemon=True, name=f"stack-{i}")
+               for i in range(min(jobs, len(items)))]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.1)
+    except KeyboardInterrupt:
+        cancel.set()
+        execute.kill_live_workers()
+        for t in threads:  # each notices within one poll; daemons, so never a hang
+            t.join(max(0.0, 1.0))
+        raise
+    if errors:
+        raise errors[0]
+    if cancel.is_set():
+        raise KeyboardInterrupt
+
+
+def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str, saver: str, scenario: str,
+                       scenario_sha256: str, fmt: str, worker_sha256: str, loader: str | None = None,
+                       variant: str | None = None, saver_env: dict[str, Any] | None = None,
+                       limit_s: float | None = None, old: Record | None = None) -> Record:
+    """The record of one worker result (as :func:`runner.execute.run_cells` yields it): the
+    matrix's, also ``check``'s (``scenario`` is then the model's id). An unknown outcome is a
+    ``protocol_error``; ``limit_s`` (the cell limit in force) and, for a timeout, how many
+    runs in a row timed out at it are kept in ``details``."""
+    details = dict(res.get("details") or {})
+    details["limit_s"] = limit_s
+    if res.get("outcome") == Outcome.TIMEOUT.value:
+        again = (old is not None and old.key == key and old.outcome is Outcome.TIMEOUT
+                 and old.details.get("limit_s") == details["limit_s"])
+        details["timeouts_in_a_row"] = (int(old.details.get("timeouts_in_a_row", 1)) + 1
+                                        if again and old is not None else 1)
+    try:
+        outcome = Outcome(res.get("outcome"))
+    except ValueError:
+        outcome = Outcome.PROTOCOL_ERROR
+        res = {**res, "error": {"type": "runner.protocol_error",
+                                "message": f"worker reported unknown outcome {res.get('outcome')!r}"}}
+    return Record(
+        record_type=phase,  # type: ignore[arg-type]
+        cell_id=res["cell_id"], stack=stack, outcome=outcome, key=key, saver=saver,
+        loader=loader, scenario=scenario, format=fmt, variant=variant,
+        phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
+        warnings=tuple((str(w.get("category")), str(w.get("message")))
+                       for w in res.get("warnings") or []),
+        max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
+        env=res.get("env") or {}, saver_env=saver_env or {},
+        worker_sha256=worker_sha256, scenario_sha256=scenario_sha256,
+        details=details,
+    )
 
 
 def artifact_digest(art: Path) -> str | None:

@@ -29,7 +29,7 @@ from runner.records import Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
 from runner.stacks import CatalogError, load_catalog, natural_key
 
-__all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "SYMBOLS", "build_frame", "results_json",
+__all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "SYMBOLS", "build_frame", "footnoted", "results_json",
            "terminal_summary", "write_reports"]
 
 SYMBOLS: dict[str, str] = {
@@ -266,6 +266,14 @@ class _Footnotes:
         key = (str(row.category or ""), str(row.error_type or ""),
                _first_line(str(row.error_message or ""))[:300])
         return self.index.setdefault(key, len(self.index) + 1)
+
+
+def footnoted(notes: Iterable[Sequence[str]]) -> tuple[list[str], list[str]]:
+    """Per row, the numbers of its notes ("1,3"); and the distinct notes, in order of first
+    appearance, as footnotes "[n] text": a note many rows share is printed once."""
+    index: dict[str, int] = {}
+    refs = [",".join(dict.fromkeys(str(index.setdefault(n, len(index) + 1)) for n in row if n)) for row in notes]
+    return refs, [f"[{i}] {n}" for n, i in index.items()]
 
 
 FIXED_MARK = "🔧"  # a remedy was re-run on this cell and made it load and match

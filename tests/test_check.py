@@ -454,8 +454,9 @@ def test_custom_objects_import_failure_is_exit_2(tmp_path: Path, fake_model: Pat
     custom.write_text("import not_a_module_anywhere\n\nCUSTOM_OBJECTS = {}\n")
     monkeypatch.setattr(check, "ensure_env", _fake_factory(worker_python, {"tf2.15": {}}))
     monkeypatch.setattr(check, "EXTRA_SYS_PATH", (str(FAKES),))
-    code = cli.main(["check", str(fake_model), "--stacks", "tf2.15", "--custom-objects", str(custom),
-                     "--store", str(tmp_path / "s"), "--out", str(tmp_path / "report")])
+    code = cli.main(["check", "--sandbox", "off", str(fake_model), "--stacks", "tf2.15",
+                     "--custom-objects", str(custom), "--store", str(tmp_path / "s"),
+                     "--out", str(tmp_path / "report")])
     err = capsys.readouterr().err
     _assert_usage_error(code, err, "my_layers.py fails to import", "ModuleNotFoundError",
                         "not_a_module_anywhere")
@@ -468,7 +469,7 @@ def test_inputs_of_the_wrong_shape_are_exit_2(tmp_path: Path, fake_model: Path, 
     inputs = _npz(tmp_path / "in.npz", x0=[[1.0, 2.0, 3.0, 4.0, 5.0]])
     monkeypatch.setattr(check, "ensure_env", _fake_factory(worker_python, {"tf2.15": {}, "tf2.14": {}}))
     monkeypatch.setattr(check, "EXTRA_SYS_PATH", (str(FAKES),))
-    code = cli.main(["check", str(fake_model), "--stacks", "tf2.15,tf2.14", "--inputs", str(inputs),
+    code = cli.main(["check", "--sandbox", "off", str(fake_model), "--stacks", "tf2.15,tf2.14", "--inputs", str(inputs),
                      "--store", str(tmp_path / "s"), "--out", str(tmp_path / "report")])
     err = capsys.readouterr().err
     _assert_usage_error(code, err, "does not fit the model", "x0 has shape (1, 5)", "expects (None, 4)")
@@ -504,8 +505,8 @@ def test_bad_inputs_are_refused_before_any_stack_runs(tmp_path: Path, arrays: di
         raise AssertionError("a stack ran")
 
     monkeypatch.setattr(check, "ensure_env", no_stack)
-    code = cli.main(["check", str(model), "--stacks", "tf2.18", "--inputs", str(tmp_path / "in.npz"),
-                     "--store", str(tmp_path / "s")])
+    code = cli.main(["check", "--sandbox", "off", str(model), "--stacks", "tf2.18",
+                     "--inputs", str(tmp_path / "in.npz"), "--store", str(tmp_path / "s")])
     _assert_usage_error(code, capsys.readouterr().err, *fragments)
     assert not (tmp_path / "s").exists()
 
@@ -516,3 +517,35 @@ def test_check_worker_is_python37_syntax() -> None:
     source = check.CHECK_WORKER_PATH.read_text()
     ast.parse(source, feature_version=(3, 7))
     assert sys.version_info >= (3, 11)
+
+
+def test_sandbox_mode_says_where_loads_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto: the docker sandbox when an engine answers, else one line saying why not; on
+    without an engine is bad input (exit 2); off never asks docker."""
+    monkeypatch.setattr(check.runtime_docker, "sandbox_unavailable", lambda: "no engine at /var/run/docker.sock")
+    on, line = check.sandbox_mode("auto")
+    assert not on and line.startswith("off (no Docker engine answers: no engine at /var/run/docker.sock)")
+    assert "scrubbed environment" in line
+    with pytest.raises(check.CheckInputError, match="--sandbox on: no Docker engine answers"):
+        check.sandbox_mode("on")
+    monkeypatch.setattr(check.runtime_docker, "sandbox_unavailable", lambda: None)
+    assert check.sandbox_mode("auto")[0] and check.sandbox_mode("on")[0]
+    assert check.sandbox_mode("off") == (False, "off (--sandbox off): loads run in the stack venvs with a "
+                                                "scrubbed environment and a throwaway HOME")
+
+
+def test_sandbox_loads_in_the_docker_spawn(tmp_path: Path, fake_model: Path, worker_python: str,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """With the sandbox on, every check cell runs through runtime_docker.sandbox_spawn (here a
+    host process standing in for the container) and the header says so."""
+    spawned: list[str] = []
+
+    def sandbox_spawn(senv: StackEnv) -> Any:
+        spawned.append(senv.stack.id)
+        return check.execute._default_spawn
+
+    monkeypatch.setattr(check.runtime_docker, "sandbox_unavailable", lambda: None)
+    monkeypatch.setattr(check.runtime_docker, "sandbox_spawn", sandbox_spawn)
+    code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}}, sandbox="auto")
+    assert code == 0, text
+    assert spawned == ["tf2.15"] and "sandbox: docker (no network" in text

@@ -100,7 +100,8 @@ def custom_objects(keras):
 
 
 def _runner(*args: str | Path, check: bool = False) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COMPAT_ENVS_DIR": ENVS_DIR}
+    # The venv stacks of $COMPAT_ENVS_DIR (the docker sandbox has its own tier: tests/docker).
+    env = {**os.environ, "COMPAT_ENVS_DIR": ENVS_DIR, "COMPAT_CHECK_SANDBOX": "off"}
     proc = subprocess.run([sys.executable, "-m", "runner", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, check=False, timeout=1800)
     if check and proc.returncode != 0:
