@@ -374,7 +374,7 @@ class Store:
             try:
                 fh.seek(0)
                 fh.truncate()
-                fh.write(f"pid {os.getpid()} ({' '.join(sys.argv)[:200]})\n")
+                fh.write(f"pid {os.getpid()} (runner {' '.join(sys.argv[1:])[:200]})\n")
                 fh.flush()
                 for stale in self.records_dir.rglob(".*.tmp") if self.records_dir.is_dir() else []:
                     stale.unlink(missing_ok=True)

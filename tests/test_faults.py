@@ -38,6 +38,7 @@ ROWS: list[tuple[str, str, str]] = []
 def _row(fault: str, expected: str, observed: str) -> None:
     # No path of this machine in the published table: a test's temp dir reads <tmp>.
     observed = re.sub(r"\S*/pytest-of-[^/\s`]+/pytest-\d+/[^/\s`]+", "<tmp>", observed)
+    observed = observed.replace(str(e2e.REPO), "<repo>")
     ROWS.append((fault, expected, observed))
 
 
