@@ -128,8 +128,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
                         "its Python), auto (venv where the interpreter exists, else docker); "
                         "default: each stack's catalog runtime")
     p.add_argument("--docker-base", default=None, metavar="IMAGE",
-                   help="base image of every docker stack ('{python}' becomes X.Y; default: the "
-                        "catalog's image, else python:X.Y-slim-bookworm)")
+                   help="base image of every docker stack ('{python}' becomes X.Y; default: "
+                        "$COMPAT_DOCKER_BASE, else the catalog's image, else python:X.Y-slim-bookworm)")
     p.add_argument("--docker-memory", type=_memory, default=None, metavar="SIZE",
                    help="memory limit of each worker container, e.g. 4g (over it: a crash, SIGKILL)")
     p.add_argument("--docker-cpus", type=_positive_cpus, default=None, metavar="N",

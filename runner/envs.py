@@ -247,7 +247,8 @@ def _ensure_docker_env(stack: Stack, store: Store, settings: RuntimeSettings, re
 
     try:
         eng = rd.engine()
-        base = rd.base_image_name(stack.python, stack.image, settings.docker_base)
+        base = rd.base_image_name(stack.python, stack.image,
+                                  settings.docker_base or os.environ.get("COMPAT_DOCKER_BASE"))
         image = rd.ensure_image(eng, base, stack.python)
     except rd.DockerUnavailable as exc:
         return _unavailable(stack, f"docker runtime: {exc}", exc.error_type, t0)

@@ -168,8 +168,9 @@ def parse_memory(text: str) -> int | None:
 
 
 def base_image_name(python: str, stack_image: str = "", override: str | None = None) -> str:
-    """The base image of a stack: ``--docker-base`` over the catalog's ``image`` over the
-    official ``python:X.Y-slim-bookworm``; ``{python}`` in any of them becomes ``X.Y``."""
+    """The base image of a stack: ``override`` (``--docker-base``, else ``$COMPAT_DOCKER_BASE``)
+    over the catalog's ``image`` over the official ``python:X.Y-slim-bookworm``; ``{python}``
+    in any of them becomes ``X.Y``."""
     return (override or stack_image or DEFAULT_BASE).replace("{python}", python)
 
 

@@ -215,6 +215,16 @@ def test_missing_base_is_unavailable_with_the_reason(fake_engine: rd.Engine, tmp
     assert fake_engine.client.images.pulls == ["nope/python:3.11"]
 
 
+def test_compat_docker_base_is_the_default_override(fake_engine: rd.Engine, tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COMPAT_DOCKER_BASE", "local/py:{python}")
+    senv = envs.ensure_env(_stack(image="other:{python}", runtime="docker"), Store(tmp_path / "s"))
+    assert "base image local/py:3.11 is not on this Docker engine" in (senv.reason or "")
+    senv = envs.ensure_env(_stack(runtime="docker"), Store(tmp_path / "s"),
+                           runtime=rd.RuntimeSettings(docker_base="cli/py:{python}"))
+    assert "base image cli/py:3.11 is not" in (senv.reason or "")
+
+
 def test_base_without_the_python(fake_engine: rd.Engine) -> None:
     fake_engine.client.images.store["b"] = FakeImage("sha256:b")
     fake_engine.client.containers.next.append(
