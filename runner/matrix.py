@@ -454,12 +454,10 @@ class _Runner:
         return plan
 
     def run_remedies(self, catalog: Sequence[Stack]) -> None:
+        # A shard re-runs the remedies of the failures in its own store (its own loads):
+        # no second partition, which could hand a failure's remedy to a shard without it.
+        self._shard_cells = None
         plan = self.plan_remedies(catalog)
-        if self.opt.shard is not None:
-            self.plan_shard([(load_cell_id(sc.name, f, sv, lo, v), self.store.load_record_path(lo, sv, sc.name, f, v))
-                             for lo, cells in plan.items() for sv, sc, f, v in cells])
-            plan = {lo: kept for lo, cells in plan.items()
-                    if (kept := [c for c in cells if self._mine(load_cell_id(c[1].name, c[2], c[0], lo, c[3]))])}
         by_id = {s.id: s for s in catalog}
         missing = [by_id[sid] for sid in plan if sid not in self.summary.envs]
         if missing:

@@ -110,7 +110,9 @@ class _Scrubber:
         return _ADDRESS_RE.sub("0x…", text)
 
 
-_ARTIFACT_RE = re.compile(r"<store>/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
+# Any store's artifact directory (a merged store's records name the stores of the jobs
+# or shards that made them): the path up to and including artifacts/<saver>/<scenario>/<fmt>.
+_ARTIFACT_RE = re.compile(r"(?:<\w+>|~)?(?:/[^/\s'\"]+)*?/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
 _OBJECT_ID_RE = re.compile(r"('shared_object_id': )\d+")
 _ADDRESS_RE = re.compile(r"0x[0-9a-f]{6,}")
 
