@@ -482,6 +482,7 @@ class _Check:
         self.selected = {s.id for s in stacks}
         self.remedy_notes: dict[str, str] = {}
         self.sandbox, self.sandbox_line = sandbox_mode(opt.sandbox)
+        self.unsandboxed: dict[str, str] = {}  # auto: stacks the docker runtime could not build, and why
         if self.sandbox and env_factory is ensure_env:  # the stacks are built for the docker runtime
             self.env_factory = functools.partial(ensure_env, runtime=RuntimeSettings(runtime="docker"))
 
@@ -501,6 +502,9 @@ class _Check:
                    XDG_CACHE_HOME=str(home / ".cache"), MPLCONFIGDIR=tmp)
         return {**env, **stack.env_dict}
 
+    def boxed(self, stack: str) -> bool:
+        return self.sandbox and stack not in self.unsandboxed
+
     def out_dir(self, stack: str, variant: str) -> Path:
         return self.store.root / "outputs" / self.model.model_id / stack / variant
 
@@ -508,6 +512,9 @@ class _Check:
         if stack.id not in self.envs:
             try:
                 self.envs[stack.id] = self.env_factory(stack, self.store)
+                if self.sandbox and self.opt.sandbox == "auto" and not self.envs[stack.id].ok:
+                    self.unsandboxed[stack.id] = first_line(self.envs[stack.id].reason)[:120]
+                    self.envs[stack.id] = ensure_env(stack, self.store)  # auto: the venv (said in the report)
             except Exception as exc:
                 self.envs[stack.id] = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
                                                f"{type(exc).__name__}: {exc}")
@@ -523,7 +530,7 @@ class _Check:
         for variant in variants:
             key = cache_key("check", m.sha256, m.format, senv.fingerprint, variant, *self.shas[:2],
                             self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED,
-                            *(["sandbox"] if self.sandbox else []))
+                            *(["sandbox"] if self.boxed(stack.id) else []))
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
             if (old is not None and not self.opt.fresh and old.key == key and old.outcome.final and (
                     old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
@@ -539,7 +546,7 @@ class _Check:
         if not todo:
             return
         try:
-            spawn = runtime_docker.sandbox_spawn(senv) if self.sandbox else self._spawn
+            spawn = runtime_docker.sandbox_spawn(senv) if self.boxed(stack.id) else self._spawn
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
@@ -757,11 +764,15 @@ class _Check:
         for r in sorted((r for r in recs if r and r.details.get("safe_mode")), key=lambda r: natural_key(r.stack)):
             by_mode.setdefault(str(r.details["safe_mode"]), []).append(r.stack)
         modes = [f"{mode} in {', '.join(ids)}" for mode, ids in sorted(by_mode.items())]
-        lines.append("safety: stored config inspected before loading: " + (
+        lines.append("safety: " + ("stored config inspected before loading: " + (
             "; ".join(found) + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
-            if found else "no Lambda bytecode or imported functions"))
+            if found else "no Lambda bytecode or imported functions")
+            if any(r and "code_in_file" in r.details for r in recs) else "not reached (no stack loaded the file)"))
         lines.append("safe mode: " + ("; ".join(modes) or "not reached"))
-        lines.append(f"sandbox: {self.sandbox_line}")
+        boxed = [s.id for s in sorted(stacks, key=lambda s: natural_key(s.id)) if self.boxed(s.id)]
+        lines.append("sandbox: " + "; ".join(([f"{self.sandbox_line} in {', '.join(boxed)}"] if boxed else []) + [
+            f"off in {sid}: its docker runtime failed ({why}), so it loaded in its venv with a scrubbed environment"
+            for sid, why in sorted(self.unsandboxed.items())]) if self.sandbox else f"sandbox: {self.sandbox_line}")
         lines.append("stacks: " + "; ".join(f"{s.id} = {_versions(self.envs[s.id].versions)}" for s in
                                             sorted(stacks, key=lambda s: natural_key(s.id))
                                             if s.id in self.envs and self.envs[s.id].ok))

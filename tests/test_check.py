@@ -549,3 +549,38 @@ def test_sandbox_loads_in_the_docker_spawn(tmp_path: Path, fake_model: Path, wor
     code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {}}, sandbox="auto")
     assert code == 0, text
     assert spawned == ["tf2.15"] and "sandbox: docker (no network" in text
+
+
+def test_sandbox_auto_falls_back_to_the_venv_where_docker_cannot_build(
+        tmp_path: Path, fake_model: Path, worker_python: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """auto with an engine that cannot build a stack (no base image): that stack loads in its
+    venv and the sandbox line says so; it never claims a sandbox nothing ran in."""
+    venv = _fake_factory(worker_python, {"tf2.15": {}})
+
+    def ensure_env(stack: Stack, store: Store, runtime: Any = None) -> StackEnv:
+        if runtime is not None:
+            return StackEnv(stack=stack, ok=False, reason="docker runtime: base image python:3.11 is not here")
+        return venv(stack, store)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(check, "ensure_env", ensure_env)
+    monkeypatch.setattr(check.runtime_docker, "sandbox_unavailable", lambda: None)
+    out, log = io.StringIO(), io.StringIO()
+    opt = check.Options(model=fake_model, stacks=("tf2.15",), store=tmp_path / "s", jobs=1, sandbox="auto")
+    code = check.run_check(opt, out=out, log=log, extra_sys_path=[str(FAKES)])
+    text = out.getvalue()
+    assert code == 0, text
+    assert ("sandbox: off in tf2.15: its docker runtime failed (docker runtime: base image python:3.11 is not "
+            "here), so it loaded in its venv with a scrubbed environment") in text.splitlines()
+    assert "docker (" not in text
+
+
+def test_no_stack_ran_claims_no_inspection(tmp_path: Path, fake_model: Path) -> None:
+    """When no stack could run, nothing inspected the stored config: the report says so."""
+    def broken(stack: Stack, store: Store) -> StackEnv:
+        return StackEnv(stack=stack, ok=False, reason="no interpreter for Python 3.11")
+
+    out = io.StringIO()
+    code = check.run_check(check.Options(model=fake_model, stacks=("tf2.15",), store=tmp_path / "s", jobs=1),
+                           out=out, log=io.StringIO(), env_factory=broken)
+    assert code == 1
+    assert "safety: not reached (no stack loaded the file)" in out.getvalue().splitlines()
