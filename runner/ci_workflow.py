@@ -74,6 +74,24 @@ def _cache() -> list[str]:
     ]
 
 
+def _stack_job(name: str, needs: str, *, always: bool) -> list[str]:
+    """A job per stack of the plan's matrix, up to its first own step."""
+    return [
+        f"  {name}:",
+        f"    needs: {needs}",
+        *(["    if: ${{ !cancelled() }}"] if always else []),
+        f"    name: {name} ${{{{ matrix.stack }}}}",
+        f"    runs-on: {RUNNER_IMAGE}",
+        "    strategy:",
+        "      fail-fast: false",
+        "      matrix:",
+        "        include: ${{ fromJSON(needs.plan.outputs.matrix) }}",
+        "    steps:",
+        *_setup("${{ matrix.python }}"),
+        *_cache(),
+    ]
+
+
 def _runner(args: str, catalog_arg: str) -> str:
     # `python` is setup-python's last listed version: the host's 3.11
     return f"      - run: python -m runner {args}{catalog_arg}"
@@ -125,17 +143,7 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "") -
         "      - id: plan",
         f"        run: {py} -m runner ci-plan --stacks \"$CI_STACKS\" --tags \"$CI_TAGS\"{catalog_arg}"
         " >> \"$GITHUB_OUTPUT\"",
-        "  save:",
-        "    needs: plan",
-        "    name: save ${{ matrix.stack }}",
-        f"    runs-on: {RUNNER_IMAGE}",
-        "    strategy:",
-        "      fail-fast: false",
-        "      matrix:",
-        "        include: ${{ fromJSON(needs.plan.outputs.matrix) }}",
-        "    steps:",
-        *_setup("${{ matrix.python }}"),
-        *_cache(),
+        *_stack_job("save", "plan", always=False),
         _runner("save --stacks ${{ matrix.stack }}", catalog_arg),
         "      - uses: actions/upload-artifact@v4",
         "        with:",
@@ -144,18 +152,7 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "") -
         "          path: |",
         f"            {STORE}/records",
         f"            {STORE}/artifacts",
-        "  load:",
-        "    needs: [plan, save]",
-        "    if: ${{ !cancelled() }}",
-        "    name: load ${{ matrix.stack }}",
-        f"    runs-on: {RUNNER_IMAGE}",
-        "    strategy:",
-        "      fail-fast: false",
-        "      matrix:",
-        "        include: ${{ fromJSON(needs.plan.outputs.matrix) }}",
-        "    steps:",
-        *_setup("${{ matrix.python }}"),
-        *_cache(),
+        *_stack_job("load", "[plan, save]", always=True),
         "      - uses: actions/download-artifact@v4",
         "        with:",
         "          pattern: save-*",

@@ -19,7 +19,7 @@ import json
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
@@ -70,14 +70,20 @@ def _shard(text: str) -> tuple[int, int]:
     return shard
 
 
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text}")
-    return value
+def _positive(unit: str) -> Callable[[str], float]:
+    """An argparse type: a finite number > 0 of ``unit`` (seconds, CPUs)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not (value > 0 and value != float("inf")):
+            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, not {text}")
+        return value
+    return parse
+
+
+_positive_float = _positive("seconds")
 
 
 def _memory(text: str) -> str:
@@ -86,14 +92,7 @@ def _memory(text: str) -> str:
     return text
 
 
-def _positive_cpus(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a positive number of CPUs, not {text}")
-    return value
+_positive_cpus = _positive("CPUs")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
