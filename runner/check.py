@@ -45,7 +45,7 @@ from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
 from runner.matrix import cache_key, fan_out, record_from_result
-from runner.records import Outcome, Record, Store, atomic_write_text, first_line, load_cell_id
+from runner.records import Outcome, Record, Store, atomic_write_text, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 
 __all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
@@ -465,8 +465,8 @@ class _Check:
                  given: tuple[list[Any], list[Any]] | None) -> None:
         self.opt, self.model, self.stacks, self.catalog = opt, model, list(stacks), list(catalog)
         self.log, self.env_factory, self.extra_sys_path = log, env_factory, list(extra_sys_path)
-        envs = opt.envs_dir or os.environ.get("COMPAT_ENVS_DIR") or Path(os.environ.get("COMPAT_STORE", ".matrix"),
-                                                                           "envs")
+        # the matrix's stack venvs ($COMPAT_ENVS_DIR, else the matrix store's envs/)
+        envs = opt.envs_dir or Store(default_store_root()).envs_dir
         self.store = Store(opt.store, envs_dir=envs)
         self.base = variant_name(({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe
                                                                                               else set()))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from runner import check, ci_workflow, explain, gate, matrix, merge
-from runner.records import RecordError, Store, StoreBusyError
+from runner.records import RecordError, Store, StoreBusyError, default_store_root
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
 
@@ -98,7 +98,7 @@ _positive_cpus = _positive("CPUs")
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="stack catalog TOML")
     p.add_argument("--store", type=Path,
-                   default=Path(os.environ.get("COMPAT_STORE", ".matrix")),
+                   default=default_store_root(),
                    help="work directory for envs, artifacts and records (default .matrix, or $COMPAT_STORE)")
 
 

@@ -17,9 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,7 +26,7 @@ from typing import Any
 from runner import execute
 from runner.records import Store, atomic_write_text
 from runner.runtime_docker import RuntimeSettings
-from runner.stacks import Stack, find_python
+from runner.stacks import Stack, find_python, find_uv
 
 __all__ = ["RuntimeSettings", "StackEnv", "ensure_env", "find_uv", "forget_probe"]
 
@@ -53,25 +51,6 @@ class StackEnv:
     runtime: str = "venv"
     # How its workers start: None is a host process; the docker runtime's container spawn.
     spawn: execute.Spawn | None = None
-
-
-def find_uv() -> list[str] | None:
-    """The uv command: ``$UV``, ``uv`` on PATH, the binary of the ``uv`` package this
-    interpreter has (nox's own), or ``python -m uv``. The one uv discovery (noxfile too)."""
-    if os.environ.get("UV"):
-        return [os.environ["UV"]]
-    found = shutil.which("uv")
-    if found:
-        return [found]
-    with contextlib.suppress(ImportError, FileNotFoundError):
-        import uv
-
-        return [str(uv.find_uv_bin())]
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        if subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True,
-                          timeout=60, check=False).returncode == 0:
-            return [sys.executable, "-m", "uv"]
-    return None
 
 
 def _unavailable(stack: Stack, reason: str, error_type: str, t0: float) -> StackEnv:

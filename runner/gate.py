@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.records import ErrorInfo, Outcome, Record, Store, first_line
+from runner.records import ErrorInfo, Outcome, Record, Store, default_store_root, first_line
 
 __all__ = [
     "DEFAULT_EXPECTED",
@@ -661,5 +661,5 @@ def cmd_gate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.current is not None:
         current = load_results(args.current, "current results")
     else:
-        current = cells_from_store(args.store or Path(os.environ.get("COMPAT_STORE", ".matrix")))
+        current = cells_from_store(args.store or default_store_root())
     return run_gate(prepared, current, out)

@@ -34,6 +34,7 @@ __all__ = [
     "StoreBusyError",
     "atomic_write_set",
     "atomic_write_text",
+    "default_store_root",
     "first_line",
     "load_cell_id",
     "save_cell_id",
@@ -316,6 +317,11 @@ def atomic_write_set(files: Mapping[Path, str], fault_point: str = "record-write
         for tmp, _path in temps:
             Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def default_store_root() -> Path:
+    """The matrix's work directory: ``$COMPAT_STORE``, else ``.matrix``."""
+    return Path(os.environ.get("COMPAT_STORE", ".matrix"))
 
 
 class Store:

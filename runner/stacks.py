@@ -5,12 +5,14 @@ Stdlib only: the noxfile imports this at collection time.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import re
 import shutil
 import subprocess
+import sys
 import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -21,6 +23,7 @@ __all__ = [
     "CatalogError",
     "Stack",
     "find_python",
+    "find_uv",
     "load_catalog",
     "natural_key",
     "select",
@@ -273,13 +276,32 @@ def _pyenv_candidates(version: str) -> list[str]:
     return [p for _, p in sorted(found, reverse=True)]
 
 
+def find_uv() -> list[str] | None:
+    """The uv command: ``$UV``, ``uv`` on PATH, the binary of the ``uv`` package this
+    interpreter has (nox's own), or ``python -m uv``. The one uv discovery (noxfile too)."""
+    if os.environ.get("UV"):
+        return [os.environ["UV"]]
+    found = shutil.which("uv")
+    if found:
+        return [found]
+    with contextlib.suppress(ImportError, FileNotFoundError):
+        import uv
+
+        return [str(uv.find_uv_bin())]
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        if subprocess.run([sys.executable, "-m", "uv", "--version"], capture_output=True,
+                          timeout=60, check=False).returncode == 0:
+            return [sys.executable, "-m", "uv"]
+    return None
+
+
 def _uv_candidate(version: str) -> list[str]:
-    uv = shutil.which("uv")
+    uv = find_uv()
     if uv is None:
         return []
     try:
         out = subprocess.run(
-            [uv, "python", "find", "--no-python-downloads", version],
+            [*uv, "python", "find", "--no-python-downloads", version],
             capture_output=True, text=True, timeout=60, check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
