@@ -40,7 +40,7 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["matrix"]
 
 CATALOG = load_catalog()
-REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9")
+REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9", "tqdm>=4.60")  # tqdm: the progress bar on a terminal
 DOCKER_DEPS = ("docker>=7.0",)  # the docker runtime (--runtime docker, check --sandbox)
 TEST_DEPS = ("pytest>=8", "pyyaml>=6", *REPORT_DEPS, *DOCKER_DEPS)
 

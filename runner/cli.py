@@ -120,6 +120,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
                    help="seconds a worker may take to import its framework")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
                    help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
+    p.add_argument("--verbose", "-v", action="store_true",
+                   help="print every cell's line on the console too (always in <store>/runs/run.log)")
     p.add_argument("--wait", action="store_true",
                    help="if another run holds the store, queue behind it instead of stopping")
     p.add_argument("--runtime", choices=RUN_RUNTIMES, default=None,
@@ -255,20 +257,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if out is not None:
         _writable_dir(out, "report directory")
     print(f"matrix: {len(stacks)} stacks x {len(scenarios)} scenarios x {len(formats)} formats; "
-          f"phases {'+'.join(phases)}; store {store.root}", flush=True)
+          f"phases {'+'.join(phases)}; store {store.root}; per-cell lines in "
+          f"{store.root / 'runs' / 'run.log'}" + ("" if args.verbose else " (-v: on the console too)"), flush=True)
     summary = matrix.run_matrix(
         stacks, scenarios, formats, store,
         matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
                        load_timeout=args.load_timeout,
                        import_timeout=args.import_timeout, phases=phases,
-                       jobs=args.jobs, wait=args.wait, shard=args.shard,
+                       jobs=args.jobs, wait=args.wait, shard=args.shard, verbose=args.verbose,
                        elsewhere=tuple(args.elsewhere), runtime=args.runtime,
                        docker_base=args.docker_base, docker_memory=args.docker_memory,
                        docker_cpus=args.docker_cpus),
         savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
-    print(f"matrix: {summary.computed} cells run, {summary.cached} cached, "
-          f"{summary.wall_s:.0f} s. {counts}", flush=True)
+    ran = {ph: sum(n for (p, _o), n in summary.counts.items() if p == ph) for ph in ("save", "load", "remedy")}
+    print(f"matrix: {summary.computed} cells run, {summary.cached} cached"
+          + (f", {summary.shared} remedy cells that this run had already loaded" if summary.shared else "")
+          + f", {summary.wall_s:.0f} s; per phase (run + cached): saves {ran['save']}, loads "
+          f"{ran['load']}, remedy re-runs {ran['remedy']}. {counts}", flush=True)
     if summary.retried:
         print("matrix: retried (per-run outcomes are never cached): "
               + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)

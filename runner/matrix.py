@@ -25,6 +25,7 @@ from runner import envs, execute, faults
 from runner._worker import worker as _w
 from runner.codehash import source_digest
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
+from runner.progress import Progress
 from runner.records import ErrorInfo, Outcome, Record, Store, first_line, load_cell_id, save_cell_id
 from runner.stacks import Stack
 
@@ -166,6 +167,8 @@ class Options:
     docker_cpus: float | None = None  # CPU limit of each worker container
     shard: tuple[int, int] | None = None  # (K, N): run only shard K of N of every phase's cells
     elsewhere: tuple[str, ...] = ()  # stacks whose own job loads their cells: no remedy cells there
+    verbose: bool = False  # per-cell lines on the console too (always in <store>/runs/run.log)
+    progress_interval: float = 30.0  # seconds between plain progress lines (no terminal)
 
     def runtime_settings(self) -> RuntimeSettings:
         return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
@@ -181,6 +184,7 @@ class RunSummary:
     computed: int = 0
     cached: int = 0
     retried: Counter[str] = dataclasses.field(default_factory=Counter)  # per-run outcomes run again
+    shared: int = 0  # remedy cells that are table cells this very run computed (not "cached")
     resaved: int = 0  # cached saves whose artifact was gone or changed: redone
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
@@ -211,6 +215,10 @@ class _Runner:
         self.cancel = threading.Event()  # Ctrl-C: every supervisor kills its worker and stops
         self._artifact_digests: dict[Path, str | None] = {}
         self._shard_cells: set[str] | None = None  # this shard's cell ids (None: every cell)
+        self._in_remedy = False  # load cells of the remedy phase are counted as "remedy"
+        self._written: set[str] = set()  # cell ids recorded by this run
+        self.progress = Progress(out, store.root / "runs" / "run.log", verbose=options.verbose,
+                                 interval=options.progress_interval)
 
     # ------------------------------------------------------------------- sharding
     def plan_shard(self, cells: Sequence[tuple[str, Path]]) -> None:
@@ -256,13 +264,19 @@ class _Runner:
         with self._lock:
             print(text, file=self.out, flush=True)
 
-    def count(self, phase: str, outcome: str, *, cached: bool) -> None:
+    def count(self, phase: str, outcome: str, *, cached: bool, cid: str = "") -> None:
+        if phase == "load" and self._in_remedy:
+            phase = "remedy"
         with self._lock:
             self.summary.counts[phase, outcome] += 1
-            if cached:
-                self.summary.cached += 1
-            else:
+            if not cached:
                 self.summary.computed += 1
+                self._written.add(cid)
+            elif cid in self._written:  # a remedy cell that is a table cell of this run
+                self.summary.shared += 1
+            else:
+                self.summary.cached += 1
+        self.progress.advance(computed=not cached)
 
     def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack]) -> None:
         """Apply ``fn`` to every stack, ``jobs`` at a time (see :func:`fan_out`)."""
@@ -323,7 +337,7 @@ class _Runner:
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
                 if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "save"):
                     if old.outcome is not Outcome.OK or self._artifact_intact(old, art):
-                        self.count("save", old.outcome.value, cached=True)
+                        self.count("save", old.outcome.value, cached=True, cid=cid)
                         continue
                     with self._lock:
                         self.summary.resaved += 1
@@ -416,7 +430,7 @@ class _Runner:
                             variant, self.worker_sha, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
             if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "load"):
-                self.count("load", old.outcome.value, cached=True)
+                self.count("load", old.outcome.value, cached=True, cid=cid)
                 continue
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                          "format": fmt, "artifact_dir": str(art), "variant": variant,
@@ -464,6 +478,8 @@ class _Runner:
             self.log(f"[remedy] building sibling stacks: {', '.join(s.id for s in missing)}")
             self.each(self._build_env, missing)
         self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks")
+        self._in_remedy = True
+        self.progress.phase("remedy", sum(len(v) for v in plan.values()))
         self.each(lambda s: self._run_load_cells(self.summary.envs[s.id], plan[s.id]),
                   [by_id[sid] for sid in plan])
 
@@ -491,7 +507,7 @@ class _Runner:
                      worker_sha256=self.worker_sha, scenario_sha256=sc.sha256,
                      saver_env=saved.env if saved else {})
         self.store.write(rec)
-        self.count(phase, rec.outcome.value, cached=False)
+        self.count(phase, rec.outcome.value, cached=False, cid=cid)
 
     def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, stack: str,
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
@@ -533,13 +549,19 @@ class _Runner:
                     envs.forget_probe(senv)
             rec = to_record(result)
             self.store.write(rec)
-            self.count(phase, rec.outcome.value, cached=False)
+            self.count(phase, rec.outcome.value, cached=False, cid=rec.cell_id)
             msg = ""
             if rec.error and rec.outcome is not Outcome.OK:
                 msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
                     first_line(rec.error.message)[:100]
-            self.log(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
-                     f"{rec.outcome.value}{msg}")
+            self.progress.cell(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
+                               f"{rec.outcome.value}{msg}")
+
+
+def _load_key(cid: str) -> tuple[str, str, str]:
+    """(saver, scenario, format) of a load cell id ``scenario:format:saver->loader:variant``."""
+    scenario, fmt, rest = cid.split(":", 2)
+    return rest.split("->", 1)[0], scenario, fmt
 
 
 def fan_out(fn: Callable[[Any], None], items: Sequence[Any], jobs: int,
@@ -691,19 +713,28 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
          t0: float, catalog: Sequence[Stack]) -> RunSummary:
     runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store,
                      options, out, env_factory)
-    runner.build_envs()
-    envs = runner.summary.envs
-    if "save" in options.phases:
-        runner.plan_shard(runner.save_plan())
-        runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
-    if "load" in options.phases:
-        runner.read_saved()
-        runner.plan_shard(runner.load_plan())
-        runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
-    if "remedy" in options.phases:
-        if "load" not in options.phases:
+    try:
+        runner.build_envs()
+        envs = runner.summary.envs
+        if "save" in options.phases:
+            plan = runner.save_plan()
+            runner.plan_shard(plan)
+            runner.progress.phase("save", sum(runner._mine(cid) for cid, _ in plan))
+            runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
+        if "load" in options.phases:
             runner.read_saved()
-        runner.run_remedies(catalog)
+            plan = runner.load_plan()
+            runner.plan_shard(plan)
+            loadable = {(sv, sc, f) for sv, sc, f in runner.saved}
+            runner.progress.phase("load", sum(
+                1 for cid, _ in plan if runner._mine(cid) and _load_key(cid) in loadable))
+            runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
+        if "remedy" in options.phases:
+            if "load" not in options.phases:
+                runner.read_saved()
+            runner.run_remedies(catalog)
+    finally:
+        runner.progress.close()
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
     runner.summary.unreadable = len(store.unreadable)
     return runner.summary
