@@ -17,8 +17,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
@@ -364,6 +366,10 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if threading.current_thread() is threading.main_thread():
+        # Ctrl-C must stop a run (exit 130) even when it was started with SIGINT ignored,
+        # as a shell does for background jobs: Python then installs no handler of its own.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     args = _parser().parse_args(argv)
     try:
         if args.command in ("matrix", "save", "load"):

@@ -153,9 +153,13 @@ def test_ctrl_c_with_two_jobs_stops_within_two_seconds(tmp_path: Path, envs_dir:
     hanging = e2e.write_catalog(tmp_path / "hang.toml",
                                 {"fk3.9": {"load": {"action": "hang"}}, "fk3.5": {"load": {"action": "hang"}}})
     store, out = tmp_path / "store", tmp_path / "out"
-    proc = subprocess.Popen(e2e.matrix_argv(hanging, store, out, "-j", "2"), cwd=e2e.REPO,
-                            env=e2e.runner_env(envs_dir), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    logs = (tmp_path / "stdout.txt").open("w"), (tmp_path / "stderr.txt").open("w")
+    # Files, not pipes: a pipe nobody reads until the end could block the runner's output.
+    # Started with SIGINT ignored, as a shell starts a background job (CI may): the runner
+    # must still stop on Ctrl-C.
+    argv = ["bash", "-c", 'trap "" INT; exec "$@"', "bash", *e2e.matrix_argv(hanging, store, out, "-j", "2")]
+    proc = subprocess.Popen(argv, cwd=e2e.REPO, env=e2e.runner_env(envs_dir), stdout=logs[0],
+                            stderr=logs[1], text=True)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -172,7 +176,10 @@ def test_ctrl_c_with_two_jobs_stops_within_two_seconds(tmp_path: Path, envs_dir:
     finally:
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
-    stdout, stderr = proc.communicate()
+        proc.wait()
+        for fh in logs:
+            fh.close()
+    stdout, stderr = (tmp_path / "stdout.txt").read_text(), (tmp_path / "stderr.txt").read_text()
     assert rc == 130, (stdout[-2000:], stderr[-2000:])
     assert took < 2.0, took
     assert "interrupted" in stderr
