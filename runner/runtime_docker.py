@@ -85,6 +85,11 @@ _RUNNER_VARS = ("PIP_USER", "TF_CPP_MIN_LOG_LEVEL", "CUDA_VISIBLE_DEVICES", "PYT
 _HOST_PATH_VARS = ("HOME", "TMPDIR", "TMP", "TEMP", "KERAS_HOME", "XDG_CACHE_HOME", "MPLCONFIGDIR",
                    "PATH", "PWD", "OLDPWD", "SHELL", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")
 
+# pip's options for installing uv into the image. uv's wheel is a standalone binary
+# (py3-none-<platform>) but declares Requires-Python >= 3.8, so without
+# --ignore-requires-python a 3.7 base (the catalog's TF 1.15 stacks) fails with "No
+# matching distribution found for uv"; uv itself then creates 3.7 venvs, as on the host.
+UV_PIP_OPTIONS = ("--quiet", "--no-cache-dir", "--disable-pip-version-check", "--ignore-requires-python")
 # The recipe: run in a container of the base image, then committed. $1 = X.Y.
 RECIPE = r"""set -eu
 [ -f /compat-build/env.sh ] && . /compat-build/env.sh
@@ -93,11 +98,12 @@ if [ -z "$PY" ]; then
     echo "COMPAT-NO-PYTHON: $(python3 --version 2>&1 || echo 'no python3')"; exit 3
 fi
 "$PY" -m venv /opt/compat-uv
-/opt/compat-uv/bin/python -m pip install --quiet --no-cache-dir --disable-pip-version-check "$2"
+/opt/compat-uv/bin/python -m pip install @UV_PIP_OPTIONS@ "$2"
 ln -sf /opt/compat-uv/bin/uv /usr/local/bin/uv
 ln -sf "$PY" /usr/local/bin/compat-python
 rm -rf /root/.cache /tmp/* 2>/dev/null || true
 """
+RECIPE = RECIPE.replace("@UV_PIP_OPTIONS@", " ".join(UV_PIP_OPTIONS))
 # The committed image's config: no value of the build's environment.
 _COMMIT_CHANGES = ["ENV LANG=C.UTF-8", "ENV UV_COMPILE_BYTECODE=1", "ENV UV_PYTHON_DOWNLOADS=never",
                    'CMD ["compat-python"]']
@@ -339,11 +345,42 @@ class ImageInfo:
                 "docker_base_digest": self.base_digest}
 
 
+class _BuildHandle:
+    """A build container in the executor's live registry while it runs, so Ctrl-C
+    (``execute.kill_live_workers``) removes it too: builds run in the run's worker threads,
+    which the KeyboardInterrupt never reaches, and the container would go on installing."""
+
+    pid = -1
+    returncode: int | None = None
+
+    def __init__(self, container: Any) -> None:
+        self.container = container
+        self.killed = False
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        return self.returncode if self.returncode is not None else -signal.SIGKILL
+
+    def kill(self) -> None:
+        self.kill_group()
+
+    def kill_group(self) -> None:
+        self.killed = True
+        with contextlib.suppress(Exception):
+            self.container.remove(force=True)
+
+
 def _run_to_end(eng: Engine, image: str, command: Sequence[str], *, timeout: float,
                 **kwargs: Any) -> tuple[int, str, Any]:
     """Run a container to completion; (exit status, output, container). The caller removes it."""
+    from runner import execute
+
     container = eng.client.containers.run(image, list(command), detach=True, labels=_labels("build"),
                                           **kwargs)
+    handle = _BuildHandle(container)
+    execute._register(handle)
     try:
         status = container.wait(timeout=timeout)
         code = int(status.get("StatusCode", 1)) if isinstance(status, dict) else int(status)
@@ -352,6 +389,11 @@ def _run_to_end(eng: Engine, image: str, command: Sequence[str], *, timeout: flo
             container.remove(force=True)
         raise DockerUnavailable(f"a build container of {image} did not finish within {timeout:g} s "
                                 f"({type(exc).__name__})", "runner.DockerBuildFailed") from None
+    finally:
+        execute._unregister(handle)
+    if handle.killed:
+        raise DockerUnavailable(f"a build container of {image} was removed: the run was interrupted",
+                                "runner.DockerBuildFailed")
     output = container.logs(stdout=True, stderr=True)
     return code, output.decode("utf-8", "replace") if isinstance(output, bytes) else str(output), container
 

@@ -12,6 +12,7 @@ import io
 import json
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -245,6 +246,35 @@ def test_failed_build_names_the_output(fake_engine: rd.Engine) -> None:
 # ----------------------------------------------------------------------- options
 
 
+def test_uv_installs_into_a_base_whose_python_uv_does_not_declare(tmp_path: Path) -> None:
+    """The recipe's pip options install uv's wheel even where its Requires-Python excludes the
+    base's interpreter (uv 0.13 declares >= 3.8; the catalog's TF 1.15 stacks are 3.7, and
+    uv's wheel is a standalone binary that then makes their venvs). Real pip, offline: a
+    wheel declaring a Python newer than this one stands in for uv on 3.7."""
+    import subprocess
+    import sys
+    import zipfile
+
+    assert " ".join(rd.UV_PIP_OPTIONS) in rd.RECIPE
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    dist = "uv-0.13.9.dist-info"
+    files = {"uv/__init__.py": "",
+             f"{dist}/METADATA": "Metadata-Version: 2.1\nName: uv\nVersion: 0.13.9\nRequires-Python: >=3.99\n",
+             f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+    files[f"{dist}/RECORD"] = "".join(f"{name},,\n" for name in [*files, f"{dist}/RECORD"])
+    with zipfile.ZipFile(wheels / "uv-0.13.9-py3-none-any.whl", "w") as whl:
+        for name, text in files.items():
+            whl.writestr(name, text)
+    base = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels),
+            "--target", str(tmp_path / "t")]
+    # (Without --ignore-requires-python this exits 1: "No matching distribution found for uv".)
+    proc = subprocess.run([*base, *rd.UV_PIP_OPTIONS, rd.UV_REQUIREMENT], capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "t" / "uv" / "__init__.py").exists()
+
+
 def test_runtime_settings_validate() -> None:
     with pytest.raises(ValueError, match="runtime must be one of"):
         rd.RuntimeSettings(runtime="podman")
@@ -393,6 +423,31 @@ def test_ctrl_c_removes_live_containers(tmp_path: Path, fake_engine: rd.Engine) 
     finally:
         execute._unregister(proc)
     assert proc.wait(5) == -signal.SIGKILL and container.removed
+
+
+def test_ctrl_c_removes_running_build_containers(fake_engine: rd.Engine) -> None:
+    """Venv/image builds run in the run's worker threads; Ctrl-C's kill_live_workers must
+    remove their containers too (it left them installing until the next run swept them)."""
+    build = FakeContainer(fake_engine.client, block=True)
+    fake_engine.client.containers.next.append(build)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            rd._run_to_end(fake_engine, "img", ["true"], timeout=30)
+        except rd.DockerUnavailable as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    deadline = time.monotonic() + 5
+    while not execute._LIVE and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert execute.kill_live_workers() == 1
+    thread.join(5)
+    assert build.removed and not thread.is_alive()
+    assert errors and "interrupted" in str(errors[0])
+    assert not execute._LIVE
 
 
 def test_executor_seams_for_containers(fake: Any, tmp_path: Path) -> None:
