@@ -293,3 +293,54 @@ def test_real_light_stack_same_outcomes(engine: rd.Engine, envs_dir: Path, tmp_p
     assert results["docker"] == results["venv"]
     assert any(v[0] == "ok" for v in results["docker"].values())
 
+
+
+# ------------------------------------------------------------ check --sandbox, for real
+
+LAMBDA_SCRIPT = '''
+import os, sys
+import tensorflow as tf
+keras = tf.keras
+out, marker = sys.argv[1], sys.argv[2]
+ns = {}
+exec(chr(10).join(["def touch(x):", "    open(%r, 'a').write('ran')" % marker, "    return x", ""]), ns)
+inp = keras.Input(shape=(3,))
+keras.Model(inp, keras.layers.Lambda(ns["touch"])(keras.layers.Dense(2)(inp))).save(os.path.join(out, "lambda.h5"))
+os.remove(marker)  # building the model ran it once, here, on purpose
+'''
+
+
+def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(engine: rd.Engine,
+                                                                           tmp_path: Path) -> None:
+    """Issue 12: `check --sandbox` on a marker-writing Lambda .h5 with --unsafe: the marker
+    never appears on the host; the same check without the sandbox writes it (the payload
+    is real)."""
+    import sys
+
+    envs_dir = Path(os.environ.get("COMPAT_ENVS_DIR") or e2e.REPO / ".matrix" / "envs")
+    stack = next(s for s in load_catalog() if s.id == "tf2.15")
+    saver = envs.ensure_env(stack, Store(tmp_path / "save-store", envs_dir=envs_dir))
+    assert saver.ok and saver.python, saver.reason
+    models = tmp_path / "models"
+    models.mkdir()
+    marker = models / "marker.txt"
+    subprocess.run([saver.python, "-c", LAMBDA_SCRIPT, str(models), str(marker)], check=True,
+                   capture_output=True, timeout=600)
+    assert (models / "lambda.h5").is_file() and not marker.exists()
+
+    def check(sandbox: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "COMPAT_ENVS_DIR": str(envs_dir), "COMPAT_DOCKER_BASE": BASE}
+        return subprocess.run([sys.executable, "-m", "runner", "check", str(models / "lambda.h5"),
+                               "--stacks", "tf2.15", "--unsafe", "--sandbox", sandbox,
+                               "--store", str(tmp_path / f"check-{sandbox}")],
+                              cwd=e2e.REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+
+    boxed = check("on")
+    assert boxed.returncode in (0, 1), boxed.stdout[-3000:] + boxed.stderr[-3000:]
+    assert "sandbox: " in boxed.stdout and "off in tf2.15" not in boxed.stdout, boxed.stdout[-3000:]
+    assert "refused_unsafe" not in boxed.stdout  # --unsafe: the code was allowed to run ...
+    assert not marker.exists(), "the Lambda wrote on the host from inside the sandbox"  # ... inside only
+
+    plain = check("off")
+    assert marker.exists(), plain.stdout[-3000:]  # the same payload outside the sandbox does write
+    marker.unlink()
