@@ -333,7 +333,9 @@ def test_generated_repro_reproduces_the_recorded_outcome(matrix_store: Path, tmp
                           text=True, timeout=1800, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     lines = proc.stdout.strip().splitlines()
-    assert [ln for ln in lines if ln.startswith("OUTCOME: ")] == [f"OUTCOME: {rec.outcome.value}"], proc.stdout[-3000:]
+    # the save's OUTCOME line, then the load's: the last one is the reproduced cell
+    assert [ln for ln in lines if ln.startswith("OUTCOME: ")][-1] == f"OUTCOME: {rec.outcome.value}", \
+        proc.stdout[-3000:]
     # the reproduction says whether it runs the recorded run's code (here: it does)
     assert "same worker and scenario code as the recorded run (digests match)" in proc.stdout
     if rec.error:
