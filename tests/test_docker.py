@@ -266,7 +266,15 @@ def test_uv_installs_into_a_base_whose_python_uv_does_not_declare(tmp_path: Path
     with zipfile.ZipFile(wheels / "uv-0.13.9-py3-none-any.whl", "w") as whl:
         for name, text in files.items():
             whl.writestr(name, text)
-    base = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels),
+    # Real pip: this interpreter's, or (a uv-made test venv has none) the base interpreter's.
+    from runner.stacks import find_python
+
+    pythons = [sys.executable, find_python(f"{sys.version_info.major}.{sys.version_info.minor}")]
+    python = next((p for p in pythons if p and subprocess.run([p, "-m", "pip", "--version"],
+                                                              capture_output=True, check=False).returncode == 0), None)
+    if python is None:
+        pytest.skip("no interpreter with pip found to run the recipe's pip options")
+    base = [python, "-m", "pip", "install", "--no-index", "--find-links", str(wheels),
             "--target", str(tmp_path / "t")]
     # (Without --ignore-requires-python this exits 1: "No matching distribution found for uv".)
     proc = subprocess.run([*base, *rd.UV_PIP_OPTIONS, rd.UV_REQUIREMENT], capture_output=True, text=True,
