@@ -4,7 +4,8 @@
 # starts dockerd when none answers. Exit 0 = an engine answers; otherwise exit 1 with ONE
 # line on stdout saying why (the docker tier prints it as its skip reason).
 set -uo pipefail
-LOG="${COMPAT_DOCKERD_LOG:-/tmp/compat-dockerd.log}"
+LOG="${COMPAT_DOCKERD_LOG:-$(mktemp -t compat-dockerd.XXXXXX)}"
+APT_LOG="$(mktemp -t compat-docker-apt.XXXXXX)"
 
 answers() { python3 - <<'PY' >/dev/null 2>&1
 import docker
@@ -18,8 +19,8 @@ if ! command -v dockerd >/dev/null || ! command -v debootstrap >/dev/null; then
         echo "no dockerd and cannot install it here (needs root and apt-get)"; exit 1
     fi
     if ! { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap; } \
-            >/tmp/compat-docker-apt.log 2>&1; then
-        echo "apt-get install docker.io debootstrap failed: $(tail -n 1 /tmp/compat-docker-apt.log)"; exit 1
+            >"$APT_LOG" 2>&1; then
+        echo "apt-get install docker.io debootstrap failed: $(tail -n 1 "$APT_LOG")"; exit 1
     fi
 fi
 if [ "$(id -u)" != 0 ]; then echo "dockerd is installed but not running, and starting it needs root"; exit 1; fi
