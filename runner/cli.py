@@ -115,9 +115,11 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
     p.add_argument("--cell-timeout", type=_positive_float, default=60.0,
                    help="seconds one save cell may take after the framework import (default 60)")
-    p.add_argument("--load-timeout", type=_positive_float, default=20.0,
-                   help="seconds one load cell may take (default 20; real loads take < 5 s, and "
-                        "known hangs, e.g. Keras 3 on Keras 2 nested-model HDF5, cost this each)")
+    p.add_argument("--load-timeout", type=_positive_float, default=60.0,
+                   help="the most seconds one load cell may take (default 60). Below it a load's "
+                        f"limit adapts: {matrix.LOAD_MULTIPLE:g} x the slower of the artifact's save "
+                        f"and the loader's own save of the scenario, at least {matrix.LOAD_FLOOR_S:g} s; "
+                        "the rule is in each record")
     p.add_argument("--import-timeout", type=_positive_float, default=600.0,
                    help="seconds a worker may take to import its framework")
     p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),

@@ -43,6 +43,15 @@ WORKER_PATH = Path(_w.__file__).resolve()
 LOG_TAIL_CHARS = 3000
 POLL_S = 0.05
 DONE_GRACE_S = 10.0  # a worker that wrote "done" gets this long to exit before it is killed
+# A cell over its limit is first interrupted by the worker's own watchdog (the worker
+# survives, no re-import); only if no result arrives this much later is the process group
+# killed (a hang inside C code never returns to the interpreter). Short limits (tests) get
+# a grace as long as the limit itself.
+WATCHDOG_GRACE_S = 10.0
+
+
+def _grace(limit: float) -> float:
+    return min(WATCHDOG_GRACE_S, limit)
 # Variables that must not leak from the user's shell into a stack: they would change
 # which interpreter, packages or Keras a stack sees.
 _SCRUBBED = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE", "VIRTUAL_ENV",
@@ -202,8 +211,9 @@ class _EventReader:
 class _BatchState:
     """What one worker process has reported so far."""
 
-    def __init__(self, cell_ids: set[str]) -> None:
+    def __init__(self, cell_ids: set[str], limits: Mapping[str, float] | None = None) -> None:
         self.cell_ids = cell_ids  # results for any other cell id are not this batch's
+        self.limits = dict(limits or {})  # per-cell limits (a cell's "timeout_s")
         self.done: set[str] = set()
         self.ready = False
         self.ready_env: dict[str, Any] | None = None
@@ -251,11 +261,13 @@ def _synth(cell_id: str, outcome: str, reason: str, *, phase: str | None, rc: in
 
 
 def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
-                   keras_module: str, extra_sys_path: Sequence[str], *, in_container: bool = False) -> None:
+                   keras_module: str, extra_sys_path: Sequence[str], *, in_container: bool = False,
+                   cell_timeout: float | None = None) -> None:
     ctl.mkdir(parents=True, exist_ok=True)
     request = {
         "protocol": _w.PROTOCOL_VERSION,
         "phase": command,
+        "cell_timeout": cell_timeout,
         "keras_module": keras_module,
         "parent_pid": None if in_container else os.getpid(),
         "extra_sys_path": list(extra_sys_path),
@@ -286,7 +298,8 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
             return None
         now = time.monotonic()
         if state.in_flight is not None:
-            if now - state.t_cell > cell_timeout:
+            limit = state.limits.get(state.in_flight, cell_timeout)
+            if now - state.t_cell > limit + _grace(limit):
                 killed_for = "cell"
         elif not state.ready:
             if now - t_spawn > import_timeout:
@@ -331,7 +344,10 @@ def run_cells(
         cells: worker cell dicts, each with a unique ``cell_id``.
         workdir: where control directories and logs go (emptied first).
         env: the complete child environment (see :func:`child_env`).
-        cell_timeout: seconds one cell may take once the framework is imported.
+        cell_timeout: seconds one cell may take once the framework is imported (a cell's
+            own ``timeout_s`` overrides it). The worker's watchdog interrupts the cell at
+            the limit; the process group is killed only if no result follows within
+            :data:`WATCHDOG_GRACE_S` (or the limit, if shorter).
         import_timeout: seconds the worker may take to import the framework.
         isolate: one worker process per cell instead of one per batch.
         spawn: process factory (a seam for tests; the docker runtime's container spawn);
@@ -367,7 +383,8 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         batch = pending[:1] if isolate else pending
         spawn_no += 1
         ctl = workdir / f"w{spawn_no:03d}"
-        _write_request(ctl, command, batch, keras_module, extra_sys_path, in_container=in_container)
+        _write_request(ctl, command, batch, keras_module, extra_sys_path, in_container=in_container,
+                       cell_timeout=cell_timeout)
         log_path = ctl / _w.LOG_FILE
         argv = [python, "-I", str(worker_path), command, str(ctl)]
         reader = _EventReader(ctl / _w.EVENTS_FILE)
@@ -382,7 +399,8 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
             return
         _register(proc)
         try:
-            state = _BatchState({str(c["cell_id"]) for c in batch})
+            limits = {str(c["cell_id"]): float(c["timeout_s"]) for c in batch if c.get("timeout_s")}
+            state = _BatchState({str(c["cell_id"]) for c in batch}, limits)
             killed_for = yield from _supervise(proc, state, reader, t_spawn, cell_timeout,
                                                import_timeout, cancel)
         finally:
@@ -399,7 +417,9 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         blamed: list[str] = []
         if killed_for == "cell" and in_flight is not None:
             blamed = [in_flight]
-            yield _synth(in_flight, "timeout", f"cell exceeded its {cell_timeout:g} s limit; "
+            limit = state.limits.get(in_flight, cell_timeout)
+            yield _synth(in_flight, "timeout", f"cell exceeded its {limit:g} s limit and did not answer "
+                         f"the worker's watchdog within {_grace(limit):g} s (stuck outside Python); "
                          "worker process group killed", phase=None, rc=rc, log_tail=tail,
                          env=ready_env, duration=time.monotonic() - t_cell)
         elif killed_for == "import":

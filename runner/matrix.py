@@ -156,7 +156,7 @@ class Options:
     fresh: bool = False
     isolate: bool = False
     cell_timeout: float = 300.0  # a save cell (building + tracing can take 15 s)
-    load_timeout: float | None = None  # a load cell; None: cell_timeout
+    load_timeout: float | None = None  # a load cell's ceiling (see load_limit); None: cell_timeout
     import_timeout: float = 600.0
     phases: tuple[str, ...] = ("save", "load", "remedy")
     jobs: int = 1  # stacks worked on at once within a phase (each its own worker process)
@@ -174,8 +174,32 @@ class Options:
         return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
 
     def limit(self, phase: str) -> float:
-        """Seconds one cell of ``phase`` may take (recorded with every record)."""
+        """Seconds one cell of ``phase`` may take at most (a load's limit adapts below it:
+        :func:`load_limit`); the limit in force is recorded with every record."""
         return (self.load_timeout or self.cell_timeout) if phase == "load" else self.cell_timeout
+
+
+# A load's limit adapts to the model: LOAD_MULTIPLE times the slower of (a) the artifact's
+# save in its saver and (b) the loader's own saves of the same scenario, never below
+# LOAD_FLOOR_S (a worker's first load pays lazy imports) nor above --load-timeout. A load
+# rebuilds (and, for trained scenarios, resumes training of) what a save built, so a
+# genuine load stays well inside it; a hang costs the limit, not a fixed 20-60 s.
+LOAD_MULTIPLE = 10.0
+LOAD_FLOOR_S = 10.0
+
+
+def load_limit(ceiling: float, saver_s: float | None, loader_s: float | None) -> tuple[float, str]:
+    """The limit of one load cell and the rule that gave it (kept in its record)."""
+    floor = min(LOAD_FLOOR_S, ceiling)
+    known = [d for d in (saver_s, loader_s) if d is not None]
+    if not known:
+        return ceiling, f"no save duration known: the ceiling {ceiling:g} s"
+    ref = max(known)
+    limit = round(min(ceiling, max(floor, LOAD_MULTIPLE * ref)), 1)
+    said = f"saver's save {saver_s:g} s" if saver_s is not None else "saver's save unknown"
+    said += f", loader's own save of the scenario {loader_s:g} s" if loader_s is not None else ""
+    return limit, (f"{LOAD_MULTIPLE:g} x {ref:g} s ({said}), floor {floor:g} s, "
+                   f"ceiling {ceiling:g} s")
 
 
 @dataclasses.dataclass
@@ -335,7 +359,8 @@ class _Runner:
                 key = self._save_key(senv, sc, fmt)
                 old = self.store.read(path)
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
-                if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "save"):
+                if (not self.opt.fresh and old is not None and old.key == key
+                        and self._reusable(old, self.opt.limit("save"))):
                     if old.outcome is not Outcome.OK or self._artifact_intact(old, art):
                         self.count("save", old.outcome.value, cached=True, cid=cid)
                         continue
@@ -349,14 +374,14 @@ class _Runner:
         self._run(senv, "save", todo, lambda res: self._save_record(senv, meta, res))
 
     # ------------------------------------------------------------- cache validity
-    def _reusable(self, old: Record, phase: str) -> bool:
+    def _reusable(self, old: Record, limit: float) -> bool:
         """May ``old`` (whose key matches) stand for this run? Final outcomes may. A
-        timeout may once it happened in two runs in a row at the limit in force now;
+        timeout may once it happened in two runs in a row at the cell's limit in force now;
         every other per-run outcome (crash, protocol_error, env_unavailable) is retried."""
         if old.outcome.final:
             return True
         if (old.outcome is Outcome.TIMEOUT and old.details.get("timeouts_in_a_row", 0) >= 2
-                and old.details.get("limit_s") == self.opt.limit(phase)):
+                and old.details.get("limit_s") == limit):
             return True
         with self._lock:
             self.summary.retried[old.outcome.value] += 1
@@ -414,7 +439,7 @@ class _Runner:
         """Load ``(saver, scenario, format, variant)`` cells in ``lenv`` that are not cached."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None]] = {}
+        meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]] = {}
         for saver_id, sc, fmt, variant in wanted:
             saved = self.saved.get((saver_id, sc.name, fmt))
             if saved is None:
@@ -429,13 +454,14 @@ class _Runner:
             key = cache_key("load", saved.key, saved.details.get("artifact_sha256"), lenv.fingerprint,
                             variant, self.worker_sha, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
-            if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, "load"):
+            limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
+            if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, limit):
                 self.count("load", old.outcome.value, cached=True, cid=cid)
                 continue
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                          "format": fmt, "artifact_dir": str(art), "variant": variant,
-                         "atol": sc.atol, "rtol": sc.rtol})
-            meta[cid] = (sc, fmt, saver_id, variant, saved, key, old)
+                         "atol": sc.atol, "rtol": sc.rtol, "timeout_s": limit})
+            meta[cid] = (sc, fmt, saver_id, variant, saved, key, old, limit, rule)
         self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
 
     # --------------------------------------------------------------------- remedies
@@ -483,15 +509,22 @@ class _Runner:
         self.each(lambda s: self._run_load_cells(self.summary.envs[s.id], plan[s.id]),
                   [by_id[sid] for sid in plan])
 
+    def _own_save_s(self, stack_id: str, sc: Scenario) -> float | None:
+        """The slowest successful save of ``sc`` by ``stack_id`` in any selected format
+        (None when that stack saved none: not a saver, or it cannot build the scenario)."""
+        found = [rec.duration_s for fmt in self.formats
+                 if (rec := self.saved.get((stack_id, sc.name, fmt))) is not None and rec.duration_s is not None]
+        return max(found) if found else None
+
     def _load_record(self, lenv: StackEnv,
-                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None]],
+                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, saver, variant, saved, key, old = meta[res["cell_id"]]
-        res = {**res, "details": {**(res.get("details") or {}),
+        sc, fmt, saver, variant, saved, key, old, limit, rule = meta[res["cell_id"]]
+        res = {**res, "details": {**(res.get("details") or {}), "limit_rule": rule,
                                   "artifact_sha256": saved.details.get("artifact_sha256")}}
         return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
-                                        variant=variant, saver_env=saved.env, old=old)
+                                        variant=variant, saver_env=saved.env, old=old, limit_s=limit)
 
     # ---------------------------------------------------------------------- helpers
     def _record_unavailable(self, phase: str, senv: StackEnv, sc: Scenario, fmt: str,
@@ -513,11 +546,11 @@ class _Runner:
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
                             variant: str | None = None,
                             saver_env: dict[str, Any] | None = None,
-                            old: Record | None = None) -> Record:
+                            old: Record | None = None, limit_s: float | None = None) -> Record:
         return record_from_result(phase, res, key=key, stack=stack, saver=saver, scenario=scenario.name,
                                   scenario_sha256=scenario.sha256, fmt=fmt, loader=loader, variant=variant,
                                   saver_env=saver_env, old=old, worker_sha256=self.worker_sha,
-                                  limit_s=self.opt.limit(phase))
+                                  limit_s=self.opt.limit(phase) if limit_s is None else limit_s)
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
              to_record: Callable[[dict[str, Any]], Record]) -> None:

@@ -394,3 +394,41 @@ def test_a_full_reports_disk_leaves_the_old_reports(tmp_path: Path, catalog: Pat
     _row("the report disk fills up while the five report files are written",
          "one error line, exit 2, reports all old (never a mix)",
          f"`{line}`; all five files byte-identical to the previous report, no temp file")
+
+
+# ------------------------------------------------------------------------ hangs
+
+
+def test_a_hang_is_interrupted_in_the_worker_and_kept_only_when_it_repeats(
+        tmp_path: Path, envs_dir: Path) -> None:
+    """A load that hangs in Python: the worker's watchdog stops it at the cell's adaptive
+    limit (the floor here: fake saves take milliseconds), the same worker loads the rest,
+    and the timeout is cached only after a second run times out at the same limit."""
+    catalog = e2e.write_catalog(tmp_path / "catalog.toml", {
+        "fk3.5": {"load": {"match": "fk2.15/mlp/h5/", "action": "hang"}}})
+    store = tmp_path / "store"
+    cid = "mlp:h5:fk2.15->fk3.5:default"
+    seen = []
+    for command in ("save+load", "load", "load"):
+        t0 = time.monotonic()
+        for part in command.split("+"):
+            argv = e2e.matrix_argv(catalog, store, None, "-j", "1")
+            argv[argv.index("matrix")] = part
+            proc = subprocess.run(argv, cwd=e2e.REPO, env=e2e.runner_env(envs_dir), capture_output=True,
+                                  text=True, timeout=300, check=False)
+            assert proc.returncode == 0, e2e.describe(proc)
+        spawned = len(list((store / "runs" / "load-fk3.5").glob("w*"))) if "[load fk3.5]" in proc.stdout else 0
+        seen.append((time.monotonic() - t0, e2e.records_by_id(store)[cid], spawned))
+    (t1, first, spawns1), (_t2, second, _s2), (t3, third, spawns3) = seen
+    assert first["outcome"] == "timeout" and first["details"]["interrupted_in_worker"] is True
+    assert first["details"]["limit_s"] == 10.0, first["details"]
+    assert "floor 10 s, ceiling 20 s" in first["details"]["limit_rule"]
+    assert first["error"]["message"] == "cell exceeded its 10 s limit; interrupted inside the worker"
+    assert spawns1 == 1  # no fresh worker (and framework import) after the hang
+    assert first["details"]["timeouts_in_a_row"] == 1 and second["details"]["timeouts_in_a_row"] == 2
+    assert third == second and spawns3 == 0  # kept: nothing ran in fk3.5's load phase
+    _row("a load that hangs in Python (fake Keras sleeping forever)",
+         "interrupted in the worker at its adaptive limit, the worker goes on; kept only once it "
+         "repeats at the same limit",
+         f"timeout at {first['details']['limit_s']:g} s in run 1 ({t1:.0f} s), one worker for the "
+         f"whole phase; re-tried in run 2; cached in run 3 ({t3:.0f} s, no load worker started)")

@@ -434,7 +434,9 @@ def test_sigsegv_while_loading_blames_that_cell(fake: FakeStack) -> None:
     assert fake.batches() == [[c["cell_id"] for c in loads], [c["cell_id"] for c in loads[1:]]]
 
 
-def test_hang_times_out_and_the_rest_continue(fake: FakeStack) -> None:
+def test_hang_is_interrupted_inside_the_worker_which_goes_on(fake: FakeStack) -> None:
+    """A pure-Python hang: the worker's watchdog turns it into a timeout result and the same
+    process runs the next cells (no respawn, no second framework import)."""
     cells = [fake.save_cell(f"hang-{i}") for i in range(1, 4)]
     t0 = time.monotonic()
     results = fake.run("save", cells, {"save": {"match": "/hang-2.", "action": "hang"}},
@@ -444,11 +446,34 @@ def test_hang_times_out_and_the_rest_continue(fake: FakeStack) -> None:
                                   "save:hang-3": "ok"}
     timeout = results[1]
     assert timeout["error"]["type"] == "runner.timeout"
-    assert "2 s limit" in timeout["error"]["message"]
+    assert "2 s limit; interrupted inside the worker" in timeout["error"]["message"]
     assert timeout["duration_s"] >= 2.0
+    assert timeout["details"]["interrupted_in_worker"] is True
+    assert "returncode" not in timeout["details"]
+    assert "after_interrupt" not in results[0]["details"]
+    assert results[2]["details"]["after_interrupt"] == 1  # told apart from a fresh worker's
+    assert fake.batches() == [[c["cell_id"] for c in cells]]
+    assert elapsed < 15
+    assert live_pids_mentioning(str(fake.last_workdir)) == []
+
+
+def test_hang_deaf_to_the_watchdog_kills_the_group_and_the_rest_continue(fake: FakeStack) -> None:
+    """Stuck where the watchdog cannot reach (C code): the host kills the process group at
+    limit + grace and a fresh worker goes on."""
+    cells = [fake.save_cell(f"hangc-{i}") for i in range(1, 4)]
+    t0 = time.monotonic()
+    results = fake.run("save", cells, {"save": {"match": "/hangc-2.", "action": "hang_c"}},
+                       cell_timeout=2.0)
+    elapsed = time.monotonic() - t0
+    assert _outcomes(results) == {"save:hangc-1": "ok", "save:hangc-2": "timeout",
+                                  "save:hangc-3": "ok"}
+    timeout = results[1]
+    assert timeout["error"]["type"] == "runner.timeout"
+    assert "2 s limit and did not answer the worker's watchdog" in timeout["error"]["message"]
+    assert timeout["duration_s"] >= 4.0  # limit + grace (the grace is the limit when shorter)
     assert timeout["details"]["returncode"] == -signal.SIGKILL
-    assert fake.batches() == [[c["cell_id"] for c in cells], ["save:hang-3"]]
-    assert elapsed < 20
+    assert fake.batches() == [[c["cell_id"] for c in cells], ["save:hangc-3"]]
+    assert elapsed < 25
     assert live_pids_mentioning(str(fake.last_workdir)) == []
 
 

@@ -18,6 +18,7 @@ Input, ``<control_dir>/request.json``::
     load CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir",
                 "variant", "atol", "rtol"}      variant: "default" or flags "a+b"
                                                 (see VARIANT_FLAGS)
+    optional: request "cell_timeout" (seconds), a cell's "timeout_s" (overrides it)
 
 Output, ``<control_dir>/events.jsonl``: one JSON object per line, appended and flushed::
 
@@ -31,9 +32,19 @@ Output, ``<control_dir>/events.jsonl``: one JSON object per line, appended and f
 
     ERROR = {"type": "builtins.ValueError", "message": "<= 2 KB", "traceback": "tail"}
 
-Outcomes written here: ok, mismatch, save_error, load_error, not_applicable. The host
-synthesises timeout/crash/protocol_error when this process dies or hangs (it blames the
-cell of the last ``started`` line without a ``result``).
+Outcomes written here: ok, mismatch, save_error, load_error, not_applicable, and timeout
+when the in-worker watchdog interrupted a cell. The host synthesises timeout/crash/
+protocol_error when this process dies or does not answer its watchdog (it blames the cell
+of the last ``started`` line without a ``result``).
+
+Watchdog: the request's ``cell_timeout`` (or a cell's own ``timeout_s``) arms SIGALRM
+before each cell; the handler raises :class:`CellTimeout` in the main thread, the cell
+becomes ``timeout`` (phase where it was) and the worker goes on with the next cell, so a
+pure-Python hang (Keras 3 deserialising some Keras 2 HDF5 files loops forever) costs
+the limit and no fresh framework import. A hang inside C code never returns to the
+interpreter; the host's deadline (limit + grace) kills the process group as before.
+Every later result of this process carries ``details["after_interrupt"]`` (how many cells
+were interrupted before it in this process), so such a cell can be told apart.
 
 Exit status: 0 whenever the protocol was followed, including failed saves/loads (those
 are results, not errors); 2 for a bad command line or request; 3 when the host that
@@ -65,7 +76,7 @@ import warnings
 PROTOCOL_VERSION = 1
 PHASES = ("import", "build", "save", "load", "predict", "compare")
 COMMANDS = ("probe", "save", "load")
-WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable")
+WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable", "timeout")
 FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
 # Load variants: "default" (what a user types first) or flags joined by "+", each one
 # thing a user can do about a failing load (the remedies the diagnosis names):
@@ -96,6 +107,46 @@ SCENARIO_MODULE_PREFIX = "compat_scenario_"
 # Distributions whose installed version is worth recording (when present).
 VERSIONED_DISTS = ("tensorflow", "tensorflow-cpu", "keras", "tf-keras", "numpy", "h5py",
                    "jax", "jaxlib", "torch", "protobuf", "ml-dtypes")
+
+
+class CellTimeout(BaseException):
+    """Raised in the main thread by the watchdog when a cell exceeds its limit. A
+    BaseException, so a scenario's or Keras's ``except Exception`` cannot swallow it."""
+
+
+class _Watchdog(object):
+    """SIGALRM-based per-cell limit (see the module docstring); inert where the platform
+    has no ``setitimer`` or this is not the main thread (the host's deadline still holds)."""
+
+    def __init__(self):
+        self.limit = None
+        self.armed = False
+        self.fired = 0  # cells interrupted so far in this process
+        try:
+            signal.signal(signal.SIGALRM, self._fire)
+            self.usable = hasattr(signal, "setitimer")
+        except (AttributeError, ValueError):
+            self.usable = False
+
+    def _fire(self, signum, frame):
+        if self.armed:
+            self.armed = False
+            raise CellTimeout("cell exceeded its %g s limit; interrupted inside the worker"
+                              % self.limit)
+
+    def arm(self, limit):
+        self.limit = limit
+        if self.usable and limit:
+            self.armed = True
+            signal.setitimer(signal.ITIMER_REAL, float(limit))
+
+    def disarm(self):
+        self.armed = False
+        if self.usable:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+_WATCHDOG = None
 
 
 class NotApplicable(Exception):
@@ -970,6 +1021,13 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
             outcome = failure
             result["error"] = error_info(exc)
             result["details"] = ctx["details"]
+        except CellTimeout as exc:
+            outcome = "timeout"
+            result["error"] = dict(error_info(exc), type="runner.timeout")
+            result["details"] = dict(ctx["details"], interrupted_in_worker=True)
+        finally:
+            if _WATCHDOG is not None:
+                _WATCHDOG.disarm()
         result["warnings"] = _warnings_list(caught)
     result["outcome"] = outcome
     result["phase"] = ctx["phase"]
@@ -1037,12 +1095,28 @@ def serve(argv, commands, cell_runner):
     events.write({"event": "ready", "env": info, "import_s": round(time.time() - t0, 3)})
 
     if command != "probe":
+        global _WATCHDOG
+        _WATCHDOG = _Watchdog()
         state = _GlobalState(fw)
         for cell in cells:
             if _parent_gone(parent_pid):
                 return EXIT_ORPHANED
             events.write({"event": "started", "cell_id": cell["cell_id"]})
-            result = cell_runner(fw, command, cell, seed)
+            _WATCHDOG.arm(cell.get("timeout_s") or request.get("cell_timeout"))
+            try:
+                result = cell_runner(fw, command, cell, seed)
+            except CellTimeout as exc:  # fired outside the cell's own guard (its last lines)
+                result = {"event": "result", "cell_id": cell["cell_id"], "outcome": "timeout",
+                          "phase": None, "error": dict(error_info(exc), type="runner.timeout"),
+                          "warnings": [],
+                          "max_abs_diff": None, "duration_s": None,
+                          "details": {"interrupted_in_worker": True}}
+            finally:
+                _WATCHDOG.disarm()
+            if _WATCHDOG.fired:
+                result.setdefault("details", {})["after_interrupt"] = _WATCHDOG.fired
+            if result.get("outcome") == "timeout":
+                _WATCHDOG.fired += 1
             state.restore()
             events.write(result)
     events.write({"event": "done"})

@@ -34,7 +34,8 @@ context fires, in order. Actions:
     garbage               junk (including fake protocol lines) on stdout/stderr, then go on
     segv                  os.kill(own pid, SIGSEGV)
     kill                  os.kill(own pid, SIGKILL)
-    hang                  sleep forever
+    hang                  sleep forever (a pure-Python hang: the worker's watchdog interrupts it)
+    hang_c                ignore SIGALRM, then sleep forever (deaf to the watchdog, as C code)
     exit                  os._exit(arg or 0)   ("exit0" is os._exit(0))
 """
 
@@ -160,7 +161,11 @@ def _act(rule, context):
         os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(30)
         return
-    if action == "hang":
+    if action == "hang":  # a pure-Python hang: the worker's watchdog interrupts it
+        while True:
+            time.sleep(1)
+    if action == "hang_c":  # deaf to the watchdog, as a hang inside C code is
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
         while True:
             time.sleep(1)
     if action in ("exit", "exit0"):
