@@ -218,9 +218,16 @@ class _BatchState:
         self.ready = False
         self.ready_env: dict[str, Any] | None = None
         self.in_flight: str | None = None
+        self.first: str | None = None  # the first cell this process started (it gets the warm-up allowance)
         self.t_cell = 0.0
         self.t_event = time.monotonic()
         self.finished = False
+
+    def limit(self, cell_id: str, default: float) -> float:
+        """The cell's limit as the worker enforces it: its own, but at least ``default``
+        for the process's first cell (the backend's warm-up; see the worker)."""
+        own = self.limits.get(cell_id, default)
+        return max(own, default) if cell_id == self.first else own
 
     def take(self, events: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Update the state from new events; yield each cell's first result."""
@@ -233,6 +240,7 @@ class _BatchState:
                 self.ready = True
             elif kind == "started" and event.get("cell_id") in self.cell_ids:
                 self.in_flight, self.t_cell = str(event.get("cell_id")), time.monotonic()
+                self.first = self.first or self.in_flight
             elif (kind == "result" and event.get("cell_id") in self.cell_ids
                   and event.get("cell_id") not in self.done):
                 event.setdefault("env", self.ready_env or {})
@@ -298,7 +306,7 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
             return None
         now = time.monotonic()
         if state.in_flight is not None:
-            limit = state.limits.get(state.in_flight, cell_timeout)
+            limit = state.limit(state.in_flight, cell_timeout)
             if now - state.t_cell > limit + _grace(limit):
                 killed_for = "cell"
         elif not state.ready:
@@ -417,7 +425,7 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         blamed: list[str] = []
         if killed_for == "cell" and in_flight is not None:
             blamed = [in_flight]
-            limit = state.limits.get(in_flight, cell_timeout)
+            limit = state.limit(in_flight, cell_timeout)
             yield _synth(in_flight, "timeout", f"cell exceeded its {limit:g} s limit and did not answer "
                          f"the worker's watchdog within {_grace(limit):g} s (stuck outside Python); "
                          "worker process group killed", phase=None, rc=rc, log_tail=tail,

@@ -134,11 +134,11 @@ def test_sigkill_during_report_write_keeps_the_old_reports(tmp_path: Path, catal
                                                            envs_dir: Path, clean: dict[Any, Any]) -> None:
     store, out = tmp_path / "store", tmp_path / "out"
     assert e2e.run_matrix(catalog, store, out, envs_dir).returncode == 0
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    before = e2e.report_files(out)
     (store / "records" / "env" / "fk3.9.json").unlink()  # the next report differs
     proc = e2e.run_matrix(catalog, store, out, envs_dir, env={"COMPAT_FAULT": "kill:report-write:1"})
     assert proc.returncode == -signal.SIGKILL, e2e.describe(proc)
-    after = {p.name: p.read_bytes() for p in out.iterdir() if not p.name.endswith(".tmp")}
+    after = e2e.report_files(out)  # temp files aside
     assert after == before
     _recover(catalog, store, out, envs_dir, clean)
     _row("SIGKILL between writing the five report files and renaming them",
@@ -382,13 +382,13 @@ def test_a_full_reports_disk_leaves_the_old_reports(tmp_path: Path, catalog: Pat
     with _tmpfs(tmp_path / "fs", "2m") as fs:
         out = fs / "reports"
         assert e2e.run_matrix(catalog, store, out, envs_dir).returncode == 0
-        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        before = e2e.report_files(out)
         (store / "records" / "env" / "fk3.9.json").unlink()  # the next report differs
         free = shutil.disk_usage(fs).free
         (fs / "filler").write_bytes(b"\0" * max(0, free - 60 * 1024))
         proc = e2e.run_matrix(catalog, store, out, envs_dir)
         line = _one_error_line(proc, "No space left on device")
-        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # all old, no temp
+        assert e2e.report_files(out) == before and not e2e.temp_files(out)  # all old, no temp
         (fs / "filler").unlink()
         _recover(catalog, store, out, envs_dir, clean)
     _row("the report disk fills up while the five report files are written",
@@ -426,6 +426,10 @@ def test_a_hang_is_interrupted_in_the_worker_and_kept_only_when_it_repeats(
     assert first["error"]["message"] == "cell exceeded its 10 s limit; interrupted inside the worker"
     assert spawns1 == 1  # no fresh worker (and framework import) after the hang
     assert first["details"]["timeouts_in_a_row"] == 1 and second["details"]["timeouts_in_a_row"] == 2
+    # Run 2 ran this cell alone: a process's first cell gets the ceiling (backend warm-up);
+    # the record keeps the rule's limit, so the repeat still counts as "at the same limit".
+    assert second["details"]["first_in_worker"] is True and second["details"]["limit_s"] == 10.0
+    assert second["error"]["message"].startswith("cell exceeded its 20 s limit")
     assert third == second and spawns3 == 0  # kept: nothing ran in fk3.5's load phase
     _row("a load that hangs in Python (fake Keras sleeping forever)",
          "interrupted in the worker at its adaptive limit, the worker goes on; kept only once it "

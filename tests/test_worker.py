@@ -797,3 +797,16 @@ def test_sniff_artifact(tmp_path: Path) -> None:
     assert [w.sniff_artifact(str(tmp_path / n)) for n in ("a.h5", "a.keras", "junk", "sm", "dir",
                                                           "missing")] == [
         "h5", "keras_v3", "unknown", "savedmodel", "directory", "missing"]
+
+
+def test_a_cells_own_limit_applies_except_to_the_first_cell_of_a_process(fake: FakeStack) -> None:
+    """``timeout_s`` (the matrix's adaptive load limit) overrides the request's limit; the
+    process's first cell gets at least the request's limit (it pays the backend warm-up)."""
+    cells = [dict(fake.save_cell(f"own-{i}"), timeout_s=1.0) for i in range(1, 4)]
+    results = fake.run("save", cells, {"save": {"match": "/own-", "action": "hang"}}, cell_timeout=3.0)
+    assert [r["outcome"] for r in results] == ["timeout"] * 3
+    assert results[0]["error"]["message"].startswith("cell exceeded its 3 s limit")
+    assert results[0]["details"]["first_in_worker"] is True
+    assert [r["error"]["message"][:30] for r in results[1:]] == ["cell exceeded its 1 s limit; i"] * 2
+    assert 3.0 <= results[0]["duration_s"] < 4.5 and all(1.0 <= r["duration_s"] < 2.5 for r in results[1:])
+    assert len(fake.batches()) == 1

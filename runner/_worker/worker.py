@@ -44,7 +44,9 @@ pure-Python hang (Keras 3 deserialising some Keras 2 HDF5 files loops forever) c
 the limit and no fresh framework import. A hang inside C code never returns to the
 interpreter; the host's deadline (limit + grace) kills the process group as before.
 Every later result of this process carries ``details["after_interrupt"]`` (how many cells
-were interrupted before it in this process), so such a cell can be told apart.
+were interrupted before it in this process), so such a cell can be told apart. The first
+cell of a process (``details["first_in_worker"]``) gets at least the request's
+``cell_timeout``: it pays the backend's warm-up, whichever cell it is.
 
 Exit status: 0 whenever the protocol was followed, including failed saves/loads (those
 are results, not errors); 2 for a bad command line or request; 3 when the host that
@@ -1098,11 +1100,17 @@ def serve(argv, commands, cell_runner):
         global _WATCHDOG
         _WATCHDOG = _Watchdog()
         state = _GlobalState(fw)
+        first = True
         for cell in cells:
             if _parent_gone(parent_pid):
                 return EXIT_ORPHANED
             events.write({"event": "started", "cell_id": cell["cell_id"]})
-            _WATCHDOG.arm(cell.get("timeout_s") or request.get("cell_timeout"))
+            limit = cell.get("timeout_s") or request.get("cell_timeout")
+            if first and limit and request.get("cell_timeout"):
+                # The first cell of a process pays the backend's warm-up (lazy imports, XLA or
+                # torch initialisation: up to ~10 s measured), whichever cell it is.
+                limit = max(limit, request["cell_timeout"])
+            _WATCHDOG.arm(limit)
             try:
                 result = cell_runner(fw, command, cell, seed)
             except CellTimeout as exc:  # fired outside the cell's own guard (its last lines)
@@ -1115,6 +1123,9 @@ def serve(argv, commands, cell_runner):
                 _WATCHDOG.disarm()
             if _WATCHDOG.fired:
                 result.setdefault("details", {})["after_interrupt"] = _WATCHDOG.fired
+            if first:
+                result.setdefault("details", {})["first_in_worker"] = True
+                first = False
             if result.get("outcome") == "timeout":
                 _WATCHDOG.fired += 1
             state.restore()
