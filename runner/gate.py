@@ -47,7 +47,7 @@ import os
 import sys
 import tempfile
 import tomllib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,6 +69,7 @@ __all__ = [
     "load_results",
     "parse_partial",
     "print_result",
+    "results_rows",
 ]
 
 DEFAULT_EXPECTED = Path("expected_failures.toml")
@@ -173,7 +174,7 @@ def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Cell]:
 
 
 def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
-    """Cells of a ``results.json`` written by the report (``{"cells": [...]}``).
+    """Cells of a ``results.json`` written by the report (``{"cells": [...]}``, schema 1 to 3).
 
     Raises:
         GateError: missing, not JSON, or not the report's layout.
@@ -186,18 +187,33 @@ def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
         raise GateError(f"{what} file {path} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
         raise GateError(f"{what} file {path} is not a results.json of the report (no \"cells\" list)")
-    version = data.get("schema_version")
-    if version not in (1, 2):
-        raise GateError(f"{what} file {path} has results schema_version {version!r}; this runner reads 1 and 2")
     try:
-        if version == 1:
-            return cells_from_rows(c for c in data["cells"] if isinstance(c, dict))
-        return cells_from_rows(_v2_rows(data))
+        return cells_from_rows(results_rows(data))
     except GateError as exc:
         raise GateError(f"{what} file {path}: {exc}") from None
 
 
-def _v2_rows(data: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
+RESULTS_SCHEMAS = (1, 2, 3)
+
+
+def results_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """The cells of a parsed ``results.json`` of any schema this runner reads, each as one
+    dict with every column plus ``cell_id``, ``error_type``, ``error_message`` and
+    ``traceback_tail`` (the layout is in docs/reports-schema.md).
+
+    Raises:
+        GateError: an unknown schema_version, or rows that do not match their columns.
+    """
+    version = data.get("schema_version")
+    if version not in RESULTS_SCHEMAS:
+        raise GateError(f"results schema_version {version!r}; this runner reads "
+                        + ", ".join(map(str, RESULTS_SCHEMAS)))
+    if version == 1:
+        return (dict(c) for c in data["cells"] if isinstance(c, dict))
+    return _v3_rows(data) if version == 3 else _v2_rows(data)
+
+
+def _v2_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
     """Schema 2 rows (lists under ``columns``, errors by index) as schema 1 dicts."""
     columns, errors = data.get("columns"), data.get("errors") or []
     if not isinstance(columns, list) or "error_id" not in columns:
@@ -209,9 +225,47 @@ def _v2_rows(data: Mapping[str, Any]) -> Iterable[dict[str, Any]]:
         eid = row.get("error_id")
         if isinstance(eid, int) and 0 <= eid < len(errors):
             row["error_type"], row["error_message"] = errors[eid][0], errors[eid][1]
-        row.setdefault("cell_id", f"{row.get('scenario')}:{row.get('format')}:{row.get('saver')}"
-                                  f"->{row.get('loader')}:{row.get('variant')}")
-        yield row
+            row["traceback_tail"] = errors[eid][2] if len(errors[eid]) > 2 else ""
+        yield _with_cell_id(row)
+
+
+def _with_cell_id(row: dict[str, Any]) -> dict[str, Any]:
+    row.setdefault("cell_id", f"{row.get('scenario')}:{row.get('format')}:{row.get('saver')}"
+                              f"->{row.get('loader')}:{row.get('variant')}")
+    return row
+
+
+def _v3_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+    """Schema 3: every column but ``error_id`` is dictionary-coded (a row holds indexes
+    into ``values[column]``); ``errors`` are [type, message index, traceback index]."""
+    columns, values = data.get("columns"), data.get("values")
+    errors, messages, tracebacks = data.get("errors") or [], data.get("messages") or [], data.get("tracebacks") or []
+    if not isinstance(columns, list) or "error_id" not in columns or not isinstance(values, dict):
+        raise GateError("schema 3 needs a \"columns\" list with error_id and a \"values\" object")
+    coded: list[tuple[int, str, list[Any]]] = []
+    for i, c in enumerate(columns):
+        if c == "error_id":
+            continue
+        table = values.get(c)
+        if not isinstance(table, list):
+            raise GateError(f"schema 3: column {c!r} has no list in \"values\"")
+        coded.append((i, c, table))
+    eix = columns.index("error_id")
+    for raw in data["cells"]:
+        if not isinstance(raw, list) or len(raw) != len(columns):
+            raise GateError("a cell row does not match \"columns\"")
+        try:
+            row = {c: table[raw[i]] for i, c, table in coded}
+        except (IndexError, TypeError):
+            raise GateError(f"a cell row indexes outside \"values\": {raw}") from None
+        eid = raw[eix]
+        row["error_id"] = eid
+        if isinstance(eid, int) and 0 <= eid < len(errors):
+            etype, mi, ti = errors[eid]
+            row["error_type"] = etype
+            row["error_message"] = messages[mi] if isinstance(mi, int) and 0 <= mi < len(messages) else ""
+            row["traceback_tail"] = tracebacks[ti] if isinstance(ti, int) and 0 <= ti < len(tracebacks) else ""
+        yield _with_cell_id(row)
 
 
 def cells_from_store(store: Path) -> dict[str, Cell]:

@@ -295,10 +295,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_set({path: text})
 
 
-def atomic_write_set(files: Mapping[Path, str], fault_point: str = "record-write") -> None:
+def atomic_write_set(files: Mapping[Path, str | bytes], fault_point: str = "record-write") -> None:
     """Write several files as a set: every new file is written and synced to a temp file
     beside its target first, and only then are the targets replaced. A full disk or a
-    write error leaves every old file in place (renames need no space)."""
+    write error leaves every old file in place (renames need no space). Text is written
+    as UTF-8, bytes (a gzip'd table) as they are."""
     temps: list[tuple[str, Path]] = []
     try:
         for path, text in files.items():
@@ -306,8 +307,8 @@ def atomic_write_set(files: Mapping[Path, str], fault_point: str = "record-write
             fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             temps.append((tmp, path))
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; published files are not secret
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(text if isinstance(text, bytes) else text.encode("utf-8"))
                 fh.flush()
                 os.fsync(fh.fileno())
         faults.point(fault_point)

@@ -1,45 +1,58 @@
 """Published tables: a pure function of the records in the store.
 
-The only module that imports pandas. One tidy DataFrame with one row per cell
-(saver artifact x loader x variant) is written as ``results.csv``/``results.json``, and
-as saver-rows x loader-columns grids per scenario and format in ``matrix.md``
-(tabulate) and ``index.html`` (self-contained). Output is deterministic: rows and
-columns in natural order, no timestamps, and no paths of the machine that ran it.
+The only module that imports pandas. One tidy DataFrame with one row per cell (saver
+artifact x loader x variant) becomes the set of files under ``reports/``:
+
+- ``README.md``: the index GitHub shows for the folder (selection, versions, legend,
+  summaries, the saver x loader overview and heatmap, failure categories, links);
+  ``grids/<scenario>.md``: one page per scenario with its saver x loader grids per format
+  and load variant, footnotes naming each failure and the ids of its cells;
+  ``matrix.md`` (where the old single page pointed), ``errors.md`` (failure catalogue),
+  ``CHANGES.md`` (what changed since the previous published table, by the gate's
+  comparison);
+- ``heatmap.svg`` and ``heatmaps/<format>.svg`` (runner.heatmap);
+- ``index.html`` with ``site/`` and ``data/``: the offline site (runner.site);
+- ``results.csv.gz`` (flat, gzip'd) and ``results.json`` (schema 3, what the gate reads);
+  their layouts are in docs/reports-schema.md.
+
+Output is deterministic: rows and columns in natural order, no timestamps, no paths of
+the machine that ran it; the files are replaced as a set and files of the set that a
+rewrite no longer produces are removed.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import html
+import gzip
 import json
-import math
 import os
 import re
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from tabulate import tabulate
 
-from runner import diagnose
+from runner import diagnose, gate, heatmap, site
 from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios
 from runner.records import Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
 from runner.stacks import CatalogError, load_catalog, natural_key
 
-__all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "SYMBOLS", "build_frame", "footnoted", "results_json",
-           "terminal_summary", "write_reports"]
+__all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "REPORT_FILES", "SYMBOLS", "build_frame", "changes_markdown",
+           "footnoted", "results_json", "terminal_summary", "write_reports"]
 
+# Symbols every font with basic Unicode (DejaVu) draws: no emoji-font glyph.
 SYMBOLS: dict[str, str] = {
     "ok": "✓",
     "mismatch": "≠",
     "load_error": "✗",
     "save_error": "S",
     "not_applicable": "–",
-    "timeout": "⏱",
-    "crash": "☠",
+    "timeout": "◷",
+    "crash": "!",
     "protocol_error": "?",
     "env_unavailable": "∅",
     "not_run": "·",
@@ -70,17 +83,25 @@ COLUMNS = [
     "source", "traceback_tail",
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
-# The published files: results.csv is the flat table a spreadsheet reads (messages cut to
-# their first line); results.json keeps every distinct error once (see results_json).
+# The published files: results.csv.gz is the flat table a spreadsheet or pandas reads
+# (messages cut to their first line); results.json keeps every distinct error once.
 CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
                "category", "remedy", "error_type", "error_message", "max_abs_diff", "written_as",
                "source"]
 CSV_MESSAGE_CHARS = 160
-REPORT_FILES = ("results.csv", "results.json", "matrix.md", "index.html", "errors.md")
+# Top-level files every report writes; the folders below hold the rest of the set.
+REPORT_FILES = ("README.md", "matrix.md", "errors.md", "CHANGES.md", "heatmap.svg", "index.html",
+                "results.csv.gz", "results.json")
+REPORT_DIRS = ("grids", "heatmaps", "site", "data")  # wholly the report's: stale files removed
+LEGACY_FILES = ("results.csv",)  # written by earlier layouts; a rewrite removes them
+RESULTS_SCHEMA = 3
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
                 "remedy", "max_abs_diff", "written_as", "source", "error_id"]
 JSON_MESSAGE_CHARS = 600
 JSON_TRACEBACK_CHARS = 800
+INDEX_MAX_BYTES = 200_000  # GitHub renders Markdown up to a size; stay well below it
+PAGE_MAX_BYTES = 500_000
+CHANGES_LIST_MAX = 200  # cell ids listed per kind of change in CHANGES.md
 # What a correct save of each format looks like on disk (the worker sniffs magic bytes).
 _EXPECTED_WRITE = {"h5": "h5", "keras": "keras_v3", "savedmodel": "savedmodel",
                    "json+weights": "json", "export": "savedmodel"}
@@ -244,8 +265,7 @@ def _rows(df: pd.DataFrame, *columns: str) -> Iterator[Any]:
     return rows
 
 
-_GRID_MD = ("saver", "loader", "outcome", "category", "error_type", "error_message", "remedy")
-_GRID_HTML = (*_GRID_MD, "max_abs_diff", "traceback_tail", "phase")
+_GRID_MD = ("saver", "loader", "outcome", "category", "error_type", "error_message", "remedy", "cell_id")
 
 
 def table_cells(df: pd.DataFrame) -> pd.DataFrame:
@@ -278,7 +298,7 @@ def footnoted(notes: Iterable[Sequence[str]]) -> tuple[list[str], list[str]]:
     return refs, [f"[{i}] {n}" for n, i in index.items()]
 
 
-FIXED_MARK = "🔧"  # a remedy was re-run on this cell and made it load and match
+FIXED_MARK = "◆"  # a remedy was re-run on this cell and made it load and match (verified)
 
 
 def _fixed(row: Any) -> bool:
@@ -307,37 +327,151 @@ def _stack_table(records: Sequence[Record], scrub: _Scrubber) -> list[list[str]]
     return rows
 
 
-def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str = "") -> str:
-    notes = _Footnotes()
+def slug(text: str) -> str:
+    """A file-name and anchor-safe form of an id (``json+weights`` -> ``json-weights``)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", str(text)).strip("-") or "-"
+
+
+def _pipe(text: Any) -> str:
+    return str(text).replace("|", "\\|")
+
+
+def _code(text: Any) -> str:
+    """``text`` as a Markdown code span (nothing in it is read as markup or HTML)."""
+    body = " ".join(str(text).split())
+    fence = "``" if "`" in body else "`"
+    pad = " " if body.startswith("`") or body.endswith("`") or fence == "``" else ""
+    return f"{fence}{pad}{body}{pad}{fence}" if body else ""
+
+
+def _compact_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A GitHub Markdown table without padding (a 33 x 33 grid padded to its headers'
+    widths would be most of a page's bytes); cells must not contain an unescaped "|"."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _note_text(key: tuple[str, str, str]) -> str:
+    cat, etype, msg = key
+    text = f"`{etype}`: {_code(msg)}" if etype else _code(msg)
+    return (f"**{cat}** · " if cat else "") + text
+
+
+LEGEND_LINE = (" · ".join(f"{sym} `{o}`" for o, sym in SYMBOLS.items())
+               + f" · {FIXED_MARK} a remedy fixed the cell when the runner re-ran it (verified; the footnote "
+               "says which)")
+
+
+def _legend_table() -> str:
+    rows = [[SYMBOLS[o], f"`{o}`", _pipe(MEANINGS[o])] for o in SYMBOLS]
+    rows.append([FIXED_MARK, "(mark)", "after a symbol: a remedy the runner re-ran made this failing cell load and "
+                                       "match (verified against the saver's outputs); the footnote names it"])
+    return tabulate(rows, headers=["symbol", "outcome", "meaning"], tablefmt="github")
+
+
+def _share(part: pd.DataFrame) -> str:
+    """Per cent (rounded down) of the cells that could exist that load and match, or "–"."""
+    possible = part[part["outcome"] != "not_applicable"]
+    if possible.empty:
+        return SYMBOLS["not_applicable"]
+    return f"{100 * int((possible['outcome'] == 'ok').sum()) // len(possible)} %"
+
+
+def _grid_anchor(fmt: str, variant: str) -> str:
+    return f"{slug(fmt)}-{slug(variant)}"
+
+
+def _pages_table(cells: pd.DataFrame) -> str:
+    """Scenario rows x format columns: the share that loads and matches, linking to the grid."""
+    if cells.empty:
+        return "(no cells)"
+    formats = [f for f in FORMATS if f in set(cells["format"])]
+    rows = []
+    for scenario, part in sorted(cells.groupby("scenario"), key=lambda kv: str(kv[0])):
+        line = [f"[`{scenario}`](grids/{slug(scenario)}.md)"]
+        for fmt in formats:
+            sub = part[part["format"] == fmt]
+            line.append(f"[{_share(sub)}](grids/{slug(scenario)}.md#{_grid_anchor(fmt, 'default')})"
+                        if not sub.empty else "")
+        line.append(_share(part))
+        rows.append(line)
+    return tabulate(rows, headers=["scenario", *[f"`{f}`" for f in formats], "all"], tablefmt="github")
+
+
+def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str = "") -> str:
+    cells = table_cells(df)
+    formats = [f for f in FORMATS if not cells.empty and f in set(cells["format"])]
     lines = ["# TF/Keras compatibility matrix", "", *([f"**{said}**", ""] if said else []),
-             "Rows: the stack that **saved** the model. Columns: the stack that **loaded** it "
-             "and ran the model on the saver's inputs. Generated by `nox -s matrix` from the "
-             "records of real runs; `results.csv` has one row per cell.", "",
+             "Rows: the stack that **saved** the model. Columns: the stack that **loaded** it and ran "
+             "the model on the saver's inputs. Generated by `nox -s matrix` from the records of real runs.", "",
+             "- **Grids**: one page per scenario under [`grids/`](grids/) (table below), a saver × loader grid "
+             "per format and load variant; the footnotes give each failure's category, error, the remedies "
+             "re-run on it and the ids of its cells (`python -m runner explain CELL`, `python -m runner repro "
+             "CELL --out DIR`).",
+             "- **Site**: [`index.html`](index.html) — open it from a checkout or a download (it works from "
+             "`file://`, no network): overview heatmap, filters, search by error text or category, the upgrade "
+             "path from one saving stack and format to every loader, each cell's details and a permalink.",
+             "- [`errors.md`](errors.md): the failure catalogue; [`CHANGES.md`](CHANGES.md): what changed since "
+             "the previous published table.",
+             "- Data: [`results.csv.gz`](results.csv.gz) (one row per cell, gzip'd CSV) and "
+             "[`results.json`](results.json) (what the regression gate reads); layouts in "
+             "[`docs/reports-schema.md`](../docs/reports-schema.md).", "",
+             "## Saver × loader overview", "",
+             "![Heatmap: per cent of the cells between a saving stack (row) and a loading stack (column) that "
+             "load and match](heatmap.svg)", "",
+             OVERVIEW_TEXT.replace("The grids below give each cell.", "Per format: "
+                                   + ", ".join(f"[`{f}`](heatmaps/{slug(f)}.svg)" for f in formats) + "."), "",
+             "## Scenarios × formats", "",
+             "Per cent of the cells that could exist (all load variants) that load and match; each links to "
+             "its grid.", "", _pages_table(cells), "",
              "## Stacks (versions actually installed)", "",
-             tabulate([[str(c).replace("|", "\\|") for c in row] for row in _stack_table(records, scrub)],
+             tabulate([[_pipe(c) for c in row] for row in _stack_table(records, scrub)],
                       headers=["stack", "python", "tensorflow", "keras", "backend", "keras API",
                                "env", "status"], tablefmt="github"), "",
-             "## Legend", "",
-             tabulate([[SYMBOLS[o], f"`{o}`", MEANINGS[o].replace("|", "\\|")] for o in SYMBOLS],
-                      headers=["symbol", "outcome", "meaning"], tablefmt="github"), "",
-             "A superscript number points to the footnote with the failure's category, error "
-             f"type and the first line of its message. {FIXED_MARK} marks a failing cell that a "
-             "remedy fixed when the runner re-ran it (the footnote says which; see "
-             "`errors.md`).", "",
-             "## Summary (cells per outcome, by loader)", "", _summary_table(table_cells(df), "github"), "",
+             "## Legend", "", _legend_table(), "",
+             "## Summary (cells per outcome, by loader)", "", _summary_table(cells, "github"), "",
              "## Per-stack summary", "",
              "Cells between different stacks only, `not_applicable` excluded: a load counts as "
              "ok when the model loaded and its predictions matched.", "",
-             _per_stack(table_cells(df), "github"), "",
-             "## Saver × loader overview", "",
-             OVERVIEW_TEXT, "",
-             _pair_overview(table_cells(df), "github"), "",
-             "## Failure categories", "", _category_table(df, "github"), ""]
-    for scenario, fmt, variant, part in _grids(df):
-        title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
-        savers = sorted(part["saver"].unique(), key=natural_key)
-        loaders = sorted(part["loader"].unique(), key=natural_key)
-        cells = {(r.saver, r.loader): r for r in _rows(part, *_GRID_MD)}
+             _per_stack(cells, "github"), "",
+             "## Saver × loader overview (table)", "", OVERVIEW_TEXT, "",
+             _pair_overview(cells, "github"), ""]
+    if len(formats) > 1:
+        for fmt in formats:
+            lines += ["<details>", f"<summary>{fmt} only</summary>", "",
+                      _pair_overview(cells[cells["format"] == fmt], "github"), "", "</details>", ""]
+    lines += ["## Failure categories", "", "Each category links to its section of the failure catalogue.", "",
+              _category_table(df, "github", link="errors.md"), ""]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _pointer_markdown(said: str) -> str:
+    """matrix.md: the single page earlier reports wrote; links to it keep working."""
+    return "\n".join(["# TF/Keras compatibility matrix", "", *([f"**{said}**", ""] if said else []),
+                      "The tables are now split so that GitHub renders them: start at [`README.md`](README.md) "
+                      "(the index: versions, summaries, overview heatmap, failure categories), with one page "
+                      "per scenario under [`grids/`](grids/), the failure catalogue in [`errors.md`](errors.md) "
+                      "and the offline site [`index.html`](index.html)."]) + "\n"
+
+
+def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | None = None) -> str:
+    """One scenario's grids (format x load variant) with footnotes naming each failure's cells."""
+    notes = _Footnotes()
+    ids: dict[int, list[str]] = {}
+    grids = [(str(f), str(v), g) for (f, v), g in part.groupby(["format", "variant"], sort=False)]
+    lines = [f"# `{scenario}`: saver × loader grids", "", *([f"**{said}**", ""] if said else []),
+             "[Index](../README.md) · [failure catalogue](../errors.md) · "
+             + " · ".join(f"[`{f}`" + (f" `{v}`" if v != "default" else "") + f"](#{_grid_anchor(f, v)})"
+                          for f, v, _ in grids), "",
+             "Rows: the stack that **saved** the model; columns: the stack that **loaded** it. "
+             "A superscript number points to the footnote with the failure's category, error, the remedies "
+             "re-run on it and its cells' ids (for `python -m runner explain CELL` / `repro CELL`).", "",
+             LEGEND_LINE, ""]
+    for fmt, variant, grid in grids:
+        savers = sorted(grid["saver"].unique(), key=natural_key)
+        loaders = sorted(grid["loader"].unique(), key=natural_key)
+        cells = {(r.saver, r.loader): r for r in _rows(grid, *_GRID_MD)}
         table = []
         for s in savers:
             line = [f"**{s}**"]
@@ -347,22 +481,137 @@ def _markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, sai
                     line.append(SYMBOLS["not_run"])
                     continue
                 n = notes.number(r)
+                if n is not None:
+                    ids.setdefault(n, []).append(str(r.cell_id))
                 line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else "")
                             + (FIXED_MARK if _fixed(r) else ""))
             table.append(line)
-        odd = part[part["written_as"].notna() & (part["written_as"] != "")
-                   & (part["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
-        lines += [title, ""]
+        odd = grid[grid["written_as"].notna() & (grid["written_as"] != "")
+                   & (grid["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
+        title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
+        lines += [f'<a name="{_grid_anchor(fmt, variant)}"></a>', "", title, "",
+                  f"Load and match: {_share(grid)} of the cells that could exist. "
+                  f"Cell ids: `{scenario}:{fmt}:SAVER->LOADER:{variant}`.", ""]
         for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
                                   key=lambda p: natural_key(p[0])):
             lines += [f"`{saver}` wrote `{what}` when asked for `{fmt}` (see `written_as`).", ""]
-        lines += [tabulate(table, headers=["saver \\ loader", *loaders], tablefmt="github"), ""]
+        lines += [_compact_table(["saver \\ loader", *loaders], table), ""]
     lines += ["## Footnotes", ""]
-    fixes = _fixes_by_note(df, notes)
-    for (cat, etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
-        pipe_safe = msg.replace("|", "\\|")
-        text = f"`{etype}`: {pipe_safe}" if etype else pipe_safe
-        lines.append(f"{n}. " + (f"**{cat}** · " if cat else "") + f"{text}{fixes.get(n, '')}")
+    fixes = _fixes_by_note(part, notes)
+    for key, n in sorted(notes.index.items(), key=lambda kv: kv[1]):
+        lines.append(f"{n}. {_note_text(key)}{fixes.get(n, '')}")
+        these = ids.get(n, [])
+        shown = these if id_cap is None else these[:id_cap]
+        more = (f", … and {len(these) - len(shown)} more (every id: `results.csv.gz`, or the site's search)"
+                if len(shown) < len(these) else "")
+        lines.append(f"   cells ({len(these)}): " + ", ".join(f"`{i}`" for i in shown) + more)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def scenario_pages(df: pd.DataFrame, said: str = "") -> dict[str, str]:
+    """``{scenario: page}``; a page over :data:`PAGE_MAX_BYTES` lists fewer cell ids per footnote."""
+    pages = {}
+    cells = table_cells(df)
+    for scenario, part in cells.groupby("scenario", sort=True) if not cells.empty else ():
+        page = _scenario_page(str(scenario), part, said)
+        cap = 64
+        while len(page.encode("utf-8")) > PAGE_MAX_BYTES and cap >= 1:
+            page = _scenario_page(str(scenario), part, said, id_cap=cap)
+            cap //= 2
+        pages[str(scenario)] = page
+    return pages
+
+
+# ----------------------------------------------------------------------- what changed
+
+
+@dataclasses.dataclass(frozen=True)
+class Previous:
+    """The published table present before a write: its cells, or why there are none."""
+
+    cells: dict[str, gate.Cell] | None
+    why: str = ""  # no cells: "none" or the reason it could not be read
+    selection: str = ""
+    text: str | None = None  # its results.json as it was (a no-op rewrite keeps CHANGES.md)
+
+
+def read_previous(out: Path) -> Previous:
+    path = out / "results.json"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return Previous(None, "none")
+    except (OSError, UnicodeDecodeError) as exc:
+        return Previous(None, f"unreadable ({exc})")
+    try:
+        data = json.loads(text)
+        cells = gate.load_results(path, "previous")
+    except (ValueError, gate.GateError) as exc:
+        return Previous(None, f"unreadable ({exc})", text=text)
+    return Previous(cells, selection=str(data.get("selection") or ""), text=text)
+
+
+def _changes_table(pairs: Mapping[str, Sequence[tuple[gate.Cell, gate.Cell]]], key: str) -> str:
+    kinds = list(pairs)
+    counts: dict[str, list[int]] = {}
+    for i, kind in enumerate(kinds):
+        for old, new in pairs[kind]:
+            counts.setdefault(str(getattr(new, key) or getattr(old, key)), [0] * len(kinds))[i] += 1
+    if not counts:
+        return "(none)"
+    order = sorted(counts, key=natural_key) if key in ("saver", "loader") else sorted(counts, key=lambda k: (
+        -sum(counts[k]), k))
+    return tabulate([[f"`{k}`" if k else "(none)", *counts[k]] for k in order], headers=[key, *kinds],
+                    tablefmt="github")
+
+
+def changes_markdown(previous: Previous, current: Mapping[str, gate.Cell], said: str = "") -> str:
+    """CHANGES.md: the gate's comparison of the previous published table with this one."""
+    lines = ["# What changed", "", *([f"**{said}**", ""] if said else [])]
+    if previous.cells is None:
+        reason = ("there was no previous table (no `results.json` in this folder before this write)"
+                  if previous.why == "none" else f"the previous `results.json` was {previous.why}")
+        return "\n".join([*lines, f"Nothing to compare with: {reason}. The next publication lists the "
+                                  "cells that changed since this one."]) + "\n"
+    old = {k: c for k, c in previous.cells.items() if not c.remedy}
+    new = {k: c for k, c in current.items() if not c.remedy}
+    res = gate.compare(old, new)
+    flagged = {n.cell_id for _, n in res.regressions} | {n.cell_id for _, n in res.fixed} | {
+        n.cell_id for _, n in res.changed}
+    other = [(old[c], new[c]) for c in sorted(set(old) & set(new))
+             if c not in flagged and old[c].outcome != new[c].outcome]
+    kinds: dict[str, list[tuple[gate.Cell, gate.Cell]]] = {
+        "now failing (was ok)": list(res.regressions), "now ok (was failing)": list(res.fixed),
+        "failure changed": list(res.changed), "other outcome change": other}
+    lines += [f"Compared with the previous published table ({previous.selection or 'selection not stated'}) "
+              "by the regression gate's comparison (`runner/gate.py`), table cells only (remedy runs aside). "
+              "\"Failure changed\": still failing, with another outcome or category; \"other\": to or from "
+              "`not_applicable` / `not_run`.", "",
+              tabulate([["cells compared", res.compared], *[[k, len(v)] for k, v in kinds.items()],
+                        ["new cells (not in the previous table)", len(res.only_current)],
+                        ["cells gone (only in the previous table)", len(res.only_baseline)]],
+                       headers=["", "cells"], tablefmt="github"), ""]
+    if not any(kinds.values()) and not res.only_current and not res.only_baseline:
+        return "\n".join([*lines, "No cell changed."]) + "\n"
+    lines += ["## By loader stack", "", _changes_table(kinds, "loader"), "",
+              "## By saver stack", "", _changes_table(kinds, "saver"), "",
+              "## By category", "", "The category of the cell now (of the old failure for cells now ok).", "",
+              _changes_table({k: v if k != "now ok (was failing)" else [(n, o) for o, n in v]
+                              for k, v in kinds.items()}, "category"), ""]
+    for kind, pairs in kinds.items():
+        if not pairs:
+            continue
+        lines += [f"## Cells: {kind} ({len(pairs)})", ""]
+        for o, n in pairs[:CHANGES_LIST_MAX]:
+            lines.append(f"- `{n.cell_id}`: {o.outcome}" + (f" [{o.category}]" if o.category else "")
+                         + f" → {n.outcome}" + (f" [{n.category}]" if n.category else ""))
+        if len(pairs) > CHANGES_LIST_MAX:
+            lines.append(f"- … and {len(pairs) - CHANGES_LIST_MAX} more")
+        lines.append("")
+    for title, ids in (("New cells", res.only_current), ("Cells gone", res.only_baseline)):
+        if ids:
+            lines += [f"## {title} ({len(ids)})", "", ", ".join(f"`{i}`" for i in ids[:CHANGES_LIST_MAX])
+                      + (f", … and {len(ids) - CHANGES_LIST_MAX} more" if len(ids) > CHANGES_LIST_MAX else ""), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -405,12 +654,14 @@ def failing_cells(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([loads, saves, envs])
 
 
-def _category_table(df: pd.DataFrame, tablefmt: str) -> str:
+def _category_table(df: pd.DataFrame, tablefmt: str, link: str = "") -> str:
+    """Failing cells per category; with ``link``, each category links to its section there."""
     failed = failing_cells(df)
     if failed.empty:
         return "(no failing cells)"
     counts = failed["category"].value_counts()
-    rows = [[cat, diagnose.CATEGORIES[cat].title if cat in diagnose.CATEGORIES else "",
+    rows = [[f"[{cat}]({link}#{category_anchor(str(cat))})" if link else cat,
+             diagnose.CATEGORIES[cat].title if cat in diagnose.CATEGORIES else "",
              int(n), f"{100 * n / len(failed):.1f} %"] for cat, n in counts.items()]
     named = len(failed) - int(counts.get("other", 0))
     rows.append(["**named**" if tablefmt == "github" else "named", "", named,
@@ -452,15 +703,20 @@ OVERVIEW_TEXT = (
     "counts as a failure; rounded down, so 100 means every cell). The grids below give each cell.")
 
 
+def pair_stats(df: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[int, int]]]:
+    """Savers, loaders (natural order) and ``{(saver, loader): (ok, cells that could exist)}``."""
+    cells = df[df["outcome"] != "not_applicable"]
+    counts = (cells["outcome"] == "ok").groupby([cells["saver"], cells["loader"]]).agg(["sum", "count"])
+    stats = {(str(k[0]), str(k[1])): (int(ok), int(n))
+             for k, ok, n in zip(counts.index, counts["sum"], counts["count"], strict=True)}
+    return sorted(set(df["saver"]), key=natural_key), sorted(set(df["loader"]), key=natural_key), stats
+
+
 def _pair_overview(df: pd.DataFrame, tablefmt: str) -> str:
     """Saver × loader: the share of the cells that could exist that loaded and matched."""
     if df.empty:
         return "(no cells)"
-    cells = df[df["outcome"] != "not_applicable"]
-    counts = (cells["outcome"] == "ok").groupby([cells["saver"], cells["loader"]]).agg(["sum", "count"])
-    stats = {key: (int(ok), int(n)) for key, ok, n in zip(counts.index, counts["sum"], counts["count"], strict=True)}
-    savers = sorted(set(df["saver"]), key=natural_key)
-    loaders = sorted(set(df["loader"]), key=natural_key)
+    savers, loaders, stats = pair_stats(df)
     rows = []
     for saver in savers:
         line = [f"**{saver}**" if tablefmt == "github" else saver]
@@ -490,6 +746,10 @@ def _span(values: Iterable[Any]) -> str:
     return ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)})"
 
 
+def category_anchor(category: str) -> str:
+    return f"cat-{slug(category)}"
+
+
 def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
     """errors.md: each distinct error signature with its category, span and verified remedies."""
     failed = failing_cells(df)
@@ -514,7 +774,8 @@ def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
     for cat in order.index:
         rule = diagnose.CATEGORIES.get(str(cat), diagnose.OTHER)
         part = failed[failed["category"] == cat]
-        lines += [f"## `{cat}` — {rule.title} ({len(part)} cells)", "", rule.explanation, ""]
+        lines += [f'<a name="{category_anchor(str(cat))}"></a>', "",
+                  f"## `{cat}` — {rule.title} ({len(part)} cells)", "", rule.explanation, ""]
         if rule.remedies:
             lines += ["Remedies the runner re-runs for this category where they apply: "
                       + ", ".join(f"`{r}` ({diagnose.REMEDIES[r].label})" for r in rule.remedies), ""]
@@ -530,144 +791,159 @@ def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _html(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str = "") -> str:
-    esc = html.escape
-    notes = _Footnotes()
-    style = "".join(f".o-{o}{{background:{c}}}" for o, c in COLORS.items())
-    parts = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        "<title>TF/Keras compatibility matrix</title><style>",
-        "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}"
-        "table{border-collapse:collapse;margin:0.5em 0 1.5em}"
-        "td,th{border:1px solid #bbb;padding:0.25em 0.6em;text-align:center}"
-        "th.s{text-align:left}td.c{cursor:pointer;min-width:2.5em}"
-        "pre{white-space:pre-wrap;background:#f6f6f6;padding:0.5em;font-size:0.85em}"
-        "#detail{position:sticky;bottom:0;background:#fff;border-top:2px solid #888;"
-        "max-height:40vh;overflow:auto;padding:0.5em}" + style,
-        "</style></head><body><h1>TF/Keras compatibility matrix</h1>",
-        f"<p><b>{esc(said)}</b></p>" if said else "",
-        "<p>Rows: the stack that <b>saved</b> the model; columns: the stack that <b>loaded</b> it "
-        "and ran the model on the saver's inputs. Click a cell for its outcome, "
-        "the failure's category, explanation, the remedies the runner re-ran, the raw "
-        f"message and traceback tail. {FIXED_MARK} marks a failing cell a remedy fixed (verified "
-        "by a real re-run).</p><h2>Stacks</h2><table><tr>",
-    ]
-    heads = ["stack", "python", "tensorflow", "keras", "backend", "keras API", "env", "status"]
-    parts.append("".join(f"<th>{h}</th>" for h in heads) + "</tr>")
-    for row in _stack_table(records, scrub):
-        parts.append("<tr>" + "".join(f"<td>{esc(str(c))}</td>" for c in row) + "</tr>")
-    parts.append("</table><h2>Legend</h2><table>")
-    for o, sym in SYMBOLS.items():
-        parts.append(f"<tr><td class='o-{o}'>{sym}</td><td><code>{o}</code></td>"
-                     f"<td style='text-align:left'>{esc(MEANINGS[o])}</td></tr>")
-    parts.append("</table>")
-    parts.append(f"<h2>Saver × loader overview</h2><p>{esc(OVERVIEW_TEXT.replace('`', ''))}</p>"
-                 + _pair_overview(table_cells(df), "html"))
-    # Per cell only what differs (outcome class, footnote, remedy index, diff): the cell id
-    # comes from its grid, row and column, everything else from the footnote's entry.
-    errors: dict[int, dict[str, Any]] = {}
-    remedies: dict[str, int] = {}
-    for scenario, fmt, variant, part in _grids(df):
-        title = f"{scenario} · {fmt}" + (f" · variant {variant}" if variant != "default" else "")
-        savers = sorted(part["saver"].unique(), key=natural_key)
-        loaders = sorted(part["loader"].unique(), key=natural_key)
-        cells = {(r.saver, r.loader): r for r in _rows(part, *_GRID_HTML)}
-        parts.append(f"<h2>{esc(title)}</h2><table data-g='{esc(f'{scenario}:{fmt}', quote=True)}' "
-                     f"data-v='{esc(variant, quote=True)}'><tr><th>saver \\ loader</th>")
-        parts.append("".join(f"<th>{esc(lo)}</th>" for lo in loaders) + "</tr>")
-        for s in savers:
-            parts.append(f"<tr><th class='s'>{esc(s)}</th>")
-            for lo in loaders:
-                r = cells.get((s, lo))
-                if r is None:
-                    parts.append("<td class='o-not_run'>·</td>")
-                    continue
-                n = notes.number(r)
-                attrs = f" data-n='{n}'" if n else ""
-                if r.remedy:
-                    attrs += f" data-r='{remedies.setdefault(str(r.remedy), len(remedies))}'"
-                if r.max_abs_diff is not None and not math.isnan(r.max_abs_diff):
-                    attrs += f" data-x='{r.max_abs_diff:.3g}'"
-                if n and n not in errors:
-                    rule = diagnose.CATEGORIES.get(str(r.category or ""))
-                    errors[n] = {"type": r.error_type, "message": r.error_message,
-                                 "traceback": r.traceback_tail, "category": r.category,
-                                 "explanation": rule.explanation if rule else "", "phase": r.phase}
-                sup = f"<sup>{n}</sup>" if n else ""
-                if _fixed(r):
-                    sup += FIXED_MARK
-                parts.append(f"<td class='c o-{r.outcome}'{attrs}>{SYMBOLS[r.outcome]}{sup}</td>")
-            parts.append("</tr>")
-        parts.append("</table>")
-    parts.append("<h2>Failure categories</h2>" + _category_table(df, "html"))
-    parts.append("<h2>Footnotes</h2><ol>")
-    fixes = _fixes_by_note(df, notes)
-    for (cat, etype, msg), n in sorted(notes.index.items(), key=lambda kv: kv[1]):
-        text = f"<code>{esc(etype)}</code>: {esc(msg)}" if etype else esc(msg)
-        parts.append("<li>" + (f"<b>{esc(cat)}</b> · " if cat else "") + f"{text}{esc(fixes.get(n, ''))}</li>")
-    parts.append("</ol><div id='detail'>Click a cell for details.</div><script>")
-    for name, obj in (("E", errors), ("R", list(remedies))):
-        parts.append(f"const {name}=" + json.dumps(obj, sort_keys=True, default=_json_default)
-                     .replace("<", "\\u003c") + ";")
-    parts.append(
-        "function t(s){const e=document.createElement('div');e.textContent=s??'';return e.innerHTML}"
-        "document.querySelectorAll('td.c').forEach(c=>c.onclick=()=>{const g=c.closest('table');"
-        "const lo=g.rows[0].cells[c.cellIndex].textContent,sv=c.parentElement.cells[0].textContent;"
-        "const o=[...c.classList].find(k=>k.startsWith('o-')).slice(2);"
-        "const n=c.dataset.n,e=n?E[n]:{},r=c.dataset.r!=null?R[c.dataset.r]:'';"
-        "const id=g.dataset.g+':'+sv+'->'+lo+':'+g.dataset.v;"
-        "document.getElementById('detail').innerHTML='<b>'+t(id)+'</b>: '+t(o)+"
-        "(e.phase?' (phase '+t(e.phase)+')':'')+(c.dataset.x?' max |diff| '+t(c.dataset.x):'')+"
-        "(e.category?'<p><b>'+t(e.category)+'</b>: '+t(e.explanation)+'</p>':'')+"
-        "(r?'<p>Remedies re-run: '+t(r)+'</p>':'')+"
-        "(e.type?'<details><summary>raw message</summary><pre>'+t(e.type)+': '+t(e.message)+"
-        "'</pre></details>':'')+"
-        "(e.traceback?'<details><summary>traceback tail (footnote '+n+')</summary><pre>'+"
-        "t(e.traceback)+'</pre></details>':'')});")
-    parts.append("</script></body></html>")
-    return "\n".join(parts) + "\n"
-
-
 def _json_default(obj: Any) -> Any:
     return str(obj)
 
 
 def results_json(clean: pd.DataFrame, records: Sequence[Record], said: str = "") -> str:
-    """results.json, schema 2: compact and diffable at the size of the full catalog.
+    """results.json, schema 3: compact enough for the full catalog, one cell per line.
 
-    ``columns`` names the fields of each ``cells`` row (one row per line); a row's
-    ``error_id`` indexes ``errors`` (type, message, traceback tail: each distinct error
-    once), and the installed versions of each stack are in ``stacks`` instead of in every
-    row. Schema 1 (one object per cell with every field) is still read by the gate.
+    Every column of ``columns`` but ``error_id`` is dictionary-coded: a cell row holds, per
+    column, an index into ``values[column]`` (each distinct value once). ``error_id``
+    indexes ``errors`` ([type, message index, traceback index] into ``messages`` and
+    ``tracebacks``: each distinct text once), and the installed versions of each stack are
+    in ``stacks``. ``runner.gate.results_rows`` expands any schema (1 to 3) to one dict
+    per cell; docs/reports-schema.md describes the layout.
     """
-    errors: dict[tuple[str, str, str], int] = {}
+    values: dict[str, dict[tuple[str, Any], int]] = {c: {} for c in JSON_COLUMNS[:-1]}
+    messages: dict[str, int] = {}
+    tracebacks: dict[str, int] = {}
+    errors: dict[tuple[str, int, int], int] = {}
     lines = []
-    for row in clean.to_dict(orient="records"):
+    for row in clean[[*JSON_COLUMNS[:-1], "error_type", "error_message", "traceback_tail"]].itertuples(index=False):
+        codes: list[int | None] = []
+        for col, v in zip(JSON_COLUMNS[:-1], row, strict=False):
+            table = values[col]
+            codes.append(table.setdefault((type(v).__name__, v), len(table)))
+        etype, message, tb = row[-3:]
         eid = None
-        if row["error_type"] or row["error_message"]:
-            key = (str(row["error_type"] or ""), str(row["error_message"] or "")[:JSON_MESSAGE_CHARS],
-                   str(row["traceback_tail"] or "")[-JSON_TRACEBACK_CHARS:])
-            eid = errors.setdefault(key, len(errors))
-        lines.append("  " + json.dumps([row[c] for c in JSON_COLUMNS[:-1]] + [eid], ensure_ascii=False,
-                                       default=_json_default))
+        if etype or message:
+            mi = messages.setdefault(str(message or "")[:JSON_MESSAGE_CHARS], len(messages))
+            ti = tracebacks.setdefault(str(tb or "")[-JSON_TRACEBACK_CHARS:], len(tracebacks))
+            eid = errors.setdefault((str(etype or ""), mi, ti), len(errors))
+        lines.append("  " + json.dumps([*codes, eid], separators=(",", ":")))
     stacks = {r.stack: {k: r.env.get(k) for k in (*VERSION_KEYS, "keras_api")}
               for r in sorted(records, key=lambda r: natural_key(r.stack)) if r.record_type == "env"}
-    head = json.dumps({"schema_version": 2, "selection": said, "columns": JSON_COLUMNS, "stacks": stacks,
-                       "errors": [list(k) for k in errors]}, ensure_ascii=False, sort_keys=True,
-                      indent=1, default=_json_default)
+    head = json.dumps({"schema_version": RESULTS_SCHEMA, "selection": said, "columns": JSON_COLUMNS,
+                       "values": {c: [v for _t, v in table] for c, table in values.items()},
+                       "stacks": stacks, "errors": [list(k) for k in errors], "messages": list(messages),
+                       "tracebacks": list(tracebacks)},
+                      ensure_ascii=False, sort_keys=True, indent=1, default=_json_default)
     assert head.endswith("\n}")
     return head[:-2] + ',\n "cells": [\n' + ",\n".join(lines) + "\n ]\n}\n"
+
+
+def _gzip(text: str) -> bytes:
+    """Deterministic gzip: no file name, no timestamp in the header."""
+    return gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0)
+
+
+def _site_cells(clean: pd.DataFrame) -> list[dict[str, Any]]:
+    cells = table_cells(clean)
+    keys = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
+            "remedy", "max_abs_diff", "written_as", "source", "error_type", "error_message", "traceback_tail"]
+    out = []
+    for row in cells[keys].itertuples(index=False):
+        d = dict(zip(keys, row, strict=True))
+        d["error_message"] = str(d["error_message"] or "")[:JSON_MESSAGE_CHARS]
+        d["traceback_tail"] = str(d["traceback_tail"] or "")[-JSON_TRACEBACK_CHARS:]
+        out.append(d)
+    return out
+
+
+def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str,
+                 previous: Previous, old_changes: str | None = None) -> dict[str, str | bytes]:
+    """Every file of the report, by path relative to the report folder.
+
+    ``previous`` is the table the folder held before (for CHANGES.md); when this write's
+    results.json is byte-identical to it, ``old_changes`` (the CHANGES.md written with it)
+    is kept, so a no-op rerun changes no byte.
+    """
+    clean = df.astype(object).where(df.notna(), None)
+    table = results_json(clean, records, said)
+    if old_changes is not None and previous.text == table:
+        changes = old_changes
+    else:
+        changes = changes_markdown(previous, gate.cells_from_rows(table_cells(clean).to_dict(orient="records")),
+                                   said)
+    csv_df = df[CSV_COLUMNS].assign(error_message=[
+        _first_line(str(m or ""))[:CSV_MESSAGE_CHARS] for m in df["error_message"]])
+    cells = table_cells(df)
+    files: dict[str, str | bytes] = {
+        "README.md": _index_markdown(df, records, scrub, said),
+        "matrix.md": _pointer_markdown(said),
+        "errors.md": errors_markdown(df, said),
+        "CHANGES.md": changes,
+        "results.json": table,
+        "results.csv.gz": _gzip(f"# {said}\n" + csv_df.to_csv(index=False, lineterminator="\n")),
+    }
+    for scenario, page in scenario_pages(df, said).items():
+        files[f"grids/{slug(scenario)}.md"] = page
+    title = "TF/Keras compatibility: saver × loader"
+    if cells.empty:
+        files["heatmap.svg"] = heatmap.heatmap_svg(title, [], [], {}, "no cells")
+    else:
+        files["heatmap.svg"] = heatmap.heatmap_svg(title, *pair_stats(cells), subtitle=(
+            "Per cent of cells that load and match, every scenario, format and load variant. " + said)[:300])
+        for fmt in [f for f in FORMATS if f in set(cells["format"])]:
+            files[f"heatmaps/{slug(fmt)}.svg"] = heatmap.heatmap_svg(
+                f"{title}, format {fmt}", *pair_stats(cells[cells["format"] == fmt]),
+                subtitle=f"Per cent of {fmt} cells that load and match, every scenario and load variant.")
+    stacks = [dict(zip(["id", "python", "tensorflow", "keras", "backend", "keras_api", "env", "status"], row,
+                       strict=True)) for row in _stack_table(records, scrub)]
+    files.update(site.site_files(
+        selection=said, stacks=stacks, cells=_site_cells(clean),
+        outcomes=[{"id": o, "symbol": SYMBOLS[o], "meaning": MEANINGS[o], "color": COLORS[o]} for o in SYMBOLS],
+        categories={c: (r.title, r.explanation) for c, r in diagnose.CATEGORIES.items()},
+        formats=[f for f in FORMATS if not cells.empty and f in set(cells["format"])],
+        changes_md=changes, fixed_mark=FIXED_MARK, slug=slug))
+    assert len(str(files["README.md"]).encode("utf-8")) <= INDEX_MAX_BYTES, "README.md over its size limit"
+    return files
+
+
+def _remove_stale(out: Path, written: Iterable[str]) -> None:
+    """Remove files of the report set that this write did not produce (a scenario gone,
+    a format gone, an earlier layout's results.csv); other files in ``out`` are left."""
+    keep = set(written)
+    for name in LEGACY_FILES:
+        if name not in keep:
+            (out / name).unlink(missing_ok=True)
+    for folder in REPORT_DIRS:
+        root = out / folder
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob("*"), reverse=True):
+            if path.is_dir():
+                if not any(path.iterdir()):
+                    path.rmdir()
+            elif path.relative_to(out).as_posix() not in keep:
+                path.unlink(missing_ok=True)
+        if not any(root.iterdir()):
+            root.rmdir()
+
+
+def _remove_temp(out: Path) -> None:
+    """Temp files of a report write that was killed."""
+    if not out.is_dir():
+        return
+    for name in (*REPORT_FILES, *LEGACY_FILES):
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+    for folder in REPORT_DIRS:
+        for stale in (out / folder).rglob(".*.tmp") if (out / folder).is_dir() else []:
+            stale.unlink(missing_ok=True)
 
 
 def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
                   stack_ids: Sequence[str] | None = None,
                   catalog: Sequence[Any] | None = None,
                   selection: Selection | None = None) -> pd.DataFrame:
-    """Write results.csv/json, matrix.md, index.html and errors.md to ``out``; return the frame.
+    """Write the report set (see the module docstring) to ``out``; return the frame.
 
     ``selection`` (default: every record of ``stack_ids``) restricts the records to its
     stacks, scenarios and formats, and every file states it at the top. The files are
     written as a set: a failure (a full disk) leaves all the previous tables in place.
+    CHANGES.md compares with the results.json ``out`` held before this write.
     """
     records = list(store.iter_records())
     if catalog is None:
@@ -698,18 +974,14 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     except ScenarioError:
         scenarios = {}
     df = build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog))
-    clean = df.astype(object).where(df.notna(), None)
-    csv_df = df[CSV_COLUMNS].assign(error_message=[
-        _first_line(str(m or ""))[:CSV_MESSAGE_CHARS] for m in df["error_message"]])
     said = "Selection: " + selection.describe()
-    for name in REPORT_FILES:  # temp files of a report write that was killed
-        for stale in out.glob(f".{name}.*.tmp") if out.is_dir() else []:
-            stale.unlink(missing_ok=True)
-    atomic_write_set({
-        out / "results.csv": f"# {said}\n" + csv_df.to_csv(index=False, lineterminator="\n"),
-        out / "results.json": results_json(clean, records, said),
-        out / "matrix.md": _markdown(df, records, scrub, said),
-        out / "index.html": _html(df, records, scrub, said),
-        out / "errors.md": errors_markdown(df, said),
-    }, fault_point="report-write")
+    previous = read_previous(out)
+    try:
+        old_changes: str | None = (out / "CHANGES.md").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        old_changes = None
+    files = report_files(df, records, scrub, said, previous, old_changes)
+    _remove_temp(out)
+    atomic_write_set({out / rel: content for rel, content in files.items()}, fault_point="report-write")
+    _remove_stale(out, files)
     return df

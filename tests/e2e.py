@@ -100,11 +100,17 @@ def run_matrix(catalog: Path, store: Path, out: Path | None, envs_dir: Path, *ex
 
 def table(out: Path) -> dict[str, tuple[Any, ...]]:
     """cell -> (outcome, category, remedy) from a report's results.json: what a reader sees."""
-    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    cols = data["columns"]
-    rows = [dict(zip(cols, row, strict=True)) for row in data["cells"]]
+    from runner import gate
+
+    rows = list(gate.results_rows(json.loads((out / "results.json").read_text(encoding="utf-8"))))
     return {(r["scenario"], r["format"], r["saver"], r["loader"], r["variant"], r["source"]):
             (r["outcome"], r["category"], r["remedy"]) for r in rows}
+
+
+def report_files(out: Path) -> dict[str, bytes]:
+    """Every file of a report folder (it has subfolders) by relative path, temp files aside."""
+    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
+            if p.is_file() and not p.name.endswith(".tmp")}
 
 
 def temp_files(root: Path) -> list[Path]:

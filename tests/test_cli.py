@@ -196,7 +196,8 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     assert res.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == [
-        "errors.md", "index.html", "matrix.md", "results.csv", "results.json"]
+        "CHANGES.md", "README.md", "data", "errors.md", "grids", "heatmap.svg", "heatmaps", "index.html",
+        "matrix.md", "results.csv.gz", "results.json", "site"]
     outcomes = {cid: c.outcome for cid, c in gate.load_results(out / "results.json").items()}
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
                         "functional:h5:tf2.15->tf2.15:default": "load_error"}

@@ -75,3 +75,11 @@ def test_exit_codes_outside_the_checkout(installed: Path, tmp_path: Path) -> Non
     usage = _run(installed, "matrix", "--jobs", "0", cwd=tmp_path)
     assert usage.returncode == 2 and usage.stderr.count("\n") == 1
     assert not (tmp_path / ".matrix").exists()
+
+
+def test_the_site_assets_travel_as_package_data(installed: Path, tmp_path: Path) -> None:
+    probe = ("import runner.site as s; print(*sorted(p.name for p in s.ASSETS.iterdir()), "
+             "str(s.ASSETS).startswith(str(__import__('pathlib').Path(runner.__file__).parent)))")
+    out = subprocess.run([str(installed.parent / "python"), "-c", "import runner; " + probe], cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["app.js", "index.html", "style.css", "True"]

@@ -37,7 +37,7 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
     assert ["nox", "-s", "tests"] in commands
 
     copy = e2e.checkout_copy(tmp_path / "checkout")
-    published = {p.name: p.read_bytes() for p in (copy / "reports").iterdir()}
+    published = e2e.report_files(copy / "reports")
 
     for command in first_look:
         args = command[command.index("--") + 1:]
@@ -48,7 +48,7 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
         assert "NOT the published table" in proc.stdout
         assert (copy / ".matrix" / "reports" / "results.json").is_file()
 
-    assert {p.name: p.read_bytes() for p in (copy / "reports").iterdir()} == published
+    assert e2e.report_files(copy / "reports") == published
     status = subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,
                             text=True, check=True).stdout
     assert status == "", status

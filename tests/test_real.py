@@ -12,6 +12,7 @@ Run: ``nox -s tests -- -m real`` (or ``pytest -m real``).
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import os
 import shutil
@@ -44,8 +45,8 @@ def _runner(*args: str, store: Path, check: bool = True, **kw: object) -> subpro
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
-    """results.csv's rows; its first line is the ``# Selection: …`` the table covers."""
-    first, body = path.read_text().split("\n", 1)
+    """results.csv.gz's rows; its first line is the ``# Selection: …`` the table covers."""
+    first, body = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n", 1)
     assert first.startswith("# Selection: ")
     return list(csv.DictReader(io.StringIO(body)))
 
@@ -133,10 +134,12 @@ def test_second_run_is_cached(matrix_store: Path) -> None:
 def test_report_from_real_records(matrix_store: Path, tmp_path: Path) -> None:
     pytest.importorskip("pandas")
     _runner("report", "--out", str(tmp_path), store=matrix_store)
-    md = (tmp_path / "matrix.md").read_text()
+    md = (tmp_path / "grids" / "custom_layer.md").read_text()
     assert "## `custom_layer` · `h5` · load variant `custom_objects`" in md
-    assert str(matrix_store) not in md and str(matrix_store) not in (tmp_path / "index.html").read_text()
-    cells = _csv_rows(tmp_path / "results.csv")
+    for path in tmp_path.rglob("*"):
+        if path.is_file() and path.suffix != ".gz":
+            assert str(matrix_store) not in path.read_text(), path
+    cells = _csv_rows(tmp_path / "results.csv.gz")
     assert len(cells) == len({c["cell_id"] for c in cells})
     assert len(gate.load_results(tmp_path / "results.json")) == len(cells)
 
@@ -230,7 +233,7 @@ requirements = ["keras==3.15.1"]
     assert recs["env:no-python"].error and "no Python 3.99" in recs["env:no-python"].error.message
     assert recs["dense:h5:keras3.15-jax->keras3.15-jax:default"].outcome is Outcome.OK
     assert recs["dense:h5:keras3.15-jax->broken-pins:default"].outcome is Outcome.ENV_UNAVAILABLE
-    csv = (tmp_path / "reports" / "results.csv").read_text()
+    csv = gzip.decompress((tmp_path / "reports" / "results.csv.gz").read_bytes()).decode()
     assert "dense:h5:broken-pins->keras3.15-jax:default" in csv  # the saver side shows too
 
 
@@ -310,12 +313,14 @@ def test_remedies_are_rerun_and_verified(matrix_store: Path, tmp_path: Path) -> 
     errors = (tmp_path / "errors.md").read_text()
     assert "## `keras3_rejects_savedmodel`" in errors and "tfsm: fixed" in errors
     assert "## `custom_object_unknown`" in errors and "custom_objects: fixed" in errors
-    cells = {c["cell_id"]: c for c in _csv_rows(tmp_path / "results.csv")}
+    cells = {c["cell_id"]: c for c in _csv_rows(tmp_path / "results.csv.gz")}
     cell = cells["custom_layer:h5:tf2.15->keras3.15-jax:default"]
     assert cell["category"] == "custom_object_unknown"
     assert "fixed by custom_objects (verified)" in cell["remedy"]
     assert cells["dense:savedmodel:tf2.15->tf2.18:tfsm"]["source"] == "remedy"
-    assert "🔧" in (tmp_path / "matrix.md").read_text()
+    from runner.report import FIXED_MARK
+
+    assert FIXED_MARK in (tmp_path / "grids" / "custom_layer.md").read_text()  # fixed by a verified remedy
     out = _runner("explain", "custom_layer:h5:tf2.15->keras3.15-jax:default", store=matrix_store).stdout
     assert "category    custom_object_unknown" in out and "fixed by custom_objects (verified)" in out
 

@@ -4,8 +4,8 @@ A small store is built from hand-made records (three stacks, one of them unavail
 saves and loads covering every interesting outcome) with a scenario directory of two
 hand-made scenarios, so nothing here depends on the shipped scenarios or catalog.
 
-Golden files: ``tests/data/golden/matrix.md`` and ``tests/data/golden/results.csv`` are
-the exact expected output for that store. After an intended change to the report,
+Golden files: ``tests/data/golden/`` holds the exact expected README.md, scenario pages,
+errors.md, CHANGES.md and (decompressed) results.csv for that store. After an intended change to the report,
 regenerate them with::
 
     UPDATE_GOLDEN=1 python3 -m pytest -q tests/test_report.py
@@ -17,22 +17,26 @@ from __future__ import annotations
 
 import csv
 import difflib
+import gzip
 import html
 import html.parser
 import io
 import json
+import math
 import os
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 
-from runner import gate, report
+from runner import gate, heatmap, report
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 
 GOLDEN = Path(__file__).resolve().parent / "data" / "golden"
-REPORT_FILES = ("results.csv", "results.json", "matrix.md", "index.html", "errors.md")
+REPORT_FILES = report.REPORT_FILES
 
 ENVS = {
     "tf2.4": {"python": "3.8.18", "tensorflow": "2.4.4", "keras": "2.4.0",
@@ -275,7 +279,8 @@ def test_empty_store(tmp_path: Path, scenario_dir: Path) -> None:
     df = report.write_reports(store, tmp_path / "out", scenario_dir)
     assert df.empty
     assert all((tmp_path / "out" / f).is_file() for f in REPORT_FILES)
-    assert "(no cells)" in (tmp_path / "out" / "matrix.md").read_text(encoding="utf-8")
+    assert "(no cells)" in (tmp_path / "out" / "README.md").read_text(encoding="utf-8")
+    assert "no previous table" in (tmp_path / "out" / "CHANGES.md").read_text(encoding="utf-8")
 
 
 # ---------------------------------------------------------------------- the files
@@ -285,56 +290,108 @@ def _write(p: Paths, scenario_dir: Path, out: Path, reverse: bool = False) -> pd
     return report.write_reports(make_store(p, reverse), out, scenario_dir)
 
 
+def _files(out: Path) -> dict[str, bytes]:
+    """Every file under ``out`` by relative path (the gzip'd CSV decompressed)."""
+    got = {}
+    for path in sorted(out.rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            got[path.relative_to(out).as_posix()] = gzip.decompress(data) if path.suffix == ".gz" else data
+    return got
+
+
+def _csv(out: Path) -> tuple[str, list[dict[str, str]]]:
+    first, body = gzip.decompress((out / "results.csv.gz").read_bytes()).decode("utf-8").split("\n", 1)
+    return first, list(csv.DictReader(io.StringIO(body)))
+
+
+SET = {*REPORT_FILES, "grids/custom.md", "grids/dense.md", "heatmaps/h5.svg", "heatmaps/keras.svg",
+       "site/app.js", "site/style.css", "data/meta.js", "data/h5.js", "data/h5.tb.js", "data/keras.js",
+       "data/keras.tb.js"}
+
+
 def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     df = _write(paths, scenario_dir, out)
-    assert sorted(p.name for p in out.iterdir()) == sorted(REPORT_FILES)  # no temp files
-    first, body = (out / "results.csv").read_text(encoding="utf-8").split("\n", 1)
+    assert set(_files(out)) == SET  # no temp files
+    first, rows = _csv(out)
     assert first.startswith("# Selection: a subset, NOT the published table: ")
-    rows = list(csv.DictReader(io.StringIO(body)))
     assert len(rows) == len(df) == 30
     assert list(rows[0]) == report.CSV_COLUMNS
+    assert pd.read_csv(out / "results.csv.gz", comment="#").shape == (30, len(report.CSV_COLUMNS))
     # the CSV keeps a message's first line only; results.json the whole (bounded) message
     assert {r["error_message"] for r in rows if r["cell_id"] == "custom:h5:tf2.4->tf2.4:custom_objects"} \
         == {"Unable to open file '<artifact>/model.h5' (log <store>/runs/load-tf2.4/worker.log, home "
             "~/.keras, python <pyenv>/versions/3.8.18/bin/python)"}
     text = (out / "results.json").read_text(encoding="utf-8")
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json"))
-    assert data["schema_version"] == 2 and data["columns"] == report.JSON_COLUMNS
+    assert data["schema_version"] == 3 and data["columns"] == report.JSON_COLUMNS
     assert data["selection"] == first[2:]
-    for name in ("matrix.md", "errors.md"):
+    for name in ("README.md", "matrix.md", "errors.md", "CHANGES.md", "grids/dense.md"):
         assert first[2:] in (out / name).read_text(encoding="utf-8")[:1000], name
-    page = (out / "index.html").read_text(encoding="utf-8")
-    assert page.index(html.escape(first[2:])) < page.index("<table")
+    assert first[2:] in (out / "data" / "meta.js").read_text(encoding="utf-8")
     assert len(data["cells"]) == 30
     assert text.split("\"cells\": [")[1].count("\n  [") == 30  # one cell per line: diffs show changed cells
     assert data["stacks"]["tf2.15"]["tensorflow"] == "2.15.1"
-    cols = data["columns"]
-    crash = next(dict(zip(cols, c, strict=True)) for c in data["cells"] if c[cols.index("outcome")] == "crash")
+    rows3 = list(gate.results_rows(data))
+    assert [r["cell_id"] for r in rows3] == list(df["cell_id"])
+    crash = next(r for r in rows3 if r["outcome"] == "crash")
     assert crash["max_abs_diff"] is None  # NaN is written as null
-    assert data["errors"][crash["error_id"]][:2] == ["runner.crash", "worker died with signal 11 (SIGSEGV)"]
-    # each distinct error once
-    assert len(data["errors"]) == len({tuple(e) for e in data["errors"]})
+    assert (crash["error_type"], crash["error_message"]) == ("runner.crash", "worker died with signal 11 (SIGSEGV)")
+    mismatch = next(r for r in rows3 if r["outcome"] == "mismatch")
+    assert mismatch["max_abs_diff"] == 0.5
+    # each distinct error, message and traceback once
+    for key in ("errors", "messages", "tracebacks"):
+        assert len(data[key]) == len({json.dumps(e) for e in data[key]}), key
     cells = gate.load_results(out / "results.json")  # the gate reads it back
     assert cells["custom:h5:tf2.4->tf2.4:default"].message == "worker died with signal 11 (SIGSEGV)"
-    md = (out / "matrix.md").read_text(encoding="utf-8")
-    for title in ("## `custom` · `h5`", "## `custom` · `h5` · load variant `custom_objects`",
-                  "## `dense` · `h5`", "## `dense` · `keras`"):
-        assert f"\n{title}\n" in md
-    page = (out / "index.html").read_text(encoding="utf-8")
-    assert page.startswith("<!DOCTYPE html>")
-    assert page.count("<td class='c ") == 30
+    dense = (out / "grids" / "dense.md").read_text(encoding="utf-8")
+    for title in ("## `dense` · `h5`", "## `dense` · `keras`"):
+        assert f"\n{title}\n" in dense
+    custom = (out / "grids" / "custom.md").read_text(encoding="utf-8")
+    for title in ("## `custom` · `h5`", "## `custom` · `h5` · load variant `custom_objects`"):
+        assert f"\n{title}\n" in custom
+    assert (out / "index.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+def test_gate_reads_every_results_schema(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    """Schema 3 is what the report writes; schema 2 is the table published before it (the
+    gate's baseline on the first publication of schema 3) and must stay readable."""
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    rows = list(gate.results_rows(data))
+    v2 = {"schema_version": 2, "columns": report.JSON_COLUMNS, "stacks": data["stacks"], "errors": [],
+          "cells": []}
+    errors: dict[tuple[str, str, str], int] = {}
+    for r in rows:
+        eid = None
+        if r["error_id"] is not None:
+            eid = errors.setdefault((r["error_type"], r["error_message"], r["traceback_tail"]), len(errors))
+        v2["cells"].append([r[c] for c in report.JSON_COLUMNS[:-1]] + [eid])
+    v2["errors"] = [list(k) for k in errors]
+    v1 = {"schema_version": 1, "cells": rows}
+    want = gate.load_results(out / "results.json")
+    for n, doc in (("v2", v2), ("v1", v1)):
+        path = tmp_path / f"{n}.json"
+        path.write_text(json.dumps(doc), encoding="utf-8")
+        assert gate.load_results(path) == want, n
+    bad = dict(data, cells=[[999] * len(report.JSON_COLUMNS)])
+    (tmp_path / "bad.json").write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(gate.GateError, match="outside"):
+        gate.load_results(tmp_path / "bad.json")
 
 
 def test_golden_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
-    # The golden matrix.md is the *correct* table: a "|" inside a cell is escaped as "\|"
+    # The golden pages are the *correct* tables: a "|" inside a cell is escaped as "\|"
     # (see test_markdown_tables_keep_their_columns), e.g. in the legend's "max \|diff\|".
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
     update = os.environ.get("UPDATE_GOLDEN") == "1"
-    for name in ("matrix.md", "results.csv", "errors.md"):
-        got = (out / name).read_text(encoding="utf-8")
-        golden = GOLDEN / name
+    files = _files(out)
+    for name in ("README.md", "grids/dense.md", "grids/custom.md", "results.csv.gz", "errors.md", "CHANGES.md"):
+        got = files[name].decode("utf-8")
+        golden = GOLDEN / name.replace("/", "-").removesuffix(".gz")
         if update:
             golden.parent.mkdir(parents=True, exist_ok=True)
             golden.write_text(got, encoding="utf-8")
@@ -348,24 +405,25 @@ def test_golden_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
 
 def test_reports_are_deterministic(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     _write(paths, scenario_dir, tmp_path / "a")
-    _write(paths, scenario_dir, tmp_path / "a")  # rewriting in place changes nothing either
+    once = {p: (tmp_path / "a" / p).read_bytes() for p in _files(tmp_path / "a")}
+    _write(paths, scenario_dir, tmp_path / "a")  # rewriting in place changes no byte (CHANGES.md kept)
+    assert {p: (tmp_path / "a" / p).read_bytes() for p in _files(tmp_path / "a")} == once
     # a second store at another path, written in the opposite order
     other = Paths(tmp_path / "elsewhere" / "deeper")
     other.home, other.pyenv = paths.home, paths.pyenv
     _write(other, scenario_dir, tmp_path / "b", reverse=True)
     _write(paths, scenario_dir, tmp_path / "c")
-    for name in REPORT_FILES:
-        a = (tmp_path / "a" / name).read_bytes()
-        assert a == (tmp_path / "b" / name).read_bytes(), name
-        assert a == (tmp_path / "c" / name).read_bytes(), name
+    for name, data in once.items():
+        assert data == (tmp_path / "b" / name).read_bytes(), name
+        assert data == (tmp_path / "c" / name).read_bytes(), name
 
 
 def test_no_machine_paths_leak(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     df = _write(paths, scenario_dir, out).set_index("cell_id")
     repo = str(Path(report.__file__).resolve().parent.parent)
-    for name in REPORT_FILES:
-        text = (out / name).read_text(encoding="utf-8")
+    for name, data in _files(out).items():
+        text = data.decode("utf-8")
         for leak in (str(tmp_path), str(paths.store), str(paths.home), str(paths.pyenv), repo):
             assert leak not in text, f"{leak} in {name}"
     msg = df.loc["dense:h5:tf2.15->tf2.4:default", "error_message"]
@@ -374,27 +432,159 @@ def test_no_machine_paths_leak(paths: Paths, scenario_dir: Path, tmp_path: Path)
                    "<pyenv>/versions/3.8.18/bin/python)\nsecond line")
     tb = df.loc["dense:h5:tf2.15->tf2.4:default", "traceback_tail"]
     assert '"<pyenv>/versions/3.8.18/lib/h5py.py"' in tb and "'<artifact>/model.h5'" in tb
-    # one error through different artifacts is one footnote per category, not one per saver
+    # one error through different artifacts is one footnote per category and page, not one per saver
     # (tf2.15's file in tf2.4 is newer_minor_file, tf2.4's own file is other)
-    md = (out / "matrix.md").read_text(encoding="utf-8")
-    assert md.count("`builtins.OSError`: Unable to open file '<artifact>/model.h5'") == 2
-    assert md.count("**other** · `builtins.OSError`: Unable to open file '<artifact>/model.h5'") == 1
+    pages = "".join((out / "grids" / n).read_text(encoding="utf-8") for n in ("custom.md", "dense.md"))
+    assert pages.count("`builtins.OSError`: `Unable to open file '<artifact>/model.h5'") == 2
+    assert pages.count("**other** · `builtins.OSError`: `Unable to open file '<artifact>/model.h5'") == 1
     assert "unavailable: no Python 3.12 interpreter (looked in <pyenv>/versions and " \
-           "~/.local/bin)" in md
+           "~/.local/bin)" in (out / "README.md").read_text(encoding="utf-8")
 
 
-def test_scrubber_with_the_real_environment(tmp_path: Path) -> None:
-    store = Store(tmp_path / "st")
-    scrub = report._Scrubber(store)
-    home = str(Path.home())
-    text = f"{store.root}/records/x.json {store.root}/artifacts/a/b/c/model.keras"
-    assert scrub(text) == "<store>/records/x.json <artifact>/model.keras"
-    if len(home) > 1 and not str(store.root).startswith(home):
-        assert scrub(f"{home}/.cache/thing") == "~/.cache/thing"
-    assert scrub(None) == ""
+def _failing_ids(df: pd.DataFrame) -> set[str]:
+    cells = report.table_cells(df)
+    return set(cells[cells["outcome"].isin([o.value for o in Outcome if o.failed])
+                     & (cells["error_type"].fillna("") != "")]["cell_id"])
 
 
-class _Links(html.parser.HTMLParser):
+def test_pages_name_every_failing_cell_in_a_footnote(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    df = _write(paths, scenario_dir, out)
+    failing = _failing_ids(df)
+    assert len(failing) >= 10
+    for cid in failing:
+        page = (out / "grids" / f"{cid.split(':')[0]}.md").read_text(encoding="utf-8")
+        notes = page.split("## Footnotes", 1)[1]
+        assert f"`{cid}`" in notes, cid
+
+
+def test_a_page_over_its_size_limit_lists_fewer_ids(paths: Paths, scenario_dir: Path, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    df = _frame(paths, scenarios={"custom": report.ScenarioInfo(("default", "custom_objects"))})
+    full = report.scenario_pages(df)["dense"]
+    monkeypatch.setattr(report, "PAGE_MAX_BYTES", len(full.encode("utf-8")) - 80)
+    short = report.scenario_pages(df)["dense"]
+    assert len(short.encode("utf-8")) <= report.PAGE_MAX_BYTES
+    assert "more (every id: `results.csv.gz`, or the site's search)" in short
+
+
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _anchors(text: str) -> set[str]:
+    return set(re.findall(r'<a name="([^"]+)"></a>', text))
+
+
+def test_markdown_links_and_anchors_resolve(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    checked = 0
+    for page in [out / "README.md", out / "matrix.md", out / "errors.md", *(out / "grids").glob("*.md")]:
+        for link in _LINK.findall(page.read_text(encoding="utf-8")):
+            assert not re.match(r"[a-z]+:", link), f"{page.name}: external link {link}"
+            target, _, anchor = link.partition("#")
+            path = (page.parent / target).resolve() if target else page
+            if target.startswith("../docs/"):  # the schema doc lives beside the repo's reports/
+                continue
+            assert path.exists(), f"{page.name}: {link}"
+            if anchor:
+                assert anchor in _anchors(path.read_text(encoding="utf-8")), f"{page.name}: {link}"
+            checked += 1
+    assert checked > 20
+
+
+def test_sizes_stay_within_limits(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    assert (out / "README.md").stat().st_size <= report.INDEX_MAX_BYTES
+    for page in (out / "grids").glob("*.md"):
+        assert page.stat().st_size <= report.PAGE_MAX_BYTES, page.name
+
+
+def test_stale_files_of_the_set_are_removed(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.csv").write_text("an earlier layout\n")
+    (out / "notes.txt").write_text("not the report's\n")
+    (out / "grids").mkdir()
+    (out / "grids" / "gone.md").write_text("a scenario no longer in the table\n")
+    _write(paths, scenario_dir, out)
+    assert not (out / "results.csv").exists() and not (out / "grids" / "gone.md").exists()
+    assert (out / "notes.txt").read_text() == "not the report's\n"
+    # a rewrite without the custom scenario removes its page
+    store = Store(paths.store)
+    for path in store.records_dir.rglob("*custom*"):
+        path.unlink()
+    report.write_reports(store, out, scenario_dir)
+    assert not (out / "grids" / "custom.md").exists() and (out / "grids" / "dense.md").exists()
+    assert set(_files(out)) == (SET - {"grids/custom.md"}) | {"notes.txt"}
+
+
+# ------------------------------------------------------------------- what changed
+
+
+def test_changes_lists_flipped_cells_by_stack_and_category(paths: Paths, scenario_dir: Path,
+                                                          tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    store = make_store(paths)
+    report.write_reports(store, out, scenario_dir)
+    first = (out / "CHANGES.md").read_text(encoding="utf-8")
+    assert "Nothing to compare with: there was no previous table" in first
+    # a cell that loaded now fails, and a failing cell now loads
+    store.write(_load("tf2.4", "tf2.15", "dense", "default", Outcome.LOAD_ERROR,
+                      ErrorInfo("builtins.ValueError", "Unknown layer: 'Dense'")))
+    store.write(_load("tf2.15", "tf2.4", "dense", "default", Outcome.OK, diff=0.0))
+    report.write_reports(store, out, scenario_dir)
+    text = (out / "CHANGES.md").read_text(encoding="utf-8")
+    assert "| now failing (was ok)                    |       1 |" in text
+    assert "| now ok (was failing)                    |       1 |" in text
+    assert "- `dense:h5:tf2.4->tf2.15:default`: ok → load_error" in text
+    assert "- `dense:h5:tf2.15->tf2.4:default`: load_error [newer_minor_file] → ok" in text
+    assert "## By loader stack" in text and "## By category" in text
+    loaders = text.split("## By loader stack", 1)[1].split("##", 1)[0]
+    assert re.search(r"\| `tf2\.15` +\| +1 \| +0 \|", loaders) and re.search(r"\| `tf2\.4` +\| +0 \| +1 \|", loaders)
+    # the site shows the same text
+    assert json.dumps(text, ensure_ascii=False)[1:-1] in (out / "data" / "meta.js").read_text(encoding="utf-8")
+    # a no-op rewrite keeps it (it describes the last real change)
+    report.write_reports(store, out, scenario_dir)
+    assert (out / "CHANGES.md").read_text(encoding="utf-8") == text
+
+
+def test_changes_against_an_unreadable_previous_table(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").write_text("{nope")
+    _write(paths, scenario_dir, out)
+    assert "the previous `results.json` was unreadable" in (out / "CHANGES.md").read_text(encoding="utf-8")
+
+
+# ------------------------------------------------------------------ heatmap, site
+
+
+def test_heatmap_svg(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    svg = (out / "heatmap.svg").read_text(encoding="utf-8")
+    root = ET.fromstring(svg)  # well-formed
+    assert root.tag.endswith("svg")
+    assert "<image" not in svg and "@font-face" not in svg and "base64" not in svg
+    texts = [t.text for t in root.iter("{http://www.w3.org/2000/svg}text")]
+    assert {"tf2.4", "tf2.15", "tf2.18"} <= set(texts)
+    # tf2.4 -> tf2.4 over every scenario: dense ok, custom crash + load_error (not_applicable excluded)
+    assert heatmap.colour(0) == "#440154" and heatmap.colour(1) == "#fde725"
+    assert heatmap.text_colour("#440154") == "#ffffff" and heatmap.text_colour("#fde725") == "#000000"
+    assert "format h5" in (out / "heatmaps" / "h5.svg").read_text(encoding="utf-8")
+
+
+def test_symbols_need_no_emoji_font() -> None:
+    allowed = [(0x20, 0x7E), (0xA0, 0xFF), (0x2000, 0x206F), (0x2200, 0x22FF), (0x25A0, 0x25FF),
+               (0x2713, 0x2713), (0x2717, 0x2717)]
+    for ch in [*report.SYMBOLS.values(), report.FIXED_MARK]:
+        assert len(ch) == 1 and any(lo <= ord(ch) <= hi for lo, hi in allowed), (ch, hex(ord(ch)))
+    assert len(set(report.SYMBOLS.values())) == len(report.SYMBOLS)
+
+
+class _Refs(html.parser.HTMLParser):
     def __init__(self) -> None:
         super().__init__()
         self.refs: list[tuple[str, str, str]] = []
@@ -407,51 +597,89 @@ class _Links(html.parser.HTMLParser):
                 self.refs.append((tag, name, value or ""))
 
 
-def test_index_html_is_self_contained(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+def test_site_is_offline_and_complete(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
     page = (out / "index.html").read_text(encoding="utf-8")
-    parser = _Links()
+    parser = _Refs()
     parser.feed(page)
-    external = [r for r in parser.refs if re.match(r"\s*(https?:)?//", r[2], re.I)]
-    assert external == []
-    assert not [r for r in parser.refs if r[0] in ("script", "link", "img", "iframe")]
-    assert "link" not in parser.tags
-    assert not re.search(r"@import|url\(\s*['\"]?\s*(https?:)?//", page, re.I)
-    assert "<script>" in page and "<style>" in page  # inline, not fetched
+    for tag, _name, ref in parser.refs:
+        assert not re.match(r"\s*([a-z]+:)?//", ref, re.I), ref
+        if not ref.startswith(("#", "data:")):
+            assert (out / ref).exists(), (tag, ref)
+    for name in ("site/app.js", "site/style.css", "data/meta.js", "data/h5.js"):
+        text = (out / name).read_text(encoding="utf-8")
+        assert not re.search(r"https?://|@import|url\(", text), name
+    app = (out / "site" / "app.js").read_text(encoding="utf-8")
+    assert ".innerHTML" not in app and "fetch(" not in app and "eval(" not in app
+    meta = (out / "data" / "meta.js").read_text(encoding="utf-8")
+    for name in re.findall(r'"(data/[^"]+\.js)"', meta):
+        assert (out / name).is_file(), name
 
 
-def test_index_html_escapes_record_text(tmp_path: Path, scenario_dir: Path) -> None:
-    """Record text is data: it must neither add markup nor end or derail the script.
+def _data(out: Path, name: str) -> Any:
+    text = (out / "data" / f"{name}.js").read_text(encoding="utf-8")
+    m = re.search(r"^window\.COMPAT_DATA\[(\"[^\"]+\")\] = (.*);$", text, re.M)
+    assert m is not None
+    return json.loads(m.group(2))
 
-    Inside ``<script>``, the HTML tokenizer ends the element at ``</script`` and, after
-    ``<!--``, treats ``<script`` as entering a "double escaped" state in which the real
-    closing ``</script>`` no longer ends the element. So the embedded JSON must contain
-    none of the three.
-    """
+
+def _s(value: Any) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
+
+
+def test_site_data_matches_the_table(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    """Decoding data/<format>.js as app.js does gives every table cell's outcome, note and remedy."""
+    out = tmp_path / "out"
+    df = report.table_cells(_write(paths, scenario_dir, out)).set_index("cell_id")
+    meta = _data(out, "meta")
+    stacks = [s["id"] for s in meta["stacks"]]
+    outcomes = [o["id"] for o in meta["outcomes"]]
+    seen = 0
+    for fmt in meta["formats"]:
+        data = _data(out, fmt)
+        tbs = _data(out, f"{fmt}.tb")
+        for g in data["grids"]:
+            for i, s in enumerate(g["sv"]):
+                for j, lo in enumerate(g["lo"]):
+                    o, note, rem, _diff = g["c"][(i * len(g["lo"]) + j) * 4:][:4]
+                    cid = f"{meta['scenarios'][g['s']]}:{fmt}:{stacks[s]}->{stacks[lo]}:{g['v']}"
+                    row = df.loc[cid]
+                    cat, _phase, etype, msg, source, tb = data["notes"][note]
+                    assert (outcomes[o], cat, etype, source) == (row.outcome, _s(row.category),
+                                                                 _s(row.error_type), row.source), cid
+                    assert data["msgs"][msg] == _s(row.error_message)
+                    assert tbs[tb] == _s(row.traceback_tail)[-report.JSON_TRACEBACK_CHARS:]
+                    assert (data["remedies"][rem - 1] if rem else "") == _s(row.remedy)
+                    seen += 1
+    assert seen == len(df)
+
+
+def test_site_data_keeps_record_text_as_data(tmp_path: Path, scenario_dir: Path) -> None:
     store = Store(tmp_path / "s")
-    nasty = "<!--<script>alert('x')</SCRIPT><b>bold</b> & \"q\""  # no closing -->
+    nasty = "<!--<script>alert('x')</SCRIPT><b>bold</b> & \"q\"\u2028"
     store.write(Record(record_type="env", cell_id="env:a", stack="a", outcome=Outcome.OK,
                        env=ENVS["tf2.4"]))
     store.write(_save("a", "dense", "h5", Outcome.OK))
     store.write(_load("a", "a", "dense", "default", Outcome.LOAD_ERROR,
                       ErrorInfo("x.Err", nasty, nasty)))
-    report.write_reports(store, tmp_path / "out", scenario_dir)
-    page = (tmp_path / "out" / "index.html").read_text(encoding="utf-8")
-    head, sep, rest = page.partition("<script>")
-    assert sep, "index.html has an inline script"
-    body, sep, tail = rest.rpartition("</script>")
-    assert sep and tail.strip() == "</body></html>"
-    # outside the script, the text appears only HTML-escaped
-    assert nasty not in head
-    assert "&lt;!--&lt;script&gt;alert(&#x27;x&#x27;)&lt;/SCRIPT&gt;" in head
-    # inside the script, nothing the tokenizer would act on
-    for hazard in ("</script", "<!--", "<script"):
-        assert hazard not in body.lower(), f"{hazard!r} inside the inline script"
-    # and the data still round-trips to the original text
-    m = re.search(r"^const E=(.*);$", body, re.M)
-    assert m is not None
-    assert json.loads(m.group(1))["1"]["message"] == nasty
+    out = tmp_path / "out"
+    report.write_reports(store, out, scenario_dir)
+    assert "alert" not in (out / "index.html").read_text(encoding="utf-8")
+    data = _data(out, "h5")
+    assert nasty in data["msgs"]
+    assert _data(out, "h5.tb") == [nasty]
+
+
+def test_scrubber_with_the_real_environment(tmp_path: Path) -> None:
+    store = Store(tmp_path / "st")
+    scrub = report._Scrubber(store)
+    home = str(Path.home())
+    text = f"{store.root}/records/x.json {store.root}/artifacts/a/b/c/model.keras"
+    assert scrub(text) == "<store>/records/x.json <artifact>/model.keras"
+    if len(home) > 1 and not str(store.root).startswith(home):
+        assert scrub(f"{home}/.cache/thing") == "~/.cache/thing"
+    assert scrub(None) == ""
 
 
 def _table_blocks(md: str) -> list[list[str]]:
@@ -478,9 +706,10 @@ def test_markdown_tables_keep_their_columns(tmp_path: Path, scenario_dir: Path) 
     store.write(_save("a", "dense", "h5", Outcome.OK))
     store.write(_load("a", "a", "dense", "default", Outcome.MISMATCH, diff=0.5))
     report.write_reports(store, tmp_path / "out", scenario_dir)
-    md = (tmp_path / "out" / "matrix.md").read_text(encoding="utf-8")
+    md = "\n\n".join((tmp_path / "out" / n).read_text(encoding="utf-8")
+                     for n in ("README.md", "grids/dense.md", "errors.md", "CHANGES.md"))
     blocks = _table_blocks(md)
-    assert len(blocks) >= 4  # stacks, legend, summary, one grid
+    assert len(blocks) >= 5  # stacks, legend, summary, overview, one grid
     broken = []
     for block in blocks:
         header = len(re.findall(r"(?<!\\)\|", block[0]))
