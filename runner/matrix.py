@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,7 +26,7 @@ from runner._worker import worker as _w
 from runner.codehash import source_digest
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
 from runner.progress import Progress
-from runner.records import ErrorInfo, Outcome, Record, Store, first_line, load_cell_id, save_cell_id
+from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, first_line, load_cell_id, save_cell_id
 from runner.stacks import Stack
 
 __all__ = [
@@ -302,9 +302,28 @@ class _Runner:
                 self.summary.cached += 1
         self.progress.advance(computed=not cached)
 
-    def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack]) -> None:
-        """Apply ``fn`` to every stack, ``jobs`` at a time (see :func:`fan_out`)."""
-        fan_out(fn, stacks, self.opt.jobs, self.cancel)
+    def each(self, fn: Callable[[Stack], None], stacks: Sequence[Stack], phase: str | None = None) -> None:
+        """Apply ``fn`` to every stack, ``jobs`` at a time (see :func:`fan_out`). With a
+        ``phase``, longest first: each stack's wall time in that phase in the previous run
+        (``<store>/timings.json``) orders the queue, stacks never timed first, so the phase
+        does not end on one long stack while the other cores idle; the times are saved."""
+        if phase is None:
+            fan_out(fn, stacks, self.opt.jobs, self.cancel)
+            return
+        known = read_timings(self.store).get(phase, {})
+        ordered = sorted(stacks, key=lambda s: (s.id in known, -known.get(s.id, 0.0)))
+        took: dict[str, float] = {}
+
+        def timed(stack: Stack) -> None:
+            t0 = time.monotonic()
+            fn(stack)
+            took[stack.id] = round(time.monotonic() - t0, 1)
+
+        try:
+            fan_out(timed, ordered, self.opt.jobs, self.cancel)
+        finally:
+            if took:
+                save_timings(self.store, phase, took)
 
     # ----------------------------------------------------------------- environments
     def build_envs(self) -> None:
@@ -507,7 +526,7 @@ class _Runner:
         self._in_remedy = True
         self.progress.phase("remedy", sum(len(v) for v in plan.values()))
         self.each(lambda s: self._run_load_cells(self.summary.envs[s.id], plan[s.id]),
-                  [by_id[sid] for sid in plan])
+                  [by_id[sid] for sid in plan], "remedy")
 
     def _own_save_s(self, stack_id: str, sc: Scenario) -> float | None:
         """The slowest successful save of ``sc`` by ``stack_id`` in any selected format
@@ -595,6 +614,28 @@ def _load_key(cid: str) -> tuple[str, str, str]:
     """(saver, scenario, format) of a load cell id ``scenario:format:saver->loader:variant``."""
     scenario, fmt, rest = cid.split(":", 2)
     return rest.split("->", 1)[0], scenario, fmt
+
+
+TIMINGS_FILE = "timings.json"  # {phase: {stack id: wall seconds of its last run}}: the queue order
+
+
+def read_timings(store: Store) -> dict[str, dict[str, float]]:
+    """Each stack's wall time per phase in earlier runs (empty when unknown or unreadable:
+    only the order of the queue depends on it, never a result)."""
+    try:
+        data = json.loads((store.root / TIMINGS_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {ph: {k: float(v) for k, v in d.items() if isinstance(v, (int, float))}
+            for ph, d in data.items() if isinstance(d, dict)}
+
+
+def save_timings(store: Store, phase: str, took: Mapping[str, float]) -> None:
+    data = read_timings(store)
+    data.setdefault(phase, {}).update(took)
+    atomic_write_text(store.root / TIMINGS_FILE, json.dumps(data, indent=1, sort_keys=True))
 
 
 def fan_out(fn: Callable[[Any], None], items: Sequence[Any], jobs: int,
@@ -753,7 +794,7 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             plan = runner.save_plan()
             runner.plan_shard(plan)
             runner.progress.phase("save", sum(runner._mine(cid) for cid, _ in plan))
-            runner.each(lambda s: runner.run_saves(envs[s.id]), stacks)
+            runner.each(lambda s: runner.run_saves(envs[s.id]), stacks, "save")
         if "load" in options.phases:
             runner.read_saved()
             plan = runner.load_plan()
@@ -761,7 +802,7 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             loadable = {(sv, sc, f) for sv, sc, f in runner.saved}
             runner.progress.phase("load", sum(
                 1 for cid, _ in plan if runner._mine(cid) and _load_key(cid) in loadable))
-            runner.each(lambda s: runner.run_loads(envs[s.id]), stacks)
+            runner.each(lambda s: runner.run_loads(envs[s.id]), stacks, "load")
         if "remedy" in options.phases:
             if "load" not in options.phases:
                 runner.read_saved()

@@ -1,0 +1,52 @@
+"""Longest first: a phase's queue of stacks is ordered by their wall times in the previous
+run (``<store>/timings.json``), stacks never timed first; results never depend on it."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+from runner import matrix
+from runner.records import Store
+from runner.stacks import Stack
+
+
+def _stack(sid: str) -> Stack:
+    return Stack(id=sid, python="3.11", requirements=(f"x=={sid}",))  # type: ignore[arg-type]
+
+
+def _runner(store: Store, stacks: list[Stack]) -> matrix._Runner:
+    return matrix._Runner(stacks, stacks, [], [], store, matrix.Options(jobs=1), io.StringIO(),
+                          env_factory=lambda s, st: None)  # type: ignore[arg-type,return-value]
+
+
+def test_longest_first_unknown_first_and_times_saved(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    stacks = [_stack(s) for s in ("a", "b", "c", "d")]
+    seen: list[str] = []
+    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "load")
+    assert seen == ["a", "b", "c", "d"]  # nothing known: catalog order
+    assert set(matrix.read_timings(store)["load"]) == {"a", "b", "c", "d"}
+    matrix.save_timings(store, "load", {"a": 5.0, "b": 50.0, "c": 20.0})
+    matrix.save_timings(store, "load", {})
+    timings = json.loads((store.root / matrix.TIMINGS_FILE).read_text())
+    del timings["load"]["d"]
+    (store.root / matrix.TIMINGS_FILE).write_text(json.dumps(timings))
+    seen.clear()
+    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "load")
+    assert seen == ["d", "b", "c", "a"]  # never timed first, then the longest
+    seen.clear()
+    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "save")
+    assert seen == ["a", "b", "c", "d"]  # per phase
+
+
+def test_unreadable_timings_only_lose_the_order(tmp_path: Path) -> None:
+    store = Store(tmp_path / "store")
+    store.root.mkdir(parents=True)
+    (store.root / matrix.TIMINGS_FILE).write_text("{not json")
+    stacks = [_stack(s) for s in ("a", "b")]
+    seen: list[str] = []
+    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "save")
+    assert seen == ["a", "b"]
+    assert set(matrix.read_timings(store)["save"]) == {"a", "b"}
