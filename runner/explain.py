@@ -300,7 +300,10 @@ _SETUP_SH = '''#!/usr/bin/env bash
 # Creates two virtual environments with the exact versions the matrix used, saves the
 # model in the first and loads it in the second. Interpreters: $PY_SAVER / $PY_LOADER
 # (default python{saver_py} / python{loader_py}). Uses uv when it is on PATH, else venv+pip.
-#
+# A side the matrix ran in the docker runtime runs in a container of the same base image
+# ($SAVER_IMAGE / $LOADER_IMAGE, default the recorded base; set one empty for a host venv):
+# its venv is built with network, the save/load itself runs with --network none.
+{image_comments}#
 # Code (compat_worker.py and scenario.py, compared with the recorded run's digests):
 {code_comments}
 set -euo pipefail
@@ -311,11 +314,22 @@ code_note() {{
 code_note
 PY_SAVER="${{PY_SAVER:-python{saver_py}}}"
 PY_LOADER="${{PY_LOADER:-python{loader_py}}}"
+SAVER_IMAGE="${{SAVER_IMAGE-{saver_image}}}"
+LOADER_IMAGE="${{LOADER_IMAGE-{loader_image}}}"
 
-make_env() {{  # make_env DIR PYTHON REQUIREMENT...
-  local dir=$1 py=$2; shift 2
+in_image() {{  # in_image IMAGE NETWORK COMMAND...: run in a throwaway container, this directory at /repro
+  local image=$1 network=$2; shift 2
+  docker run --rm --network "$network" --user "$(id -u):$(id -g)" -e HOME=/tmp \
+    -v "$PWD:/repro" -w /repro "$image" "$@"
+}}
+
+make_env() {{  # make_env DIR PYTHON IMAGE REQUIREMENT...
+  local dir=$1 py=$2 image=$3; shift 3
   if [ -x "$dir/bin/python" ]; then return; fi
-  if command -v uv >/dev/null 2>&1; then
+  if [ -n "$image" ]; then
+    in_image "$image" bridge sh -c 'd=$1; shift; python -m venv "$d" && "$d/bin/python" -m pip install -q "$@"' \
+      sh "$dir" "$@"
+  elif command -v uv >/dev/null 2>&1; then
     # uv ignores pip's settings: carry over the pip index / find-links variables (a mirror,
     # a local folder of CPU-only torch wheels), as the matrix runner does.
     local extra=()
@@ -333,14 +347,23 @@ make_env() {{  # make_env DIR PYTHON REQUIREMENT...
   fi
 }}
 
-make_env env-saver "$PY_SAVER" {saver_reqs}
-make_env env-loader "$PY_LOADER" {loader_reqs}
+run_side() {{  # run_side IMAGE DIR PHASE VAR=VALUE...
+  local image=$1 dir=$2 phase=$3; shift 3
+  if [ -n "$image" ]; then
+    in_image "$image" none env "$@" "$dir/bin/python" -I repro.py "$phase"
+  else
+    env "$@" "$dir/bin/python" -I repro.py "$phase"
+  fi
+}}
+
+make_env env-saver "$PY_SAVER" "$SAVER_IMAGE" {saver_reqs}
+make_env env-loader "$PY_LOADER" "$LOADER_IMAGE" {loader_reqs}
 
 rm -rf artifact
 echo "== save in {saver} =="
-env {saver_vars}env-saver/bin/python -I repro.py save
+run_side "$SAVER_IMAGE" env-saver save {saver_vars}
 echo "== load in {loader} =="
-env {loader_vars}env-loader/bin/python -I repro.py load
+run_side "$LOADER_IMAGE" env-loader load {loader_vars}
 echo "== recorded outcome: {outcome} =="
 code_note
 '''
@@ -372,6 +395,20 @@ def _extras(req: str, dist: str) -> str:
 def _keras_module(store: Store, stack: str) -> str:
     env_rec = store.read(store.env_record_path(stack))
     return str((env_rec.details.get("keras_module") if env_rec else None) or "auto")
+
+
+def _image(env: dict[str, Any]) -> str:
+    """The base image a docker-runtime side ran on ('' for a host venv); only an image
+    reference's characters, as it goes inside a double-quoted shell default."""
+    image = str(env.get("docker_base") or "") if env.get("runtime") == "docker" else ""
+    return image if re.fullmatch(r"[\w./:@-]*", image) else ""
+
+
+def _image_line(env: dict[str, Any]) -> str:
+    if not _image(env):
+        return "a host venv in the recorded run"
+    return (f"docker base {env.get('docker_base')} (id {env.get('docker_base_id') or '?'}) in the "
+            f"recorded run; its stack image was {env.get('docker_image') or '?'}")
 
 
 def _vars(env: dict[str, Any]) -> str:
@@ -444,6 +481,9 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
             saver_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.saver, saver_env)),
             loader_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.loader, rec.env)),
             saver_vars=_vars(saver_env), loader_vars=_vars(rec.env),
+            saver_image=_image(saver_env), loader_image=_image(rec.env),
+            image_comments="".join(f"#   {side}: {_image_line(env)}\n" for side, env in
+                                   (("saver", saver_env), ("loader", rec.env))),
             code_comments="\n".join("#   " + line for line in code),
             code_echo="\n".join("  echo " + shlex.quote("code: " + line) for line in code)),
         "README.md": _readme(rec, code),

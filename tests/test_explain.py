@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import py_compile
 import shutil
@@ -99,7 +100,7 @@ def test_repro_writes_a_standalone_reproduction(tmp_path: Path) -> None:
     # exact pins of what the record saw, the catalog's ranges replaced by them
     assert "tensorflow-cpu==2.15.1" in setup and "tensorflow-cpu==2.15.*" not in setup
     assert "'jax[cpu]==0.10.2'" in setup and "jaxlib==0.10.2" in setup and "keras==3.15.1" in setup
-    assert "env KERAS_BACKEND=jax env-loader/bin/python -I repro.py load" in setup
+    assert "run_side \"$LOADER_IMAGE\" env-loader load KERAS_BACKEND=jax" in setup
     assert "PY_SAVER=\"${PY_SAVER:-python3.11}\"" in setup
     py_compile.compile(str(out / "repro.py"), doraise=True)
     repro = (out / "repro.py").read_text()
@@ -332,3 +333,50 @@ def test_cli_repro_prints_the_code_comparison(tmp_path: Path) -> None:
     assert f"repro: code: load in keras3.15-jax: {SAME}" in res.stdout
     res = _cli("explain", CID, "--store", store.root)
     assert f"code        {SAME}" in res.stdout
+
+
+def test_repro_runs_a_docker_side_in_its_recorded_base_image(tmp_path: Path) -> None:
+    """A side the matrix ran in the docker runtime: setup.sh builds its venv in a container
+    of the recorded base image (with network) and runs the save/load there with --network
+    none; the host-venv side stays on the host. A stand-in ``docker`` logs its arguments."""
+    store = _store(tmp_path / "s")
+    rec = explain.find_cell(store, CID)
+    docker_env = {**ENV_SAVER, "runtime": "docker", "docker_base": "python:3.11-slim-bookworm",
+                  "docker_base_id": "sha256:b45e", "docker_image": "compat-matrix/stack:py3.11-0123"}
+    rec = dataclasses.replace(rec, saver_env=docker_env)
+    out = tmp_path / "repro"
+    explain.write_repro(store, rec, out)
+    setup = (out / "setup.sh").read_text()
+    assert "saver: docker base python:3.11-slim-bookworm (id sha256:b45e)" in setup
+    assert "loader: a host venv in the recorded run" in setup
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    log = tmp_path / "calls.log"
+    stub = "#!/usr/bin/env bash\necho \"$(basename \"$0\") $*\" >> " + str(log) + "\n"
+    make_venv = ("if [ \"$1\" = venv ]; then d=\"${@: -1}\"; mkdir -p \"$d/bin\"; "
+                 "printf '#!/bin/sh\\necho python \"$@\" >> " + str(log) + "\\n' > \"$d/bin/python\"; "
+                 "chmod +x \"$d/bin/python\"; fi\n")
+    (bin_dir / "uv").write_text(stub + make_venv)
+    (bin_dir / "docker").write_text(stub + "case \"$*\" in *'python -m venv'*) mkdir -p env-saver/bin; "
+                                    "printf '#!/bin/sh\\n' > env-saver/bin/python; "
+                                    "chmod +x env-saver/bin/python;; esac\n")
+    for tool in ("uv", "docker"):
+        (bin_dir / tool).chmod(0o755)
+    res = subprocess.run(["bash", str(out / "setup.sh")], cwd=out, capture_output=True, text=True, check=False,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert res.returncode == 0, res.stderr
+    calls = log.read_text().splitlines()
+    docker = [c for c in calls if c.startswith("docker ")]
+    assert len(docker) == 2, calls
+    assert "--network bridge" in docker[0] and "python:3.11-slim-bookworm" in docker[0]
+    assert "tensorflow-cpu==2.15.1" in docker[0]
+    assert "--network none" in docker[1] and docker[1].endswith("env-saver/bin/python -I repro.py save")
+    assert any(c.startswith("uv pip install") and "keras==3.15.1" in c for c in calls)
+    assert any(c.startswith("python -I repro.py load") for c in calls)  # the loader: a host venv
+    # SAVER_IMAGE= (empty) keeps that side on the host as well
+    shutil.rmtree(out / "env-saver")
+    log.unlink()
+    res = subprocess.run(["bash", str(out / "setup.sh")], cwd=out, capture_output=True, text=True, check=False,
+                         env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SAVER_IMAGE": ""})
+    assert res.returncode == 0, res.stderr
+    assert not [c for c in log.read_text().splitlines() if c.startswith("docker ")]
