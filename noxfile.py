@@ -9,7 +9,7 @@
     nox -s repro -- CELL --out D  a standalone reproduction (setup.sh + repro.py)
     nox -s check -- model.h5 --stacks tf2.15,tf2.18   is my own model safe to upgrade?
     nox -s matrix -- --baseline reports/results.json  fail on regressions (expected_failures.toml)
-    nox -s tests                  fast tier, fault-injection tier, then real tier (pytest args after --)
+    nox -s tests                  fast, fault-injection, docker, browser, then real tier (pytest args after --)
     nox -s lint
 
 Stack environments are built by the runner (``runner/envs.py``) with uv and the one
@@ -42,7 +42,8 @@ nox.options.sessions = ["matrix"]
 CATALOG = load_catalog()
 REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9", "tqdm>=4.60")  # tqdm: the progress bar on a terminal
 DOCKER_DEPS = ("docker>=7.0",)  # the docker runtime (--runtime docker, check --sandbox)
-TEST_DEPS = ("pytest>=8", "pyyaml>=6", *REPORT_DEPS, *DOCKER_DEPS)
+# playwright drives the system Chromium in the browser tier (it never downloads a browser here)
+TEST_DEPS = ("pytest>=8", "pyyaml>=6", "playwright>=1.40", *REPORT_DEPS, *DOCKER_DEPS)
 
 
 def _uv_env() -> dict[str, str]:
@@ -106,16 +107,19 @@ def report(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def tests(session: nox.Session) -> None:
-    """Fast tier (fake frameworks), fault injection, docker tier, then real tier (real stacks); pytest args after --."""
+    """Fast tier (fake frameworks), fault injection, docker, browser, then real tier; pytest args after --."""
     session.install(*TEST_DEPS)
     env = _uv_env()
     if session.posargs:
         session.run("pytest", *session.posargs, env=env)
         return
-    session.run("pytest", "-m", "not real and not faults", "-q", env=env)
+    session.run("pytest", "-m", "not real and not faults and not browser", "-q", env=env)
     session.run("pytest", "-m", "faults", "-q", env=env)
     # Docker tier: skipped with the reason when no engine or base image (.ci/run provides both).
     session.run("pytest", "-m", "docker", "-q", env=env)
+    # Browser tier: the report's site in the system Chromium (.ci/run installs Debian's);
+    # skipped with the reason when no Chromium is found.
+    session.run("pytest", "-m", "browser", "-q", env=env)
     session.run("pytest", "-m", "real", "-q", env=env)
 
 
