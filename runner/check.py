@@ -31,7 +31,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -44,8 +43,8 @@ from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
-from runner.matrix import cache_key, fan_out, record_from_result
-from runner.records import Outcome, Record, Store, atomic_write_text, default_store_root, first_line, load_cell_id
+from runner.matrix import build_env, cache_key, fan_out, record_from_result, reusable, run_stack_cells
+from runner.records import Outcome, Record, Store, atomic_write_set, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 
 __all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
@@ -487,11 +486,6 @@ class _Check:
             self.env_factory = functools.partial(ensure_env, runtime=RuntimeSettings(runtime="docker"))
 
     # ------------------------------------------------------------------ running cells
-    def _spawn(self, argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-        with log_path.open("ab") as fh:
-            return subprocess.Popen(list(argv), stdin=subprocess.DEVNULL, stdout=fh, stderr=subprocess.STDOUT,
-                                    env=dict(env), cwd=self.home, start_new_session=True, close_fds=True)
-
     def sandbox_env(self, stack: Stack) -> dict[str, str]:
         """Only what the stack needs: an allow-list of host variables, a throwaway HOME/TMPDIR."""
         home = self.home / stack.id
@@ -510,18 +504,14 @@ class _Check:
 
     def env(self, stack: Stack) -> StackEnv:
         if stack.id not in self.envs:
-            try:
-                self.envs[stack.id] = self.env_factory(stack, self.store)
-                if self.sandbox and self.opt.sandbox == "auto" and not self.envs[stack.id].ok:
-                    self.unsandboxed[stack.id] = first_line(self.envs[stack.id].reason)[:120]
-                    self.envs[stack.id] = ensure_env(stack, self.store)  # auto: the venv (said in the report)
-            except Exception as exc:
-                self.envs[stack.id] = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
-                                               f"{type(exc).__name__}: {exc}")
+            self.envs[stack.id] = build_env(self.env_factory, stack, self.store)
+            if self.sandbox and self.opt.sandbox == "auto" and not self.envs[stack.id].ok:
+                self.unsandboxed[stack.id] = first_line(self.envs[stack.id].reason)[:120]
+                self.envs[stack.id] = build_env(ensure_env, stack, self.store)  # auto: the venv (said in the report)
         return self.envs[stack.id]
 
     def run(self, stack: Stack, variants: Sequence[str]) -> None:
-        """Run (or take from the cache) one cell per variant in ``stack``."""
+        """Run (or take from the cache: the matrix's rule) one cell per variant in ``stack``."""
         senv = self.env(stack)
         if not senv.ok or senv.python is None:
             return
@@ -532,8 +522,8 @@ class _Check:
                             self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED,
                             *(["sandbox"] if self.boxed(stack.id) else []))
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
-            if (old is not None and not self.opt.fresh and old.key == key and old.outcome.final and (
-                    old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
+            if (old is not None and not self.opt.fresh and old.key == key and reusable(old, self.opt.cell_timeout)
+                    and (old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
@@ -546,25 +536,26 @@ class _Check:
         if not todo:
             return
         try:
-            spawn = runtime_docker.sandbox_spawn(senv) if self.boxed(stack.id) else self._spawn
+            spawn = (runtime_docker.sandbox_spawn(senv) if self.boxed(stack.id)
+                     else functools.partial(execute.host_spawn, cwd=self.home))
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
-        variants = ", ".join(str(c["variant"]) for c in todo)
-        print(f"[check {stack.id}] loading with {variants}", file=self.log, flush=True)
-        for res in execute.run_cells(
-                senv.python, "check", todo, workdir=self.store.root / "runs" / f"check-{stack.id}",
-                env=self.sandbox_env(senv.stack), keras_module=stack.keras_module, cell_timeout=self.opt.cell_timeout,
-                import_timeout=self.opt.import_timeout, extra_sys_path=self.extra_sys_path,
-                worker_path=CHECK_WORKER_PATH, spawn=spawn):
+        print(f"[check {stack.id}] loading with {', '.join(keys[c['cell_id']][0] for c in todo)}", file=self.log,
+              flush=True)
+
+        def to_record(res: dict[str, Any]) -> Record:
             variant, key = keys[res["cell_id"]]
-            rec = record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
-                                     stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
-                                     fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                                     limit_s=self.opt.cell_timeout)
-            self.store.write(rec)
-            self.records[stack.id, variant] = rec
-            print(f"[check {stack.id}] {variant}: {rec.outcome.value}", file=self.log, flush=True)
+            return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
+                                      stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
+                                      fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
+                                      limit_s=self.opt.cell_timeout)
+
+        for rec in run_stack_cells(senv, "check", todo, self.store, to_record, cell_timeout=self.opt.cell_timeout,
+                                   import_timeout=self.opt.import_timeout, env=self.sandbox_env(senv.stack),
+                                   worker_path=CHECK_WORKER_PATH, spawn=spawn, extra_sys_path=self.extra_sys_path):
+            self.records[stack.id, str(rec.variant)] = rec
+            print(f"[check {stack.id}] {rec.variant}: {rec.outcome.value}", file=self.log, flush=True)
 
     def each(self, jobs: Sequence[tuple[Stack, Sequence[str]]]) -> None:
         fan_out(lambda job: self.run(*job), jobs, self.opt.jobs)
@@ -713,19 +704,13 @@ class _Check:
     def plan_remedies(self, by_stack: Mapping[str, Row]) -> list[tuple[str, str, tuple[str, str]]]:
         """(stack, variant, (failing stack, label)) of every remedy worth running."""
         siblings = diagnose.sibling_map(self.catalog)
-        keras2_file = (major_minor(self.saver_env.get("keras")) or (0, 0))[0] == 2
         out: list[tuple[str, str, tuple[str, str]]] = []
         for rec, final, diag in self.pending:
             if diag is None or rec.outcome is Outcome.MISMATCH or by_stack[rec.stack].category == "refused_unsafe":
                 continue
-            targets = diagnose.remedy_targets(final, diag, has_custom_objects=self.opt.custom_objects is not None,
-                                              siblings=siblings)
-            tf_keras = [(diagnose.REMEDIES["tf_keras"], sid, rec.variant or "default")
-                        for sid, rid in siblings.get(rec.stack, ()) if rid == "tf_keras"]
-            if keras2_file and (major_minor(rec.env.get("keras")) or (0, 0))[0] >= 3:
-                targets += [t for t in tf_keras if t not in targets]
             row = by_stack[rec.stack]
-            for remedy, stack, variant in targets:
+            for remedy, stack, variant in diagnose.remedy_targets(
+                    final, diag, has_custom_objects=self.opt.custom_objects is not None, siblings=siblings):
                 if "unsafe" in variant.split("+") and not self.opt.unsafe:
                     row.notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
                 else:
@@ -793,20 +778,23 @@ def render(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
                                                                                               strict=True)], notes
 
 
-def write_outputs(out: Path, table: str, body: Sequence[Sequence[str]], text: str) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "check.md", "# Is my model safe to upgrade?\n\n```\n" + text + "```\n")
+def write_outputs(out: Path, body: Sequence[Sequence[str]], text: str) -> None:
+    """check.md, check.csv and check.html, replaced as a set (the report's own rule)."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([[h.split(" ")[0] for h in HEADERS], *body])
-    atomic_write_text(out / "check.csv", buf.getvalue())
-    atomic_write_text(out / "check.html", "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-                      f"<title>Model check</title></head><body><pre>{html.escape(text)}</pre></body></html>\n")
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_set({out / "check.md": f"# Is my model safe to upgrade?\n\n```\n{text}```\n",
+                      out / "check.csv": buf.getvalue(),
+                      out / "check.html": "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>Model "
+                      f"check</title></head><body><pre>{html.escape(text)}</pre></body></html>\n"})
 
 
 # =============================================================================== CLI
 
 
 def add_parser(sub: Any) -> None:
+    from runner.cli import _csv, _positive_float, _positive_int  # every command's option types
+
     p: argparse.ArgumentParser = sub.add_parser(
         "check", help="load your own model file in the selected stacks and compare predictions")
     p.add_argument("model", type=Path, help=".h5, .keras, SavedModel directory, architecture JSON "
@@ -816,8 +804,8 @@ def add_parser(sub: Any) -> None:
                    help="a .py file defining custom_objects(keras) -> dict, or a CUSTOM_OBJECTS dict; "
                         "imported only inside each stack's worker")
     p.add_argument("--inputs", type=Path, default=None, help=".npz with x0.. inputs (and optionally y0.. outputs)")
-    p.add_argument("--stacks", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[])
-    p.add_argument("--tags", "-t", type=lambda t: [x.strip() for x in t.split(",") if x.strip()], default=[],
+    p.add_argument("--stacks", type=_csv, default=[])
+    p.add_argument("--tags", "-t", type=_csv, default=[],
                    help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
     p.add_argument("--unsafe", action="store_true",
                    help="let code stored in the model file (Lambda bytecode) run, inside the stacks")
@@ -830,9 +818,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default: k·max|ref| per output)")
     p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default: k by output dtype)")
     p.add_argument("--fresh", action="store_true", help="recompute even if recorded")
-    p.add_argument("--cell-timeout", type=float, default=300.0)
-    p.add_argument("--import-timeout", type=float, default=600.0)
-    p.add_argument("--jobs", "-j", type=int, default=min(2, os.cpu_count() or 1))
+    p.add_argument("--cell-timeout", type=_positive_float, default=300.0)
+    p.add_argument("--import-timeout", type=_positive_float, default=600.0)
+    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default=os.environ.get("COMPAT_CHECK_SANDBOX", "auto"),
                    help="load in network-less, read-only, non-root docker containers (auto: when a Docker "
                         "engine answers; the stacks are then built for the docker runtime)")
@@ -840,7 +828,7 @@ def add_parser(sub: Any) -> None:
 
 def options_from_args(args: argparse.Namespace) -> Options:
     given: dict[str, Any] = {f.name: getattr(args, f.name) for f in dataclasses.fields(Options)}
-    return Options(**given | {"stacks": tuple(args.stacks), "tags": tuple(args.tags), "jobs": max(1, args.jobs)})
+    return Options(**given | {"stacks": tuple(args.stacks), "tags": tuple(args.tags)})
 
 
 def sandbox_mode(mode: str) -> tuple[bool, str]:
@@ -901,6 +889,6 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
     out.write(text)
     out.flush()
     if opt.out is not None:
-        write_outputs(opt.out, table, body, text)
+        write_outputs(opt.out, body, text)
         print(f"check: report -> {opt.out}/", file=log, flush=True)
     return status

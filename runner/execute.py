@@ -33,6 +33,7 @@ __all__ = [
     "Spawn",
     "WorkerProcess",
     "child_env",
+    "host_spawn",
     "kill_live_workers",
     "probe",
     "run_cells",
@@ -101,12 +102,17 @@ def child_env(stack_env: Mapping[str, str], base: Mapping[str, str] | None = Non
     return env
 
 
-def _default_spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+def _default_spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str],
+                   cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """A host process in its own session (``cwd``: e.g. ``check``'s throwaway HOME)."""
     with log_path.open("ab") as log:
         return subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env=dict(env), start_new_session=True, close_fds=True,
+            env=dict(env), cwd=cwd, start_new_session=True, close_fds=True,
         )
+
+
+host_spawn = _default_spawn
 
 
 class Cancelled(Exception):

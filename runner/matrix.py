@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -38,12 +38,15 @@ __all__ = [
     "ScenarioError",
     "Selection",
     "artifact_digest",
+    "build_env",
     "cache_key",
     "discover_scenarios",
     "fan_out",
     "read_scenario",
     "record_from_result",
+    "reusable",
     "run_matrix",
+    "run_stack_cells",
     "select_scenarios",
 ]
 
@@ -330,11 +333,7 @@ class _Runner:
         self.each(self._build_env, self.stacks)
 
     def _build_env(self, stack: Stack) -> None:
-        try:
-            senv = self.env_factory(stack, self.store)
-        except Exception as exc:
-            senv = StackEnv(stack=stack, ok=False, reason=f"building the stack raised "
-                            f"{type(exc).__name__}: {exc}", error_type="runner.EnvBuildError")
+        senv = build_env(self.env_factory, stack, self.store)
         if self.cancel.is_set():  # its probe was killed by Ctrl-C: no verdict on the stack
             raise execute.Cancelled("run interrupted")
         faults.point("env-built")
@@ -394,13 +393,7 @@ class _Runner:
 
     # ------------------------------------------------------------- cache validity
     def _reusable(self, old: Record, limit: float) -> bool:
-        """May ``old`` (whose key matches) stand for this run? Final outcomes may. A
-        timeout may once it happened in two runs in a row at the cell's limit in force now;
-        every other per-run outcome (crash, protocol_error, env_unavailable) is retried."""
-        if old.outcome.final:
-            return True
-        if (old.outcome is Outcome.TIMEOUT and old.details.get("timeouts_in_a_row", 0) >= 2
-                and old.details.get("limit_s") == limit):
+        if reusable(old, limit):
             return True
         with self._lock:
             self.summary.retried[old.outcome.value] += 1
@@ -573,41 +566,73 @@ class _Runner:
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
              to_record: Callable[[dict[str, Any]], Record]) -> None:
-        stack = senv.stack
         if not todo:
             return
-        assert senv.python is not None
-        self.log(f"[{phase} {stack.id}] {len(todo)} cells to run")
-        forgot = False
-        for n, raw in enumerate(execute.run_cells(
-                senv.python, phase, todo, workdir=self.store.root / "runs" / f"{phase}-{stack.id}",
-                env=execute.child_env(stack.env_dict), keras_module=stack.keras_module,
-                cell_timeout=self.opt.limit(phase), import_timeout=self.opt.import_timeout,
-                isolate=self.opt.isolate, cancel=self.cancel, spawn=senv.spawn), 1):
-            faults.point(f"{phase}-result")
-            result = raw
-            message = str((result.get("error") or {}).get("message") or "")
-            if "[Errno 28]" in message or "No space left on device" in message:
-                # A full disk is this machine's fault, not the cell's: stop (one error line)
-                # instead of recording a false save_error/load_error.
-                raise OSError(errno.ENOSPC, "No space left on device (inside the worker of "
-                              f"{stack.id}, cell {result.get('cell_id')})", str(self.store.root))
-            if result.get("phase") == "import" and result.get("outcome") in ("save_error", "load_error"):
-                # The probe imported this stack, its worker could not: the venv was damaged
-                # since. A fact about this run, not the cell: retried, the venv re-probed.
-                result = {**result, "outcome": Outcome.ENV_UNAVAILABLE.value}
-                if not forgot:
-                    forgot = True
-                    envs.forget_probe(senv)
-            rec = to_record(result)
-            self.store.write(rec)
+        self.log(f"[{phase} {senv.stack.id}] {len(todo)} cells to run")
+        for n, rec in enumerate(run_stack_cells(
+                senv, phase, todo, self.store, to_record, cell_timeout=self.opt.limit(phase),
+                import_timeout=self.opt.import_timeout, isolate=self.opt.isolate, cancel=self.cancel), 1):
             self.count(phase, rec.outcome.value, cached=False, cid=rec.cell_id)
             msg = ""
             if rec.error and rec.outcome is not Outcome.OK:
                 msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
                     first_line(rec.error.message)[:100]
-            self.progress.cell(f"  [{phase} {stack.id} {n}/{len(todo)}] {rec.cell_id}: "
+            self.progress.cell(f"  [{phase} {senv.stack.id} {n}/{len(todo)}] {rec.cell_id}: "
                                f"{rec.outcome.value}{msg}")
+
+
+def build_env(factory: Callable[[Stack, Store], StackEnv], stack: Stack, store: Store) -> StackEnv:
+    """``factory``'s environment of ``stack``; an unavailable one (with the reason) if it raises."""
+    try:
+        return factory(stack, store)
+    except Exception as exc:
+        return StackEnv(stack=stack, ok=False, reason=f"building the stack raised {type(exc).__name__}: {exc}",
+                        error_type="runner.EnvBuildError")
+
+
+def reusable(old: Record, limit: float) -> bool:
+    """May ``old`` (whose key matches) stand for this run? The one cache rule (the matrix's
+    and ``check``'s): final outcomes may. A timeout may once it happened in two runs in a
+    row at the cell's limit in force now; every other per-run outcome (crash,
+    protocol_error, env_unavailable) is retried."""
+    return old.outcome.final or (old.outcome is Outcome.TIMEOUT and old.details.get("limit_s") == limit
+                                 and old.details.get("timeouts_in_a_row", 0) >= 2)
+
+
+def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], store: Store,
+                    to_record: Callable[[dict[str, Any]], Record], *, cell_timeout: float,
+                    import_timeout: float, isolate: bool = False, cancel: threading.Event | None = None,
+                    env: dict[str, str] | None = None, **run_cells: Any) -> Iterator[Record]:
+    """Run ``todo`` in ``senv``'s workers (:func:`runner.execute.run_cells`; ``env`` defaults
+    to the stack's :func:`~runner.execute.child_env`, ``run_cells`` are further arguments
+    such as ``worker_path`` and ``spawn``); write and yield each cell's record
+    (``to_record(result)``): the matrix's cell loop, also ``check``'s."""
+    stack = senv.stack
+    assert senv.python is not None
+    forgot = False
+    for raw in execute.run_cells(
+            senv.python, command, todo, workdir=store.root / "runs" / f"{command}-{stack.id}",
+            env=execute.child_env(stack.env_dict) if env is None else env, keras_module=stack.keras_module,
+            cell_timeout=cell_timeout, import_timeout=import_timeout, isolate=isolate, cancel=cancel,
+            **{"spawn": senv.spawn, **run_cells}):
+        faults.point(f"{command}-result")
+        result = raw
+        message = str((result.get("error") or {}).get("message") or "")
+        if "[Errno 28]" in message or "No space left on device" in message:
+            # A full disk is this machine's fault, not the cell's: stop (one error line)
+            # instead of recording a false save_error/load_error.
+            raise OSError(errno.ENOSPC, "No space left on device (inside the worker of "
+                          f"{stack.id}, cell {result.get('cell_id')})", str(store.root))
+        if result.get("phase") == "import" and result.get("outcome") in ("save_error", "load_error"):
+            # The probe imported this stack, its worker could not: the venv was damaged
+            # since. A fact about this run, not the cell: retried, the venv re-probed.
+            result = {**result, "outcome": Outcome.ENV_UNAVAILABLE.value}
+            if not forgot:
+                forgot = True
+                envs.forget_probe(senv)
+        rec = to_record(result)
+        store.write(rec)
+        yield rec
 
 
 def _load_key(cid: str) -> tuple[str, str, str]:
