@@ -249,15 +249,22 @@ m.save(sys.argv[1])  # TF 2.4: a Keras SavedModel without keras_metadata.pb
 """
 
 
-def test_tf24_keras_savedmodel_is_loaded_as_a_keras_model(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def sm24(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A compiled Keras SavedModel written by TF 2.4 (the tf2.4 stack)."""
+    out = tmp_path_factory.mktemp("tf24")
     (stack,) = select(load_catalog(), ["tf2.4"])
-    senv = ensure_env(stack, Store(tmp_path / "envs-store", envs_dir=ENVS_DIR))
+    senv = ensure_env(stack, Store(out / "envs-store", envs_dir=ENVS_DIR))
     assert senv.ok and senv.python, senv.reason
-    (tmp_path / "save24.py").write_text(TF24_SAVE)
-    subprocess.run([senv.python, "-I", str(tmp_path / "save24.py"), str(tmp_path / "sm24")], check=True,
+    (out / "save24.py").write_text(TF24_SAVE)
+    subprocess.run([senv.python, "-I", str(out / "save24.py"), str(out / "sm24")], check=True,
                    capture_output=True, timeout=600, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
-    assert not (tmp_path / "sm24" / "keras_metadata.pb").exists()
-    proc = _runner("check", tmp_path / "sm24", "--stacks", "tf2.15,tf2.18", "--store", tmp_path / "store")
+    assert not (out / "sm24" / "keras_metadata.pb").exists()
+    return out / "sm24"
+
+
+def test_tf24_keras_savedmodel_is_loaded_as_a_keras_model(sm24: Path, tmp_path: Path) -> None:
+    proc = _runner("check", sm24, "--stacks", "tf2.15,tf2.18", "--store", tmp_path / "store")
     assert "model: sm24 (savedmodel," in proc.stdout, proc.stdout + proc.stderr
     assert "keras_version 2.4.0" in proc.stdout and "the object graph of saved_model.pb" in proc.stdout
     assert "reference: tf2.4 (TF 2.4." in proc.stdout and "added to the run" in proc.stdout
@@ -266,6 +273,26 @@ def test_tf24_keras_savedmodel_is_loaded_as_a_keras_model(tmp_path: Path) -> Non
     assert rows["tf2.18"][1] == "load_error" and rows["tf2.18 tfsm"][1] == "fixed (verified)", proc.stdout
     loaded = {r.loader: r.details.get("loaded_class") for r in Store(tmp_path / "store").iter_records()}
     assert loaded["tf2.15"] == "Functional"  # keras load_model, not tf.saved_model.load
+
+
+def test_tf24_keras_savedmodel_needs_compile_false_in_tf22(sm24: Path, tmp_path: Path) -> None:
+    """Every Keras 2 TF that reads the TF 2.4 file (2.7, 2.11, 2.15, 2.21-tfkeras) loads it by
+    default; TF 2.2 (Keras 2.3) is the catalog's stack whose load_model fails on the file's
+    compile config (KeyError 'sample_weight_mode') and loads it with compile=False."""
+    proc = _runner("check", sm24, "--stacks", "tf2.2", "--store", tmp_path / "store")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "reference: tf2.4 (TF 2.4.4, Keras 2.4.0): same Keras major.minor as the file's; not selected, " \
+           "added to the run as the reference" in proc.stdout
+    rows = _rows(proc.stdout)
+    assert rows["tf2.4"][1] == "ok (reference)", proc.stdout
+    assert rows["tf2.2"][1:3] == ["load_error", "compile_config"], proc.stdout
+    assert rows["tf2.2 compile_false"][1] == "fixed (verified)" and _delta(rows["tf2.2 compile_false"][3]) <= 1e-4
+    assert "KeyError: 'sample_weight_mode'" in proc.stdout and "remedy compile_false" in proc.stdout
+    assert "0 of 1 stacks load the model and match the reference; 1 remedy verified; exit 1." in proc.stdout
+    recs = {r.variant: r for r in Store(tmp_path / "store").iter_records() if r.loader == "tf2.2"}
+    assert recs["default"].phase == "load" and recs["default"].error is not None  # load_model was tried
+    assert recs["default"].error.type == "builtins.KeyError"
+    assert recs["compile_false"].details.get("loaded_class") == "Model"  # keras load_model, not tf.saved_model
 
 
 def test_gate_flags_an_injected_regression_and_honours_expected_failures(tmp_path: Path) -> None:
