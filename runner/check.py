@@ -541,8 +541,7 @@ class _Check:
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
-        print(f"[check {stack.id}] loading with {', '.join(keys[c['cell_id']][0] for c in todo)}", file=self.log,
-              flush=True)
+        print(f"[check {stack.id}] loading with {', '.join(v for v, _ in keys.values())}", file=self.log, flush=True)
 
         def to_record(res: dict[str, Any]) -> Record:
             variant, key = keys[res["cell_id"]]
