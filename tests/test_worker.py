@@ -810,3 +810,17 @@ def test_a_cells_own_limit_applies_except_to_the_first_cell_of_a_process(fake: F
     assert [r["error"]["message"][:30] for r in results[1:]] == ["cell exceeded its 1 s limit; i"] * 2
     assert 3.0 <= results[0]["duration_s"] < 4.5 and all(1.0 <= r["duration_s"] < 2.5 for r in results[1:])
     assert len(fake.batches()) == 1
+
+
+def test_an_interrupt_swallowed_by_the_cell_is_still_a_timeout(fake: FakeStack) -> None:
+    """Library code with a bare ``except:`` swallows the watchdog's exception (seen: a TF
+    SavedModel save finished at 64.8 s under a 60 s limit). The watchdog re-fires, and a
+    cell that finishes after it fired is a timeout, as the host's deadline would make it."""
+    cells = [fake.save_cell(f"sw-{i}") for i in range(1, 3)]
+    results = fake.run("save", cells, {"save": {"match": "/sw-1.", "action": "swallow", "arg": 3.0}},
+                       cell_timeout=2.0)  # the host's deadline: 2 s + 2 s grace
+    assert [r["outcome"] for r in results] == ["timeout", "ok"]
+    assert "swallowed the interrupt and finished after" in results[0]["error"]["message"]
+    assert results[0]["details"]["swallowed_outcome"] == "ok"
+    assert results[1]["details"]["after_interrupt"] == 1
+    assert len(fake.batches()) == 1

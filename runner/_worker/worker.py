@@ -120,9 +120,12 @@ class _Watchdog(object):
     """SIGALRM-based per-cell limit (see the module docstring); inert where the platform
     has no ``setitimer`` or this is not the main thread (the host's deadline still holds)."""
 
+    REFIRE_S = 0.5  # code that swallows the exception (a bare ``except:``) gets it again
+
     def __init__(self):
         self.limit = None
         self.armed = False
+        self.tripped = False  # fired during the current cell (even if the exception was swallowed)
         self.fired = 0  # cells interrupted so far in this process
         try:
             signal.signal(signal.SIGALRM, self._fire)
@@ -132,15 +135,16 @@ class _Watchdog(object):
 
     def _fire(self, signum, frame):
         if self.armed:
-            self.armed = False
+            self.tripped = True
             raise CellTimeout("cell exceeded its %g s limit; interrupted inside the worker"
                               % self.limit)
 
     def arm(self, limit):
         self.limit = limit
+        self.tripped = False
         if self.usable and limit:
             self.armed = True
-            signal.setitimer(signal.ITIMER_REAL, float(limit))
+            signal.setitimer(signal.ITIMER_REAL, float(limit), self.REFIRE_S)
 
     def disarm(self):
         self.armed = False
@@ -1030,6 +1034,17 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
         finally:
             if _WATCHDOG is not None:
                 _WATCHDOG.disarm()
+        if _WATCHDOG is not None and _WATCHDOG.tripped and outcome != "timeout":
+            # The code it interrupted swallowed every CellTimeout and finished late: over the
+            # limit all the same, so a timeout (as the host's deadline would have made it).
+            result["error"] = {"type": "runner.timeout", "traceback": "",
+                               "message": "cell exceeded its %g s limit; the code it interrupted "
+                                          "swallowed the interrupt and finished after %.1f s"
+                                          % (_WATCHDOG.limit, time.time() - started)}
+            result["details"] = dict(result["details"] or {}, interrupted_in_worker=True,
+                                     swallowed_outcome=outcome)
+            result["max_abs_diff"] = None
+            outcome = "timeout"
         result["warnings"] = _warnings_list(caught)
     result["outcome"] = outcome
     result["phase"] = ctx["phase"]

@@ -36,6 +36,7 @@ context fires, in order. Actions:
     kill                  os.kill(own pid, SIGKILL)
     hang                  sleep forever (a pure-Python hang: the worker's watchdog interrupts it)
     hang_c                ignore SIGALRM, then sleep forever (deaf to the watchdog, as C code)
+    swallow               work for ``arg`` seconds (default 3) swallowing every exception, then go on
     exit                  os._exit(arg or 0)   ("exit0" is os._exit(0))
 """
 
@@ -164,6 +165,14 @@ def _act(rule, context):
     if action == "hang":  # a pure-Python hang: the worker's watchdog interrupts it
         while True:
             time.sleep(1)
+    if action == "swallow":  # a bare except around slow work: swallows interrupts, ends late
+        end = time.time() + float(arg or 3)
+        while time.time() < end:
+            try:
+                time.sleep(0.1)
+            except BaseException:
+                pass
+        return
     if action == "hang_c":  # deaf to the watchdog, as a hang inside C code is
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         while True:
