@@ -93,7 +93,7 @@ def test_save_then_load_round_trip(fake: FakeStack, worker_version: str, fmt: st
     [res] = fake.run("save", [save])
     assert res["cell_id"] == save["cell_id"]
     assert (res["outcome"], res["phase"], res["error"]) == ("ok", "save", None)
-    assert res["details"] == {"written_as": written_as, "model_file": model_file}
+    assert res["details"] == {"written_as": written_as, "model_file": model_file, "first_in_worker": True}
     assert res["warnings"] == []
     assert res["duration_s"] >= 0
     env = res["env"]
