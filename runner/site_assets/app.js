@@ -602,7 +602,11 @@
     }, function (e) { say("Cannot show this view: " + e.message); });
   }
   function init() {
-    $("selection").textContent = M.selection + " — " + M.cells + " cells.";
+    // "Selection: <what>: stacks …; scenarios …": the head on one line, the lists on demand
+    var cut = M.selection.indexOf(": stacks ");
+    var sel = $("selection");
+    sel.appendChild(document.createTextNode((cut > 0 ? M.selection.slice(0, cut) : M.selection) + " — " + M.cells + " cells. "));
+    if (cut > 0) sel.appendChild(el("details", null, el("summary", { text: "which stacks, scenarios and formats" }), M.selection.slice(cut + 2)));
     fillSelect($("f-saver"), STACKS, "all savers");
     fillSelect($("f-loader"), STACKS, "all loaders");
     fillSelect($("f-scenario"), M.scenarios, "all scenarios");
