@@ -118,7 +118,7 @@ def test_save_then_load_round_trip(fake: FakeStack, worker_version: str, fmt: st
     [lres] = fake.run("load", [fake.load_cell(save)])
     assert (lres["outcome"], lres["phase"], lres["error"]) == ("ok", "compare", None)
     assert lres["max_abs_diff"] == 0.0
-    assert lres["details"] == {"loaded_class": "Sequential", "written_as": written_as}
+    assert lres["details"] == {"loaded_class": "Sequential", "written_as": written_as, "first_in_worker": True}
     assert lres["env"]["python"] == worker_version
 
 
