@@ -49,6 +49,7 @@ DONE_GRACE_S = 10.0  # a worker that wrote "done" gets this long to exit before 
 # killed (a hang inside C code never returns to the interpreter). Short limits (tests) get
 # a grace as long as the limit itself.
 WATCHDOG_GRACE_S = 10.0
+HEARTBEAT_EVERY_S = 5.0  # how often the supervisor touches the control dir's heartbeat file
 
 
 def _grace(limit: float) -> float:
@@ -301,7 +302,15 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
         Cancelled: ``cancel`` was set; the worker was killed and nothing is synthesised.
     """
     killed_for: str | None = None
+    beat = reader.path.parent / _w.HEARTBEAT_FILE
+    last_beat = 0.0
     while True:
+        if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
+            # A worker that cannot see our pid (in a container) exits between cells once this
+            # goes stale, so a killed runner leaves no container running for long.
+            with contextlib.suppress(OSError):
+                beat.touch()
+            last_beat = time.monotonic()
         yield from state.take(reader.read())
         if cancel is not None and cancel.is_set():
             _kill_group(proc)

@@ -724,6 +724,32 @@ def test_worker_whose_parent_is_not_the_requester_exits_3(tmp_path: Path) -> Non
     assert not (ctl / w.EVENTS_FILE).exists()
 
 
+def test_worker_without_a_parent_pid_exits_3_once_the_heartbeat_is_stale(fake: FakeStack, tmp_path: Path) -> None:
+    """Inside a container the worker cannot see the host's pid: the host touches a heartbeat
+    file at every poll, and the worker exits between cells once it is stale (a killed
+    runner leaves no container working for long). No heartbeat file: an older host, go on."""
+    ctl = tmp_path / "ctl"
+    _write_request(ctl, cells=[fake.save_cell("beat")])
+    beat = ctl / w.HEARTBEAT_FILE
+    beat.touch()
+    old = time.time() - w.HEARTBEAT_STALE_S - 5
+    os.utime(beat, (old, old))
+    proc = _run_worker("save", str(ctl))
+    assert proc.returncode == w.EXIT_ORPHANED, proc.stderr
+    assert not (ctl / w.EVENTS_FILE).exists()
+    beat.touch()  # fresh: the worker runs its cells
+    proc = _run_worker("save", str(ctl))
+    assert proc.returncode == 0, proc.stderr
+    assert '"outcome": "ok"' in (ctl / w.EVENTS_FILE).read_text()
+
+
+def test_the_supervisor_touches_the_heartbeat(fake: FakeStack) -> None:
+    [res] = fake.run("save", [fake.save_cell("beat2")])
+    assert res["outcome"] == "ok"
+    beats = list(fake.last_workdir.glob(f"w*/{w.HEARTBEAT_FILE}"))
+    assert len(beats) == 1 and time.time() - beats[0].stat().st_mtime < 60
+
+
 _ORPHANER = r"""
 import json, os, subprocess, sys, time
 python, worker, ctl = sys.argv[1:4]

@@ -12,6 +12,8 @@ Input, ``<control_dir>/request.json``::
 
     {"protocol": 1, "phase": "probe|save|load", "keras_module": "auto|tf.keras|keras",
      "parent_pid": 1234 | null, "extra_sys_path": [...], "seed": 1234,
+     (parent_pid null: inside a container; the host then touches <control_dir>/heartbeat
+      at every poll and the worker exits, status 3, between cells once it is 120 s stale)
      "cells": [CELL, ...]}
 
     save CELL: {"cell_id", "scenario", "scenario_path", "format", "artifact_dir"}
@@ -239,8 +241,22 @@ def _set_parent_death_signal():
         pass
 
 
-def _parent_gone(parent_pid):
-    return parent_pid is not None and os.getppid() != parent_pid
+HEARTBEAT_FILE = "heartbeat"  # touched by the host at every poll when there is no parent pid
+HEARTBEAT_STALE_S = 120.0
+
+
+def _parent_gone(parent_pid, control_dir=None):
+    """Has the host that started us gone away? By pid on a host; inside a container (no
+    host pid), by the heartbeat file the host touches while it supervises us going stale."""
+    if parent_pid is not None:
+        return os.getppid() != parent_pid
+    if control_dir is None:
+        return False
+    try:
+        age = time.time() - os.stat(os.path.join(control_dir, HEARTBEAT_FILE)).st_mtime
+    except OSError:
+        return False  # a host that writes no heartbeat (an older runner)
+    return age > HEARTBEAT_STALE_S
 
 
 # ------------------------------------------------------------------ framework import
@@ -1086,7 +1102,7 @@ def serve(argv, commands, cell_runner):
         sys.path.insert(0, path)
     _set_parent_death_signal()
     parent_pid = request.get("parent_pid")
-    if _parent_gone(parent_pid):
+    if _parent_gone(parent_pid, control_dir):
         return EXIT_ORPHANED
     events = _Events(os.path.join(control_dir, EVENTS_FILE))
     seed = int(request.get("seed", DEFAULT_SEED))
@@ -1117,7 +1133,7 @@ def serve(argv, commands, cell_runner):
         state = _GlobalState(fw)
         first = True
         for cell in cells:
-            if _parent_gone(parent_pid):
+            if _parent_gone(parent_pid, control_dir):
                 return EXIT_ORPHANED
             events.write({"event": "started", "cell_id": cell["cell_id"]})
             limit = cell.get("timeout_s") or request.get("cell_timeout")
