@@ -2,6 +2,8 @@
 
     nox -s bench                                  # default: tf2.15,keras3.15-jax
     nox -s bench -- --stacks tf2.15,tf2.18 --cold # --cold: an empty uv cache too (downloads)
+    nox -s bench -- --per-cell tf2.15             # batched vs one process per cell, >= 100 loads
+    nox -s bench -- --workflow .matrix            # the CI workflow's projected wall time
 
 Each figure is one wall-clock measurement of ``python -m runner`` in a fresh temporary
 store (and, with ``--cold``, a fresh uv cache), so the numbers include process start,
@@ -12,8 +14,10 @@ with the command that produced them.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -40,11 +44,77 @@ def _cells(stdout: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by finished children (the runner and its workers)."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def per_cell(stack: str, store: Path, env: dict[str, str], scenarios: str | None) -> list[list[object]]:
+    """Batched (one worker per loader) vs one process per cell on the same >= 100 loads:
+    every scenario in every format, saved and loaded in ``stack``."""
+    sel = ["--stacks", stack, "--store", str(store)] + (["--scenarios", scenarios] if scenarios else [])
+    _run(["save", *sel], env)
+    rows: list[list[object]] = []
+    per: dict[str, float] = {}
+    for label, extra in (("batched: one worker for the whole phase", []),
+                         ("one process per cell (--isolate)", ["--isolate"])):
+        c0 = _cpu()
+        wall, out = _run(["load", *sel, "--fresh", *extra], env)
+        n = _cells(out)
+        per[label] = wall / max(n, 1)
+        rows.append([label, n, f"{wall:.1f}", f"{_cpu() - c0:.1f}", f"{1000 * wall / max(n, 1):.0f}"])
+    a, b = per.values()
+    rows.append(["ratio (per cell)", "", "", "", f"{b / a:.1f}x"])
+    return rows
+
+
+def projected_workflow(store: Path) -> list[list[object]]:
+    """The generated workflow's wall time projected from a store's measured per-stack times
+    (``timings.json``: each stack's save and load wall time; env records: build times):
+    save jobs run in parallel (the slowest decides), then load jobs, then the report."""
+    timings = json.loads((store / "timings.json").read_text())
+    builds = {}
+    for rec in (store / "records").rglob("env*.json"):
+        data = json.loads(rec.read_text())
+        builds[data.get("stack")] = float(data.get("duration_s") or 0.0)
+    rows: list[list[object]] = []
+    total = 0.0
+    for phase in ("save", "load", "remedy"):
+        per = timings.get(phase) or {}
+        if not per:
+            continue
+        slowest = max(per, key=lambda k: per[k] + builds.get(k, 0.0))
+        t = per[slowest] + builds.get(slowest, 0.0)
+        total += t
+        rows.append([f"{phase} jobs ({len(per)} in parallel)", slowest, f"{t:.0f}",
+                     f"{sum(per.values()):.0f} s on one machine"])
+    rows.append(["projected wall (jobs' own work; runner start-up and artifact transfer apart)",
+                 "", f"{total:.0f}", ""])
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stacks", default="tf2.15,keras3.15-jax")
     parser.add_argument("--cold", action="store_true", help="also use an empty uv cache")
+    parser.add_argument("--per-cell", metavar="STACK",
+                        help="only: batched vs one process per cell on every scenario x format of STACK")
+    parser.add_argument("--scenarios", default=None, help="with --per-cell: a scenario subset")
+    parser.add_argument("--workflow", metavar="STORE", type=Path,
+                        help="only: the CI workflow's projected wall time from STORE's measured times")
     args = parser.parse_args()
+    if args.workflow:
+        print(tabulate(projected_workflow(args.workflow),
+                       headers=["step", "slowest stack", "wall s", "sum"], tablefmt="github"))
+        return 0
+    if args.per_cell:
+        with tempfile.TemporaryDirectory(prefix="compat-bench-") as tmp:
+            rows = per_cell(args.per_cell, Path(tmp) / "store", {**os.environ}, args.scenarios)
+        print(f"stack: {args.per_cell}")
+        print(tabulate(rows, headers=["loads", "cells", "wall s", "CPU s", "ms per cell"],
+                       tablefmt="github"))
+        return 0
     rows = []
     with tempfile.TemporaryDirectory(prefix="compat-bench-") as tmp:
         env = {**os.environ}
