@@ -199,6 +199,11 @@ def _custom_unknown(rec: Record) -> bool:
     if re.search(r"'str' object is not callable.*process_node|process_node.*'str' object is not "
                  r"callable|'str' object has no attribute 'load_weights'", text, re.S):
         return True
+    # Keras 3 resolves a function saved as {'module': 'builtins', 'class_name': 'function'}
+    # only through custom objects (its built-in activations are saved as plain strings)
+    if "Could not interpret activation function identifier: {'module': 'builtins', 'class_name': " \
+       "'function'" in text:
+        return True
     names = _unknown_names(text)
     return bool(names - _BUILTIN)
 
@@ -271,14 +276,33 @@ RULES: tuple[Rule, ...] = (
          r"bad argument to internal function",
          outcomes=(Outcome.LOAD_ERROR, Outcome.CRASH), family="version"),
     # ------------------------------------------------------------ custom objects
+    Rule("function_config_unreadable", "A function serialized as {'class_name': 'function'}",
+         "Keras 2.13-2.15 write a plain function (a custom activation, loss or metric) as "
+         "{'class_name': 'function', 'config': '<name>'}, and readers of the older layout (their "
+         "own HDF5 loader, Keras <= 2.12) look up an object literally named 'function': the load "
+         "fails with \"Unknown activation function: 'function'\" even when the function is passed "
+         "in custom_objects (keras-team/keras#20833). Save the model as .keras (Keras >= 2.13 reads "
+         "it with custom_objects), or wrap the function in a registered custom layer.",
+         r"Unknown (?:activation function|loss function|metric function|function|object): ?'function'",
+         family="version"),
+    Rule("legacy_h5_custom_function", "Keras 3's HDF5 reader fails on a given custom function",
+         "Keras 3's legacy HDF5 reader, given a custom activation function in custom_objects for "
+         "a Keras 2 file that names it, puts the function object into a config it then writes as "
+         "JSON and fails (\"Object of type function is not JSON serializable\"; measured: Keras "
+         "3.3 reading a TF 1.15 file). The file itself is fine: load it with a Keras 2 release, "
+         "or rebuild the model in code and load only the weights.",
+         r"Object of type function is not JSON serializable.*legacy_h5_format|"
+         r"legacy_h5_format.*Object of type function is not JSON serializable",
+         family="version"),
     Rule("custom_object_unknown", "Custom class or function unknown to the loader",
          "The model uses a layer, loss or metric that is not part of Keras. The loading process "
          "must know its class: import the module that defines (and registers) it, or pass it as "
          "custom_objects={'Name': Class}. Registration with @register_keras_serializable only "
          "helps if the registering module is imported before load_model().",
-         r"Unknown (?:layer|loss function|metric|metric function|optimizer)|Could not locate "
+         r"Unknown (?:layer|loss function|metric|metric function|optimizer|activation function)|Could not locate "
          r"(?:class|function)|Could not deserialize class|Unable to restore custom object|"
-         r"'str' object is not callable|'str' object has no attribute 'load_weights'",
+         r"'str' object is not callable|'str' object has no attribute 'load_weights'|"
+         r"Could not interpret activation function identifier: \{'module': 'builtins', 'class_name': 'function'",
          when=_custom_unknown, remedies=("custom_objects", "compile_false"),
          family="custom_object"),
     # ------------------------------------------------------------ format readability
@@ -345,6 +369,16 @@ RULES: tuple[Rule, ...] = (
          r"(?:_load_layer|_recreate_base_user_object|_reconstruct_model)\b", family="version",
          remedies=("tfsm",)),
     # ------------------------------------------------------------ compile state
+    Rule("keras3_batch_input_shape", "Keras 3 refuses batch_input_shape in a layer config",
+         "Keras 2 stores an input shape as batch_input_shape inside a layer's own config: the "
+         "first layer of Sequential([Dense(..., input_shape=(n,)), ...]), an Embedding, and (before "
+         "Keras 3.4) the InputLayer. Keras 3 layers refuse the key (\"Unrecognized keyword "
+         "arguments passed to Dense: {'batch_input_shape': ...}\", keras-team/keras#20106). Load "
+         "the file through tf_keras "
+         "(TF_USE_LEGACY_KERAS=1) where TensorFlow is installed; elsewhere rebuild the model in "
+         "code with keras.Input(shape=...) first and load only the weights.",
+         r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'",
+         outcomes=(Outcome.LOAD_ERROR,), remedies=("tf_keras",), family="version"),
     Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
          "The architecture and weights are fine but the saved training configuration (loss, "
          "metrics, optimizer, steps_per_execution) cannot be rebuilt by this release: built-in "
@@ -404,6 +438,14 @@ RULES: tuple[Rule, ...] = (
          r"Binding inputs to tf\.function failed due to `Can not cast TensorSpec|"
          r"TFSMLayer\.call\(\).*was expected to be a int32 tensor but is a float tensor",
          family="version"),
+    Rule("layer_build_signature", "A layer cannot be rebuilt from the file's shapes",
+         "Keras 3 rebuilds each layer by calling build() with the input shapes the file records; "
+         "a layer whose build() takes several shapes cannot be rebuilt from a Keras 2 file that "
+         "records one (MultiHeadAttention from TF 2.4: \"build() missing 1 required positional "
+         "argument: 'value_shape'\"). Load it through tf_keras where TensorFlow is installed, or "
+         "rebuild the model in code and load only the weights.",
+         r"\.build\(\) missing \d+ required positional arguments?", remedies=("tf_keras",),
+         family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
          "whose layout changed between Keras 2 and Keras 3 (and that Keras 3.0 cannot even "
@@ -454,6 +496,14 @@ RULES: tuple[Rule, ...] = (
          r"Unable to (?:synchronously )?create dataset \(name already exists\)|"
          r"Unable to (?:synchronously )?create group \(name already exists\)",
          outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version"),
+    Rule("h5_cannot_hold_state", "HDF5 cannot hold this layer's state",
+         "The layer keeps state that is not a tf.Variable (TF 2.4-2.5 lookup layers such as "
+         "StringLookup hold their vocabulary in a lookup table), and the Keras HDF5 writer "
+         "refuses it: \"Save or restore weights that is not an instance of `tf.Variable` is not "
+         "supported in h5, use `save_format='tf'` instead\". Save as a SavedModel there, or "
+         "(TF >= 2.6) pass the vocabulary to the constructor, where it becomes config.",
+         r"is not supported in h5, use `save_format='tf'`",
+         outcomes=(Outcome.SAVE_ERROR,), family="version"),
     Rule("subclassed_save", "Subclassed model cannot be saved in this format",
          "Subclassed models have no config graph: HDF5 and json need a Functional/Sequential "
          "model, and Keras 3 export needs serving_only=True. Save a Functional model or use "
@@ -462,6 +512,26 @@ RULES: tuple[Rule, ...] = (
          r"can only be exported|[Ss]ubclassed [Mm]odel", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR),
          family="version"),
     # ------------------------------------------------------------ backends
+    Rule("loss_dict_misrouted", "Per-output losses applied to the wrong outputs",
+         "The model was compiled with per-output losses keyed by output name "
+         "(loss={'score': 'mse', 'label': 'sparse_categorical_crossentropy'}) and its outputs are a "
+         "list. Keras 3.6 (TF 2.18, measured) pairs the dict with the outputs in sorted key order "
+         "instead of by name, so a loss gets the other output's targets; here the sparse "
+         "cross-entropy received the regression targets (\"Received a label value of -1 which is "
+         "outside the valid range\"); with compatible shapes it trains the wrong objective "
+         "silently (keras-team/keras#18708, #21675). Keras 3.15 routes by name; otherwise pass "
+         "the losses as a list in output order, or make the outputs a dict.",
+         r"Received a label value of .{0,40}outside the valid range.*compile_loss|compile_loss.*"
+         r"Received a label value of .{0,40}outside the valid range",
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, Outcome.MISMATCH), family="version"),
+    Rule("layer_call_fails", "The saver's Keras cannot run the model",
+         "Keras raised inside a layer's call() while the saver built the model or computed its "
+         "reference outputs, before any file was written: this release and backend cannot run "
+         "the model at all (Keras 3.3 on PyTorch: a masked, unrolled LSTM fails with \"'tuple' "
+         "object has no attribute 'shape'\"). Nothing to load; use another backend or a newer "
+         "Keras release.",
+         r"Exception encountered when calling \w+\.call\(\)", outcomes=(Outcome.SAVE_ERROR,),
+         phases=("build", "predict"), family="backend"),
     Rule("backend_cannot_train", "Backend cannot train",
          "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
          "but training cannot resume here.",

@@ -9,7 +9,10 @@ mismatch when loading weights" across TF releases for MobileNetV3 (tensorflow/te
 (about 0.2 M parameters); ``include_top=False, pooling="avg"`` compares the feature vector
 (256 values) rather than a saturated softmax. MobileNetV2 was tried first: TF 2.15 took
 70 s to write its SavedModel (155 layers traced), over the 60-second save limit; v1 has
-about half the layers.
+about half the layers. On the JAX backend the first build in a process still compiles about
+25 initializer programs (one per weight shape): 20-60 s by machine load, measured with
+Keras 3.15 (NumPy backend: 2-5 s), so a loaded machine can reach the 60-second save limit
+there.
 """
 
 ATOL = 1e-4

@@ -9,6 +9,11 @@ and their serialized forms moved between releases (``Orthogonal`` vs
 unknown to a loader that did not register it ("Unknown activation function: scaled_tanh",
 keras-team/keras#3487; Keras 3: "Could not interpret activation function identifier").
 
+Keras 2.13-2.15 write the function as ``{"class_name": "function", "config":
+"scaled_tanh"}``, which their own HDF5 reader cannot read back even with custom_objects
+("Unknown activation function: 'function'", keras-team/keras#20833): the .keras file of
+the same model loads.
+
 ``default``: the loader has only the file. ``custom_objects``: it passes the activation.
 The worker restores the custom-object registry after each cell, so the saver's
 registration never leaks into a load. Keras 3 looks string activations up among its

@@ -246,3 +246,37 @@ def test_signature_drops_what_varies_by_cell() -> None:
     a = diagnose.normalise("Unable to open file '/x/y/tf2.15/model.h5' at 0x7f00aa, 12 bytes")
     b = diagnose.normalise("Unable to open file '/z/tf2.4/model.h5' at 0x7f11bb, 3 bytes")
     assert a == b == "Unable to open file '<path>' at 0x…, N bytes"
+
+
+def test_issue15_families_have_their_own_categories() -> None:
+    """The failure families the issue-15 scenarios brought (real messages in
+    diagnose_cases.json): Keras 3 refusing a Keras 2 layer's ``batch_input_shape`` (the
+    ``input_shape=`` Sequential), Keras 2.13-2.15 unable to read their own serialized
+    function, and a layer the saver's backend cannot run."""
+    batch = "Unrecognized keyword arguments passed to Dense: {'batch_input_shape': [None, 8]}"
+    for loader_env in ({"keras": "3.15.1", "backend": "jax"}, {"keras": "3.6.0", "backend": "tensorflow",
+                                                                 "tensorflow": "2.18.1"}):
+        diag = diagnose.diagnose(_load_failure(batch, "2.15.0", loader_env=loader_env))
+        assert diag is not None and diag.category == "keras3_batch_input_shape"
+        assert [r.id for r in diag.remedies] == ["tf_keras"]
+    # the generic direction rules still take other removed keys
+    other = diagnose.diagnose(_load_failure("Unrecognized keyword arguments passed to LSTM: {'time_major': False}",
+                                            "2.15.0", "3.15.1"))
+    assert other is not None and other.category == "config_key_removed"
+    fn = ("Error when deserializing class 'Dense' using config={'activation': {'module': 'builtins', "
+          "'class_name': 'function', 'config': 'scaled_tanh', 'registered_name': 'function'}}.\n\n"
+          "Exception encountered: Unknown activation function: 'function'. Please ensure you are using a "
+          "`keras.utils.custom_object_scope`")
+    diag = diagnose.diagnose(_load_failure(fn, "2.15.0", "2.15.0"))
+    assert diag is not None and diag.category == "function_config_unreadable" and diag.remedies == ()
+    # an unknown function that has a real name stays a custom object
+    named = diagnose.diagnose(_load_failure("Unknown activation function: 'scaled_tanh'. Please ensure",
+                                            "2.4.0", "2.4.0"))
+    assert named is not None and named.category == "custom_object_unknown"
+    save = Record(record_type="save", cell_id="s:h5:keras3.3-torch", stack="keras3.3-torch",
+                  outcome=Outcome.SAVE_ERROR, phase="predict",
+                  error=ErrorInfo("builtins.AttributeError", "Exception encountered when calling LSTM.call().\n\n"
+                                  "'tuple' object has no attribute 'shape'"),
+                  env={"keras": "3.3.3", "backend": "torch"})
+    diag = diagnose.diagnose(save)
+    assert diag is not None and diag.category == "layer_call_fails" and diag.family == "backend"
