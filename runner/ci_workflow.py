@@ -186,6 +186,9 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "") -
         "          pattern: load-*",
         "          path: load-parts",
         _runner(f"merge parts/* load-parts/* --store {STORE}", catalog_arg),
+        "      - name: the published results.json beside the new table (its CHANGES.md compares with it)",
+        "        run: mkdir -p new-reports && if [ -f reports/results.json ]; then "
+        "cp reports/results.json new-reports/; fi",
         _runner("report --stacks ${{ needs.plan.outputs.stacks }} --out new-reports", catalog_arg),
         "      - name: gate against the published table",
         "        run: |",
@@ -207,7 +210,7 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "") -
         "        env:",
         "          GH_TOKEN: ${{ github.token }}",
         "        run: |",
-        "          cp new-reports/* reports/",
+        "          rm -rf reports && cp -r new-reports reports",  # the whole set: pages, site, data; no stale file
         "          git switch -c \"compat-matrix/${{ github.run_id }}\"",
         "          git add reports",
         "          git -c user.name=compat-matrix -c user.email=compat-matrix@users.noreply.github.com"
