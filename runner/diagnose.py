@@ -199,10 +199,11 @@ def _custom_unknown(rec: Record) -> bool:
     if re.search(r"'str' object is not callable.*process_node|process_node.*'str' object is not "
                  r"callable|'str' object has no attribute 'load_weights'", text, re.S):
         return True
-    # Keras 3 resolves a function saved as {'module': 'builtins', 'class_name': 'function'}
-    # only through custom objects (its built-in activations are saved as plain strings)
-    if "Could not interpret activation function identifier: {'module': 'builtins', 'class_name': " \
-       "'function'" in text:
+    # Keras 2.13+ and 3 resolve a function saved as {'module': 'builtins', 'class_name':
+    # 'function', 'config': name} only through custom objects (built-in activations are
+    # saved as plain strings)
+    if re.search(r"(?:Could not interpret activation function identifier: |Unknown activation function ')"
+                 r"\{'module': 'builtins', 'class_name': 'function'", text):
         return True
     names = _unknown_names(text)
     return bool(names - _BUILTIN)
@@ -302,7 +303,8 @@ RULES: tuple[Rule, ...] = (
          r"Unknown (?:layer|loss function|metric|metric function|optimizer|activation function)|Could not locate "
          r"(?:class|function)|Could not deserialize class|Unable to restore custom object|"
          r"'str' object is not callable|'str' object has no attribute 'load_weights'|"
-         r"Could not interpret activation function identifier: \{'module': 'builtins', 'class_name': 'function'",
+         r"(?:Could not interpret activation function identifier: |Unknown activation function ')"
+         r"\{'module': 'builtins', 'class_name': 'function'",
          when=_custom_unknown, remedies=("custom_objects", "compile_false"),
          family="custom_object"),
     # ------------------------------------------------------------ format readability
@@ -442,9 +444,12 @@ RULES: tuple[Rule, ...] = (
          "Keras 3 rebuilds each layer by calling build() with the input shapes the file records; "
          "a layer whose build() takes several shapes cannot be rebuilt from a Keras 2 file that "
          "records one (MultiHeadAttention from TF 2.4: \"build() missing 1 required positional "
-         "argument: 'value_shape'\"). Load it through tf_keras where TensorFlow is installed, or "
+         "argument: 'value_shape'\" in Keras 3, KeyError 'query_shape' in Keras 2.15, whose "
+         "MultiHeadAttention expects the shapes in its config). Load it through tf_keras where "
+         "TensorFlow is installed, or with the saver's release, or "
          "rebuild the model in code and load only the weights.",
-         r"\.build\(\) missing \d+ required positional arguments?", remedies=("tf_keras",),
+         r"\.build\(\) missing \d+ required positional arguments?|KeyError: '(?:query|value|key)_shape'",
+         remedies=("tf_keras",),
          family="version"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "

@@ -6,7 +6,8 @@ before ``load_model``): the registry, not ``custom_objects``, finds the class. S
 ``custom_objects`` variant here only *imports* this module (which defines and registers
 the class) and passes an empty ``custom_objects={}``; ``default`` never imports it. The
 config carries a nested serialized activation and an integer, as real layers do. TF 1.x
-has no registration decorator, so the pattern cannot exist there.
+has no registration decorator, so the pattern cannot be saved there; a TF 1.x loader
+given the ``custom_objects`` variant gets the class explicitly (its only way).
 """
 
 ATOL = 1e-5
@@ -22,8 +23,8 @@ def _register(keras):
     register = getattr(saving, "register_keras_serializable", None)
     if register is None:
         register = getattr(keras.utils, "register_keras_serializable", None)
-    if register is None:
-        raise NotImplementedError("this Keras has no register_keras_serializable (TF 1.x)")
+    if register is None:  # TF 1.x
+        return None
     return register(package=PACKAGE)
 
 
@@ -65,17 +66,23 @@ def gated_dense_class(keras):
                            "activation": activations.serialize(self.activation)})
             return config
 
-    cls = _register(keras)(GatedDense)
+    register = _register(keras)
+    cls = register(GatedDense) if register is not None else GatedDense
     _classes[id(keras)] = cls
     return cls
 
 
 def custom_objects(keras):
-    gated_dense_class(keras)  # importing the module registers the class: nothing to pass
-    return {}
+    cls = gated_dense_class(keras)
+    if _register(keras) is None:
+        # TF 1.x has no registry: importing the module is not enough, pass the class
+        return {"GatedDense": cls}
+    return {}  # importing the module registered the class: nothing to pass
 
 
 def build(keras):
+    if _register(keras) is None:
+        raise NotImplementedError("this Keras has no register_keras_serializable (TF 1.x)")
     layers = keras.layers
     gated = gated_dense_class(keras)
     inp = keras.Input(shape=(6,), name="x")
