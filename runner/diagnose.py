@@ -542,6 +542,16 @@ RULES: tuple[Rule, ...] = (
          "but training cannot resume here.",
          r"not implemented for NumPy backend|NumPy backend", outcomes=(Outcome.MISMATCH,),
          family="backend"),
+    Rule("model_subclass_lost", "The model subclass (and its train_step) was not restored",
+         "The loader was given the model's class in custom_objects, yet rebuilt a plain "
+         "Functional model: the subclass's own methods (an overridden train_step) are gone, so "
+         "fit() silently runs the default training step and diverges from the saver's (TF 2.4 "
+         "/ Keras 2.4 with a functional-style Model subclass; tensorflow/tensorflow#38103, "
+         "#46530). Load with a release that restores the class (TF >= 2.5 does, measured with "
+         "2.15), or rebuild the model from its class and load the weights.",
+         r"training step diverges", outcomes=(Outcome.MISMATCH,),
+         when=lambda rec: rec.details.get("loaded_class") == "Functional"
+         and "custom_objects" in str(rec.variant or ""), family="version"),
     Rule("optimizer_state_lost", "Optimizer state not restored",
          "Predictions match, but the optimizer came back fresh (or missing): resuming training "
          "restarts Adam's moments and step count. This format/release pair does not carry "

@@ -29,10 +29,10 @@ def _record(case: dict[str, Any]) -> Record:
     return Record(
         record_type=kind, cell_id=case["cell_id"], stack="x", outcome=Outcome(case["outcome"]),
         saver=case.get("saver"), loader=case.get("loader"), format=case.get("format"),
-        variant="default", phase=case.get("phase"), error=error,
+        variant=case.get("variant", "default"), phase=case.get("phase"), error=error,
         env={"keras": case.get("loader_keras"), "backend": case.get("loader_backend")},
         saver_env={"keras": case.get("saver_keras"), "backend": case.get("saver_backend")},
-        details={} if error else {"reason": case["message"]})
+        details={**({} if error else {"reason": case["message"]}), **case.get("details", {})})
 
 
 @pytest.mark.parametrize("case", CASES, ids=[f"{c['expected']}:{c['cell_id']}" for c in CASES])
