@@ -6,13 +6,18 @@ global pooling. Known breaks: Keras 3 refusing Keras 2's DepthwiseConv2D
 ``groups`` key in MobileNet-based ``.h5`` files (keras-team/keras#19151), "Layer count
 mismatch when loading weights" across TF releases for MobileNetV3 (tensorflow/tensorflow
 #55432). ``weights=None`` downloads nothing; ``alpha=0.25`` and a 32x32 input keep it small
-(about 0.2 M parameters); ``include_top=False, pooling="avg"`` compares the feature vector
-(256 values) rather than a saturated softmax. MobileNetV2 was tried first: TF 2.15 took
-70 s to write its SavedModel (155 layers traced), over the 60-second save limit; v1 has
-about half the layers. On the JAX backend the first build in a process still compiles about
-25 initializer programs (one per weight shape): 20-60 s by machine load, measured with
-Keras 3.15 (NumPy backend: 2-5 s), so a loaded machine can reach the 60-second save limit
-there.
+(about 0.2 M parameters); ``include_top=False`` and an average pooling compare a feature
+vector rather than a saturated softmax.
+
+The saved model is the application cut after its fourth depthwise block
+(``conv_pw_4_relu``: ~30 layers, both strided ZeroPadding2D blocks included), built from
+the full ``keras.applications.MobileNet`` graph as users build feature extractors
+(``Model(base.input, base.get_layer(...).output)``). Whole, it cost too much for a table
+of 33 x 33 stacks: MobileNetV2 took 70 s to write its TF 2.15 SavedModel (155 layers
+traced), and the whole v1 (~90 layers) took 30-60 s per SavedModel/export save in the full
+catalog run (nine timeouts at the 60 s limit in TF 1.15-2.3 and on JAX). On the JAX
+backend the first build in a process still compiles one initializer program per weight
+shape of the whole base (20-60 s by machine load, Keras 3.15; NumPy 2-5 s).
 """
 
 ATOL = 1e-4
@@ -24,12 +29,14 @@ def build(keras):
     factory = getattr(applications, "MobileNet", None)
     if factory is None:
         raise NotImplementedError("this Keras has no keras.applications.MobileNet")
-    return factory(input_shape=(32, 32, 3), alpha=0.25, include_top=False, weights=None,
-                   pooling="avg")
+    base = factory(input_shape=(32, 32, 3), alpha=0.25, include_top=False, weights=None)
+    features = base.get_layer("conv_pw_4_relu").output
+    pooled = keras.layers.GlobalAveragePooling2D(name="features")(features)
+    return keras.Model(inputs=base.input, outputs=pooled, name="mobilenet_cut")
 
 
 def init_weights(model, np):
-    # Seeded like the worker's weights, but scaled by fan-in so 50 layers of activations
+    # Seeded like the worker's weights, but scaled by fan-in so the layers' activations
     # stay in a range where float32 differences remain visible.
     rng = np.random.RandomState(41)
     names = [str(getattr(w, "path", None) or getattr(w, "name", "")) for w in model.weights]
