@@ -61,7 +61,8 @@ def _setup(python: str) -> list[str]:
         "          python-version: |",
         *([f"            {python}"] if python != HOST_PYTHON else []),
         f"            {HOST_PYTHON}",
-        "      - run: python -m pip install uv pandas tabulate",
+        # the project itself: its host dependencies, one list in pyproject.toml
+        "      - run: python -m pip install uv .",
     ]
 
 
