@@ -101,7 +101,8 @@ fi
 /opt/compat-uv/bin/python -m pip install @UV_PIP_OPTIONS@ "$2"
 ln -sf /opt/compat-uv/bin/uv /usr/local/bin/uv
 ln -sf "$PY" /usr/local/bin/compat-python
-rm -rf /root/.cache /tmp/* 2>/dev/null || true
+# nothing of the build stays in the layer: the builder's cache and temp files
+rm -rf "$HOME/.cache" "$("$PY" -c 'import tempfile; print(tempfile.gettempdir())')"/* 2>/dev/null || true
 """
 RECIPE = RECIPE.replace("@UV_PIP_OPTIONS@", " ".join(UV_PIP_OPTIONS))
 # The committed image's config: no value of the build's environment.
