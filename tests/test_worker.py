@@ -850,3 +850,24 @@ def test_an_interrupt_swallowed_by_the_cell_is_still_a_timeout(fake: FakeStack) 
     assert results[0]["details"]["swallowed_outcome"] == "ok"
     assert results[1]["details"]["after_interrupt"] == 1
     assert len(fake.batches()) == 1
+
+
+def test_restore_between_cells_skips_keras3s_full_gc() -> None:
+    """Keras >= 3.3's clear_session() runs a full gc.collect() unless told not to: 0.45 s a
+    cell in a JAX worker. The worker asks for free_memory=False where the signature has it,
+    and calls the old signature (Keras 2, Keras 3.0) as it is."""
+    from types import SimpleNamespace
+    calls: list[dict[str, Any]] = []
+
+    def keras3(free_memory: bool = True) -> None:
+        calls.append({"free_memory": free_memory})
+
+    def keras2() -> None:
+        calls.append({})
+
+    for clear in (keras3, keras2):
+        fw = SimpleNamespace(keras=SimpleNamespace(backend=SimpleNamespace(clear_session=clear)),
+                             tf=None)
+        state = w._GlobalState(fw)
+        state.restore()
+    assert calls == [{"free_memory": False}, {}]
