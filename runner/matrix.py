@@ -239,6 +239,7 @@ class _Runner:
         self.summary = RunSummary()
         self.worker_sha = execute.worker_sha256()
         self._lock = threading.Lock()  # summary counters and log lines, across --jobs threads
+        self._local = threading.local()  # per fan-out thread: cells it computed (timings)
         self.cancel = threading.Event()  # Ctrl-C: every supervisor kills its worker and stops
         self._artifact_digests: dict[Path, str | None] = {}
         self._shard_cells: set[str] | None = None  # this shard's cell ids (None: every cell)
@@ -298,6 +299,7 @@ class _Runner:
             self.summary.counts[phase, outcome] += 1
             if not cached:
                 self.summary.computed += 1
+                self._local.computed = getattr(self._local, "computed", 0) + 1
                 self._written.add(cid)
             elif cid in self._written:  # a remedy cell that is a table cell of this run
                 self.summary.shared += 1
@@ -318,9 +320,12 @@ class _Runner:
         took: dict[str, float] = {}
 
         def timed(stack: Stack) -> None:
-            t0 = time.monotonic()
+            # Only a stack that computed cells (counted in this thread) has a time worth
+            # keeping: a fully cached pass takes ~0 s and would put it last next time.
+            t0, before = time.monotonic(), getattr(self._local, "computed", 0)
             fn(stack)
-            took[stack.id] = round(time.monotonic() - t0, 1)
+            if getattr(self._local, "computed", 0) > before:
+                took[stack.id] = round(time.monotonic() - t0, 1)
 
         try:
             fan_out(timed, ordered, self.opt.jobs, self.cancel)

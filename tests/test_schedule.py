@@ -21,11 +21,17 @@ def _runner(store: Store, stacks: list[Stack]) -> matrix._Runner:
                           env_factory=lambda s, st: None)  # type: ignore[arg-type,return-value]
 
 
+def _compute(runner: matrix._Runner, seen: list[str], stack: Stack) -> None:
+    seen.append(stack.id)
+    runner.count("load", "ok", cached=False)
+
+
 def test_longest_first_unknown_first_and_times_saved(tmp_path: Path) -> None:
     store = Store(tmp_path / "store")
     stacks = [_stack(s) for s in ("a", "b", "c", "d")]
     seen: list[str] = []
-    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "load")
+    r = _runner(store, stacks)
+    r.each(lambda s: _compute(r, seen, s), stacks, "load")
     assert seen == ["a", "b", "c", "d"]  # nothing known: catalog order
     assert set(matrix.read_timings(store)["load"]) == {"a", "b", "c", "d"}
     matrix.save_timings(store, "load", {"a": 5.0, "b": 50.0, "c": 20.0})
@@ -47,6 +53,21 @@ def test_unreadable_timings_only_lose_the_order(tmp_path: Path) -> None:
     (store.root / matrix.TIMINGS_FILE).write_text("{not json")
     stacks = [_stack(s) for s in ("a", "b")]
     seen: list[str] = []
-    _runner(store, stacks).each(lambda s: seen.append(s.id), stacks, "save")
+    r = _runner(store, stacks)
+    r.each(lambda s: _compute(r, seen, s), stacks, "save")
     assert seen == ["a", "b"]
     assert set(matrix.read_timings(store)["save"]) == {"a", "b"}
+
+
+def test_a_fully_cached_pass_keeps_the_previous_times(tmp_path: Path) -> None:
+    """A stack whose cells all came from the store took ~0 s: saving that would put it last
+    in the next cold run, where it is as long as ever."""
+    store = Store(tmp_path / "store")
+    stacks = [_stack(s) for s in ("a", "b")]
+    matrix.save_timings(store, "load", {"a": 300.0, "b": 30.0})
+    r = _runner(store, stacks)
+    r.each(lambda s: r.count("load", "ok", cached=True), stacks, "load")
+    assert matrix.read_timings(store)["load"] == {"a": 300.0, "b": 30.0}
+    r.each(lambda s: r.count("load", "ok", cached=s.id == "a"), stacks, "load")
+    timings = matrix.read_timings(store)["load"]
+    assert timings["a"] == 300.0 and timings["b"] < 30.0  # only b computed
