@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import diagnose, execute, runtime_docker
+from runner._worker import check_worker as _cw
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
@@ -50,15 +51,15 @@ from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, sel
 __all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
            "run_check", "tolerance"]
 
-CHECK_WORKER_PATH = Path(__file__).resolve().parent / "_worker" / "check_worker.py"
+CHECK_WORKER_PATH = Path(_cw.__file__).resolve()
 DEFAULT_STORE = ".matrix-check"
 DEFAULT_TAGS = ("quick",)
 SAVER = "model"  # the records' saver field: the file the user brought
-SEED = 1234
+SEED = _w.DEFAULT_SEED  # the matrix worker's seed
 USER_ERRORS = {"check_worker.BadInputs": "inputs file {inputs} does not fit the model: ",
                "check_worker.CustomObjectsError": "custom-objects file {custom} fails to import: ",
                "check_worker.NoSignature": "cannot generate inputs: "}
-REFUSED = "runner.refused_unsafe"
+REFUSED = _cw.REFUSED
 EXIT_OK, EXIT_FAIL = 0, 1
 EXTRA_SYS_PATH: tuple[str, ...] = ()  # a seam for the fast tier's fake frameworks
 # k per output dtype: float32 sums over ~1e4-1e5 terms (a conv layer) reordered by another
@@ -312,14 +313,11 @@ def read_inputs(path: Path, model: ModelFile) -> tuple[list[Any], list[Any]]:
                                   "numeric arrays with a batch dimension only")
         if a.shape[0] != xs[0].shape[0]:
             raise CheckInputError(f"inputs file {path}: {name} has {a.shape[0]} rows, x0 has {xs[0].shape[0]}")
-    shapes = input_shapes(model.config)
-    if shapes is not None and len(shapes) != len(xs):
-        raise CheckInputError(f"inputs file {path} does not fit the model: it has {len(xs)} input array(s) "
-                              f"(x0..), the model takes {len(shapes)}")
-    for i, (x, want) in enumerate(zip(xs, shapes or [], strict=False)):
-        if x.ndim != len(want) or any(d not in (None, s) for d, s in zip(want, x.shape, strict=False)):
-            raise CheckInputError(f"inputs file {path} does not fit the model: x{i} has shape {tuple(x.shape)}, "
-                                  f"the model's input expects ({', '.join(str(d) for d in want)})")
+    signature = [{"name": "", "shape": s} for s in input_shapes(model.config) or []]
+    try:  # the rule (and words) each stack applies to the signature it loads
+        _cw.check_inputs(xs, signature)  # type: ignore[no-untyped-call]
+    except _cw.BadInputs as exc:
+        raise CheckInputError(USER_ERRORS["check_worker.BadInputs"].format(inputs=path) + str(exc)) from None
     return xs, ys
 
 

@@ -114,9 +114,7 @@ def user_custom_objects(fw, path):
     folder = os.path.dirname(os.path.abspath(path))
     sys.path.insert(0, folder)  # the file may import its neighbours
     try:
-        spec = importlib.util.spec_from_file_location(W.SCENARIO_MODULE_PREFIX + "user_objects", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        module = W.load_scenario("user_objects", path)  # the way the matrix imports a scenario's
         provider = getattr(module, "custom_objects", None)
         objects = provider(fw.keras) if callable(provider) else getattr(module, "CUSTOM_OBJECTS", None)
         if not isinstance(objects, dict):
