@@ -790,10 +790,14 @@ def write_outputs(out: Path, body: Sequence[Sequence[str]], text: str) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    from runner.cli import _csv, _positive_float, _positive_int  # every command's option types
+    from runner.cli import _common, _stacks, _workers  # the options every command shares
 
     p: argparse.ArgumentParser = sub.add_parser(
         "check", help="load your own model file in the selected stacks and compare predictions")
+    _common(p, Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
+            f"records and outputs of checks (default {DEFAULT_STORE})")
+    _stacks(p, tags_help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
+    _workers(p, 300.0, "seconds one load cell may take (default 300)")
     p.add_argument("model", type=Path, help=".h5, .keras, SavedModel directory, architecture JSON "
                    "(weights next to it or --weights) or exported SavedModel; detected from content")
     p.add_argument("--weights", type=Path, default=None, help="weights file of an architecture JSON")
@@ -801,23 +805,13 @@ def add_parser(sub: Any) -> None:
                    help="a .py file defining custom_objects(keras) -> dict, or a CUSTOM_OBJECTS dict; "
                         "imported only inside each stack's worker")
     p.add_argument("--inputs", type=Path, default=None, help=".npz with x0.. inputs (and optionally y0.. outputs)")
-    p.add_argument("--stacks", type=_csv, default=[])
-    p.add_argument("--tags", "-t", type=_csv, default=[],
-                   help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
     p.add_argument("--unsafe", action="store_true",
                    help="let code stored in the model file (Lambda bytecode) run, inside the stacks")
     p.add_argument("--out", type=Path, default=None, help="write check.md, check.html, check.csv here")
-    p.add_argument("--store", type=Path, default=Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
-                   help=f"records and outputs of checks (default {DEFAULT_STORE})")
     p.add_argument("--envs-dir", type=Path, default=None,
                    help="stack venvs to reuse (default $COMPAT_ENVS_DIR, else .matrix/envs)")
-    p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG)
     p.add_argument("--atol", type=float, default=None, help="absolute tolerance (default: k·max|ref| per output)")
     p.add_argument("--rtol", type=float, default=None, help="relative tolerance (default: k by output dtype)")
-    p.add_argument("--fresh", action="store_true", help="recompute even if recorded")
-    p.add_argument("--cell-timeout", type=_positive_float, default=300.0)
-    p.add_argument("--import-timeout", type=_positive_float, default=600.0)
-    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1))
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default=os.environ.get("COMPAT_CHECK_SANDBOX", "auto"),
                    help="load in network-less, read-only, non-root docker containers (auto: when a Docker "
                         "engine answers; the stacks are then built for the docker runtime)")

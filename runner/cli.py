@@ -97,33 +97,43 @@ def _memory(text: str) -> str:
 _positive_cpus = _positive("CPUs")
 
 
-def _common(p: argparse.ArgumentParser) -> None:
+def _common(p: argparse.ArgumentParser, store: Path | None = None,
+            store_help: str = "work directory for envs, artifacts and records (default .matrix, or $COMPAT_STORE)",
+            ) -> None:
+    """Every command's catalog and store (``check`` passes its own store)."""
     p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="stack catalog TOML")
-    p.add_argument("--store", type=Path,
-                   default=default_store_root(),
-                   help="work directory for envs, artifacts and records (default .matrix, or $COMPAT_STORE)")
+    p.add_argument("--store", type=Path, default=default_store_root() if store is None else store, help=store_help)
+
+
+def _stacks(p: argparse.ArgumentParser, stacks_help: str = "comma-separated stack ids",
+            tags_help: str = "comma-separated catalog tags") -> None:
+    p.add_argument("--stacks", type=_csv, default=[], help=stacks_help)
+    p.add_argument("--tags", "-t", type=_csv, default=[], help=tags_help)
+
+
+def _workers(p: argparse.ArgumentParser, cell_timeout: float, cell_help: str) -> None:
+    """The options of every command that runs cells (matrix, save, load, check)."""
+    p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
+    p.add_argument("--cell-timeout", type=_positive_float, default=cell_timeout, help=cell_help)
+    p.add_argument("--import-timeout", type=_positive_float, default=600.0,
+                   help="seconds a worker may take to import its framework")
+    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
+                   help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--stacks", type=_csv, default=[], help="comma-separated stack ids")
-    p.add_argument("--tags", "-t", type=_csv, default=[], help="comma-separated catalog tags")
+    _stacks(p)
     p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
     p.add_argument("--formats", type=_csv, default=[],
                    help=f"comma-separated formats ({', '.join(matrix.FORMATS)})")
     p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
-    p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
+    _workers(p, 60.0, "seconds one save cell may take after the framework import (default 60)")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
-    p.add_argument("--cell-timeout", type=_positive_float, default=60.0,
-                   help="seconds one save cell may take after the framework import (default 60)")
     p.add_argument("--load-timeout", type=_positive_float, default=60.0,
                    help="the most seconds one load cell may take (default 60). Below it a load's "
                         f"limit adapts: {matrix.LOAD_MULTIPLE:g} x the slower of the artifact's save "
                         f"and the loader's own save of the scenario, at least {matrix.LOAD_FLOOR_S:g} s; "
                         "the rule is in each record")
-    p.add_argument("--import-timeout", type=_positive_float, default=600.0,
-                   help="seconds a worker may take to import its framework")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
-                   help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
     p.add_argument("--verbose", "-v", action="store_true",
                    help="print every cell's line on the console too (always in <store>/runs/run.log)")
     p.add_argument("--wait", action="store_true",
@@ -171,8 +181,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/ when the store holds the whole default "
                         "catalog, else <store>/reports/)")
-    p.add_argument("--stacks", type=_csv, default=[], help="only these stacks (default: the catalog)")
-    p.add_argument("--tags", "-t", type=_csv, default=[], help="only stacks with these tags")
+    _stacks(p, "only these stacks (default: the catalog)", "only stacks with these tags")
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
     _common(p)
     p.add_argument("--json", action="store_true")
