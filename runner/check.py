@@ -526,7 +526,7 @@ class _Check:
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
             keys[cid] = (variant, key)
-            todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / MODEL_NAMES[m.format]),
+            todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / _w.MODEL_FILES[m.format]),
                          "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
                          "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
                          else None, "inputs_path": str(self.opt.inputs.absolute()) if self.opt.inputs else None,
@@ -591,7 +591,7 @@ class _Check:
         self.store.ensure()
         self.staged.mkdir(parents=True, exist_ok=True)
         model = self.model
-        for name, target in ((MODEL_NAMES[model.format], model.path), ("model.weights.h5", model.weights)):
+        for name, target in ((_w.MODEL_FILES[model.format], model.path), ("model.weights.h5", model.weights)):
             link = self.staged / name
             if target is not None and not (link.is_symlink() and link.resolve() == target.resolve()):
                 link.unlink(missing_ok=True)
@@ -761,8 +761,6 @@ class _Check:
         return lines
 
 
-MODEL_NAMES = {"h5": "model.h5", "keras": "model.keras", "savedmodel": "savedmodel", "export": "savedmodel",
-               "json+weights": "model.json"}
 HEADERS = ["stack", "outcome", "category", "max Δ abs (rel) / atol", "notes"]
 
 
