@@ -117,7 +117,8 @@ def tests(session: nox.Session) -> None:
     if session.posargs:
         session.run("pytest", *session.posargs, env=env)
         return
-    session.run("pytest", "-m", "not real and not faults and not browser", "-q", env=env)
+    # Fast tier on every core (pytest-xdist): its tests spawn workers and wait on them.
+    session.run("pytest", "-m", "not real and not faults and not browser", "-q", "-n", "auto", env=env)
     session.run("pytest", "-m", "faults", "-q", env=env)
     # Docker tier: skipped with the reason when no engine or base image (.ci/run provides both).
     session.run("pytest", "-m", "docker", "-q", env=env)

@@ -9,6 +9,7 @@ the work tree clean but for the swap, and the README's own tests green.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -53,9 +54,11 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
                             text=True, check=True).stdout
     assert status == "", status
     # The README's test command comes next; the tests that read reports/ must pass.
+    # As a reader runs it: not as a worker of this pytest-xdist session (PYTEST_XDIST_*).
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                             "tests/test_readme.py"], cwd=copy, capture_output=True, text=True,
-                           timeout=300, check=False)
+                           timeout=300, check=False, env=clean)
     assert tests.returncode == 0, tests.stdout[-3000:]
     assert subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,
                           text=True, check=True).stdout == ""
