@@ -552,6 +552,15 @@ RULES: tuple[Rule, ...] = (
          r"training step diverges", outcomes=(Outcome.MISMATCH,),
          when=lambda rec: rec.details.get("loaded_class") == "Functional"
          and "custom_objects" in str(rec.variant or ""), family="version"),
+    Rule("training_diverges", "Resumed training diverges although the model came back",
+         "Predictions match, and the model's class and its optimizer's step count were restored, "
+         "yet one more training step lands elsewhere than the saver's: the loader trains "
+         "differently. Seen with a Model subclass overriding train_step loaded in TF 1.15, whose "
+         "Keras (2.2.4-tf) has no train_step and runs its own training loop; otherwise the "
+         "optimizer's slot variables came back in the wrong places or the release updates "
+         "differently. For the train_step case, resume training with TF >= 2.2, whose fit() "
+         "calls train_step.",
+         r"although the step count was restored", outcomes=(Outcome.MISMATCH,), family="version"),
     Rule("optimizer_state_lost", "Optimizer state not restored",
          "Predictions match, but the optimizer came back fresh (or missing): resuming training "
          "restarts Adam's moments and step count. This format/release pair does not carry "

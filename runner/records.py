@@ -50,7 +50,7 @@ class Outcome(enum.Enum):
     """The closed set of cell outcomes (serialised as the lower-case value)."""
 
     OK = "ok"  # loaded (or saved), predictions within tolerance
-    MISMATCH = "mismatch"  # loaded, predictions differ beyond tolerance
+    MISMATCH = "mismatch"  # loaded, predictions (or a trained model's next step) differ beyond tolerance
     SAVE_ERROR = "save_error"
     LOAD_ERROR = "load_error"
     NOT_APPLICABLE = "not_applicable"  # the (scenario, format) cannot exist in that stack

@@ -59,7 +59,8 @@ SYMBOLS: dict[str, str] = {
 }
 MEANINGS: dict[str, str] = {
     "ok": "loaded, and predictions match the saver's within the scenario tolerance",
-    "mismatch": "loaded, but predictions differ beyond tolerance (max |diff| in the CSV)",
+    "mismatch": "loaded, but predictions (for a trained model: one more training step) differ "
+                "beyond tolerance (max |diff| in the CSV)",
     "load_error": "the loader raised (type and message in the footnote)",
     "save_error": "the saver could not write this artifact, so nothing to load",
     "not_applicable": "cannot exist: the saving stack cannot write it, or the loading stack has no "
