@@ -4,6 +4,7 @@
     nox -s bench -- --stacks tf2.15,tf2.18 --cold # --cold: an empty uv cache too (downloads)
     nox -s bench -- --per-cell tf2.15             # batched vs one process per cell, >= 100 loads
     nox -s bench -- --workflow .matrix            # the CI workflow's projected wall time
+    nox -s bench -- --breakdown .matrix           # where a store's in-cell time went; the floor
 
 Each figure is one wall-clock measurement of ``python -m runner`` in a fresh temporary
 store (and, with ``--cold``, a fresh uv cache), so the numbers include process start,
@@ -27,6 +28,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))  # --breakdown reads records with the runner's own reader
 
 
 def _run(args: list[str], env: dict[str, str]) -> tuple[float, str]:
@@ -94,6 +96,37 @@ def projected_workflow(store: Path) -> list[list[object]]:
     return rows
 
 
+GRID_VARIANTS = ("default", "custom_objects")
+
+
+def breakdown(store: Path, cores: int) -> list[list[object]]:
+    """Where a store's time inside cells went (the records' ``duration_s``), by kind of
+    cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
+    with cells all the time (worker imports, the host and idle tails come on top)."""
+    from runner.records import Outcome, Store
+
+    kinds: dict[str, list[float]] = {}
+    for rec in Store(store).iter_records():
+        if rec.record_type == "env":
+            kind = "environments (build + probe)"
+        elif rec.record_type == "save":
+            kind = "saves"
+        else:
+            kind = "grid loads" if rec.variant in GRID_VARIANTS else "remedy load variants"
+        if rec.outcome is Outcome.TIMEOUT:
+            kind += ", timed out"
+        kinds.setdefault(kind, []).append(float(rec.duration_s or 0.0))
+    rows: list[list[object]] = []
+    total = 0.0
+    for kind in sorted(kinds):
+        secs = kinds[kind]
+        total += sum(secs)
+        rows.append([kind, len(secs), f"{sum(secs) / 60:.1f}", f"{sum(secs) / len(secs):.3f}"])
+    rows.append(["all cells", sum(len(v) for v in kinds.values()), f"{total / 60:.1f}", ""])
+    rows.append([f"floor on {cores} cores (in-cell time / {cores})", "", f"{total / 60 / cores:.1f}", ""])
+    return rows
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stacks", default="tf2.15,keras3.15-jax")
@@ -103,7 +136,14 @@ def main() -> int:
     parser.add_argument("--scenarios", default=None, help="with --per-cell: a scenario subset")
     parser.add_argument("--workflow", metavar="STORE", type=Path,
                         help="only: the CI workflow's projected wall time from STORE's measured times")
+    parser.add_argument("--breakdown", metavar="STORE", type=Path,
+                        help="only: where STORE's in-cell time went, and the floor on --cores cores")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="with --breakdown")
     args = parser.parse_args()
+    if args.breakdown:
+        print(tabulate(breakdown(args.breakdown, args.cores),
+                       headers=["cells", "count", "in-cell min", "mean s"], tablefmt="github"))
+        return 0
     if args.workflow:
         print(tabulate(projected_workflow(args.workflow),
                        headers=["step", "slowest stack", "wall s", "sum"], tablefmt="github"))

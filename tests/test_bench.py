@@ -1,0 +1,41 @@
+"""Fast tier: ``bench/matrix_bench.py --breakdown`` sums a store's in-cell time by kind."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
+
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "matrix_bench.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("matrix_bench", BENCH)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _load(variant: str, outcome: Outcome, secs: float, loader: str = "tf2.15") -> Record:
+    return Record(record_type="load", cell_id=load_cell_id("dense", "h5", "tf2.4", loader, variant),
+                  stack=loader, outcome=outcome, saver="tf2.4", loader=loader, scenario="dense",
+                  format="h5", variant=variant, phase="load", duration_s=secs)
+
+
+def test_breakdown_sums_in_cell_time_by_kind_and_divides_by_cores(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    store.write(Record(record_type="save", cell_id=save_cell_id("dense", "h5", "tf2.4"), stack="tf2.4",
+                       outcome=Outcome.OK, saver="tf2.4", scenario="dense", format="h5",
+                       phase="save", duration_s=60.0))
+    store.write(_load("default", Outcome.OK, 30.0))
+    store.write(_load("default", Outcome.TIMEOUT, 600.0, loader="tf2.18"))
+    store.write(_load("compile_false", Outcome.LOAD_ERROR, 90.0))
+    rows = {r[0]: r for r in _bench().breakdown(tmp_path, cores=2)}
+    assert rows["saves"][1:3] == [1, "1.0"]
+    assert rows["grid loads"][1:3] == [1, "0.5"]
+    assert rows["grid loads, timed out"][1:3] == [1, "10.0"]
+    assert rows["remedy load variants"][1:3] == [1, "1.5"]
+    assert rows["all cells"][1:3] == [4, "13.0"]
+    assert rows["floor on 2 cores (in-cell time / 2)"][2] == "6.5"
