@@ -366,7 +366,26 @@ class _Runner:
     def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> str:
         return cache_key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
 
-    def run_saves(self, senv: StackEnv) -> None:
+    def run_phase(self, phase: str, stacks: Sequence[Stack],
+                  plan: Callable[[StackEnv], tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]]
+                  ) -> None:
+        """Decide every stack's cells first (cache hits are counted then, so the progress
+        line's rate and ETA cover only what is left to run), then run them longest first."""
+        envs = self.summary.envs
+        planned: dict[str, tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]] = {}
+
+        def decide(s: Stack) -> None:
+            todo = plan(envs[s.id])
+            with self._lock:
+                planned[s.id] = todo
+
+        self.each(decide, stacks)
+        command = "save" if phase == "save" else "load"  # a remedy is a load with a variant
+        self.each(lambda s: self._run(envs[s.id], command, *planned.pop(s.id)),
+                  [s for s in stacks if planned[s.id][0]], phase)
+
+    def plan_saves(self, senv: StackEnv) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+        """The save cells ``senv`` must run (cache hits counted, not returned)."""
         stack = senv.stack
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, Record | None]] = {}
@@ -394,7 +413,7 @@ class _Runner:
                 meta[cid] = (sc, fmt, key, old)
                 todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                              "format": fmt, "artifact_dir": str(art)})
-        self._run(senv, "save", todo, lambda res: self._save_record(senv, meta, res))
+        return todo, lambda res: self._save_record(senv, meta, res)
 
     # ------------------------------------------------------------- cache validity
     def _reusable(self, old: Record, limit: float) -> bool:
@@ -446,14 +465,17 @@ class _Runner:
                         self.saved[saver.id, sc.name, fmt] = saved
                     # else: the report shows why (save outcome or env) for this cell
 
-    def run_loads(self, lenv: StackEnv) -> None:
+    def plan_loads(self, lenv: StackEnv) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+        """Every artifact in ``lenv``, in every variant of its scenario (see :meth:`plan_load_cells`)."""
         wanted = [(saver.id, sc, fmt, variant)
                   for saver in self.savers for sc in self.scenarios for fmt in self.formats
                   for variant in sc.variants]
-        self._run_load_cells(lenv, wanted)
+        return self.plan_load_cells(lenv, wanted)
 
-    def _run_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]) -> None:
-        """Load ``(saver, scenario, format, variant)`` cells in ``lenv`` that are not cached."""
+    def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]
+                        ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+        """The ``(saver, scenario, format, variant)`` load cells ``lenv`` must run (cache
+        hits counted, not returned), and how a result becomes a record."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]] = {}
@@ -478,8 +500,11 @@ class _Runner:
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                          "format": fmt, "artifact_dir": str(art), "variant": variant,
                          "atol": sc.atol, "rtol": sc.rtol, "timeout_s": limit})
-            meta[cid] = (sc, fmt, saver_id, variant, saved, key, old, limit, rule)
-        self._run(lenv, "load", todo, lambda res: self._load_record(lenv, meta, res))
+            # The previous record matters only when it is this key's timeout (timeouts in a
+            # row); holding no other keeps a whole phase's plan small.
+            same = old if old is not None and old.key == key and old.outcome is Outcome.TIMEOUT else None
+            meta[cid] = (sc, fmt, saver_id, variant, saved, key, same, limit, rule)
+        return todo, lambda res: self._load_record(lenv, meta, res)
 
     # --------------------------------------------------------------------- remedies
     def plan_remedies(self, catalog: Sequence[Stack]) -> dict[str, list[tuple[str, Scenario, str, str]]]:
@@ -523,8 +548,8 @@ class _Runner:
         self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks")
         self._in_remedy = True
         self.progress.phase("remedy", sum(len(v) for v in plan.values()))
-        self.each(lambda s: self._run_load_cells(self.summary.envs[s.id], plan[s.id]),
-                  [by_id[sid] for sid in plan], "remedy")
+        self.run_phase("remedy", [by_id[sid] for sid in plan],
+                       lambda env: self.plan_load_cells(env, plan[env.stack.id]))
 
     def _own_save_s(self, stack_id: str, sc: Scenario) -> float | None:
         """The slowest successful save of ``sc`` by ``stack_id`` in any selected format
@@ -819,12 +844,11 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
                      options, out, env_factory)
     try:
         runner.build_envs()
-        envs = runner.summary.envs
         if "save" in options.phases:
             plan = runner.save_plan()
             runner.plan_shard(plan)
             runner.progress.phase("save", sum(runner._mine(cid) for cid, _ in plan))
-            runner.each(lambda s: runner.run_saves(envs[s.id]), stacks, "save")
+            runner.run_phase("save", stacks, runner.plan_saves)
         if "load" in options.phases:
             runner.read_saved()
             plan = runner.load_plan()
@@ -832,7 +856,7 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             loadable = {(sv, sc, f) for sv, sc, f in runner.saved}
             runner.progress.phase("load", sum(
                 1 for cid, _ in plan if runner._mine(cid) and _load_key(cid) in loadable))
-            runner.each(lambda s: runner.run_loads(envs[s.id]), stacks, "load")
+            runner.run_phase("load", stacks, runner.plan_loads)
         if "remedy" in options.phases:
             if "load" not in options.phases:
                 runner.read_saved()

@@ -71,3 +71,32 @@ def test_a_fully_cached_pass_keeps_the_previous_times(tmp_path: Path) -> None:
     r.each(lambda s: r.count("load", "ok", cached=s.id == "a"), stacks, "load")
     timings = matrix.read_timings(store)["load"]
     assert timings["a"] == 300.0 and timings["b"] < 30.0  # only b computed
+
+
+def test_every_stack_is_planned_before_any_runs_so_the_eta_covers_only_what_is_left(tmp_path: Path) -> None:
+    """The progress line's ETA divides the cells left by the pace of computed ones: a cache
+    hit counted only when its stack's turn came would be projected at that pace (a resumed
+    full run showed 'ETA 11.1 h' with ~3 h of work left)."""
+    store = Store(tmp_path / "store")
+    stacks = [_stack(s) for s in ("a", "b", "c")]
+    r = _runner(store, stacks)
+    r.summary.envs = {s.id: s for s in stacks}  # type: ignore[misc]  # plan() only needs ids
+    r.progress.phase("load", 3 * 10)
+    done_at_first_run: list[int] = []
+
+    def plan(env: Stack):  # 9 of each stack's 10 cells are cached; stack c is all cached
+        for _ in range(9 if env.id != "c" else 10):
+            r.count("load", "ok", cached=True)
+        todo = [] if env.id == "c" else [{"cell_id": f"{env.id}-x"}]
+        return todo, None
+
+    def run(senv: Stack, phase: str, todo: list, to_record: object) -> None:
+        done_at_first_run.append(r.progress._done)
+        for _ in todo:
+            r.count("load", "ok", cached=False)
+
+    r._run = run  # type: ignore[method-assign]
+    r.run_phase("load", stacks, plan)  # type: ignore[arg-type]
+    assert done_at_first_run == [28, 29]  # all 28 hits counted before a cell ran; c never ran
+    assert r.progress._done == 30
+    assert set(matrix.read_timings(store)["load"]) == {"a", "b"}
