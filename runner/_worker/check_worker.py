@@ -189,26 +189,27 @@ def _serving(fw, path):
                 for n in sorted(sig.inputs)]
 
 
-def load(fw, cell, flags, custom_objects):
-    """(loaded class, signature, predict): the way a user of this stack would load the file.
+def has_safe_mode(fw):
+    """Whether this Keras can refuse code stored in a file (SafeModeScope or ``safe_mode=``)."""
+    return W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model, "safe_mode")
 
-    ``export`` is read with its serving signature (TFSMLayer in Keras 3 single-input); the
-    ``tfsm`` remedy reads a Keras SavedModel that way instead of ``load_model``.
+
+def load(fw, cell, flags, custom_objects):
+    """(loaded class, signature, predict): the matrix worker's ``load_model``, the way a user
+    of this stack would load the file. An export, and a Keras SavedModel under the ``tfsm``
+    remedy, are read with their serving signature (no Keras model comes back).
     """
     fmt, path = cell["format"], cell["model_path"]
-    if fmt == "export" or "tfsm" in flags:
-        if "tfsm" in flags and fmt != "savedmodel":
-            raise W.NotApplicable("tfsm reads a Keras SavedModel for inference; for %s it is no other "
-                                  "path than the default" % fmt)
-        if fw.tf is None:
-            raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, which this stack lacks")
-        signature = _serving(fw, path)
-        return "exported SavedModel", signature, W.export_predictor(fw, path, {"n_inputs": len(signature)})
-    if "unsafe" in flags and W.safe_mode_scope(fw) is None and not W.accepts(fw.keras.models.load_model,
-                                                                             "safe_mode"):
+    serving = fmt == "export" or ("tfsm" in flags and fmt == "savedmodel")
+    if serving and fw.tf is None:
+        raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, which this stack lacks")
+    if "unsafe" in flags and not has_safe_mode(fw):
         flags = flags - {"unsafe"}  # --unsafe lifts a restriction this Keras never had
-    saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": 1}
+    signature = _serving(fw, path) if serving else None
+    saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": len(signature) if signature else 1}
     model, predict = W.load_model(fw, path, custom_objects, saved, flags)
+    if model is None:
+        return "exported SavedModel", signature, predict
     inputs = getattr(model, "inputs", None) or []
     signature = [_spec(getattr(t, "name", None), getattr(t, "shape", None), getattr(t, "dtype", None))
                  for t in inputs] or None
@@ -220,8 +221,7 @@ def _safe_mode(fw, fmt, flags):
         return "not needed (graphs only: no Python from the file runs)"
     if "unsafe" in flags:
         return "off (--unsafe)"
-    if fmt == "keras" and (W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model,
-                                                                           "safe_mode")):
+    if fmt == "keras" and has_safe_mode(fw):
         return "on"
     return "none (no safe mode for %s files)" % fmt
 
