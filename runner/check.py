@@ -423,6 +423,7 @@ class Row:
     passed: bool = False
     selected: bool = False  # part of the verdict (not a remedy, not the added reference)
     source: tuple[str, str] | None = None  # (stack, variant) of outputs nothing verified
+    remedies: list[tuple[diagnose.Remedy, str, str]] = dataclasses.field(default_factory=list)  # to run
 
 
 def _versions(env: Mapping[str, Any]) -> str:
@@ -477,7 +478,7 @@ class _Check:
         self.home = Path(tempfile.mkdtemp(prefix="compat-check-"))
         self.staged = self.store.root / "models" / model.model_id
         self.selected = {s.id for s in stacks}
-        self.remedy_notes: dict[str, str] = {}
+        self.siblings = diagnose.sibling_map(catalog)
         self.sandbox, self.sandbox_line = sandbox_mode(opt.sandbox)
         self.unsandboxed: dict[str, str] = {}  # auto: stacks the docker runtime could not build, and why
         if self.sandbox and env_factory is ensure_env:  # the stacks are built for the docker runtime
@@ -619,6 +620,10 @@ class _Check:
         else:
             ref_line = "none: " + (f"{ref_stack.id} ({why}) does not load the file" if ref_stack else why)
             ref_stack = None
+        # Diagnosed as loads of a file these versions saved; generated inputs must be the reference's.
+        self.saver_env = {"keras": prov.get("keras_version"), "backend": prov.get("backend"),
+                          "tensorflow": prov.get("tensorflow_version")}
+        self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and ref_stack and not self.given else None
         rows = self.rows(stacks, ref_stack, reference)
         header = self.header(prov, ref_line, reference, stacks)
         return rows, header
@@ -632,15 +637,18 @@ class _Check:
             what = USER_ERRORS[user[0].error.type].format(inputs=self.opt.inputs, custom=self.opt.custom_objects)
             raise CheckInputError(what + first_line(user[0].error.message))
 
-    def verdict(self, stack: str, variant: str, reference: list[Any] | None, label: str = "") -> Row:
+    def verdict(self, stack: str, variant: str, reference: list[Any] | None,
+                remedy: diagnose.Remedy | None = None) -> Row:
+        """The row of one load: a stack's own (``remedy`` None) or a remedy's re-run of it."""
         senv, rec = self.envs.get(stack), self.records.get((stack, variant))
-        row = Row(label or stack, "env_unavailable", "env_unavailable", selected=not label and stack in self.selected)
+        label = f"↳ {stack if remedy.sibling else remedy.id}" if remedy else stack
+        row = Row(label, "env_unavailable", "env_unavailable", selected=remedy is None and stack in self.selected)
         if senv is None or not senv.ok or rec is None:
             row.notes.append(first_line(senv.reason if senv else "not run"))
             return row
         row.outcome, row.category = rec.outcome.value, ""
-        if label:
-            row.notes.append(self.remedy_notes[label[2:]])
+        if remedy is not None:
+            row.notes.append(f"remedy {remedy.id}" + (f" (sibling stack {stack})" if remedy.sibling else ""))
         if rec.error is not None:
             text = first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
             kind = rec.error.type.rsplit(".", 1)[-1]
@@ -653,7 +661,7 @@ class _Check:
                 diff = Diff(False, reason="its generated inputs differ from the reference stack's (another "
                                           "input signature)")
             row.diff, row.passed = diff, diff.ok
-            row.outcome = ("fixed (verified)" if label else "ok") if diff.ok else "mismatch"
+            row.outcome = ("fixed (verified)" if remedy else "ok") if diff.ok else "mismatch"
             row.notes += [diff.reason] if diff.reason else []
         if row.passed or row.outcome == UNVERIFIED:
             return row
@@ -666,28 +674,38 @@ class _Check:
         else:
             diag = diagnose.diagnose(final)
             row.category = diag.category if diag else ""
-            if not label:
-                self.pending.append((rec, final, diag))
+            if remedy is None:
+                row.remedies = self.remedies(final, diag, row.notes)
         return row
 
+    def remedies(self, failed: Record, diag: diagnose.Diagnosis | None,
+                 notes: list[str]) -> list[tuple[diagnose.Remedy, str, str]]:
+        """``(remedy, stack, variant)`` of the diagnosis' remedies for a failing load, where
+        the matrix verifies them (:func:`diagnose.remedy_targets`), but none that would run
+        code from the file without ``--unsafe``; ``notes`` say what was not tried."""
+        out = []
+        for remedy, stack, variant in diagnose.remedy_targets(
+                failed, diag, has_custom_objects=self.opt.custom_objects is not None, siblings=self.siblings):
+            if "unsafe" in variant.split("+") and not self.opt.unsafe:
+                notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
+            else:
+                out.append((remedy, stack, variant))
+        if diag is not None and diagnose.REMEDIES["custom_objects"] in diag.remedies and not self.opt.custom_objects:
+            notes.append("remedy custom_objects: pass --custom-objects FILE to try it")
+        return out
+
     def rows(self, stacks: Sequence[Stack], ref_stack: Stack | None, reference: list[Any] | None) -> list[Row]:
-        prov = self.provenance()
-        self.saver_env = {"keras": prov.get("keras_version"), "backend": prov.get("backend"),
-                          "tensorflow": prov.get("tensorflow_version")}
-        ref_rec = self.records.get((ref_stack.id, self.base)) if ref_stack else None
-        self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and not self.given else None
-        self.pending: list[tuple[Record, Record, diagnose.Diagnosis | None]] = []
         by_stack = {s.id: self.verdict(s.id, self.base, reference) for s in stacks}
         if ref_stack is not None:
             by_stack[ref_stack.id].outcome = "ok (reference)"
-        remedies = self.plan_remedies(by_stack)
-        self.each([(s, sorted({v for st, v, _ in remedies if st == s.id}))
-                   for s in self.catalog if any(st == s.id for st, _, _ in remedies)])
+        planned = [cell for row in by_stack.values() for cell in row.remedies]
+        self.each([(s, sorted({v for _, st, v in planned if st == s.id}))
+                   for s in self.catalog if any(st == s.id for _, st, _ in planned)])
         rows: list[Row] = []
         for stack in sorted(stacks, key=lambda s: natural_key(s.id)):
             rows.append(by_stack[stack.id])
-            rows += [self.verdict(st, variant, reference, label=f"↳ {label}")
-                     for st, variant, (failing, label) in remedies if failing == stack.id]
+            rows += [self.verdict(st, variant, reference, remedy)
+                     for remedy, st, variant in by_stack[stack.id].remedies]
         loaded = [r for r in rows if r.source is not None]
         for row in loaded[1:]:  # no reference: cross-check what loaded against the first that did
             pivot = loaded[0].source
@@ -697,27 +715,6 @@ class _Check:
                 name = pivot[0] + ("" if pivot[1] == self.base else f" {pivot[1]}")
                 row.notes.append(f"disagrees with {name}: {row.diff.reason or 'not comparable'}")
         return rows
-
-    def plan_remedies(self, by_stack: Mapping[str, Row]) -> list[tuple[str, str, tuple[str, str]]]:
-        """(stack, variant, (failing stack, label)) of every remedy worth running."""
-        siblings = diagnose.sibling_map(self.catalog)
-        out: list[tuple[str, str, tuple[str, str]]] = []
-        for rec, final, diag in self.pending:
-            if diag is None or rec.outcome is Outcome.MISMATCH or by_stack[rec.stack].category == "refused_unsafe":
-                continue
-            row = by_stack[rec.stack]
-            for remedy, stack, variant in diagnose.remedy_targets(
-                    final, diag, has_custom_objects=self.opt.custom_objects is not None, siblings=siblings):
-                if "unsafe" in variant.split("+") and not self.opt.unsafe:
-                    row.notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
-                else:
-                    label = stack if remedy.sibling else remedy.id
-                    self.remedy_notes[label] = f"remedy {remedy.id}" + (f" (sibling stack {stack})" if remedy.sibling
-                                                                        else "")
-                    out.append((stack, variant, (rec.stack, label)))
-            if any(r.id == "custom_objects" for r in diag.remedies) and self.opt.custom_objects is None:
-                row.notes.append("remedy custom_objects: pass --custom-objects FILE to try it")
-        return out
 
     def header(self, prov: Mapping[str, str], ref_line: str, reference: list[Any] | None,
                stacks: Sequence[Stack]) -> list[str]:
