@@ -75,6 +75,12 @@ def _sniff(path: Path) -> str:
     return str(_w.sniff_artifact(str(path)))  # type: ignore[no-untyped-call]
 
 
+def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], str]:
+    """The check worker's reader of a file's provenance and config (the one both sides use)."""
+    prov, text = _cw.stored_config(str(path), fmt)  # type: ignore[no-untyped-call]
+    return dict(prov), str(text)
+
+
 class CheckInputError(ValueError):
     """Something the user supplied cannot be used (the message says what and why)."""
 
@@ -150,7 +156,6 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
     """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
     ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
     data = (path / "saved_model.pb").read_bytes()
-    out: dict[str, str] = {}
     try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
         graph = next((v for f, w, v in _pb_fields(data) if f == 2 and w == 2), b"")
         info = next((v for f, w, v in _pb_fields(graph) if f == 1 and w == 2), b"")
@@ -160,16 +165,12 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
                               f"({exc})") from None
     if not data:
         raise CheckInputError(f"SavedModel {path} is damaged: saved_model.pb is empty")
+    out, _ = _stored_config(path, "savedmodel")  # keras_version, backend from the Keras metadata
     if version:
         out["tensorflow_version"] = bytes(version).decode("utf-8", "replace")
-    meta = path / "keras_metadata.pb"
-    text = (meta.read_bytes() if meta.is_file() else data).decode("latin-1")
-    for key in ("keras_version", "backend"):
-        found = re.search(rf'"{key}"\s*:\s*"([^"]+)"', text)
-        if found:
-            out[key] = found.group(1)
-    keras = meta.is_file() or "keras_version" in out
-    out["source"] = ("keras_metadata.pb and saved_model.pb" if meta.is_file() else
+    meta = (path / "keras_metadata.pb").is_file()
+    keras = meta or "keras_version" in out
+    out["source"] = ("keras_metadata.pb and saved_model.pb" if meta else
                      "the object graph of saved_model.pb" if keras else "saved_model.pb")
     return ("savedmodel" if keras else "export"), out
 
@@ -204,29 +205,28 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         fmt = "keras"
         try:
             with zipfile.ZipFile(path) as zf:
-                if zf.testzip() is not None:
-                    raise CheckInputError(f"model file {path} is damaged: member {zf.testzip()} fails its CRC check")
-                if "config.json" not in zf.namelist():
-                    raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
-                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
-                config = json.loads(zf.read("config.json"))
+                bad, members = zf.testzip(), zf.namelist()
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
+        if bad is not None:
+            raise CheckInputError(f"model file {path} is damaged: member {bad} fails its CRC check")
+        if "config.json" not in members:
+            raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
+        try:
+            prov, text = _stored_config(path, fmt)
+            config = json.loads(text)
         except ValueError as exc:
             raise CheckInputError(f"model file {path} is damaged: its metadata is not valid JSON ({exc})") from None
-        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
-        prov["source"] = "metadata.json in the .keras zip"
     elif kind == "savedmodel":
         fmt, prov = _saved_model(path)
     elif kind == "json":
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        try:  # a UnicodeDecodeError is a ValueError too
+            prov, text = _stored_config(path, "json+weights")
+            config = json.loads(text)
+        except ValueError as exc:
             raise CheckInputError(f"model file {path} is truncated or damaged: not valid JSON ({exc})") from None
         if not isinstance(config, dict) or "class_name" not in config:
             raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
-        prov = {k: str(config[k]) for k in ("keras_version", "backend") if config.get(k)}
-        prov["source"] = "the architecture JSON"
         names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
         weights = weights or next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
         if weights is None:

@@ -92,7 +92,8 @@ def test_bad_model_file_is_one_line_exit_2(tmp_path: Path, make: str, fragments:
         (model / "saved_model.pb").write_bytes(b"\x12\xff\xff\xff\x0f truncated")
     store = tmp_path / "store"
     res = run("check", model, "--stacks", "tf2.15", "--store", store, "--out", tmp_path / "out")
-    _assert_usage_error(res.returncode, res.stderr, *fragments)
+    line = _assert_usage_error(res.returncode, res.stderr, *fragments)
+    assert line.count(str(model)) == 1, line  # one reason, not a reason wrapped in another
     assert not store.exists() and not (tmp_path / "out").exists()
 
 

@@ -27,6 +27,7 @@ from __future__ import print_function
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -47,6 +48,7 @@ REFUSED = "runner.refused_unsafe"
 SAFE_MODULES = ("keras", "tensorflow", "tf_keras", "builtins")
 _BYTECODE = re.compile(r'"(?:function_type|output_shape_type)":\s*"lambda"|"class_name":\s*"__lambda__"')
 _FUNCTION = re.compile(r'\{[^{}]*"class_name":\s*"function"[^{}]*\}')
+_KERAS_METADATA = re.compile(r'"(keras_version|backend)"\s*:\s*"([^"]+)"')
 
 
 class BadInputs(Exception):
@@ -70,28 +72,33 @@ def _text(value):
 
 
 def stored_config(path, fmt):
-    """(provenance, config text) read from the file without deserialising anything."""
-    prov = {}
+    """(provenance, config text) of a model file, read without deserialising anything: the
+    one reader of both, also the host's before any stack runs (only HDF5 needs h5py)."""
     if fmt == "h5":
         import h5py
 
         with h5py.File(path, "r") as fh:
-            for key in ("keras_version", "backend"):
-                if fh.attrs.get(key) is not None:
-                    prov[key] = str(_text(fh.attrs.get(key)))
+            prov = {k: str(_text(fh.attrs[k])) for k in ("keras_version", "backend") if fh.attrs.get(k) is not None}
             prov["source"] = "HDF5 root attributes (h5py)"
             return prov, _text(fh.attrs.get("model_config")) or ""
     if fmt == "keras":
         with zipfile.ZipFile(path) as zf:
-            return prov, zf.read("config.json").decode("utf-8", "replace")
+            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+            text = zf.read("config.json").decode("utf-8", "replace")
+        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
+        return dict(prov, source="metadata.json in the .keras zip"), text
     if fmt == "json+weights":
-        with open(path) as fh:
-            return prov, fh.read()
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        config = json.loads(text)
+        prov = {k: str(config[k]) for k in ("keras_version", "backend") if isinstance(config, dict) and config.get(k)}
+        return dict(prov, source="the architecture JSON"), text
     if fmt == "savedmodel":
         meta = os.path.join(path, "keras_metadata.pb")
         with open(meta if os.path.exists(meta) else os.path.join(path, "saved_model.pb"), "rb") as fh:
-            return prov, fh.read().decode("latin-1")
-    return prov, ""  # an export is graphs and weights: no Python from the file runs
+            text = fh.read().decode("latin-1")
+        return dict(reversed(_KERAS_METADATA.findall(text))), text  # reversed: the first of each key wins
+    return {}, ""  # an export is graphs and weights: no Python from the file runs
 
 
 def code_in_file(text):
