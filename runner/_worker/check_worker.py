@@ -63,8 +63,13 @@ class NoSignature(Exception):
     """The model has no input signature to generate inputs from."""
 
 
+class Refused(Exception):
+    """Loading would run code stored in the file, and the variant is not ``unsafe``."""
+
+
 for _cls in (BadInputs, CustomObjectsError, NoSignature):
     _cls.__module__ = "check_worker"
+Refused.__module__, Refused.__qualname__ = REFUSED.split(".")  # recorded as REFUSED
 
 
 def _text(value):
@@ -249,11 +254,9 @@ def check_cell(fw, cell, ctx, seed):
     found = [] if fmt == "export" or "tfsm" in flags else code_in_file(text)
     details.update(provenance=prov, code_in_file=found, safe_mode=_safe_mode(fw, fmt, flags))
     if found and "unsafe" not in flags:
-        error = {"type": REFUSED, "traceback": "",
-                 "message": "refused before loading: the stored config has %s; loading it would run code "
-                            "from the file (safe mode here: %s). Rerun with --unsafe only if you trust "
-                            "the file." % ("; ".join(found), details["safe_mode"])}
-        return "load_error", None, dict(details, refused=error)
+        raise Refused("refused before loading: the stored config has %s; loading it would run code from the "
+                      "file (safe mode here: %s). Rerun with --unsafe only if you trust the file."
+                      % ("; ".join(found), details["safe_mode"]))
     custom_objects = None
     if "custom_objects" in flags:
         custom_objects = user_custom_objects(fw, cell["custom_objects_path"])
@@ -284,11 +287,7 @@ def check_cell(fw, cell, ctx, seed):
 
 
 def run_cell(fw, command, cell, seed):
-    result = W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
-    refused = result["details"].pop("refused", None)
-    if refused:
-        result["error"] = refused
-    return result
+    return W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
 
 
 if __name__ == "__main__":
