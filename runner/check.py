@@ -1,7 +1,8 @@
 """``python -m runner check MODEL``: is *my* model safe to load in these releases?
 
 The host reads the model file without running anything from it (format, integrity,
-provenance) and checks ``--inputs`` before any stack runs. Each selected stack loads the
+provenance: with the check worker's ``stored_config``, the reader the stacks inspect the
+file with) and checks ``--inputs`` before any stack runs. Each selected stack loads the
 file in ``runner/_worker/check_worker.py`` (the matrix worker's loading code), through the
 matrix's executor and record schema, with a scrubbed environment and a throwaway HOME/TMPDIR.
 The check worker refuses a file whose stored config carries code (Lambda bytecode, imported

@@ -10,11 +10,13 @@ user's model is loaded the way the matrix loads its own artifacts. Cells::
      "custom_objects_path": path | null, "inputs_path": npz | null, "out_dir": path, "seed"}
 
 Before anything is loaded, the stored config (HDF5 ``model_config``, ``config.json``, the
-architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph) is searched for
+architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph; read by
+``stored_config``, which the host uses for the file's provenance too) is searched for
 code the load would run: marshalled bytecode (Keras 2 ``Lambda``, Keras 3 ``__lambda__``)
 and Python functions imported from a module outside Keras/TF. If there is any and the
 variant is not ``unsafe``, the cell is refused (``load_error``, error type
-``runner.refused_unsafe``) in every stack, with or without Keras safe mode.
+``runner.refused_unsafe``: the ``Refused`` exception) in every stack, with or without
+Keras safe mode.
 
 The host compares outputs; this worker only writes ``outputs.npz`` (``y0..``, their own
 dtypes) and ``details``: ``provenance``, ``code_in_file``, ``safe_mode``, ``signature``,
