@@ -527,7 +527,7 @@ class _Check:
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
-            keys[cid] = (variant, key)
+            keys[cid] = (variant, key, old)
             todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / _w.MODEL_FILES[m.format]),
                          "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
                          "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
@@ -541,14 +541,15 @@ class _Check:
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
-        print(f"[check {stack.id}] loading with {', '.join(v for v, _ in keys.values())}", file=self.log, flush=True)
+        print(f"[check {stack.id}] loading with {', '.join(v for v, _, _ in keys.values())}", file=self.log,
+              flush=True)
 
         def to_record(res: dict[str, Any]) -> Record:
-            variant, key = keys[res["cell_id"]]
+            variant, key, old = keys[res["cell_id"]]
             return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
                                       stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
                                       fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                                      limit_s=self.opt.cell_timeout)
+                                      limit_s=self.opt.cell_timeout, old=old)
 
         for rec in run_stack_cells(senv, "check", todo, self.store, to_record, cell_timeout=self.opt.cell_timeout,
                                    import_timeout=self.opt.import_timeout, env=self.sandbox_env(senv.stack),
@@ -578,15 +579,15 @@ class _Check:
     def reference_stack(self, prov: Mapping[str, str]) -> tuple[Stack | None, str]:
         if not prov:
             return None, "the file names no Keras or TensorFlow version"
-        selected = {s.id for s in self.stacks}
         pool = [s for s in self.catalog if closeness(prov, catalog_versions(s))[0] < 2]
         if not pool:
             return None, "no catalog stack has the file's Keras major version"
-        best = min(pool, key=lambda s: (closeness(prov, catalog_versions(s)), s.id not in selected, natural_key(s.id)))
+        best = min(pool, key=lambda s: (closeness(prov, catalog_versions(s)), s.id not in self.selected,
+                                        natural_key(s.id)))
         why = "same" if closeness(prov, catalog_versions(best))[0] == 0 else "nearest"
         field = "Keras" if prov.get("keras_version") else "TF"
         return best, f"{why} {field} major.minor as the file's" + (
-            "" if best.id in selected else "; not selected, added to the run as the reference")
+            "" if best.id in self.selected else "; not selected, added to the run as the reference")
 
     # ------------------------------------------------------------------ the whole check
     def check(self) -> tuple[list[Row], list[str]]:
