@@ -1,7 +1,8 @@
 """``python -m runner check MODEL``: is *my* model safe to load in these releases?
 
 The host reads the model file without running anything from it (format, integrity,
-provenance) and checks ``--inputs`` before any stack runs. Each selected stack loads the
+provenance: with the check worker's ``stored_config``, the reader the stacks inspect the
+file with) and checks ``--inputs`` before any stack runs. Each selected stack loads the
 file in ``runner/_worker/check_worker.py`` (the matrix worker's loading code), through the
 matrix's executor and record schema, with a scrubbed environment and a throwaway HOME/TMPDIR.
 The check worker refuses a file whose stored config carries code (Lambda bytecode, imported
@@ -73,6 +74,12 @@ UNVERIFIED = "loads (unverified: no reference)"
 
 def _sniff(path: Path) -> str:
     return str(_w.sniff_artifact(str(path)))  # type: ignore[no-untyped-call]
+
+
+def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], str]:
+    """The check worker's reader of a file's provenance and config (the one both sides use)."""
+    prov, text = _cw.stored_config(str(path), fmt)  # type: ignore[no-untyped-call]
+    return dict(prov), str(text)
 
 
 class CheckInputError(ValueError):
@@ -150,7 +157,6 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
     """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
     ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
     data = (path / "saved_model.pb").read_bytes()
-    out: dict[str, str] = {}
     try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
         graph = next((v for f, w, v in _pb_fields(data) if f == 2 and w == 2), b"")
         info = next((v for f, w, v in _pb_fields(graph) if f == 1 and w == 2), b"")
@@ -160,16 +166,12 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
                               f"({exc})") from None
     if not data:
         raise CheckInputError(f"SavedModel {path} is damaged: saved_model.pb is empty")
+    out, _ = _stored_config(path, "savedmodel")  # keras_version, backend from the Keras metadata
     if version:
         out["tensorflow_version"] = bytes(version).decode("utf-8", "replace")
-    meta = path / "keras_metadata.pb"
-    text = (meta.read_bytes() if meta.is_file() else data).decode("latin-1")
-    for key in ("keras_version", "backend"):
-        found = re.search(rf'"{key}"\s*:\s*"([^"]+)"', text)
-        if found:
-            out[key] = found.group(1)
-    keras = meta.is_file() or "keras_version" in out
-    out["source"] = ("keras_metadata.pb and saved_model.pb" if meta.is_file() else
+    meta = (path / "keras_metadata.pb").is_file()
+    keras = meta or "keras_version" in out
+    out["source"] = ("keras_metadata.pb and saved_model.pb" if meta else
                      "the object graph of saved_model.pb" if keras else "saved_model.pb")
     return ("savedmodel" if keras else "export"), out
 
@@ -204,29 +206,28 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         fmt = "keras"
         try:
             with zipfile.ZipFile(path) as zf:
-                if zf.testzip() is not None:
-                    raise CheckInputError(f"model file {path} is damaged: member {zf.testzip()} fails its CRC check")
-                if "config.json" not in zf.namelist():
-                    raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
-                meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
-                config = json.loads(zf.read("config.json"))
+                bad, members = zf.testzip(), zf.namelist()
         except (zipfile.BadZipFile, EOFError, OSError) as exc:
             raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
+        if bad is not None:
+            raise CheckInputError(f"model file {path} is damaged: member {bad} fails its CRC check")
+        if "config.json" not in members:
+            raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
+        try:
+            prov, text = _stored_config(path, fmt)
+            config = json.loads(text)
         except ValueError as exc:
             raise CheckInputError(f"model file {path} is damaged: its metadata is not valid JSON ({exc})") from None
-        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
-        prov["source"] = "metadata.json in the .keras zip"
     elif kind == "savedmodel":
         fmt, prov = _saved_model(path)
     elif kind == "json":
-        try:
-            config = json.loads(path.read_text(encoding="utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
+        try:  # a UnicodeDecodeError is a ValueError too
+            prov, text = _stored_config(path, "json+weights")
+            config = json.loads(text)
+        except ValueError as exc:
             raise CheckInputError(f"model file {path} is truncated or damaged: not valid JSON ({exc})") from None
         if not isinstance(config, dict) or "class_name" not in config:
             raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
-        prov = {k: str(config[k]) for k in ("keras_version", "backend") if config.get(k)}
-        prov["source"] = "the architecture JSON"
         names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
         weights = weights or next((path.with_name(n) for n in names if path.with_name(n).is_file()), None)
         if weights is None:
@@ -423,6 +424,7 @@ class Row:
     passed: bool = False
     selected: bool = False  # part of the verdict (not a remedy, not the added reference)
     source: tuple[str, str] | None = None  # (stack, variant) of outputs nothing verified
+    remedies: list[tuple[diagnose.Remedy, str, str]] = dataclasses.field(default_factory=list)  # to run
 
 
 def _versions(env: Mapping[str, Any]) -> str:
@@ -477,7 +479,7 @@ class _Check:
         self.home = Path(tempfile.mkdtemp(prefix="compat-check-"))
         self.staged = self.store.root / "models" / model.model_id
         self.selected = {s.id for s in stacks}
-        self.remedy_notes: dict[str, str] = {}
+        self.siblings = diagnose.sibling_map(catalog)
         self.sandbox, self.sandbox_line = sandbox_mode(opt.sandbox)
         self.unsandboxed: dict[str, str] = {}  # auto: stacks the docker runtime could not build, and why
         if self.sandbox and env_factory is ensure_env:  # the stacks are built for the docker runtime
@@ -525,7 +527,7 @@ class _Check:
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
-            keys[cid] = (variant, key)
+            keys[cid] = (variant, key, old)
             todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / _w.MODEL_FILES[m.format]),
                          "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
                          "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
@@ -539,14 +541,15 @@ class _Check:
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
-        print(f"[check {stack.id}] loading with {', '.join(v for v, _ in keys.values())}", file=self.log, flush=True)
+        print(f"[check {stack.id}] loading with {', '.join(v for v, _, _ in keys.values())}", file=self.log,
+              flush=True)
 
         def to_record(res: dict[str, Any]) -> Record:
-            variant, key = keys[res["cell_id"]]
+            variant, key, old = keys[res["cell_id"]]
             return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
                                       stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
                                       fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                                      limit_s=self.opt.cell_timeout)
+                                      limit_s=self.opt.cell_timeout, old=old)
 
         for rec in run_stack_cells(senv, "check", todo, self.store, to_record, cell_timeout=self.opt.cell_timeout,
                                    import_timeout=self.opt.import_timeout, env=self.sandbox_env(senv.stack),
@@ -576,15 +579,15 @@ class _Check:
     def reference_stack(self, prov: Mapping[str, str]) -> tuple[Stack | None, str]:
         if not prov:
             return None, "the file names no Keras or TensorFlow version"
-        selected = {s.id for s in self.stacks}
         pool = [s for s in self.catalog if closeness(prov, catalog_versions(s))[0] < 2]
         if not pool:
             return None, "no catalog stack has the file's Keras major version"
-        best = min(pool, key=lambda s: (closeness(prov, catalog_versions(s)), s.id not in selected, natural_key(s.id)))
+        best = min(pool, key=lambda s: (closeness(prov, catalog_versions(s)), s.id not in self.selected,
+                                        natural_key(s.id)))
         why = "same" if closeness(prov, catalog_versions(best))[0] == 0 else "nearest"
         field = "Keras" if prov.get("keras_version") else "TF"
         return best, f"{why} {field} major.minor as the file's" + (
-            "" if best.id in selected else "; not selected, added to the run as the reference")
+            "" if best.id in self.selected else "; not selected, added to the run as the reference")
 
     # ------------------------------------------------------------------ the whole check
     def check(self) -> tuple[list[Row], list[str]]:
@@ -619,6 +622,10 @@ class _Check:
         else:
             ref_line = "none: " + (f"{ref_stack.id} ({why}) does not load the file" if ref_stack else why)
             ref_stack = None
+        # Diagnosed as loads of a file these versions saved; generated inputs must be the reference's.
+        self.saver_env = {"keras": prov.get("keras_version"), "backend": prov.get("backend"),
+                          "tensorflow": prov.get("tensorflow_version")}
+        self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and ref_stack and not self.given else None
         rows = self.rows(stacks, ref_stack, reference)
         header = self.header(prov, ref_line, reference, stacks)
         return rows, header
@@ -632,15 +639,18 @@ class _Check:
             what = USER_ERRORS[user[0].error.type].format(inputs=self.opt.inputs, custom=self.opt.custom_objects)
             raise CheckInputError(what + first_line(user[0].error.message))
 
-    def verdict(self, stack: str, variant: str, reference: list[Any] | None, label: str = "") -> Row:
+    def verdict(self, stack: str, variant: str, reference: list[Any] | None,
+                remedy: diagnose.Remedy | None = None) -> Row:
+        """The row of one load: a stack's own (``remedy`` None) or a remedy's re-run of it."""
         senv, rec = self.envs.get(stack), self.records.get((stack, variant))
-        row = Row(label or stack, "env_unavailable", "env_unavailable", selected=not label and stack in self.selected)
+        label = f"↳ {stack if remedy.sibling else remedy.id}" if remedy else stack
+        row = Row(label, "env_unavailable", "env_unavailable", selected=remedy is None and stack in self.selected)
         if senv is None or not senv.ok or rec is None:
             row.notes.append(first_line(senv.reason if senv else "not run"))
             return row
         row.outcome, row.category = rec.outcome.value, ""
-        if label:
-            row.notes.append(self.remedy_notes[label[2:]])
+        if remedy is not None:
+            row.notes.append(f"remedy {remedy.id}" + (f" (sibling stack {stack})" if remedy.sibling else ""))
         if rec.error is not None:
             text = first_line(rec.error.message).replace(str(self.store.root), "<check-store>")
             kind = rec.error.type.rsplit(".", 1)[-1]
@@ -653,7 +663,7 @@ class _Check:
                 diff = Diff(False, reason="its generated inputs differ from the reference stack's (another "
                                           "input signature)")
             row.diff, row.passed = diff, diff.ok
-            row.outcome = ("fixed (verified)" if label else "ok") if diff.ok else "mismatch"
+            row.outcome = ("fixed (verified)" if remedy else "ok") if diff.ok else "mismatch"
             row.notes += [diff.reason] if diff.reason else []
         if row.passed or row.outcome == UNVERIFIED:
             return row
@@ -666,28 +676,38 @@ class _Check:
         else:
             diag = diagnose.diagnose(final)
             row.category = diag.category if diag else ""
-            if not label:
-                self.pending.append((rec, final, diag))
+            if remedy is None:
+                row.remedies = self.remedies(final, diag, row.notes)
         return row
 
+    def remedies(self, failed: Record, diag: diagnose.Diagnosis | None,
+                 notes: list[str]) -> list[tuple[diagnose.Remedy, str, str]]:
+        """``(remedy, stack, variant)`` of the diagnosis' remedies for a failing load, where
+        the matrix verifies them (:func:`diagnose.remedy_targets`), but none that would run
+        code from the file without ``--unsafe``; ``notes`` say what was not tried."""
+        out = []
+        for remedy, stack, variant in diagnose.remedy_targets(
+                failed, diag, has_custom_objects=self.opt.custom_objects is not None, siblings=self.siblings):
+            if "unsafe" in variant.split("+") and not self.opt.unsafe:
+                notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
+            else:
+                out.append((remedy, stack, variant))
+        if diag is not None and diagnose.REMEDIES["custom_objects"] in diag.remedies and not self.opt.custom_objects:
+            notes.append("remedy custom_objects: pass --custom-objects FILE to try it")
+        return out
+
     def rows(self, stacks: Sequence[Stack], ref_stack: Stack | None, reference: list[Any] | None) -> list[Row]:
-        prov = self.provenance()
-        self.saver_env = {"keras": prov.get("keras_version"), "backend": prov.get("backend"),
-                          "tensorflow": prov.get("tensorflow_version")}
-        ref_rec = self.records.get((ref_stack.id, self.base)) if ref_stack else None
-        self.inputs_sha = ref_rec.details.get("inputs_sha256") if ref_rec and not self.given else None
-        self.pending: list[tuple[Record, Record, diagnose.Diagnosis | None]] = []
         by_stack = {s.id: self.verdict(s.id, self.base, reference) for s in stacks}
         if ref_stack is not None:
             by_stack[ref_stack.id].outcome = "ok (reference)"
-        remedies = self.plan_remedies(by_stack)
-        self.each([(s, sorted({v for st, v, _ in remedies if st == s.id}))
-                   for s in self.catalog if any(st == s.id for st, _, _ in remedies)])
+        planned = [cell for row in by_stack.values() for cell in row.remedies]
+        self.each([(s, sorted({v for _, st, v in planned if st == s.id}))
+                   for s in self.catalog if any(st == s.id for _, st, _ in planned)])
         rows: list[Row] = []
         for stack in sorted(stacks, key=lambda s: natural_key(s.id)):
             rows.append(by_stack[stack.id])
-            rows += [self.verdict(st, variant, reference, label=f"↳ {label}")
-                     for st, variant, (failing, label) in remedies if failing == stack.id]
+            rows += [self.verdict(st, variant, reference, remedy)
+                     for remedy, st, variant in by_stack[stack.id].remedies]
         loaded = [r for r in rows if r.source is not None]
         for row in loaded[1:]:  # no reference: cross-check what loaded against the first that did
             pivot = loaded[0].source
@@ -697,27 +717,6 @@ class _Check:
                 name = pivot[0] + ("" if pivot[1] == self.base else f" {pivot[1]}")
                 row.notes.append(f"disagrees with {name}: {row.diff.reason or 'not comparable'}")
         return rows
-
-    def plan_remedies(self, by_stack: Mapping[str, Row]) -> list[tuple[str, str, tuple[str, str]]]:
-        """(stack, variant, (failing stack, label)) of every remedy worth running."""
-        siblings = diagnose.sibling_map(self.catalog)
-        out: list[tuple[str, str, tuple[str, str]]] = []
-        for rec, final, diag in self.pending:
-            if diag is None or rec.outcome is Outcome.MISMATCH or by_stack[rec.stack].category == "refused_unsafe":
-                continue
-            row = by_stack[rec.stack]
-            for remedy, stack, variant in diagnose.remedy_targets(
-                    final, diag, has_custom_objects=self.opt.custom_objects is not None, siblings=siblings):
-                if "unsafe" in variant.split("+") and not self.opt.unsafe:
-                    row.notes.append(f"remedy {remedy.id} not tried: it runs code from the file (pass --unsafe)")
-                else:
-                    label = stack if remedy.sibling else remedy.id
-                    self.remedy_notes[label] = f"remedy {remedy.id}" + (f" (sibling stack {stack})" if remedy.sibling
-                                                                        else "")
-                    out.append((stack, variant, (rec.stack, label)))
-            if any(r.id == "custom_objects" for r in diag.remedies) and self.opt.custom_objects is None:
-                row.notes.append("remedy custom_objects: pass --custom-objects FILE to try it")
-        return out
 
     def header(self, prov: Mapping[str, str], ref_line: str, reference: list[Any] | None,
                stacks: Sequence[Stack]) -> list[str]:

@@ -92,7 +92,8 @@ def test_bad_model_file_is_one_line_exit_2(tmp_path: Path, make: str, fragments:
         (model / "saved_model.pb").write_bytes(b"\x12\xff\xff\xff\x0f truncated")
     store = tmp_path / "store"
     res = run("check", model, "--stacks", "tf2.15", "--store", store, "--out", tmp_path / "out")
-    _assert_usage_error(res.returncode, res.stderr, *fragments)
+    line = _assert_usage_error(res.returncode, res.stderr, *fragments)
+    assert line.count(str(model)) == 1, line  # one reason, not a reason wrapped in another
     assert not store.exists() and not (tmp_path / "out").exists()
 
 
@@ -294,7 +295,7 @@ def _check(tmp_path: Path, model: Path, python: str, behaviors: Mapping[str, Map
            stacks: tuple[str, ...] | None = None, **kw: Any) -> tuple[int, str]:
     out, log = io.StringIO(), io.StringIO()
     opt = check.Options(model=model, stacks=stacks or tuple(behaviors), store=tmp_path / "check-store",
-                        cell_timeout=30, import_timeout=60, jobs=1, **kw)
+                        **{"cell_timeout": 30, "import_timeout": 60, "jobs": 1, **kw})
     code = check.run_check(opt, out=out, log=log, env_factory=_fake_factory(python, behaviors),
                            extra_sys_path=[str(FAKES)])
     text = out.getvalue()
@@ -349,6 +350,17 @@ def test_a_crash_is_retried_not_cached(tmp_path: Path, fake_model: Path, worker_
     _check(tmp_path, fake_model, worker_python, behaviors)
     assert "[check tf2.14] loading with default" in _check.log  # type: ignore[attr-defined]
     assert "[check tf2.15] loading" not in _check.log  # type: ignore[attr-defined]
+
+
+def test_a_timeout_is_cached_once_it_happened_twice_in_a_row(tmp_path: Path, fake_model: Path,
+                                                             worker_python: str) -> None:
+    """The matrix's cache rule (matrix.reusable): a timeout is retried until two runs in a row
+    timed out at the same limit; the third run takes it from the cache."""
+    for attempt in range(3):
+        code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {"load": "hang"}}, cell_timeout=2)
+        assert code == 1 and _rows(text)["tf2.15"][1] == "timeout", text
+        ran = "[check tf2.15] loading with default" in _check.log  # type: ignore[attr-defined]
+        assert ran == (attempt < 2), (attempt, _check.log)  # type: ignore[attr-defined]
 
 
 def test_check_flags_mismatch_and_load_error(tmp_path: Path, fake_model: Path, worker_python: str) -> None:

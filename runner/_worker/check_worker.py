@@ -10,11 +10,13 @@ user's model is loaded the way the matrix loads its own artifacts. Cells::
      "custom_objects_path": path | null, "inputs_path": npz | null, "out_dir": path, "seed"}
 
 Before anything is loaded, the stored config (HDF5 ``model_config``, ``config.json``, the
-architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph) is searched for
+architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph; read by
+``stored_config``, which the host uses for the file's provenance too) is searched for
 code the load would run: marshalled bytecode (Keras 2 ``Lambda``, Keras 3 ``__lambda__``)
 and Python functions imported from a module outside Keras/TF. If there is any and the
 variant is not ``unsafe``, the cell is refused (``load_error``, error type
-``runner.refused_unsafe``) in every stack, with or without Keras safe mode.
+``runner.refused_unsafe``: the ``Refused`` exception) in every stack, with or without
+Keras safe mode.
 
 The host compares outputs; this worker only writes ``outputs.npz`` (``y0..``, their own
 dtypes) and ``details``: ``provenance``, ``code_in_file``, ``safe_mode``, ``signature``,
@@ -27,6 +29,7 @@ from __future__ import print_function
 
 import hashlib
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -47,6 +50,7 @@ REFUSED = "runner.refused_unsafe"
 SAFE_MODULES = ("keras", "tensorflow", "tf_keras", "builtins")
 _BYTECODE = re.compile(r'"(?:function_type|output_shape_type)":\s*"lambda"|"class_name":\s*"__lambda__"')
 _FUNCTION = re.compile(r'\{[^{}]*"class_name":\s*"function"[^{}]*\}')
+_KERAS_METADATA = re.compile(r'"(keras_version|backend)"\s*:\s*"([^"]+)"')
 
 
 class BadInputs(Exception):
@@ -61,8 +65,13 @@ class NoSignature(Exception):
     """The model has no input signature to generate inputs from."""
 
 
+class Refused(Exception):
+    """Loading would run code stored in the file, and the variant is not ``unsafe``."""
+
+
 for _cls in (BadInputs, CustomObjectsError, NoSignature):
     _cls.__module__ = "check_worker"
+Refused.__module__, Refused.__qualname__ = REFUSED.split(".")  # recorded as REFUSED
 
 
 def _text(value):
@@ -70,28 +79,33 @@ def _text(value):
 
 
 def stored_config(path, fmt):
-    """(provenance, config text) read from the file without deserialising anything."""
-    prov = {}
+    """(provenance, config text) of a model file, read without deserialising anything: the
+    one reader of both, also the host's before any stack runs (only HDF5 needs h5py)."""
     if fmt == "h5":
         import h5py
 
         with h5py.File(path, "r") as fh:
-            for key in ("keras_version", "backend"):
-                if fh.attrs.get(key) is not None:
-                    prov[key] = str(_text(fh.attrs.get(key)))
+            prov = {k: str(_text(fh.attrs[k])) for k in ("keras_version", "backend") if fh.attrs.get(k) is not None}
             prov["source"] = "HDF5 root attributes (h5py)"
             return prov, _text(fh.attrs.get("model_config")) or ""
     if fmt == "keras":
         with zipfile.ZipFile(path) as zf:
-            return prov, zf.read("config.json").decode("utf-8", "replace")
+            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
+            text = zf.read("config.json").decode("utf-8", "replace")
+        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
+        return dict(prov, source="metadata.json in the .keras zip"), text
     if fmt == "json+weights":
-        with open(path) as fh:
-            return prov, fh.read()
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+        config = json.loads(text)
+        prov = {k: str(config[k]) for k in ("keras_version", "backend") if isinstance(config, dict) and config.get(k)}
+        return dict(prov, source="the architecture JSON"), text
     if fmt == "savedmodel":
         meta = os.path.join(path, "keras_metadata.pb")
         with open(meta if os.path.exists(meta) else os.path.join(path, "saved_model.pb"), "rb") as fh:
-            return prov, fh.read().decode("latin-1")
-    return prov, ""  # an export is graphs and weights: no Python from the file runs
+            text = fh.read().decode("latin-1")
+        return dict(reversed(_KERAS_METADATA.findall(text))), text  # reversed: the first of each key wins
+    return {}, ""  # an export is graphs and weights: no Python from the file runs
 
 
 def code_in_file(text):
@@ -189,26 +203,27 @@ def _serving(fw, path):
                 for n in sorted(sig.inputs)]
 
 
-def load(fw, cell, flags, custom_objects):
-    """(loaded class, signature, predict): the way a user of this stack would load the file.
+def has_safe_mode(fw):
+    """Whether this Keras can refuse code stored in a file (SafeModeScope or ``safe_mode=``)."""
+    return W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model, "safe_mode")
 
-    ``export`` is read with its serving signature (TFSMLayer in Keras 3 single-input); the
-    ``tfsm`` remedy reads a Keras SavedModel that way instead of ``load_model``.
+
+def load(fw, cell, flags, custom_objects):
+    """(loaded class, signature, predict): the matrix worker's ``load_model``, the way a user
+    of this stack would load the file. An export, and a Keras SavedModel under the ``tfsm``
+    remedy, are read with their serving signature (no Keras model comes back).
     """
     fmt, path = cell["format"], cell["model_path"]
-    if fmt == "export" or "tfsm" in flags:
-        if "tfsm" in flags and fmt != "savedmodel":
-            raise W.NotApplicable("tfsm reads a Keras SavedModel for inference; for %s it is no other "
-                                  "path than the default" % fmt)
-        if fw.tf is None:
-            raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, which this stack lacks")
-        signature = _serving(fw, path)
-        return "exported SavedModel", signature, W.export_predictor(fw, path, {"n_inputs": len(signature)})
-    if "unsafe" in flags and W.safe_mode_scope(fw) is None and not W.accepts(fw.keras.models.load_model,
-                                                                             "safe_mode"):
+    serving = fmt == "export" or ("tfsm" in flags and fmt == "savedmodel")
+    if serving and fw.tf is None:
+        raise W.NotApplicable("a TF SavedModel can only be read with TensorFlow, which this stack lacks")
+    if "unsafe" in flags and not has_safe_mode(fw):
         flags = flags - {"unsafe"}  # --unsafe lifts a restriction this Keras never had
-    saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": 1}
+    signature = _serving(fw, path) if serving else None
+    saved = {"format": fmt, "weights_file": cell.get("weights_file"), "n_inputs": len(signature) if signature else 1}
     model, predict = W.load_model(fw, path, custom_objects, saved, flags)
+    if model is None:
+        return "exported SavedModel", signature, predict
     inputs = getattr(model, "inputs", None) or []
     signature = [_spec(getattr(t, "name", None), getattr(t, "shape", None), getattr(t, "dtype", None))
                  for t in inputs] or None
@@ -220,8 +235,7 @@ def _safe_mode(fw, fmt, flags):
         return "not needed (graphs only: no Python from the file runs)"
     if "unsafe" in flags:
         return "off (--unsafe)"
-    if fmt == "keras" and (W.safe_mode_scope(fw) is not None or W.accepts(fw.keras.models.load_model,
-                                                                           "safe_mode")):
+    if fmt == "keras" and has_safe_mode(fw):
         return "on"
     return "none (no safe mode for %s files)" % fmt
 
@@ -242,11 +256,9 @@ def check_cell(fw, cell, ctx, seed):
     found = [] if fmt == "export" or "tfsm" in flags else code_in_file(text)
     details.update(provenance=prov, code_in_file=found, safe_mode=_safe_mode(fw, fmt, flags))
     if found and "unsafe" not in flags:
-        error = {"type": REFUSED, "traceback": "",
-                 "message": "refused before loading: the stored config has %s; loading it would run code "
-                            "from the file (safe mode here: %s). Rerun with --unsafe only if you trust "
-                            "the file." % ("; ".join(found), details["safe_mode"])}
-        return "load_error", None, dict(details, refused=error)
+        raise Refused("refused before loading: the stored config has %s; loading it would run code from the "
+                      "file (safe mode here: %s). Rerun with --unsafe only if you trust the file."
+                      % ("; ".join(found), details["safe_mode"]))
     custom_objects = None
     if "custom_objects" in flags:
         custom_objects = user_custom_objects(fw, cell["custom_objects_path"])
@@ -277,11 +289,7 @@ def check_cell(fw, cell, ctx, seed):
 
 
 def run_cell(fw, command, cell, seed):
-    result = W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
-    refused = result["details"].pop("refused", None)
-    if refused:
-        result["error"] = refused
-    return result
+    return W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
 
 
 if __name__ == "__main__":
