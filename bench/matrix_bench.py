@@ -5,6 +5,7 @@
     nox -s bench -- --per-cell tf2.15             # batched vs one process per cell, >= 100 loads
     nox -s bench -- --workflow .matrix            # the CI workflow's projected wall time
     nox -s bench -- --breakdown .matrix           # where a store's in-cell time went; the floor
+    nox -s bench -- --split-merge .matrix         # the workflow's parts of a whole store, merged back
 
 Each figure is one wall-clock measurement of ``python -m runner`` in a fresh temporary
 store (and, with ``--cold``, a fresh uv cache), so the numbers include process start,
@@ -99,6 +100,68 @@ def projected_workflow(store: Path) -> list[list[object]]:
 GRID_VARIANTS = ("default", "custom_objects")
 
 
+def _link_tree(src: Path, dest: Path) -> None:
+    """``src``'s files under ``dest`` as hard links (a part costs no disk, only inodes)."""
+    for f in src.rglob("*"):
+        if f.is_file():
+            target = dest / f.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.link(f, target)
+
+
+def split_parts(store: Path, parts: Path) -> list[Path]:
+    """``store`` cut the way the generated workflow's jobs upload it: per stack, a save part
+    (its env record, save records and artifacts) and a load part (its env record, every
+    save record, as a load job holds them after downloading, and its own load records)."""
+    records = store / "records"
+    stacks = sorted({p.stem for p in (records / "env").glob("*.json")})
+    saves: list[Path] = []
+    loads: list[Path] = []
+    for stack in stacks:
+        save, load = parts / f"save-{stack}", parts / f"load-{stack}"
+        for part in (save, load):
+            (part / "records" / "env").mkdir(parents=True)
+            os.link(records / "env" / f"{stack}.json", part / "records" / "env" / f"{stack}.json")
+        for src, dest in ((records / "save" / stack, save / "records" / "save" / stack),
+                          (store / "artifacts" / stack, save / "artifacts" / stack),
+                          (records / "save", load / "records" / "save"),
+                          (records / "load" / stack, load / "records" / "load" / stack)):
+            if src.is_dir():
+                _link_tree(src, dest)
+        saves.append(save)
+        loads.append(load)
+    return saves + loads  # the report job's order: `merge parts/* load-parts/*`
+
+
+def _tree_bytes(root: Path) -> dict[str, bytes]:
+    return {str(f.relative_to(root)): f.read_bytes() for f in sorted(root.rglob("*")) if f.is_file()}
+
+
+def split_merge(store: Path, tmp: Path, env: dict[str, str] | None = None,
+                catalog: Path | None = None, scenario_dir: Path | None = None) -> list[list[object]]:
+    """The report job's half of the workflow on a whole store: cut it into the jobs' parts,
+    ``runner merge`` them into an empty store, write both stores' reports; the merged
+    records and the reports must be byte-identical to the single store's."""
+    env = {**os.environ} if env is None else env
+    cat = ["--catalog", str(catalog)] if catalog else []
+    sel = cat + (["--scenario-dir", str(scenario_dir)] if scenario_dir else [])
+    parts = split_parts(store, tmp / "parts")
+    merged = tmp / "merged"
+    rows: list[list[object]] = [["parts (hard links)", len(parts), "", ""]]
+    wall, _ = _run(["merge", *map(str, parts), "--store", str(merged), *cat], env)
+    same = _tree_bytes(merged / "records") == _tree_bytes(store / "records")
+    rows.append(["merge into an empty store", sum(1 for _ in (merged / "records").rglob("*.json")),
+                 f"{wall:.1f}", "records byte-identical" if same else "RECORDS DIFFER"])
+    reports = []
+    for label, src in (("report of the merged store", merged), ("report of the single store", store)):
+        dest = tmp / f"reports-{label.split()[-2]}"
+        wall, _ = _run(["report", "--store", str(src), "--out", str(dest), *sel], env)
+        reports.append(_tree_bytes(dest))
+        rows.append([label, len(reports[-1]), f"{wall:.1f}", ""])
+    rows[-1][3] = "byte-identical" if reports[0] == reports[1] else "REPORTS DIFFER"
+    return rows
+
+
 def breakdown(store: Path, cores: int) -> list[list[object]]:
     """Where a store's time inside cells went (the records' ``duration_s``), by kind of
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
@@ -139,7 +202,15 @@ def main() -> int:
     parser.add_argument("--breakdown", metavar="STORE", type=Path,
                         help="only: where STORE's in-cell time went, and the floor on --cores cores")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="with --breakdown")
+    parser.add_argument("--split-merge", metavar="STORE", type=Path,
+                        help="only: cut STORE into the workflow's parts, merge them, compare records and reports")
     args = parser.parse_args()
+    if args.split_merge:
+        # In the store (git-ignored, same file system): parts are hard links to its files.
+        with tempfile.TemporaryDirectory(prefix="bench-split-", dir=args.split_merge) as tmp:
+            rows = split_merge(args.split_merge.resolve(), Path(tmp))
+        print(tabulate(rows, headers=["step", "files", "wall s", "result"], tablefmt="github"))
+        return 0 if all("DIFFER" not in str(r[3]) for r in rows) else 1
     if args.breakdown:
         print(tabulate(breakdown(args.breakdown, args.cores),
                        headers=["cells", "count", "in-cell min", "mean s"], tablefmt="github"))

@@ -1,9 +1,12 @@
-"""Fast tier: ``bench/matrix_bench.py --breakdown`` sums a store's in-cell time by kind."""
+"""``bench/matrix_bench.py``: --breakdown sums a store's in-cell time by kind; --split-merge
+cuts a store into the workflow's parts and merges them back."""
 
 from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+
+import pytest
 
 from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
 
@@ -39,3 +42,21 @@ def test_breakdown_sums_in_cell_time_by_kind_and_divides_by_cores(tmp_path: Path
     assert rows["remedy load variants"][1:3] == [1, "1.5"]
     assert rows["all cells"][1:3] == [4, "13.0"]
     assert rows["floor on 2 cores (in-cell time / 2)"][2] == "6.5"
+
+
+@pytest.mark.faults  # end-to-end: real runner processes, fake Keras
+def test_split_merge_rebuilds_the_store_and_its_report_byte_for_byte(tmp_path: Path, fake_envs_dir: Path) -> None:
+    import e2e
+
+    catalog = e2e.write_catalog(tmp_path / "catalog.toml")
+    store = tmp_path / "store"
+    e2e.run_matrix(catalog, store, tmp_path / "out", fake_envs_dir)
+    bench = _bench()
+    rows = bench.split_merge(store, tmp_path / "split", env=e2e.runner_env(fake_envs_dir),
+                             catalog=catalog, scenario_dir=e2e.FAKE_SCENARIOS)
+    assert [r[3] for r in rows] == ["", "records byte-identical", "", "byte-identical"]
+    parts = tmp_path / "split" / "parts"
+    save_part = parts / "save-fk3.5"
+    assert sorted(p.name for p in (save_part / "artifacts").iterdir()) == ["fk3.5"]
+    assert not (save_part / "records" / "load").exists()
+    assert sorted(p.name for p in (parts / "load-fk3.5" / "records" / "load").iterdir()) == ["fk3.5"]
