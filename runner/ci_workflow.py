@@ -13,7 +13,7 @@ The workflow is the matrix's own pipeline cut along its phases:
   runs the remedies (a remedy cell in another *selected* stack is left to that stack's
   own job: ``--elsewhere``, so each cell runs once) and uploads its records.
 - ``report``: downloads every part, merges, writes the tables, gates them against the
-  published ``reports/results.json`` (``--partial`` for a subset) into the job summary,
+  published ``reports/results.json.gz`` (``--partial`` for a subset) into the job summary,
   uploads the tables; on the default branch with ``publish`` it opens a pull request.
 
 Every job uses the same store path (``.matrix`` in the checkout), as a one-machine run
@@ -187,14 +187,20 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "") -
         "          pattern: load-*",
         "          path: load-parts",
         _runner(f"merge parts/* load-parts/* --store {STORE}", catalog_arg),
-        "      - name: the published results.json beside the new table (its CHANGES.md compares with it)",
-        "        run: mkdir -p new-reports && if [ -f reports/results.json ]; then "
-        "cp reports/results.json new-reports/; fi",
+        # The published table's results file: results.json.gz, or an earlier layout's results.json.
+        "      - name: the published results beside the new table (its CHANGES.md compares with them)",
+        "        run: |",
+        "          mkdir -p new-reports",
+        "          for f in results.json.gz results.json; do",
+        "            if [ -f reports/$f ]; then cp reports/$f new-reports/; fi",
+        "          done",
         _runner("report --stacks ${{ needs.plan.outputs.stacks }} --out new-reports", catalog_arg),
         "      - name: gate against the published table",
         "        run: |",
         "          set +e",
-        f"          {py} -m runner gate --baseline reports/results.json --current new-reports/results.json"
+        "          baseline=reports/results.json.gz",
+        "          if [ ! -f $baseline ] && [ -f reports/results.json ]; then baseline=reports/results.json; fi",
+        f"          {py} -m runner gate --baseline $baseline --current new-reports/results.json.gz"
         " ${{ needs.plan.outputs.partial }} > gate.txt 2>&1",
         "          status=$?",
         "          cat gate.txt",

@@ -256,7 +256,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog)
                and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
                and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
-    # The baseline is read before the run: the run may overwrite it (reports/results.json).
+    # The baseline is read before the run: the run may overwrite it (reports/results.json.gz).
     baseline = gate.prepare(args) if args.command == "matrix" else None
     if baseline is not None and args.no_report:
         raise gate.GateError("--baseline compares the report's results: drop --no-report")
@@ -301,7 +301,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                          scenario_dir=args.scenario_dir)
         if status != 0 or baseline is None:
             return status
-        return gate.run_gate(baseline, gate.load_results(out / "results.json"))
+        return gate.run_gate(baseline, gate.load_results(out / gate.RESULTS_JSON))
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Regression gate: compare a matrix run with an earlier ``results.json``, cell by cell.
+"""Regression gate: compare a matrix run with an earlier ``results.json.gz``, cell by cell.
 
 Stdlib only (``--store`` needs the report's pandas to build the current table). A
 *regression* is a cell that passed (``ok``) in the baseline and fails now; it fails the
@@ -33,7 +33,7 @@ Exit status: 0 pass; 1 regression(s) (also when cells are missing: regressions f
 3 incomplete: the current run misses cells of the required subset, or compared none.
 
     python -m runner gate --baseline OLD.json [--current NEW.json | --store DIR] [--partial [DIM=A,B]]
-    python -m runner matrix --baseline reports/results.json [--expected-failures FILE] [--partial [DIM=A,B]]
+    python -m runner matrix --baseline reports/results.json.gz [--expected-failures FILE] [--partial [DIM=A,B]]
 """
 
 from __future__ import annotations
@@ -42,11 +42,13 @@ import argparse
 import dataclasses
 import datetime
 import fnmatch
+import gzip
 import json
 import os
 import sys
 import tempfile
 import tomllib
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -173,20 +175,35 @@ def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Cell]:
     return out
 
 
-def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
-    """Cells of a ``results.json`` written by the report (``{"cells": [...]}``, schema 1 to 3).
+RESULTS_JSON = "results.json.gz"  # the report's cells (gzip'd: 201,465 cells were 9.5 MB of JSON, 0.7 MB packed)
+
+
+def read_results_text(path: Path) -> str:
+    """The JSON text of a report's results file: ``results.json.gz`` (gzip'd, recognised by
+    its magic bytes whatever the name) or an earlier layout's plain ``results.json``.
 
     Raises:
-        GateError: missing, not JSON, or not the report's layout.
+        OSError, UnicodeDecodeError, EOFError, zlib.error: unreadable (FileNotFoundError: absent).
+    """
+    raw = path.read_bytes()
+    return (gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw).decode("utf-8")
+
+
+def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
+    """Cells of a ``results.json.gz`` (or plain ``results.json``) written by the report
+    (``{"cells": [...]}``, schema 1 to 3).
+
+    Raises:
+        GateError: missing, not (gzip'd) JSON, or not the report's layout.
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_results_text(path))
     except FileNotFoundError:
         raise GateError(f"{what} file not found: {path}") from None
-    except (OSError, ValueError) as exc:
-        raise GateError(f"{what} file {path} is not valid JSON: {exc}") from None
+    except (OSError, ValueError, EOFError, zlib.error) as exc:
+        raise GateError(f"{what} file {path} is not valid JSON or gzip'd JSON: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("cells"), list):
-        raise GateError(f"{what} file {path} is not a results.json of the report (no \"cells\" list)")
+        raise GateError(f"{what} file {path} is not a results.json(.gz) of the report (no \"cells\" list)")
     try:
         return cells_from_rows(results_rows(data))
     except GateError as exc:
@@ -273,12 +290,12 @@ def cells_from_store(store: Path) -> dict[str, Cell]:
     try:
         from runner import report
     except ImportError as exc:
-        raise GateError(f"--store needs pandas and tabulate ({exc}); use --current results.json") from None
+        raise GateError(f"--store needs pandas and tabulate ({exc}); use --current results.json.gz") from None
     if not (store / "records").is_dir():
         raise GateError(f"store {store} has no records")
     with tempfile.TemporaryDirectory() as tmp:
         report.write_reports(Store(store), Path(tmp))
-        return load_results(Path(tmp) / "results.json")
+        return load_results(Path(tmp) / RESULTS_JSON)
 
 
 def load_expected(path: Path) -> list[Expected]:
@@ -640,7 +657,8 @@ EXIT_HELP = (f"exit {EXIT_REGRESSION} on unexpected regressions, {EXIT_INCOMPLET
 
 def add_options(p: argparse.ArgumentParser, *, baseline_required: bool) -> None:
     p.add_argument("--baseline", type=Path, required=baseline_required, default=None,
-                   help="an earlier results.json (e.g. the published reports/results.json); " + EXIT_HELP)
+                   help="an earlier results.json.gz (e.g. the published reports/results.json.gz; plain "
+                        "results.json too); " + EXIT_HELP)
     p.add_argument("--expected-failures", type=Path, default=None,
                    help=f"allowlist of accepted failures (default {DEFAULT_EXPECTED} if it exists)")
     p.add_argument("--today", default=None,
@@ -651,11 +669,11 @@ def add_options(p: argparse.ArgumentParser, *, baseline_required: bool) -> None:
 
 def add_parser(sub: Any) -> None:
     p: argparse.ArgumentParser = sub.add_parser(
-        "gate", help="compare a results.json (or a store) with a baseline; " + EXIT_HELP,
-        description="Compare a results.json (or a store) with a baseline, cell by cell; " + EXIT_HELP + ".")
+        "gate", help="compare a results.json.gz (or a store) with a baseline; " + EXIT_HELP,
+        description="Compare a results.json.gz (or a store) with a baseline, cell by cell; " + EXIT_HELP + ".")
     add_options(p, baseline_required=True)
     group = p.add_mutually_exclusive_group()
-    group.add_argument("--current", type=Path, default=None, help="the new results.json")
+    group.add_argument("--current", type=Path, default=None, help="the new results.json.gz")
     group.add_argument("--store", type=Path, default=None,
                        help="build the current table from this store's records (default .matrix)")
 
@@ -681,7 +699,7 @@ def _matrix_selection(args: argparse.Namespace) -> tuple[tuple[str, tuple[str, .
 def prepare(args: argparse.Namespace) -> Prepared | None:
     """Read and validate the baseline and expected failures up front (None without --baseline).
 
-    Read *before* a matrix run: the run may overwrite the baseline file (reports/results.json).
+    Read *before* a matrix run: the run may overwrite the baseline file (reports/results.json.gz).
     For ``matrix``, a bare ``--partial`` means the matrix's own selection (read from ``args``).
     """
     partial = parse_partial(getattr(args, "partial", None))

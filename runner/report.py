@@ -12,7 +12,7 @@ artifact x loader x variant) becomes the set of files under ``reports/``:
   comparison);
 - ``heatmap.svg`` and ``heatmaps/<format>.svg`` (runner.heatmap);
 - ``index.html`` with ``site/`` and ``data/``: the offline site (runner.site);
-- ``results.csv.gz`` (flat, gzip'd) and ``results.json`` (schema 3, what the gate reads);
+- ``results.csv.gz`` (flat) and ``results.json.gz`` (schema 3, what the gate reads), both gzip'd;
   their layouts are in docs/reports-schema.md.
 
 Output is deterministic: rows and columns in natural order, no timestamps, no paths of
@@ -28,6 +28,7 @@ import json
 import os
 import re
 import tempfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -85,16 +86,17 @@ COLUMNS = [
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
 # The published files: results.csv.gz is the flat table a spreadsheet or pandas reads
-# (messages cut to their first line); results.json keeps every distinct error once.
+# (messages cut to their first line); results.json.gz keeps every distinct error once.
 CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
                "category", "remedy", "error_type", "error_message", "max_abs_diff", "written_as",
                "source"]
 CSV_MESSAGE_CHARS = 160
 # Top-level files every report writes; the folders below hold the rest of the set.
+RESULTS_JSON = gate.RESULTS_JSON
 REPORT_FILES = ("README.md", "matrix.md", "errors.md", "CHANGES.md", "heatmap.svg", "index.html",
-                "results.csv.gz", "results.json")
+                "results.csv.gz", RESULTS_JSON)
 REPORT_DIRS = ("grids", "heatmaps", "site", "data")  # wholly the report's: stale files removed
-LEGACY_FILES = ("results.csv",)  # written by earlier layouts; a rewrite removes them
+LEGACY_FILES = ("results.csv", "results.json")  # written by earlier layouts; a rewrite removes them
 RESULTS_SCHEMA = 3
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
                 "remedy", "max_abs_diff", "written_as", "source", "error_id"]
@@ -416,7 +418,7 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
              "- [`errors.md`](errors.md): the failure catalogue; [`CHANGES.md`](CHANGES.md): what changed since "
              "the previous published table.",
              "- Data: [`results.csv.gz`](results.csv.gz) (one row per cell, gzip'd CSV) and "
-             "[`results.json`](results.json) (what the regression gate reads); layouts in "
+             "[`results.json.gz`](results.json.gz) (gzip'd JSON: what the regression gate reads); layouts in "
              "[`docs/reports-schema.md`](../docs/reports-schema.md).", "",
              "## Saver × loader overview", "",
              "![Heatmap: per cent of the cells between a saving stack (row) and a loading stack (column) that "
@@ -533,16 +535,17 @@ class Previous:
     cells: dict[str, gate.Cell] | None
     why: str = ""  # no cells: "none" or the reason it could not be read
     selection: str = ""
-    text: str | None = None  # its results.json as it was (a no-op rewrite keeps CHANGES.md)
+    text: str | None = None  # its results.json as it was, unpacked (a no-op rewrite keeps CHANGES.md)
 
 
 def read_previous(out: Path) -> Previous:
-    path = out / "results.json"
+    """The table ``out`` holds: its results.json.gz, else an earlier layout's results.json."""
+    path = next((p for p in (out / RESULTS_JSON, out / "results.json") if p.exists()), out / RESULTS_JSON)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = gate.read_results_text(path)
     except FileNotFoundError:
         return Previous(None, "none")
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, EOFError, zlib.error) as exc:
         return Previous(None, f"unreadable ({exc})")
     try:
         data = json.loads(text)
@@ -570,8 +573,8 @@ def changes_markdown(previous: Previous, current: Mapping[str, gate.Cell], said:
     """CHANGES.md: the gate's comparison of the previous published table with this one."""
     lines = ["# What changed", "", *([f"**{said}**", ""] if said else [])]
     if previous.cells is None:
-        reason = ("there was no previous table (no `results.json` in this folder before this write)"
-                  if previous.why == "none" else f"the previous `results.json` was {previous.why}")
+        reason = (f"there was no previous table (no `{RESULTS_JSON}` in this folder before this write)"
+                  if previous.why == "none" else f"the previous `{RESULTS_JSON}` was {previous.why}")
         return "\n".join([*lines, f"Nothing to compare with: {reason}. The next publication lists the "
                                   "cells that changed since this one."]) + "\n"
     old = {k: c for k, c in previous.cells.items() if not c.remedy}
@@ -857,7 +860,7 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     """Every file of the report, by path relative to the report folder.
 
     ``previous`` is the table the folder held before (for CHANGES.md); when this write's
-    results.json is byte-identical to it, ``old_changes`` (the CHANGES.md written with it)
+    results.json (unpacked) is identical to it, ``old_changes`` (the CHANGES.md written with it)
     is kept, so a no-op rerun changes no byte.
     """
     clean = df.astype(object).where(df.notna(), None)
@@ -875,7 +878,7 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         "matrix.md": _pointer_markdown(said),
         "errors.md": errors_markdown(df, said),
         "CHANGES.md": changes,
-        "results.json": table,
+        RESULTS_JSON: _gzip(table),
         "results.csv.gz": _gzip(f"# {said}\n" + csv_df.to_csv(index=False, lineterminator="\n")),
     }
     for scenario, page in scenario_pages(df, said).items():
@@ -944,7 +947,7 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     ``selection`` (default: every record of ``stack_ids``) restricts the records to its
     stacks, scenarios and formats, and every file states it at the top. The files are
     written as a set: a failure (a full disk) leaves all the previous tables in place.
-    CHANGES.md compares with the results.json ``out`` held before this write.
+    CHANGES.md compares with the results.json(.gz) ``out`` held before this write.
     """
     records = list(store.iter_records())
     if catalog is None:

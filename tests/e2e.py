@@ -99,10 +99,10 @@ def run_matrix(catalog: Path, store: Path, out: Path | None, envs_dir: Path, *ex
 
 
 def table(out: Path) -> dict[str, tuple[Any, ...]]:
-    """cell -> (outcome, category, remedy) from a report's results.json: what a reader sees."""
+    """cell -> (outcome, category, remedy) from a report's results.json.gz: what a reader sees."""
     from runner import gate
 
-    rows = list(gate.results_rows(json.loads((out / "results.json").read_text(encoding="utf-8"))))
+    rows = list(gate.results_rows(json.loads(gate.read_results_text(out / gate.RESULTS_JSON))))
     return {(r["scenario"], r["format"], r["saver"], r["loader"], r["variant"], r["source"]):
             (r["outcome"], r["category"], r["remedy"]) for r in rows}
 

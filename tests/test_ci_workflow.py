@@ -146,7 +146,7 @@ def test_the_workflow_run_locally_equals_one_machine(tmp_path: Path, fake_envs_d
                           capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, e2e.describe(proc)
     one = e2e.report_files(sim.work / "one-machine")
-    assert sorted(distributed) == sorted(one) and "results.json" in one
+    assert sorted(distributed) == sorted(one) and "results.json.gz" in one
     # the workflow's CHANGES.md compares with the checkout's published table; one machine had none
     assert "Compared with the previous published table" in distributed.pop("CHANGES.md").decode()
     assert "there was no previous table" in one.pop("CHANGES.md").decode()

@@ -197,8 +197,8 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     assert res.stderr == ""
     assert sorted(p.name for p in out.iterdir()) == [
         "CHANGES.md", "README.md", "data", "errors.md", "grids", "heatmap.svg", "heatmaps", "index.html",
-        "matrix.md", "results.csv.gz", "results.json", "site"]
-    outcomes = {cid: c.outcome for cid, c in gate.load_results(out / "results.json").items()}
+        "matrix.md", "results.csv.gz", "results.json.gz", "site"]
+    outcomes = {cid: c.outcome for cid, c in gate.load_results(out / gate.RESULTS_JSON).items()}
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
                         "functional:h5:tf2.15->tf2.15:default": "load_error"}
     assert f"report: 2 cells -> {out}/" in res.stdout

@@ -56,7 +56,7 @@ def _reliability_table() -> Iterator[None]:
              "```", "COMPAT_RELIABILITY_OUT=docs/reliability.md python3 -m pytest -m faults "
              "tests/test_faults.py", "```", "",
              "It runs in CI (`nox -s tests`, tier `faults`). \"Same table\" means the rerun's "
-             "results.json has every cell with the outcome, category and remedy of a clean run.", "",
+             "results.json.gz has every cell with the outcome, category and remedy of a clean run.", "",
              "| fault | expected | observed |", "|---|---|---|"]
     lines += [f"| {f} | {e} | {o} |" for f, e, o in sorted(ROWS)]
     Path(target).write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -134,10 +134,15 @@ def test_shipped_expected_failures_file_is_valid() -> None:
         assert entry.reason and isinstance(entry.until, datetime.date)
 
 
+def _published() -> Path:
+    """The committed table's results file (results.json.gz; a plain results.json before it)."""
+    found = [p for p in (REPO / "reports" / gate.RESULTS_JSON, REPO / "reports" / "results.json") if p.is_file()]
+    assert found, "reports/ holds no results file: the published table is part of the repository"
+    return found[0]
+
+
 def test_published_table_against_itself_passes() -> None:
-    published = REPO / "reports" / "results.json"
-    if not published.is_file():
-        pytest.skip("no published table")
+    published = _published()
     cells = gate.load_results(published)
     res = gate.compare(cells, cells)
     assert not res.failed and not res.fixed and not res.changed
@@ -349,9 +354,7 @@ def test_matrix_bare_partial_is_the_matrix_selection(tmp_path: Path, big: Path,
 
 
 def test_the_issue_three_cells_of_the_published_table(tmp_path: Path) -> None:
-    published = REPO / "reports" / "results.json"
-    if not published.is_file():
-        pytest.skip("no published table")
+    published = _published()
     cells = gate.load_results(published)
     three = dict(list(cells.items())[:3])
     res = gate.compare(cells, three)

@@ -47,7 +47,7 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
                               capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, e2e.describe(proc)
         assert "NOT the published table" in proc.stdout
-        assert (copy / ".matrix" / "reports" / "results.json").is_file()
+        assert (copy / ".matrix" / "reports" / "results.json.gz").is_file()
 
     assert e2e.report_files(copy / "reports") == published
     status = subprocess.run(["git", "status", "--porcelain"], cwd=copy, capture_output=True,

@@ -141,7 +141,7 @@ def test_report_from_real_records(matrix_store: Path, tmp_path: Path) -> None:
             assert str(matrix_store) not in path.read_text(), path
     cells = _csv_rows(tmp_path / "results.csv.gz")
     assert len(cells) == len({c["cell_id"] for c in cells})
-    assert len(gate.load_results(tmp_path / "results.json")) == len(cells)
+    assert len(gate.load_results(tmp_path / gate.RESULTS_JSON)) == len(cells)
 
 
 def test_batched_equals_isolated(matrix_store: Path, tmp_path: Path) -> None:

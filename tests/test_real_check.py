@@ -301,7 +301,7 @@ def test_gate_flags_an_injected_regression_and_honours_expected_failures(tmp_pat
     _runner("matrix", *sel, "--store", store, "--out", first, check=True)
     # Inject a regression: a baseline in which a cell that fails today passed. (Damaging the
     # artifact no longer works: the matrix sees its digest change and saves it again.)
-    rows = list(gate.results_rows(json.loads((first / "results.json").read_text())))
+    rows = list(gate.results_rows(json.loads(gate.read_results_text(first / gate.RESULTS_JSON))))
     row = next(r for r in rows if r["outcome"] == "load_error" and r["variant"] == "default")
     saver, loader = row["saver"], row["loader"]
     victim = f"dense:h5:{saver}->{loader}:default"
@@ -316,7 +316,7 @@ def test_gate_flags_an_injected_regression_and_honours_expected_failures(tmp_pat
     allow = tmp_path / "expected_failures.toml"
     allow.write_text(f'[[expected]]\nsaver = "{saver}"\nloader = "{loader}"\nscenario = "dense"\nformat = "h5"\n'
                      'reason = "injected on purpose by the real-tier test"\nuntil = 2030-01-31\n')
-    current = second / "results.json"
+    current = second / gate.RESULTS_JSON
     ok = _runner("gate", "--baseline", baseline, "--current", current, "--expected-failures", allow,
                  "--today", "2030-01-31")
     assert ok.returncode == 0, ok.stdout + ok.stderr

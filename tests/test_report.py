@@ -319,12 +319,14 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     assert len(rows) == len(df) == 30
     assert list(rows[0]) == report.CSV_COLUMNS
     assert pd.read_csv(out / "results.csv.gz", comment="#").shape == (30, len(report.CSV_COLUMNS))
-    # the CSV keeps a message's first line only; results.json the whole (bounded) message
+    # the CSV keeps a message's first line only; results.json.gz the whole (bounded) message
     assert {r["error_message"] for r in rows if r["cell_id"] == "custom:h5:tf2.4->tf2.4:custom_objects"} \
         == {"Unable to open file '<artifact>/model.h5' (log <store>/runs/load-tf2.4/worker.log, home "
             "~/.keras, python <pyenv>/versions/3.8.18/bin/python)"}
-    text = (out / "results.json").read_text(encoding="utf-8")
-    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json"))
+    packed = (out / "results.json.gz").read_bytes()
+    assert packed[:10] == gzip.compress(b"", mtime=0)[:10]  # no name or time in the header: same bytes per rerun
+    text = gzip.decompress(packed).decode("utf-8")
+    data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json.gz"))
     assert data["schema_version"] == 3 and data["columns"] == report.JSON_COLUMNS
     assert data["selection"] == first[2:]
     for name in ("README.md", "matrix.md", "errors.md", "CHANGES.md", "grids/dense.md"):
@@ -343,7 +345,7 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     # each distinct error, message and traceback once
     for key in ("errors", "messages", "tracebacks"):
         assert len(data[key]) == len({json.dumps(e) for e in data[key]}), key
-    cells = gate.load_results(out / "results.json")  # the gate reads it back
+    cells = gate.load_results(out / "results.json.gz")  # the gate reads it back
     assert cells["custom:h5:tf2.4->tf2.4:default"].message == "worker died with signal 11 (SIGSEGV)"
     dense = (out / "grids" / "dense.md").read_text(encoding="utf-8")
     for title in ("## `dense` · `h5`", "## `dense` · `keras`"):
@@ -359,7 +361,7 @@ def test_gate_reads_every_results_schema(paths: Paths, scenario_dir: Path, tmp_p
     gate's baseline on the first publication of schema 3) and must stay readable."""
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
-    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    data = json.loads(gate.read_results_text(out / "results.json.gz"))
     rows = list(gate.results_rows(data))
     v2 = {"schema_version": 2, "columns": report.JSON_COLUMNS, "stacks": data["stacks"], "errors": [],
           "cells": []}
@@ -371,7 +373,7 @@ def test_gate_reads_every_results_schema(paths: Paths, scenario_dir: Path, tmp_p
         v2["cells"].append([r[c] for c in report.JSON_COLUMNS[:-1]] + [eid])
     v2["errors"] = [list(k) for k in errors]
     v1 = {"schema_version": 1, "cells": rows}
-    want = gate.load_results(out / "results.json")
+    want = gate.load_results(out / "results.json.gz")
     for n, doc in (("v2", v2), ("v1", v1)):
         path = tmp_path / f"{n}.json"
         path.write_text(json.dumps(doc), encoding="utf-8")
@@ -553,9 +555,23 @@ def test_changes_lists_flipped_cells_by_stack_and_category(paths: Paths, scenari
 def test_changes_against_an_unreadable_previous_table(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    (out / "results.json").write_text("{nope")
+    (out / "results.json.gz").write_bytes(gzip.compress(b"{nope"))
     _write(paths, scenario_dir, out)
-    assert "the previous `results.json` was unreadable" in (out / "CHANGES.md").read_text(encoding="utf-8")
+    assert "the previous `results.json.gz` was unreadable" in (out / "CHANGES.md").read_text(encoding="utf-8")
+
+
+def test_changes_against_an_earlier_layouts_plain_results_json(paths: Paths, scenario_dir: Path,
+                                                                 tmp_path: Path) -> None:
+    """The first publication of results.json.gz compares with the plain results.json the
+    folder held (schema 2 then), and removes it: one results file per folder."""
+    first, out = tmp_path / "first", tmp_path / "out"
+    _write(paths, scenario_dir, first)
+    out.mkdir()
+    (out / "results.json").write_text(gate.read_results_text(first / "results.json.gz"), encoding="utf-8")
+    _write(paths, scenario_dir, out)
+    changes = (out / "CHANGES.md").read_text(encoding="utf-8")
+    assert "Nothing to compare with" not in changes and "unreadable" not in changes, changes
+    assert not (out / "results.json").exists() and (out / "results.json.gz").is_file()
 
 
 # ------------------------------------------------------------------ heatmap, site

@@ -96,6 +96,6 @@ def test_shards_merged_equal_one_machine(tmp_path: Path, fake_envs_dir: Path) ->
            str(merged), "--out", str(tmp_path / "sharded"))
     runner("matrix", *sel, "--store", str(tmp_path / "one"), "--out", str(tmp_path / "one-out"))
     sharded, one = e2e.report_files(tmp_path / "sharded"), e2e.report_files(tmp_path / "one-out")
-    assert sorted(sharded) == sorted(one) and "results.json" in one
+    assert sorted(sharded) == sorted(one) and "results.json.gz" in one
     for name, data in one.items():
         assert sharded[name] == data, name
