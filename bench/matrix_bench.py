@@ -162,14 +162,17 @@ def split_merge(store: Path, tmp: Path, env: dict[str, str] | None = None,
     return rows
 
 
-def breakdown(store: Path, cores: int) -> list[list[object]]:
+def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> list[list[object]]:
     """Where a store's time inside cells went (the records' ``duration_s``), by kind of
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
-    with cells all the time (worker imports, the host and idle tails come on top)."""
+    with cells all the time (worker imports, the host and idle tails come on top).
+    ``scenarios``: only their cells (environments are counted either way)."""
     from runner.records import Outcome, Store
 
     kinds: dict[str, list[float]] = {}
     for rec in Store(store).iter_records():
+        if scenarios is not None and rec.record_type != "env" and rec.scenario not in scenarios:
+            continue
         if rec.record_type == "env":
             kind = "environments (build + probe)"
         elif rec.record_type == "save":
@@ -196,7 +199,7 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="also use an empty uv cache")
     parser.add_argument("--per-cell", metavar="STACK",
                         help="only: batched vs one process per cell on every scenario x format of STACK")
-    parser.add_argument("--scenarios", default=None, help="with --per-cell: a scenario subset")
+    parser.add_argument("--scenarios", default=None, help="with --per-cell or --breakdown: a scenario subset")
     parser.add_argument("--workflow", metavar="STORE", type=Path,
                         help="only: the CI workflow's projected wall time from STORE's measured times")
     parser.add_argument("--breakdown", metavar="STORE", type=Path,
@@ -212,7 +215,8 @@ def main() -> int:
         print(tabulate(rows, headers=["step", "files", "wall s", "result"], tablefmt="github"))
         return 0 if all("DIFFER" not in str(r[3]) for r in rows) else 1
     if args.breakdown:
-        print(tabulate(breakdown(args.breakdown, args.cores),
+        only = set(args.scenarios.split(",")) if args.scenarios else None
+        print(tabulate(breakdown(args.breakdown, args.cores, only),
                        headers=["cells", "count", "in-cell min", "mean s"], tablefmt="github"))
         return 0
     if args.workflow:

@@ -42,6 +42,7 @@ def test_breakdown_sums_in_cell_time_by_kind_and_divides_by_cores(tmp_path: Path
     assert rows["remedy load variants"][1:3] == [1, "1.5"]
     assert rows["all cells"][1:3] == [4, "13.0"]
     assert rows["floor on 2 cores (in-cell time / 2)"][2] == "6.5"
+    assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, {"cnn"})}["all cells"][1] == 0
 
 
 @pytest.mark.faults  # end-to-end: real runner processes, fake Keras
