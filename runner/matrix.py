@@ -223,6 +223,10 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
+# A stack's share of a phase: the worker cells it must run, and how a result becomes a record.
+_Plan = tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]
+
+
 class _Runner:
     def __init__(self, stacks: Sequence[Stack], savers: Sequence[Stack],
                  scenarios: Sequence[Scenario], formats: Sequence[str], store: Store,
@@ -367,12 +371,11 @@ class _Runner:
         return cache_key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
 
     def run_phase(self, phase: str, stacks: Sequence[Stack],
-                  plan: Callable[[StackEnv], tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]]
-                  ) -> None:
+                  plan: Callable[[StackEnv], _Plan]) -> None:
         """Decide every stack's cells first (cache hits are counted then, so the progress
         line's rate and ETA cover only what is left to run), then run them longest first."""
         envs = self.summary.envs
-        planned: dict[str, tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]] = {}
+        planned: dict[str, _Plan] = {}
 
         def decide(s: Stack) -> None:
             todo = plan(envs[s.id])
@@ -384,7 +387,7 @@ class _Runner:
         self.each(lambda s: self._run(envs[s.id], command, *planned.pop(s.id)),
                   [s for s in stacks if planned[s.id][0]], phase)
 
-    def plan_saves(self, senv: StackEnv) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+    def plan_saves(self, senv: StackEnv) -> _Plan:
         """The save cells ``senv`` must run (cache hits counted, not returned)."""
         stack = senv.stack
         todo: list[dict[str, Any]] = []
@@ -465,15 +468,14 @@ class _Runner:
                         self.saved[saver.id, sc.name, fmt] = saved
                     # else: the report shows why (save outcome or env) for this cell
 
-    def plan_loads(self, lenv: StackEnv) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+    def plan_loads(self, lenv: StackEnv) -> _Plan:
         """Every artifact in ``lenv``, in every variant of its scenario (see :meth:`plan_load_cells`)."""
         wanted = [(saver.id, sc, fmt, variant)
                   for saver in self.savers for sc in self.scenarios for fmt in self.formats
                   for variant in sc.variants]
         return self.plan_load_cells(lenv, wanted)
 
-    def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]
-                        ) -> tuple[list[dict[str, Any]], Callable[[dict[str, Any]], Record]]:
+    def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]) -> _Plan:
         """The ``(saver, scenario, format, variant)`` load cells ``lenv`` must run (cache
         hits counted, not returned), and how a result becomes a record."""
         loader = lenv.stack
