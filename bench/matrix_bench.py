@@ -97,9 +97,6 @@ def projected_workflow(store: Path) -> list[list[object]]:
     return rows
 
 
-GRID_VARIANTS = ("default", "custom_objects")
-
-
 def _link_tree(src: Path, dest: Path) -> None:
     """``src``'s files under ``dest`` as hard links (a part costs no disk, only inodes)."""
     for f in src.rglob("*"):
@@ -167,8 +164,11 @@ def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> lis
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
     with cells all the time (worker imports, the host and idle tails come on top).
     ``scenarios``: only their cells (environments are counted either way)."""
+    from runner.matrix import discover_scenarios
     from runner.records import Outcome, Store
 
+    # A scenario's declared load variants are its grid cells; any other variant is a remedy run.
+    grid = {sc.name: set(sc.variants) for sc in discover_scenarios()}
     kinds: dict[str, list[float]] = {}
     for rec in Store(store).iter_records():
         if scenarios is not None and rec.record_type != "env" and rec.scenario not in scenarios:
@@ -178,7 +178,7 @@ def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> lis
         elif rec.record_type == "save":
             kind = "saves"
         else:
-            kind = "grid loads" if rec.variant in GRID_VARIANTS else "remedy load variants"
+            kind = "grid loads" if rec.variant in grid.get(str(rec.scenario), {"default"}) else "remedy load variants"
         if rec.outcome is Outcome.TIMEOUT:
             kind += ", timed out"
         kinds.setdefault(kind, []).append(float(rec.duration_s or 0.0))
