@@ -760,22 +760,35 @@ class _Check:
         return lines
 
 
-HEADERS = ["stack", "outcome", "category", "max Δ abs (rel) / atol", "notes"]
+HEADERS = ["stack", "outcome", "category", "Δ abs (rel) / atol", "notes"]  # Δ: the worst output's max |Δ|
+CSV_HEADERS = ["stack", "outcome", "category", "max_delta", "notes"]
 
 
-def render(rows: Sequence[Row]) -> tuple[list[list[str]], list[str]]:
-    """Table cells and the de-duplicated footnotes they refer to."""
+NOTE_REFS_WIDTH = 7  # "1,2,3,4": with the widest stack, outcome, category and Δ the table stays ≤ 120 columns
+
+
+def render(rows: Sequence[Row]) -> tuple[list[list[str]], str, list[str]]:
+    """Table cells, the table as Markdown and the de-duplicated footnotes it refers to. A row whose note numbers
+    would be wider than :data:`NOTE_REFS_WIDTH` gets its notes as one footnote instead."""
+    from tabulate import tabulate
+
     from runner.report import footnoted
 
-    refs, notes = footnoted(r.notes for r in rows)
-    return [[r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", n] for r, n in zip(rows, refs,
-                                                                                              strict=True)], notes
+    per_row = [list(r.notes) for r in rows]
+    refs, notes = footnoted(per_row)
+    while wide := [i for i, ref in enumerate(refs) if len(ref) > NOTE_REFS_WIDTH]:  # each row joins once
+        for i in wide:
+            per_row[i] = ["; ".join(per_row[i])]
+        refs, notes = footnoted(per_row)
+    body = [[r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", n]
+            for r, n in zip(rows, refs, strict=True)]
+    return body, tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True), notes
 
 
 def write_outputs(out: Path, body: Sequence[Sequence[str]], text: str) -> None:
     """check.md, check.csv and check.html, replaced as a set (the report's own rule)."""
     buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows([[h.split(" ")[0] for h in HEADERS], *body])
+    csv.writer(buf, lineterminator="\n").writerows([CSV_HEADERS, *body])
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_set({out / "check.md": f"# Is my model safe to upgrade?\n\n```\n{text}```\n",
                       out / "check.csv": buf.getvalue(),
@@ -847,8 +860,6 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
         CheckInputError: bad input (before or after the stacks ran; no report is written).
         runner.stacks.CatalogError: unknown stack or tag.
     """
-    from tabulate import tabulate
-
     catalog = load_catalog(opt.catalog)
     stacks = select(catalog, opt.stacks, opt.tags or (() if opt.stacks else DEFAULT_TAGS))
     model = inspect_model(opt.model, opt.weights)
@@ -868,8 +879,7 @@ def run_check(opt: Options, *, out: TextIO = sys.stdout, log: TextIO = sys.stder
     verdict = [r for r in rows if r.selected]
     passed = sum(r.passed for r in verdict)
     status = EXIT_OK if all(r.passed for r in verdict) else EXIT_FAIL
-    body, notes = render(rows)
-    table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
+    body, table, notes = render(rows)
     fixed = sum(r.outcome == "fixed (verified)" for r in rows)
     summary = (f"{passed} of {len(verdict)} stacks load the model and match the reference"
                + (f"; {fixed} remed{'y' if fixed == 1 else 'ies'} verified" if fixed else "") + f"; exit {status}.")

@@ -596,3 +596,21 @@ def test_no_stack_ran_claims_no_inspection(tmp_path: Path, fake_model: Path) -> 
                            out=out, log=io.StringIO(), env_factory=broken)
     assert code == 1
     assert "safety: not reached (no stack loaded the file)" in out.getvalue().splitlines()
+
+
+def test_table_stays_within_120_columns_in_the_worst_case() -> None:
+    """The widest stack, outcome, category and Δ of the default catalog on one row with six
+    notes: the row's notes become one footnote, the table stays ≤ 120 columns, no note lost."""
+    from runner import diagnose
+
+    stack = max((s.id for s in load_catalog()), key=len)
+    category = max(diagnose.CATEGORIES, key=len)
+    notes = [f"note {i}" for i in range(6)]
+    rows = [check.Row(stack, "ok", notes=[f"shared {i}" for i in range(9)]),
+            check.Row(stack, check.UNVERIFIED, category, check.Diff(False, 1.2345e-05, 3.1e-05, 1.5e-05), notes),
+            check.Row("↳ tf_keras", "fixed (verified)", notes=["shared 0", "shared 1"])]
+    body, table, foot = check.render(rows)
+    assert max(len(line) for line in table.splitlines()) <= 120, table
+    assert [r[4] for r in body] == ["1", "2", "3,4"]  # wide rows joined, the narrow one keeps its own
+    text = "\n".join(foot)
+    assert all(n in text for n in notes + [f"shared {i}" for i in range(9)])
