@@ -6,6 +6,7 @@
     nox -s bench -- --workflow .matrix            # the CI workflow's projected wall time
     nox -s bench -- --breakdown .matrix           # where a store's in-cell time went; the floor
     nox -s bench -- --split-merge .matrix         # the workflow's parts of a whole store, merged back
+    nox -s bench -- --site reports [--screenshots docs]  # the site's timings in headless Chromium
 
 Each figure is one wall-clock measurement of ``python -m runner`` in a fresh temporary
 store (and, with ``--cold``, a fresh uv cache), so the numbers include process start,
@@ -25,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from tabulate import tabulate
 
@@ -193,6 +195,70 @@ def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> lis
     return rows
 
 
+def site_timings(reports: Path, shots: Path | None, repeat: int = 3) -> list[list[str]]:
+    """Open ``reports/index.html`` from ``file://`` in the system Chromium (playwright, no
+    download) as a reader would: the overview's first paint (the page's own
+    ``COMPAT_FIRST_PAINT_MS``, from navigation start), the upgrade path of the most common
+    question (tf2.15, h5) and a failing cell's details, a search over every format. Each
+    figure is the median of ``repeat`` fresh pages; with ``shots`` the two screenshots the
+    docs show are written there."""
+    from playwright.sync_api import sync_playwright
+
+    from runner.site import find_chromium
+
+    exe = find_chromium()
+    if exe is None:
+        raise SystemExit("bench: error: no Chromium found (install Debian's chromium or set COMPAT_CHROMIUM)")
+    base = (reports / "index.html").resolve().as_uri()
+    ready = "#view[data-ready='1']"
+    steps: dict[str, list[float]] = {}
+
+    def timed(name: str, action: Any) -> Any:
+        t0 = time.perf_counter()
+        out = action()
+        steps.setdefault(name, []).append((time.perf_counter() - t0) * 1000)
+        return out
+
+    errors: list[str] = []
+
+    def new_page() -> Any:
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        return page
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox"])
+        for i in range(repeat):
+            page = new_page()
+            page.goto(base)
+            page.wait_for_selector(ready, timeout=60_000)
+            steps.setdefault("overview: first paint (from navigation start)", []).append(
+                float(page.evaluate("window.COMPAT_FIRST_PAINT_MS")))
+            if shots and i == 0:
+                page.screenshot(path=str(shots / "site-overview.png"))
+            page.close()
+            page = new_page()
+            timed("upgrade path tf2.15 / h5: page opened and drawn",
+                  lambda p=page: (p.goto(base + "#view=upgrade&saver=tf2.15&format=h5"),
+                                  p.wait_for_selector(ready, timeout=60_000)))
+            cell = page.locator("#view td button[data-outcome='load_error']").first
+            timed("a failing cell's details (click to shown)",
+                  lambda p=page, c=cell: (c.click(), p.wait_for_selector("#d-id", timeout=60_000)))
+            if shots and i == 0:
+                page.screenshot(path=str(shots / "site-upgrade-path.png"))
+            page.close()
+            page = new_page()
+            timed("search 'batch_input_shape' over every format (all data files)",
+                  lambda p=page: (p.goto(base + "#view=search&q=batch_input_shape"),
+                                  p.wait_for_selector("#search-count", timeout=120_000)))
+            page.close()
+            if errors:
+                raise SystemExit(f"bench: error: the site raised in the browser: {errors[0]}")
+        browser.close()
+    return [[name, f"{sorted(ms)[len(ms) // 2]:.0f}", " ".join(f"{m:.0f}" for m in ms)]
+            for name, ms in steps.items()]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stacks", default="tf2.15,keras3.15-jax")
@@ -207,7 +273,14 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="with --breakdown")
     parser.add_argument("--split-merge", metavar="STORE", type=Path,
                         help="only: cut STORE into the workflow's parts, merge them, compare records and reports")
+    parser.add_argument("--site", metavar="REPORTS", type=Path,
+                        help="only: the offline site's timings in headless Chromium (REPORTS/index.html)")
+    parser.add_argument("--screenshots", metavar="DIR", type=Path, help="with --site: write the two screenshots")
     args = parser.parse_args()
+    if args.site:
+        rows = site_timings(args.site, args.screenshots)
+        print(tabulate(rows, headers=["step", "median ms", "each run ms"], tablefmt="github"))
+        return 0
     if args.split_merge:
         # In the store (git-ignored, same file system): parts are hard links to its files.
         with tempfile.TemporaryDirectory(prefix="bench-split-", dir=args.split_merge) as tmp:

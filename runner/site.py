@@ -28,6 +28,20 @@ from typing import Any
 from runner.heatmap import VIRIDIS
 from runner.stacks import natural_key
 
+CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+def find_chromium() -> str | None:
+    """The system Chromium the browser tests and ``bench --site`` drive (never downloaded):
+    ``$COMPAT_CHROMIUM`` if it names a file, else the first of :data:`CHROMIUM_NAMES` on PATH."""
+    import os
+    import shutil
+
+    named = os.environ.get("COMPAT_CHROMIUM")
+    if named:
+        return named if Path(named).is_file() else None
+    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
+
 __all__ = ["ASSETS", "site_files"]
 
 ASSETS = Path(__file__).resolve().parent / "site_assets"

@@ -17,7 +17,8 @@ import gzip
 import io
 import os
 import random
-import shutil
+import subprocess
+import sys
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,19 +29,13 @@ import test_report as tr
 
 from runner import report
 from runner.records import ErrorInfo, Outcome, Store
+from runner.site import CHROMIUM_NAMES, find_chromium
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+BENCH = Path(__file__).resolve().parent.parent / "bench" / "matrix_bench.py"
 FIXED = "custom:h5:tf2.15->tf2.4:default"  # fails by default; custom_objects fixes it (verified)
 FLIPPED = "dense:h5:tf2.4->tf2.15:default"  # ok in the first publication, load_error in the second
-
-
-def find_chromium() -> str | None:
-    named = os.environ.get("COMPAT_CHROMIUM")
-    if named:
-        return named if Path(named).is_file() else None
-    return next((found for name in CHROMIUM_NAMES if (found := shutil.which(name))), None)
 
 
 @pytest.fixture(scope="module")
@@ -243,3 +238,16 @@ def test_what_changed(page: Page) -> None:
     pg.click(f"#view button[data-cell='{FLIPPED}']")
     assert page.details_id() == FLIPPED
     assert "load_error" in pg.inner_text("#d-outcome")
+
+
+def test_bench_site_timings_on_the_site(browser: Any, site: Path, tmp_path: Path) -> None:
+    """``nox -s bench -- --site REPORTS --screenshots DIR`` (the figures and screenshots in the
+    docs), run as its own process (one playwright per thread): every step measured, both
+    screenshots written, no page error."""
+    proc = subprocess.run([sys.executable, str(BENCH), "--site", str(site), "--screenshots", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = [line.split("|")[1:4] for line in proc.stdout.splitlines()[2:]]
+    assert [r[0].split()[0] for r in rows] == ["overview:", "upgrade", "a", "search"], proc.stdout
+    assert all(float(r[1]) > 0 for r in rows), proc.stdout
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site-overview.png", "site-upgrade-path.png"]
