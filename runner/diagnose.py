@@ -435,10 +435,14 @@ RULES: tuple[Rule, ...] = (
          "An exported SavedModel's serving function has a fixed input signature: an Embedding "
          "model's indices are exported as int32, and this loader's TFSMLayer passes float "
          "inputs through uncast, so they are refused ('Can not cast TensorSpec ... float32 ... "
-         "to ... int32', 'expected to be a int32 tensor but is a float tensor'). Cast the "
-         "inputs to the signature's dtype.",
+         "to ... int32', 'expected to be a int32 tensor but is a float tensor'). Keras 3.0's "
+         "TFSMLayer (TF 2.16) converts every input to float before the call, so a string "
+         "signature (StringLookup on raw strings) fails with 'could not convert string to "
+         "float'. Cast the inputs to the signature's dtype, or call the signature through "
+         "tf.saved_model.load.",
          r"Binding inputs to tf\.function failed due to `Can not cast TensorSpec|"
-         r"TFSMLayer\.call\(\).*was expected to be a int32 tensor but is a float tensor",
+         r"TFSMLayer\.call\(\).*was expected to be a int32 tensor but is a float tensor|"
+         r"could not convert string to float: .*predict_tfsm",
          family="version"),
     Rule("layer_build_signature", "A layer cannot be rebuilt from the file's shapes",
          "Keras 3 rebuilds each layer by calling build() with the input shapes the file records; "
@@ -529,14 +533,62 @@ RULES: tuple[Rule, ...] = (
          r"Received a label value of .{0,40}outside the valid range.*compile_loss|compile_loss.*"
          r"Received a label value of .{0,40}outside the valid range",
          outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, Outcome.MISMATCH), family="version"),
-    Rule("layer_call_fails", "The saver's Keras cannot run the model",
-         "Keras raised inside a layer's call() while the saver built the model or computed its "
-         "reference outputs, before any file was written: this release and backend cannot run "
-         "the model at all (Keras 3.3 on PyTorch: a masked, unrolled LSTM fails with \"'tuple' "
-         "object has no attribute 'shape'\"). Nothing to load; use another backend or a newer "
-         "Keras release.",
-         r"Exception encountered when calling \w+\.call\(\)", outcomes=(Outcome.SAVE_ERROR,),
-         phases=("build", "predict"), family="backend"),
+    Rule("rnn_unroll_timesteps", "An unrolled RNN rebuilt without its number of timesteps",
+         "An unrolled recurrent layer (unroll=True) needs a static number of timesteps. TF 1.15 "
+         "and TF 2.2 write a Sequential model without its InputLayer: the first layer, an "
+         "Embedding, keeps batch_input_shape [None, None] and input_length None, so every "
+         "release that rebuilds the model from that config (TF 1.15 itself, TF 2.2-2.15, "
+         "tf_keras) gets an unknown time dimension. TF 2.2-2.7 trace a SavedModel's layer calls "
+         "with an unknown time dimension, so they cannot write a SavedModel or an export of such "
+         "a model at all. Give the Embedding input_length (or the first layer the full "
+         "input_shape), or do not unroll.",
+         r"Unrolling requires a fixed number of timesteps|Cannot unroll a RNN if the time "
+         r"dimension is undefined", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version"),
+    Rule("tf1_keras_savedmodel", "TF 1.15's Keras SavedModel cannot be rebuilt as a Keras model",
+         "TF 1.15 writes a Keras SavedModel with its experimental Keras SavedModel code, and TF "
+         "1.15 and 2.2 cannot rebuild some of them as Keras models, not even TF 1.15 its own: a "
+         "Bidirectional wrapper's restored layers ('Unable to save the object ListWrapper' in "
+         "TF 1.15; in TF 2.2 the restored wrapper yields one direction's units where the next "
+         "layer expects both), and a per-output loss dict keyed by output names, which the "
+         "restored model calls output_1, output_2 ('Unknown entries in loss dictionary'). Load "
+         "without compiling, read it for inference only, or save as HDF5 from TF 1.15.",
+         r"Unable to save the object ListWrapper|Unknown entries in loss dictionary|"
+         r"is incompatible with the layer: expected axis -1 of input shape to have value",
+         when=lambda rec: rec.format == "savedmodel" and _keras(rec.saver_env) == (2, 2),
+         remedies=("compile_false", "tfsm"), family="version"),
+    Rule("lookup_table_state", "A lookup table's saved state does not fit the loader's layer",
+         "StringLookup was experimental in TF 2.3-2.5 and kept its vocabulary in a "
+         "MutableHashTable that the SavedModel's checkpoint restores. Later releases rebuild the "
+         "layer with another table (a static one from the config's vocabulary), so the saved "
+         "table is left unbound ('Python objects that were not bound to checkpointed values'), "
+         "its saved restore function no longer takes the checkpoint key ('save_fn(checkpoint_key)"
+         "', TF 2.11-2.13, even through tf.saved_model.load), or TF 2.5 rebuilds the layer with "
+         "no vocabulary. Read it for inference only, or re-save it from TF 2.6 or later (the "
+         "vocabulary is in the config there).",
+         r"not bound to checkpointed values.{0,300}(?:HashTable|[Ll]ookup)|save_fn\(checkpoint_key\)"
+         r": expected argument|You must set the layer's vocabulary before calling it",
+         remedies=("tfsm",), family="version"),
+    Rule("variable_dtype_changed", "A saved variable has another dtype than the loader's layer",
+         "The SavedModel's checkpoint holds a layer variable whose dtype the loader's layer no "
+         "longer uses: the adapted Normalization's sample count is int32 in TF 2.2's "
+         "experimental layer and int64 from TF 2.3 on, so restoring it fails ('expected dtype "
+         "int64 does not equal original dtype int32 [Op:RestoreV2]'). Read the SavedModel for "
+         "inference only, or re-save it from TF 2.3 or later.",
+         r"expected dtype \w+ does not equal original dtype \w+", remedies=("tfsm",), family="version"),
+    Rule("backend_needs_tensorflow", "The layer needs TensorFlow, which this backend's environment lacks",
+         "Keras 3's StringLookup (like its other lookup and text preprocessing layers) runs on "
+         "TensorFlow whatever the backend: in a jax, torch or numpy environment without "
+         "TensorFlow the layer cannot even be created ('Layer StringLookup requires TensorFlow. "
+         "Install it via pip install tensorflow'). Install tensorflow(-cpu) next to the backend.",
+         r"requires TensorFlow\. Install it via", family="backend"),
+    Rule("layer_call_fails", "This Keras and backend cannot run the model",
+         "Keras raised inside a layer's call() while running the model: in the saver while it "
+         "built the model or computed its reference outputs, before any file was written, or in "
+         "a loader after the file loaded. This release and backend cannot run the model at all "
+         "(Keras 3.3 and 3.15 on PyTorch: a masked, unrolled LSTM fails with \"'tuple' object "
+         "has no attribute 'shape'\"). Use another backend or a newer Keras release.",
+         r"Exception encountered when calling \w+\.call\(\)",
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), phases=("build", "predict"), family="backend"),
     Rule("backend_cannot_train", "Backend cannot train",
          "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
          "but training cannot resume here.",
