@@ -151,7 +151,7 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
          cell_id: str | None = None, remedy: str = "") -> dict[str, Any]:
     err = rec.error
     # A mismatch has no exception but a reason (shape, NaN, optimizer state not restored).
-    message = scrub(err.message) if err else str(rec.details.get("reason") or "")
+    message = scrub(err.message if err else str(rec.details.get("reason") or ""))
     diag = diagnose.diagnose(rec)
     return {
         "cell_id": cell_id or rec.cell_id,

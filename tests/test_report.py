@@ -16,6 +16,7 @@ then review the diff (``git diff tests/data/golden``) before committing it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import difflib
 import gzip
 import html
@@ -713,6 +714,17 @@ def test_scrubber_with_the_real_environment(tmp_path: Path) -> None:
     if len(home) > 1 and not str(store.root).startswith(home):
         assert scrub(f"{home}/.cache/thing") == "~/.cache/thing"
     assert scrub(None) == ""
+
+
+def test_a_mismatch_reason_is_scrubbed_like_an_error(tmp_path: Path) -> None:
+    """A mismatch has no exception but a reason, and a reason can quote a TF error with
+    its "defined at" stack (the published table had one naming the worker's path)."""
+    store = Store(tmp_path / "st")
+    repo = Path(report.__file__).resolve().parent.parent
+    rec = dataclasses.replace(_load("tf2.4", "tf2.15", "dense", "default", Outcome.MISMATCH, diff=0.5),
+                              details={"reason": f'training could not resume: File "{repo}/runner/_worker/worker.py"'})
+    row = report._row(rec, report._Scrubber(store))
+    assert str(repo) not in json.dumps(row) and "<repo>/runner/_worker/worker.py" in row["error_message"]
 
 
 def _table_blocks(md: str) -> list[list[str]]:
