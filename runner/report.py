@@ -123,8 +123,15 @@ class _Scrubber:
         pairs += [(str(Path.home()), "~"), (tempfile.gettempdir().rstrip("/") + "/", "<tmp>/")]
         self.pairs = sorted({p for p in pairs if len(p[0]) > 1}, key=lambda p: -len(p[0]))
 
+    def _cut_path(self, m: re.Match[str]) -> str:
+        """The label of the most general path of this machine the cut text begins."""
+        labels = [(len(old), new) for old, new in self.pairs if len(m[1]) > 2 and old.startswith(m[1])]
+        return min(labels)[1] if labels else m[1]
+
     def __call__(self, text: str | None) -> str:
         text = text or ""
+        if _CUT in text:  # the worker cut a long text inside a path: "/home/us ...[truncated]"
+            text = _CUT_PATH_RE.sub(self._cut_path, text)
         for old, new in self.pairs:
             text = text.replace(old, new)
         # One artifact path per saver would split one error into many footnotes, and
@@ -137,6 +144,8 @@ class _Scrubber:
 # Any store's artifact directory (a merged store's records name the stores of the jobs
 # or shards that made them): the path up to and including artifacts/<saver>/<scenario>/<fmt>.
 _ARTIFACT_RE = re.compile(r"(?:<\w+>|~)?(?:/[^/\s'\"]+)*?/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
+_CUT = " ...[truncated]"  # the worker's mark at the end of a text it cut (runner/_worker/worker.py)
+_CUT_PATH_RE = re.compile(r"(/[^\s'\"]*)(?= \.\.\.\[truncated\])")
 _OBJECT_ID_RE = re.compile(r"('shared_object_id': )\d+")
 _ADDRESS_RE = re.compile(r"0x[0-9a-f]{6,}")
 

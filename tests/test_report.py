@@ -714,6 +714,9 @@ def test_scrubber_with_the_real_environment(tmp_path: Path) -> None:
     if len(home) > 1 and not str(store.root).startswith(home):
         assert scrub(f"{home}/.cache/thing") == "~/.cache/thing"
     assert scrub(None) == ""
+    cut = str(store.root)[:-3]  # the worker cut the text inside a path
+    assert scrub(f'File "{cut} ...[truncated]') == 'File "<store> ...[truncated]'
+    assert scrub("see /usr/li ...[truncated]") == "see /usr/li ...[truncated]"  # no path of this machine
 
 
 def test_a_mismatch_reason_is_scrubbed_like_an_error(tmp_path: Path) -> None:
