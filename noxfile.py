@@ -8,7 +8,7 @@
     nox -s explain -- CELL        one cell: versions, error, category, verified remedies
     nox -s repro -- CELL --out D  a standalone reproduction (setup.sh + repro.py)
     nox -s check -- model.h5 --stacks tf2.15,tf2.18   is my own model safe to upgrade?
-    nox -s matrix -- --baseline reports/results.json  fail on regressions (expected_failures.toml)
+    nox -s matrix -- --baseline reports/results.json.gz  fail on regressions (expected_failures.toml)
     nox -s tests                  fast, fault-injection, docker, browser, then real tier (pytest args after --)
     nox -s lint
 

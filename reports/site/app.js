@@ -1,0 +1,639 @@
+/* TF/Keras compatibility matrix: the offline site (no framework, no network).
+ *
+ * Data arrives as <script> files assigning to window.COMPAT_DATA (Chromium refuses to fetch local files
+ * from a file:// page): data/meta.js with the page, data/<format>.js when a view
+ * needs that format, data/<format>.tb.js when a cell's traceback is shown. The state of the
+ * page lives in the URL hash (#view=grid&scenario=cnn&format=h5&cell=<cell id>), so every
+ * view and every cell has a permalink. Record text is only ever set as textContent.
+ */
+(function () {
+  "use strict";
+  var D = (window.COMPAT_DATA = window.COMPAT_DATA || {});
+  var M = D.meta;
+  var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cell"];
+  var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "about"];
+  var state = {};
+  var renderToken = 0;
+  var pending = {};
+  var stackIx = {};
+  var outIx = {};
+  M.stacks.forEach(function (s, i) { stackIx[s.id] = i; });
+  M.outcomes.forEach(function (o, i) { outIx[o.id] = i; });
+  var STACKS = M.stacks.map(function (s) { return s.id; });
+
+  // ------------------------------------------------------------------ helpers
+  function $(id) { return document.getElementById(id); }
+  function el(tag, attrs) {
+    var node = document.createElement(tag);
+    var k;
+    for (k in attrs || {}) {
+      if (!Object.prototype.hasOwnProperty.call(attrs, k) || attrs[k] === undefined || attrs[k] === null) continue;
+      if (k === "text") node.textContent = attrs[k];
+      else if (k === "cls") node.className = attrs[k];
+      else if (k.slice(0, 2) === "on") node.addEventListener(k.slice(2), attrs[k]);
+      else node.setAttribute(k, attrs[k]);
+    }
+    for (var i = 2; i < arguments.length; i++) {
+      var kid = arguments[i];
+      if (kid === null || kid === undefined || kid === false) continue;
+      node.appendChild(typeof kid === "string" ? document.createTextNode(kid) : kid);
+    }
+    return node;
+  }
+  function say(text) { $("status").textContent = text || ""; }
+  function load(key) {
+    if (D[key]) return Promise.resolve(D[key]);
+    if (!M.files[key]) return Promise.reject(new Error("no data file for " + key));
+    if (!pending[key]) {
+      pending[key] = new Promise(function (resolve, reject) {
+        var s = document.createElement("script");
+        s.src = M.files[key];
+        s.onload = function () { if (D[key]) resolve(D[key]); else reject(new Error(M.files[key] + " defines no data")); };
+        s.onerror = function () { delete pending[key]; reject(new Error("cannot load " + M.files[key])); };
+        document.head.appendChild(s);
+      });
+    }
+    return pending[key];
+  }
+  function loadAll(formats) { return Promise.all(formats.map(load)); }
+  function hex(c) { return [1, 3, 5].map(function (i) { return parseInt(c.slice(i, i + 2), 16); }); }
+  function viridis(share) {
+    var t = M.viridis, pos = Math.min(1, Math.max(0, share)) * (t.length - 1);
+    var i = Math.min(Math.floor(pos), t.length - 2), f = pos - i, a = hex(t[i]), b = hex(t[i + 1]);
+    return "#" + a.map(function (x, k) { return ("0" + Math.round(x + (b[k] - x) * f).toString(16)).slice(-2); }).join("");
+  }
+  function ink(fill) {
+    var c = hex(fill).map(function (x) { return x / 255; });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2] > 0.45 ? "#000" : "#fff";
+  }
+  function cellId(scenario, format, saver, loader, variant) {
+    return scenario + ":" + format + ":" + saver + "->" + loader + ":" + variant;
+  }
+  function parseId(id) {
+    var m = /^([^:]+):(.+):([^:>]+)->([^:]+):([^:]+)$/.exec(id || "");
+    return m ? { scenario: m[1], format: m[2], saver: m[3], loader: m[4], variant: m[5] } : null;
+  }
+  function fixName(remedy) {
+    var m = /fixed by ([^ ;(]+)/.exec(remedy || "");
+    return m ? m[1] : "";
+  }
+
+  // -------------------------------------------------------------- cell access
+  function gridsOf(F, scenario, variant) {
+    var s = M.scenarios.indexOf(scenario);
+    return F.grids.filter(function (g) { return g.s === s && (variant === undefined || g.v === variant); });
+  }
+  function cellOf(F, g, i, j) {
+    var k = (i * g.lo.length + j) * 4, c = g.c;
+    if (c[k] < 0) return null;
+    var note = F.notes[c[k + 1]];
+    var saver = STACKS[g.sv[i]], loader = STACKS[g.lo[j]], scenario = M.scenarios[g.s];
+    var remedy = c[k + 2] ? F.remedies[c[k + 2] - 1] : "";
+    return {
+      id: cellId(scenario, F.format, saver, loader, g.v), scenario: scenario, format: F.format, variant: g.v,
+      saver: saver, loader: loader, outcome: M.outcomes[c[k]], category: note[0], phase: note[1], type: note[2],
+      message: F.msgs[note[3]], source: note[4], tb: note[5], remedy: remedy, fixed: fixName(remedy),
+      diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : ""
+    };
+  }
+  function findCell(id) {
+    var p = parseId(id);
+    if (!p || M.files[p.format] === undefined) return Promise.resolve(null);
+    return load(p.format).then(function (F) {
+      var g = gridsOf(F, p.scenario, p.variant)[0];
+      if (!g) return null;
+      var i = g.sv.indexOf(stackIx[p.saver]), j = g.lo.indexOf(stackIx[p.loader]);
+      return i < 0 || j < 0 ? null : cellOf(F, g, i, j);
+    });
+  }
+  function matches(c) {
+    return (!state.saver || c.saver === state.saver) && (!state.loader || c.loader === state.loader) &&
+      (!state.scenario || c.scenario === state.scenario) && (!state.variant || c.variant === state.variant);
+  }
+  function cellButton(c, label) {
+    var o = c.outcome;
+    var text = o.symbol + (c.fixed ? M.fixedMark : "");
+    var b = el("button", {
+      type: "button", "data-cell": c.id, "data-outcome": o.id,
+      "aria-label": (label || c.id) + ": " + o.id + (c.category ? " (" + c.category + ")" : "") +
+        (c.fixed ? "; fixed by " + c.fixed + " (verified)" : ""),
+      title: (label || c.id) + "\n" + o.id + (c.category ? " · " + c.category : "") + (c.remedy ? "\n" + c.remedy : ""),
+      text: text
+    });
+    return el("td", { style: "background:" + o.color }, b);
+  }
+
+  // ------------------------------------------------------------ navigable tables
+  function navigable(table) {
+    var buttons = Array.prototype.slice.call(table.querySelectorAll("td button"));
+    if (!buttons.length) return table;
+    buttons.forEach(function (b, n) { b.tabIndex = n === 0 ? 0 : -1; });
+    table.addEventListener("focusin", function (ev) {
+      if (ev.target.tagName !== "BUTTON") return;
+      buttons.forEach(function (b) { b.tabIndex = b === ev.target ? 0 : -1; });
+    });
+    table.addEventListener("keydown", function (ev) {
+      var b = ev.target;
+      if (b.tagName !== "BUTTON") return;
+      var td = b.parentNode, tr = td.parentNode, rows = Array.prototype.slice.call(table.tBodies[0].rows);
+      var r = rows.indexOf(tr), col = td.cellIndex, target = null;
+      function at(ri, ci) {
+        var row = rows[ri];
+        if (!row) return null;
+        var cell = row.cells[Math.max(0, Math.min(ci, row.cells.length - 1))];
+        return cell && cell.querySelector("button");
+      }
+      function step(dr, dc) {
+        var ri = r + dr, ci = col + dc;
+        while (ri >= 0 && ri < rows.length && ci >= 0 && ci < rows[ri].cells.length) {
+          var found = rows[ri].cells[ci].querySelector("button");
+          if (found) return found;
+          ri += dr; ci += dc;
+        }
+        return null;
+      }
+      switch (ev.key) {
+        case "ArrowRight": target = step(0, 1); break;
+        case "ArrowLeft": target = step(0, -1); break;
+        case "ArrowDown": target = step(1, 0); break;
+        case "ArrowUp": target = step(-1, 0); break;
+        case "Home": target = at(r, 1); break;
+        case "End": target = at(r, tr.cells.length - 1); break;
+        default: return;
+      }
+      ev.preventDefault();
+      if (target) target.focus();
+    });
+    table.addEventListener("click", function (ev) {
+      var b = ev.target.closest ? ev.target.closest("button") : null;
+      if (b && b.dataset.cell) openCell(b.dataset.cell, false);
+      else if (b && b.dataset.pair) go({ view: "pair", saver: b.dataset.saver, loader: b.dataset.loader, cell: "" });
+    });
+    return table;
+  }
+  function matrixTable(caption, corner, cols, rows, cls) {
+    var head = el("tr", null, el("th", { cls: "corner", scope: "col", text: corner }));
+    cols.forEach(function (c) { head.appendChild(el("th", { scope: "col", text: c })); });
+    var body = el("tbody");
+    rows.forEach(function (r) {
+      var tr = el("tr", null, el("th", { cls: "row", scope: "row", text: r.label }));
+      r.cells.forEach(function (td) { tr.appendChild(td || el("td", { cls: "empty" })); });
+      if (r.sum !== undefined) tr.appendChild(el("td", { cls: "sum", text: r.sum }));
+      body.appendChild(tr);
+    });
+    return navigable(el("table", { cls: "m " + (cls || "") }, el("caption", { cls: "note", text: caption }),
+      el("thead", null, head), body));
+  }
+  function legend() {
+    var box = el("div", { cls: "legend", "aria-label": "Legend" });
+    M.outcomes.forEach(function (o) {
+      box.appendChild(el("span", { title: o.meaning }, el("span", { cls: "sw", style: "background:" + o.color, text: o.symbol }), " " + o.id));
+    });
+    box.appendChild(el("span", null, M.fixedMark + " fixed by a verified remedy"));
+    return box;
+  }
+
+  // ------------------------------------------------------------------- views
+  function overviewStats(token) {
+    if (!state.scenario && !state.variant) return Promise.resolve(M.overview[state.format || ""]);
+    var formats = state.format ? [state.format] : M.formats;
+    return loadAll(formats).then(function (all) {
+      var n = STACKS.length, stats = [];
+      for (var k = 0; k < n * n; k++) stats.push([0, 0]);
+      all.forEach(function (F) {
+        F.grids.forEach(function (g) {
+          if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant)) return;
+          for (var i = 0; i < g.sv.length; i++) {
+            for (var j = 0; j < g.lo.length; j++) {
+              var o = g.c[(i * g.lo.length + j) * 4];
+              if (o < 0 || M.outcomes[o].id === "not_applicable") continue;
+              var s = stats[g.sv[i] * n + g.lo[j]];
+              s[1] += 1; s[0] += M.outcomes[o].id === "ok" ? 1 : 0;
+            }
+          }
+        });
+      });
+      return stats;
+    });
+  }
+  function viewOverview(token, root) {
+    return overviewStats(token).then(function (stats) {
+      if (token !== renderToken) return;
+      var n = STACKS.length;
+      var used = function (axis, i) {
+        for (var k = 0; k < n; k++) if (stats[axis ? k * n + i : i * n + k][1]) return true;
+        return false;
+      };
+      var savers = STACKS.filter(function (s, i) { return (state.saver ? s === state.saver : used(0, i)); });
+      var loaders = STACKS.filter(function (s, i) { return (state.loader ? s === state.loader : used(1, i)); });
+      var what = [state.format || "every format", state.scenario || "every scenario", state.variant || "every load variant"].join(", ");
+      root.appendChild(el("h2", { text: "Saver × loader: per cent of cells that load and match (" + what + ")" }));
+      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. " +
+        "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched; " +
+        "– where no cell could exist. Select a cell for every scenario and format of that pair." }));
+      var rows = savers.map(function (sv) {
+        return {
+          label: sv, cells: loaders.map(function (lo) {
+            var s = stats[stackIx[sv] * n + stackIx[lo]], pct = s[1] ? Math.floor(100 * s[0] / s[1]) : null;
+            var fill = pct === null ? "#ffffff" : viridis(s[0] / s[1]);
+            var label = sv + " → " + lo + ": " + (pct === null ? "no cell could exist" : pct + " % (" + s[0] + " of " + s[1] + " cells load and match)");
+            return el("td", { style: "background:" + fill },
+              el("button", { type: "button", "data-pair": "1", "data-saver": sv, "data-loader": lo, "aria-label": label,
+                title: label, style: "color:" + (pct === null ? "#666" : ink(fill)), text: pct === null ? "–" : String(pct) }));
+          })
+        };
+      });
+      root.appendChild(matrixTable("saver \\ loader", "saver \\ loader", loaders, rows, "heat"));
+      var scale = el("div", { cls: "scale", "aria-label": "Colour scale: 0 to 100 per cent" }, el("span", { text: "0 %" }));
+      for (var k = 0; k <= 10; k++) {
+        var f = viridis(k / 10);
+        scale.appendChild(el("span", { style: "background:" + f + ";color:" + ink(f), text: String(10 * k) }));
+      }
+      scale.appendChild(el("span", { text: "100 %" }));
+      root.appendChild(scale);
+      root.appendChild(el("p", { cls: "note" }, "The same overview as an image: ", el("a", { href: "heatmap.svg", text: "heatmap.svg" }),
+        "; the Markdown index: ", el("a", { href: "README.md", text: "README.md" }), "."));
+    });
+  }
+  function pickDefaults(keys) {
+    var changed = false;
+    if (keys.indexOf("format") >= 0 && !state.format) { state.format = M.formats[0] || ""; changed = true; }
+    if (keys.indexOf("saver") >= 0 && !state.saver) {
+      state.saver = STACKS.indexOf("tf2.15") >= 0 ? "tf2.15" : STACKS[0] || ""; changed = true;
+    }
+    if (keys.indexOf("scenario") >= 0 && !state.scenario) {
+      var g = M.grids.filter(function (x) { return !state.format || x[1] === state.format; })[0] || M.grids[0];
+      if (g) { state.scenario = M.scenarios[g[0]]; changed = true; }
+    }
+    if (changed) { syncControls(); writeHash(); }
+  }
+  function viewUpgrade(token, root) {
+    pickDefaults(["saver", "format"]);
+    var variant = state.variant || "default";
+    return load(state.format).then(function (F) {
+      if (token !== renderToken) return;
+      var saverIx = stackIx[state.saver];
+      var scenarios = M.scenarios.filter(function (s) { return !state.scenario || s === state.scenario; });
+      var byScenario = {};
+      scenarios.forEach(function (s) {
+        var g = gridsOf(F, s, variant)[0];
+        if (g && g.sv.indexOf(saverIx) >= 0) byScenario[s] = g;
+      });
+      var shown = scenarios.filter(function (s) { return byScenario[s]; });
+      root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (load variant " + variant + ")" }));
+      root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). " + M.fixedMark +
+        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs); the last column names the fixes. " +
+        "Change the saver, format or variant with the filters above." }));
+      if (!shown.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
+      var loaders = STACKS.filter(function (lo) { return !state.loader || lo === state.loader; });
+      var rows = [];
+      loaders.forEach(function (lo) {
+        var ok = 0, total = 0, fixes = [];
+        var tds = shown.map(function (s) {
+          var g = byScenario[s], i = g.sv.indexOf(saverIx), j = g.lo.indexOf(stackIx[lo]);
+          if (j < 0) return null;
+          var c = cellOf(F, g, i, j);
+          if (!c) return null;
+          if (c.outcome.id !== "not_applicable") { total += 1; ok += c.outcome.id === "ok" ? 1 : 0; }
+          if (c.fixed) fixes.push(s + ": " + c.fixed);
+          return cellButton(c, lo + " loads " + s);
+        });
+        if (tds.every(function (t) { return !t; })) return;
+        rows.push({ label: lo, cells: tds, sum: ok + "/" + total + " ok" + (fixes.length ? "; fixed (verified): " + fixes.join(", ") : "") });
+      });
+      var t = matrixTable("loader \\ scenario", "loader \\ scenario", shown, rows, "upgrade");
+      t.querySelector("thead tr").appendChild(el("th", { cls: "corner", scope: "col", text: "loads and matches; verified fixes" }));
+      root.appendChild(t);
+      root.appendChild(legend());
+    });
+  }
+  function viewGrid(token, root) {
+    pickDefaults(["format", "scenario"]);
+    var variant = state.variant || "default";
+    return load(state.format).then(function (F) {
+      if (token !== renderToken) return;
+      var g = gridsOf(F, state.scenario, variant)[0];
+      root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (variant !== "default" ? " · load variant " + variant : "") }));
+      if (!g) { root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells with load variant " + variant + "." })); return; }
+      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. Arrow keys move between cells; Enter shows a cell's details." }));
+      var si = [], lj = [];
+      g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
+      g.lo.forEach(function (s, j) { if (!state.loader || STACKS[s] === state.loader) lj.push(j); });
+      var rows = si.map(function (i) {
+        return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
+      });
+      root.appendChild(matrixTable("saver \\ loader", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+      root.appendChild(legend());
+    });
+  }
+  function viewPair(token, root) {
+    if (!state.saver || !state.loader) {
+      root.appendChild(el("p", { text: "Choose a saver and a loader above, or select a cell of the overview." }));
+      return Promise.resolve();
+    }
+    var formats = state.format ? [state.format] : M.formats;
+    return loadAll(formats).then(function (all) {
+      if (token !== renderToken) return;
+      root.appendChild(el("h2", { text: "Saved with " + state.saver + ", loaded with " + state.loader }));
+      var cols = [], colKeys = [];
+      all.forEach(function (F) {
+        M.variants.forEach(function (v) {
+          if (state.variant && v !== state.variant) return;
+          if (F.grids.some(function (g) { return g.v === v; })) { cols.push(F.format + (v === "default" ? "" : " · " + v)); colKeys.push([F, v]); }
+        });
+      });
+      var rows = [];
+      M.scenarios.forEach(function (s) {
+        if (state.scenario && s !== state.scenario) return;
+        var any = false;
+        var tds = colKeys.map(function (fv) {
+          var g = gridsOf(fv[0], s, fv[1])[0];
+          if (!g) return null;
+          var i = g.sv.indexOf(stackIx[state.saver]), j = g.lo.indexOf(stackIx[state.loader]);
+          var c = i >= 0 && j >= 0 ? cellOf(fv[0], g, i, j) : null;
+          if (!c) return null;
+          any = true;
+          return cellButton(c, s + " " + fv[0].format + " " + fv[1]);
+        });
+        if (any) rows.push({ label: s, cells: tds });
+      });
+      root.appendChild(matrixTable("scenario \\ format", "scenario \\ format", cols, rows, "pair"));
+      root.appendChild(legend());
+    });
+  }
+  function viewSearch(token, root) {
+    var q = (state.q || "").trim().toLowerCase();
+    root.appendChild(el("h2", { text: "Search errors" }));
+    if (!q) {
+      root.appendChild(el("p", { text: "Type part of an error message, an exception type or a category (e.g. " +
+        Object.keys(M.categories).slice(0, 3).join(", ") + ") in the search box above." }));
+      return Promise.resolve();
+    }
+    var formats = state.format ? [state.format] : M.formats;
+    say("searching…");
+    return loadAll(formats).then(function (all) {
+      if (token !== renderToken) return;
+      var groups = [], total = 0;
+      all.forEach(function (F) {
+        var hit = F.notes.map(function (n) {
+          return [n[0], n[2], F.msgs[n[3]]].join("\n").toLowerCase().indexOf(q) >= 0;
+        });
+        var byNote = {};
+        F.grids.forEach(function (g) {
+          for (var i = 0; i < g.sv.length; i++) {
+            for (var j = 0; j < g.lo.length; j++) {
+              var k = (i * g.lo.length + j) * 4;
+              if (g.c[k] < 0 || !hit[g.c[k + 1]]) continue;
+              var c = cellOf(F, g, i, j);
+              if (!matches(c)) continue;
+              (byNote[g.c[k + 1]] = byNote[g.c[k + 1]] || []).push(c);
+            }
+          }
+        });
+        Object.keys(byNote).forEach(function (n) { groups.push(byNote[n]); total += byNote[n].length; });
+      });
+      groups.sort(function (a, b) { return b.length - a.length; });
+      say("");
+      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + groups.length + " error signatures match \u201c" + state.q + "\u201d." }));
+      var list = el("ul", { cls: "results" });
+      groups.slice(0, 200).forEach(function (cells) {
+        var c0 = cells[0];
+        var head = (c0.category ? "[" + c0.category + "] " : "") + (c0.type ? c0.type + ": " : "") + (c0.message || "").split("\n")[0];
+        var ids = el("ul");
+        cells.slice(0, 300).forEach(function (c) {
+          ids.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-cell": c.id, text: c.id,
+            onclick: function () { openCell(c.id, false); } }), " " + c.outcome.symbol + " " + c.outcome.id));
+        });
+        if (cells.length > 300) ids.appendChild(el("li", { text: "… and " + (cells.length - 300) + " more (narrow the filters)" }));
+        list.appendChild(el("li", null, el("details", null, el("summary", { text: cells.length + " cells (" + c0.format + ") — " + head }), ids)));
+      });
+      root.appendChild(list);
+    });
+  }
+  function inline(text) {
+    var frag = document.createDocumentFragment();
+    var parts = text.split(/(`[^`]+`|\*\*[^*]+\*\*)/);
+    parts.forEach(function (p) {
+      if (!p) return;
+      if (p[0] === "`") {
+        var body = p.slice(1, -1);
+        if (parseId(body)) frag.appendChild(el("button", { type: "button", cls: "link", "data-cell": body, text: body, onclick: function () { openCell(body, false); } }));
+        else frag.appendChild(el("code", { text: body }));
+      } else if (p.slice(0, 2) === "**") frag.appendChild(el("b", { text: p.slice(2, -2) }));
+      else frag.appendChild(document.createTextNode(p));
+    });
+    return frag;
+  }
+  function markdown(text) {
+    var root = el("div", { cls: "changes" }), table = null, list = null;
+    text.split("\n").forEach(function (line) {
+      if (line.charAt(0) !== "|") table = null;
+      if (line.slice(0, 2) !== "- ") list = null;
+      if (/^#{1,3} /.test(line)) root.appendChild(el("h" + Math.min(4, line.indexOf(" ") + 1), null, inline(line.replace(/^#+ /, ""))));
+      else if (line.charAt(0) === "|") {
+        if (/^\|[-:| ]+\|$/.test(line)) return;
+        var cells = line.slice(1, -1).split("|").map(function (s) { return s.trim(); });
+        if (!table) { table = el("table"); root.appendChild(table); var tr = el("tr"); cells.forEach(function (c) { tr.appendChild(el("th", null, inline(c))); }); table.appendChild(tr); return; }
+        var row = el("tr");
+        cells.forEach(function (c) { row.appendChild(el("td", null, inline(c))); });
+        table.appendChild(row);
+      } else if (line.slice(0, 2) === "- ") {
+        if (!list) { list = el("ul"); root.appendChild(list); }
+        list.appendChild(el("li", null, inline(line.slice(2))));
+      } else if (line.trim()) root.appendChild(el("p", null, inline(line)));
+    });
+    return root;
+  }
+  function viewChanges(token, root) {
+    root.appendChild(markdown(M.changes || "No CHANGES.md."));
+    root.appendChild(el("p", { cls: "note" }, "Also as ", el("a", { href: "CHANGES.md", text: "CHANGES.md" }), "."));
+    return Promise.resolve();
+  }
+  function viewAbout(token, root) {
+    root.appendChild(el("h2", { text: "Legend" }));
+    var t = el("table", { cls: "m" }, el("tr", null, el("th", { text: "symbol" }), el("th", { text: "outcome" }), el("th", { text: "meaning" })));
+    M.outcomes.forEach(function (o) {
+      t.appendChild(el("tr", null, el("td", { style: "background:" + o.color, text: o.symbol }), el("td", null, el("code", { text: o.id })), el("td", { style: "text-align:left;padding:0 .4em", text: o.meaning })));
+    });
+    t.appendChild(el("tr", null, el("td", { text: M.fixedMark }), el("td", { text: "(mark)" }), el("td", { style: "text-align:left;padding:0 .4em", text: "a remedy the runner re-ran made this failing cell load and match (verified)" })));
+    root.appendChild(t);
+    root.appendChild(el("h2", { text: "Stacks (versions actually installed)" }));
+    var keys = ["id", "python", "tensorflow", "keras", "backend", "keras_api", "env", "status"];
+    var st = el("table", { cls: "m" }, el("tr", null));
+    keys.forEach(function (k) { st.rows[0].appendChild(el("th", { text: k === "id" ? "stack" : k })); });
+    M.stacks.forEach(function (s) {
+      var tr = el("tr");
+      keys.forEach(function (k) { tr.appendChild(el("td", { style: "padding:0 .4em", text: s[k] === undefined || s[k] === null ? "" : String(s[k]) })); });
+      st.appendChild(tr);
+    });
+    root.appendChild(st);
+    root.appendChild(el("h2", { text: "Failure categories" }));
+    var dl = el("dl");
+    Object.keys(M.categories).sort().forEach(function (k) {
+      dl.appendChild(el("dt", null, el("code", { text: k }), " — " + M.categories[k][0]));
+      dl.appendChild(el("dd", { text: M.categories[k][1] }));
+    });
+    root.appendChild(dl);
+    return Promise.resolve();
+  }
+  var RENDER = { overview: viewOverview, upgrade: viewUpgrade, grid: viewGrid, pair: viewPair, search: viewSearch,
+    changes: viewChanges, about: viewAbout };
+
+  // ----------------------------------------------------------------- details
+  function copyRow(label, value) {
+    var input = el("input", { type: "text", readonly: "readonly", value: value, "aria-label": label });
+    var btn = el("button", { type: "button", text: "copy", "aria-label": "copy " + label, onclick: function () {
+      input.select();
+      var done = function () { btn.textContent = "copied"; };
+      try {
+        if (navigator.clipboard && navigator.clipboard.writeText) navigator.clipboard.writeText(value).then(done, function () { document.execCommand("copy"); done(); });
+        else { document.execCommand("copy"); done(); }
+      } catch (e) { btn.textContent = "select + Ctrl-C"; }
+    } });
+    return el("div", { cls: "cmd" }, input, btn);
+  }
+  function stackLine(id) {
+    var s = M.stacks[stackIx[id]] || {};
+    return id + (s.python ? " (Python " + s.python + (s.tensorflow ? ", TF " + s.tensorflow : "") + (s.keras ? ", Keras " + s.keras : "") + (s.backend ? ", " + s.backend : "") + ")" : s.status ? " (" + s.status + ")" : "");
+  }
+  function showDetails(c) {
+    var box = $("details");
+    box.textContent = "";
+    if (!c) { box.appendChild(el("p", { text: "No such cell in this table." })); return; }
+    var cat = c.category ? M.categories[c.category] : null;
+    var dl = el("dl", null,
+      el("dt", { text: "outcome" }), el("dd", { id: "d-outcome", text: c.outcome.symbol + " " + c.outcome.id + " — " + c.outcome.meaning }),
+      el("dt", { text: "saver" }), el("dd", { text: stackLine(c.saver) }),
+      el("dt", { text: "loader" }), el("dd", { text: stackLine(c.loader) }),
+      el("dt", { text: "scenario" }), el("dd", { text: c.scenario }),
+      el("dt", { text: "format" }), el("dd", { text: c.format + (c.written ? " (written as " + c.written + ")" : "") }),
+      el("dt", { text: "load variant" }), el("dd", { text: c.variant }),
+      c.phase ? el("dt", { text: "phase" }) : null, c.phase ? el("dd", { text: c.phase }) : null,
+      c.diff !== null ? el("dt", { text: "max |diff|" }) : null, c.diff !== null ? el("dd", { text: String(c.diff) }) : null,
+      c.source && c.source !== "load" ? el("dt", { text: "from" }) : null,
+      c.source && c.source !== "load" ? el("dd", { text: { save: "the save (nothing to load)", env: "the loading stack (unavailable)", none: "no record yet" }[c.source] || c.source }) : null);
+    box.appendChild(el("h2", { id: "d-id", text: c.id }));
+    box.appendChild(dl);
+    if (c.category) box.appendChild(el("p", null, el("b", { text: "Category " + c.category + (cat ? " — " + cat[0] : "") + ". " }), cat ? cat[1] : ""));
+    box.appendChild(el("p", { id: "d-remedy" }, el("b", { text: "Verified remedies: " }), c.remedy || (c.outcome.id === "ok" ? "none needed" : "none re-run for this cell")));
+    if (c.type || c.message) box.appendChild(el("div", null, el("b", { text: "Message" }), el("pre", { text: (c.type ? c.type + ": " : "") + (c.message || "") })));
+    if (c.type || c.message) {
+      var tb = el("pre", { id: "d-tb", text: "loading…" });
+      box.appendChild(el("details", null, el("summary", { text: "Traceback tail" }), tb));
+      load(c.format + ".tb").then(function (T) { tb.textContent = T[c.tb] || "(none recorded)"; }, function (e) { tb.textContent = e.message; });
+    }
+    box.appendChild(el("p", null, el("b", { text: "Cell id and commands" })));
+    box.appendChild(copyRow("cell id", c.id));
+    box.appendChild(copyRow("explain command", "python -m runner explain '" + c.id + "'"));
+    if (c.source === "load") box.appendChild(copyRow("repro command", "python -m runner repro '" + c.id + "' --out repro"));
+    var link = location.href.split("#")[0] + "#" + hashOf({ cell: c.id });
+    box.appendChild(el("p", null, el("a", { id: "d-permalink", href: link, text: "Permalink to this cell" })));
+  }
+  function markSelected(id) {
+    Array.prototype.forEach.call(document.querySelectorAll("td.sel"), function (td) { td.classList.remove("sel"); });
+    var b = id ? document.querySelector('button[data-cell="' + (window.CSS && CSS.escape ? CSS.escape(id) : id) + '"]') : null;
+    if (b && b.parentNode.tagName === "TD") b.parentNode.classList.add("sel");
+    return b;
+  }
+  function openCell(id, focusIt) {
+    state.cell = id;
+    writeHash();
+    return findCell(id).then(function (c) {
+      showDetails(c);
+      var b = markSelected(id);
+      if (focusIt && b) b.focus();
+      else if (focusIt) $("details").focus();
+    }, function (e) { say(e.message); });
+  }
+
+  // -------------------------------------------------------------- state & hash
+  function hashOf(s) {
+    return KEYS.filter(function (k) { return s[k]; }).map(function (k) { return k + "=" + encodeURIComponent(s[k]); }).join("&");
+  }
+  function readHash() {
+    var h = location.hash.replace(/^#/, ""), s = {};
+    h.split("&").forEach(function (kv) {
+      var i = kv.indexOf("=");
+      if (i > 0 && KEYS.indexOf(kv.slice(0, i)) >= 0) {
+        try { s[kv.slice(0, i)] = decodeURIComponent(kv.slice(i + 1)); } catch (e) { /* a malformed hash is ignored */ }
+      }
+    });
+    if (s.cell && !s.view) {
+      var p = parseId(s.cell);
+      if (p) { s.view = "grid"; s.scenario = p.scenario; s.format = p.format; s.variant = p.variant; }
+    }
+    if (VIEWS.indexOf(s.view) < 0) s.view = "overview";
+    state = s;
+  }
+  function writeHash() {
+    var h = hashOf(state);
+    if (location.hash.replace(/^#/, "") !== h) history.replaceState(null, "", h ? "#" + h : location.pathname);
+  }
+  function go(changes) {
+    Object.keys(changes).forEach(function (k) { state[k] = changes[k]; });
+    var h = hashOf(state);
+    if (location.hash.replace(/^#/, "") !== h) history.pushState(null, "", "#" + h);
+    render();
+  }
+  function fillSelect(sel, values, all) {
+    sel.appendChild(el("option", { value: "", text: all }));
+    values.forEach(function (v) { sel.appendChild(el("option", { value: v, text: v })); });
+  }
+  function syncControls() {
+    ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) { $("f-" + k).value = state[k] || ""; });
+    if (document.activeElement !== $("f-q")) $("f-q").value = state.q || "";
+    Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
+      a.setAttribute("aria-selected", a.dataset.view === state.view ? "true" : "false");
+    });
+  }
+  function render() {
+    var token = ++renderToken;
+    syncControls();
+    var root = $("view");
+    root.textContent = "";
+    root.setAttribute("data-view", state.view);
+    say("");
+    return Promise.resolve(RENDER[state.view](token, root)).then(function () {
+      if (token !== renderToken) return;
+      root.setAttribute("data-ready", "1");
+      if (!window.COMPAT_FIRST_PAINT_MS) window.COMPAT_FIRST_PAINT_MS = performance.now();
+      if (state.cell) return openCell(state.cell, false);
+      markSelected("");
+    }, function (e) { say("Cannot show this view: " + e.message); });
+  }
+  function init() {
+    // "Selection: <what>: stacks …; scenarios …": the head on one line, the lists on demand
+    var cut = M.selection.indexOf(": stacks ");
+    var sel = $("selection");
+    sel.appendChild(document.createTextNode((cut > 0 ? M.selection.slice(0, cut) : M.selection) + " — " + M.cells + " cells. "));
+    if (cut > 0) sel.appendChild(el("details", null, el("summary", { text: "which stacks, scenarios and formats" }), M.selection.slice(cut + 2)));
+    fillSelect($("f-saver"), STACKS, "all savers");
+    fillSelect($("f-loader"), STACKS, "all loaders");
+    fillSelect($("f-scenario"), M.scenarios, "all scenarios");
+    fillSelect($("f-format"), M.formats, "all formats");
+    fillSelect($("f-variant"), M.variants, "all variants");
+    ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) {
+      $("f-" + k).addEventListener("change", function (ev) { var c = {}; c[k] = ev.target.value; c.cell = ""; go(c); });
+    });
+    var typing = null;
+    $("f-q").addEventListener("input", function (ev) {
+      clearTimeout(typing);
+      typing = setTimeout(function () { go({ q: ev.target.value, view: "search", cell: "" }); }, 250);
+    });
+    $("filters").addEventListener("submit", function (ev) { ev.preventDefault(); go({ q: $("f-q").value, view: "search" }); });
+    $("f-reset").addEventListener("click", function () { state = { view: state.view }; go({}); });
+    Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
+      a.addEventListener("click", function (ev) { ev.preventDefault(); go({ view: a.dataset.view, cell: "" }); });
+    });
+    var follow = function () {  // the user edited the hash, or went back or forward
+      if (location.hash.replace(/^#/, "") === hashOf(state)) return;
+      readHash();
+      render();
+    };
+    window.addEventListener("hashchange", follow);
+    window.addEventListener("popstate", follow);
+    readHash();
+    render();
+  }
+  init();
+})();
