@@ -159,6 +159,12 @@ def _keras2_file_in_keras3_tf(rec: Record) -> bool:
             and lo[0] >= 3 and bool(rec.env.get("tensorflow") or rec.env.get("backend") == "tensorflow"))
 
 
+# Layers Keras added after TF 1.15 (MultiHeadAttention and EinsumDense: TF 2.4).
+_NEWER_LAYERS = frozenset((
+    "MultiHeadAttention", "EinsumDense", "Normalization", "StringLookup", "IntegerLookup",
+    "TextVectorization", "Discretization", "CategoryEncoding", "Hashing", "Rescaling",
+))
+
 # Class and function names Keras itself ships: "Could not locate class 'Functional'" is a
 # version mismatch, "Could not locate class 'Affine'" an unknown custom object.
 _BUILTIN = frozenset((
@@ -175,6 +181,7 @@ _BUILTIN = frozenset((
     "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "Policy",
     "mse", "mae", "mean_squared_error", "mean_absolute_error", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "binary_crossentropy", "accuracy",
+    *_NEWER_LAYERS,
 ))
 
 # The name ends on a word character: "Unknown optimizer: Custom>Adam. Please ensure ..."
@@ -207,6 +214,17 @@ def _custom_unknown(rec: Record) -> bool:
         return True
     names = _unknown_names(text)
     return bool(names - _BUILTIN)
+
+
+def _newer_builtin_layer(rec: Record) -> bool:
+    """A layer Keras added after the loader's release, named as unknown in a newer saver's file."""
+    names = _unknown_names(_text(rec))
+    if not names or not names <= _NEWER_LAYERS:
+        return False
+    # TF 2.3 and 2.4 both report Keras 2.4.0; only TF 2.4 has MultiHeadAttention
+    s_tf, lo_tf = major_minor(rec.saver_env.get("tensorflow")), major_minor(rec.env.get("tensorflow"))
+    return _saver_newer(rec) or (_keras(rec.saver_env) == _keras(rec.env) and s_tf is not None
+                                 and lo_tf is not None and s_tf > lo_tf)
 
 
 def _builtin_unknown(rec: Record) -> bool:
@@ -295,6 +313,12 @@ RULES: tuple[Rule, ...] = (
          r"Object of type function is not JSON serializable.*legacy_h5_format|"
          r"legacy_h5_format.*Object of type function is not JSON serializable",
          family="version"),
+    Rule("builtin_layer_newer", "A built-in layer the loader's release does not have yet",
+         "The file uses a layer Keras added after the loader's release: MultiHeadAttention "
+         "exists from TF 2.4, Normalization and the other preprocessing layers not at all in "
+         "TF 1.15. The loader reports it as an unknown layer, as if it were a custom class, but "
+         "passing custom objects cannot help. Load with a release that has the layer.",
+         r"Unknown layer|Could not locate class", when=_newer_builtin_layer, family="version"),
     Rule("custom_object_unknown", "Custom class or function unknown to the loader",
          "The model uses a layer, loss or metric that is not part of Keras. The loading process "
          "must know its class: import the module that defines (and registers) it, or pass it as "

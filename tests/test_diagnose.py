@@ -30,8 +30,10 @@ def _record(case: dict[str, Any]) -> Record:
         record_type=kind, cell_id=case["cell_id"], stack="x", outcome=Outcome(case["outcome"]),
         saver=case.get("saver"), loader=case.get("loader"), format=case.get("format"),
         variant=case.get("variant", "default"), phase=case.get("phase"), error=error,
-        env={"keras": case.get("loader_keras"), "backend": case.get("loader_backend")},
-        saver_env={"keras": case.get("saver_keras"), "backend": case.get("saver_backend")},
+        env={"keras": case.get("loader_keras"), "backend": case.get("loader_backend"),
+             "tensorflow": case.get("loader_tensorflow")},
+        saver_env={"keras": case.get("saver_keras"), "backend": case.get("saver_backend"),
+                   "tensorflow": case.get("saver_tensorflow")},
         details={**({} if error else {"reason": case["message"]}), **case.get("details", {})})
 
 
