@@ -137,6 +137,7 @@ class _Scrubber:
         # One artifact path per saver would split one error into many footnotes, and
         # object ids differ on every run: neither may make a diff of reports/ noisy.
         text = _ARTIFACT_RE.sub("<artifact>", text)
+        text = _ENV_RE.sub("<env>", text)  # a stack's venv: where the store or COMPAT_ENVS_DIR was
         text = _OBJECT_ID_RE.sub(r"\1<id>", text)
         return _ADDRESS_RE.sub("0x…", text)
 
@@ -144,6 +145,9 @@ class _Scrubber:
 # Any store's artifact directory (a merged store's records name the stores of the jobs
 # or shards that made them): the path up to and including artifacts/<saver>/<scenario>/<fmt>.
 _ARTIFACT_RE = re.compile(r"(?:<\w+>|~)?(?:/[^/\s'\"]+)*?/artifacts/[^/\s'\"]+/[^/\s'\"]+/[^/\s'\"]+")
+# A stack's environment (runner/envs.py names it py<X.Y>-<hash>), wherever it was built: the
+# report of a merged store must not depend on where each part's store or venvs were.
+_ENV_RE = re.compile(r"(?:<\w+>|~)?(?:/[^/\s'\"]+)*?/envs/py\d+\.\d+-[0-9a-f]{6,}")
 _CUT = " ...[truncated]"  # the worker's mark at the end of a text it cut (runner/_worker/worker.py)
 _CUT_PATH_RE = re.compile(r"(/[^\s'\"]*)(?= \.\.\.\[truncated\])")
 _OBJECT_ID_RE = re.compile(r"('shared_object_id': )\d+")

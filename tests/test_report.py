@@ -714,6 +714,10 @@ def test_scrubber_with_the_real_environment(tmp_path: Path) -> None:
     if len(home) > 1 and not str(store.root).startswith(home):
         assert scrub(f"{home}/.cache/thing") == "~/.cache/thing"
     assert scrub(None) == ""
+    site = "/lib/python3.8/site-packages/keras/x.py"
+    other = tmp_path / "elsewhere" / "store"  # a merged part's store, or COMPAT_ENVS_DIR
+    assert scrub(f"{store.root}/envs/py3.8-0123abcd4567{site}") == f"<env>{site}"
+    assert scrub(f"{other}/envs/py3.8-0123abcd4567{site}") == f"<env>{site}"
     cut = str(store.root)[:-3]  # the worker cut the text inside a path
     assert scrub(f'File "{cut} ...[truncated]') == 'File "<store> ...[truncated]'
     assert scrub("see /usr/li ...[truncated]") == "see /usr/li ...[truncated]"  # no path of this machine
