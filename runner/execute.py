@@ -23,6 +23,7 @@ from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+from runner import safefs
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 
@@ -49,6 +50,8 @@ DONE_GRACE_S = 10.0  # a worker that wrote "done" gets this long to exit before 
 # killed (a hang inside C code never returns to the interpreter). Short limits (tests) get
 # a grace as long as the limit itself.
 WATCHDOG_GRACE_S = 10.0
+EVENTS_CAP = 64 << 20  # bytes of new events one poll reads; more is a flood, recorded as tampering
+TAMPERED = "runner.control_tampered"  # the error type of cells whose worker planted links in its folder
 HEARTBEAT_EVERY_S = 5.0  # how often the supervisor touches the control dir's heartbeat file
 
 
@@ -163,14 +166,18 @@ def _kill_group(proc: WorkerProcess) -> None:
 
 
 def _tail(path: Path, limit: int = LOG_TAIL_CHARS) -> str:
+    """The log's last ``limit`` bytes, never through a link the worker planted."""
+    return _read_log(path, limit)[0]
+
+
+def _read_log(path: Path, limit: int = LOG_TAIL_CHARS) -> tuple[str, str]:
+    """(the log's tail, what the worker planted in its place: "" when nothing)."""
     try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            return fh.read().decode("utf-8", "replace")
+        return safefs.read_tail(path.parent, path.name, limit), ""
+    except safefs.Tampered as exc:
+        return f"[log not read: {exc.strerror}]", str(exc.strerror)
     except OSError:
-        return ""
+        return "", ""
 
 
 def _exit_text(rc: int | None) -> str:
@@ -192,10 +199,9 @@ class _EventReader:
         self.offset = 0
 
     def read(self) -> list[dict[str, Any]]:
+        """Raises :class:`safefs.Tampered` when the file is not the worker's plain file."""
         try:
-            with self.path.open("rb") as fh:
-                fh.seek(self.offset)
-                data = fh.read()
+            data = safefs.read_bytes(self.path.parent, self.path.name, EVENTS_CAP, self.offset)
         except FileNotFoundError:
             return []
         end = data.rfind(b"\n")
@@ -229,6 +235,7 @@ class _BatchState:
         self.t_cell = 0.0
         self.t_event = time.monotonic()
         self.finished = False
+        self.tampered = ""  # what the worker planted in its control folder, when it did
 
     def limit(self, cell_id: str, default: float) -> float:
         """The cell's limit as the worker enforces it: its own, but at least ``default``
@@ -260,13 +267,14 @@ class _BatchState:
 
 
 def _synth(cell_id: str, outcome: str, reason: str, *, phase: str | None, rc: int | None,
-           log_tail: str, env: dict[str, Any] | None, duration: float | None) -> dict[str, Any]:
+           log_tail: str, env: dict[str, Any] | None, duration: float | None,
+           error_type: str | None = None) -> dict[str, Any]:
     return {
         "event": "result",
         "cell_id": cell_id,
         "outcome": outcome,
         "phase": phase,
-        "error": {"type": f"runner.{outcome}", "message": reason, "traceback": ""},
+        "error": {"type": error_type or f"runner.{outcome}", "message": reason, "traceback": ""},
         "warnings": [],
         "max_abs_diff": None,
         "duration_s": None if duration is None else round(duration, 3),
@@ -296,11 +304,23 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
                t_spawn: float, cell_timeout: float, import_timeout: float,
                cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
     """Yield the batch's results until the worker exits or is killed; return why it was
-    killed (``cell``, ``import``, ``idle``) or None.
+    killed (``cell``, ``import``, ``idle``, ``tampered``: a file of its control folder was
+    replaced by a link, FIFO or flood, ``state.tampered`` says which) or None.
 
     Raises:
         Cancelled: ``cancel`` was set; the worker was killed and nothing is synthesised.
     """
+    try:
+        return (yield from _watch(proc, state, reader, t_spawn, cell_timeout, import_timeout, cancel))
+    except safefs.Tampered as exc:
+        _kill_group(proc)
+        state.tampered = str(exc.strerror)
+        return "tampered"
+
+
+def _watch(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
+           t_spawn: float, cell_timeout: float, import_timeout: float,
+           cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
     killed_for: str | None = None
     beat = reader.path.parent / _w.HEARTBEAT_FILE
     last_beat = 0.0
@@ -308,8 +328,12 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
         if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
             # A worker that cannot see our pid (in a container) exits between cells once this
             # goes stale, so a killed runner leaves no container running for long.
-            with contextlib.suppress(OSError):
-                beat.touch()
+            try:
+                safefs.touch(beat.parent, beat.name)
+            except safefs.Tampered:
+                raise
+            except OSError:
+                pass
             last_beat = time.monotonic()
         yield from state.take(reader.read())
         if cancel is not None and cancel.is_set():
@@ -435,10 +459,20 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         done, ready, ready_env = state.done, state.ready, state.ready_env
         in_flight, t_cell, finished = state.in_flight, state.t_cell, state.finished
         rc = proc.returncode
-        tail = _tail(log_path)
+        tail, planted = _read_log(log_path)
+        if planted and killed_for != "tampered":
+            killed_for, state.tampered = "tampered", planted
         remaining = [c for c in batch if c["cell_id"] not in done]
         blamed: list[str] = []
-        if killed_for == "cell" and in_flight is not None:
+        if killed_for == "tampered":
+            # The code under test attacked the protocol: every cell it still owed is that
+            # attack, and no fresh worker gets the chance to repeat it.
+            blamed = [c["cell_id"] for c in remaining]
+            for cid in blamed:
+                yield _synth(cid, "protocol_error", f"the worker tampered with its control folder: "
+                             f"{state.tampered}; worker killed", phase=None, rc=rc, log_tail=tail,
+                             env=ready_env, duration=None, error_type=TAMPERED)
+        elif killed_for == "cell" and in_flight is not None:
             blamed = [in_flight]
             limit = state.limit(in_flight, cell_timeout)
             yield _synth(in_flight, "timeout", f"cell exceeded its {limit:g} s limit and did not answer "
@@ -526,8 +560,11 @@ def probe(python: str, *, workdir: Path, env: Mapping[str, str], keras_module: s
         if proc.poll() is None:
             _kill_group(proc)
         _unregister(proc)
-    events = _EventReader(ctl / _w.EVENTS_FILE).read()
     tail = _tail(log_path)
+    try:
+        events = _EventReader(ctl / _w.EVENTS_FILE).read()
+    except safefs.Tampered as exc:
+        return ProbeResult(False, {}, {"type": TAMPERED, "message": str(exc.strerror)}, None, tail)
     for event in events:
         if event.get("event") == "ready":
             return ProbeResult(True, event.get("env") or {}, None, event.get("import_s"), tail)

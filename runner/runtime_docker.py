@@ -49,6 +49,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runner import safefs
+
 __all__ = [
     "DEFAULT_BASE",
     "RUN_RUNTIMES",
@@ -608,8 +610,9 @@ class ContainerProcess:
         self._done.set()
 
     def _note(self, text: str) -> None:
-        with contextlib.suppress(OSError), self.log_path.open("a") as fh:
-            fh.write("\n" + text + "\n")
+        # The log is in the container-writable control folder: never through a planted link.
+        with contextlib.suppress(OSError):
+            safefs.append_text(self.log_path.parent, self.log_path.name, "\n" + text + "\n")
 
     def poll(self) -> int | None:
         return self.returncode if self._done.is_set() else None
@@ -706,7 +709,7 @@ class ContainerSpawn:
     def __call__(self, argv: Sequence[str], log_path: Path, env: Mapping[str, str]) -> ContainerProcess:
         mounts = self.mounts(argv)
         user = _user()
-        log_path.touch()
+        safefs.touch(log_path.parent, log_path.name)
         if os.getuid() == 0:  # the worker runs as nobody: it must write its rw mounts
             uid, gid = (int(x) for x in NOBODY.split(":"))
             for path, mode in mounts.items():
