@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -32,15 +33,17 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import diagnose, execute, runtime_docker
+from runner import diagnose, execute, runtime_docker, safefs
 from runner._worker import check_worker as _cw
+from runner._worker import pbwire
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
@@ -104,63 +107,102 @@ class ModelFile:
         return f"{re.sub(r'[^A-Za-z0-9_.-]+', '_', self.path.name)[:40] or 'model'}-{self.sha256[:12]}"
 
 
-def _h5_check(path: Path, what: str) -> bytes:
-    """The file's bytes; refused when the superblock's end-of-file address is past the end."""
-    data = path.read_bytes()
+# Caps on the host's work for one check (printed by ``check --help``): the host streams the
+# model and never holds more than one config in memory.
+MAX_MODEL_BYTES = 16 << 30  # the model file or SavedModel tree, plus its weights file
+MAX_UNZIPPED_BYTES = 16 << 30  # a .keras zip's members, as declared (zipfile reads no more)
+MAX_CONFIG_BYTES = 64 << 20  # one stored config (config.json, model_config, architecture JSON)
+MAX_INPUTS_BYTES = 2 << 30  # --inputs: the .npz file and its arrays, decompressed
+MAX_SAVED_MODEL_PB = 1 << 30  # a SavedModel's saved_model.pb (its graphs, parsed on the host)
+MAX_OUTPUTS_BYTES = 2 << 30  # a stack's outputs.npz, read back from its (worker-writable) folder
+
+
+def _kind_of(path: Path, what: str) -> os.stat_result:
+    """stat of a user-given path: a regular file or a directory, else :class:`CheckInputError`
+    (a FIFO would block the host, a device would never end)."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise CheckInputError(f"{what} not found: {path}") from None
+    except OSError as exc:
+        raise CheckInputError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        kind = "a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(
+            st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file"
+        raise CheckInputError(f"{what} {path} is {kind}: only regular files and SavedModel directories are read")
+    return st
+
+
+def _tree(root: Path, what: str) -> list[tuple[str, Path, int]]:
+    """``(relative name, path, size)`` of a model file, or of every file of a SavedModel tree
+    in sorted order. Inside a tree nothing is followed: a symlink, FIFO or device is refused."""
+    st = _kind_of(root, what)
+    if stat.S_ISREG(st.st_mode):
+        return [(".", root, st.st_size)]
+    out = []
+    for folder, dirs, files in os.walk(root, followlinks=False):
+        for name in sorted(dirs + files):
+            p = Path(folder) / name
+            mode = p.lstat().st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise CheckInputError(f"{what} {root} holds {p.relative_to(root)}, which is "
+                                      f"{'a symbolic link' if stat.S_ISLNK(mode) else 'not a regular file'}: "
+                                      "refused (a model tree is plain files and folders)")
+            if stat.S_ISREG(mode):
+                out.append((str(p.relative_to(root)), p, p.lstat().st_size))
+        dirs.sort()
+    return sorted(out)
+
+
+def _digest(parts: Sequence[tuple[str, Sequence[tuple[str, Path, int]]]], copy_to: Path | None = None) -> str:
+    """sha256 over ``(name, files)`` parts, streamed in 1 MiB chunks; with ``copy_to`` each
+    file is copied there as it is read (``<part name>/<relative name>``), so what is copied
+    is exactly what was hashed."""
+    digest = hashlib.sha256()
+    for part, files in parts:
+        for rel, path, _size in files:
+            digest.update(rel.encode() + b"\0")
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as src, ((copy_to / part / rel if rel != "." else copy_to / part).open("xb")
+                                              if copy_to is not None else contextlib.nullcontext()) as dst:
+                if not stat.S_ISREG(os.fstat(src.fileno()).st_mode):
+                    raise CheckInputError(f"{path} changed into a non-regular file while being read")
+                while chunk := src.read(1 << 20):
+                    digest.update(chunk)
+                    if dst is not None:
+                        dst.write(chunk)
+    return digest.hexdigest()
+
+
+def _h5_check(path: Path, what: str) -> None:
+    """Refused when the HDF5 superblock's end-of-file address is past the end (reads the
+    superblock only)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        data = fh.read(64)
     version = data[8] if len(data) > 8 else -1
     offsets = {0: 13, 1: 13, 2: 9, 3: 9}.get(version)
-    size = data[offsets] if offsets is not None and len(data) > offsets else 0
-    at = (24 + 2 * size + (4 if version == 1 else 0)) if version in (0, 1) else 12 + 2 * size
-    if size not in (2, 4, 8) or len(data) < at + size:
+    width = data[offsets] if offsets is not None and len(data) > offsets else 0
+    at = (24 + 2 * width + (4 if version == 1 else 0)) if version in (0, 1) else 12 + 2 * width
+    if width not in (2, 4, 8) or len(data) < at + width:
         raise CheckInputError(f"{what} {path} is truncated or damaged: its HDF5 superblock is incomplete")
-    eof = int.from_bytes(data[at:at + size], "little")
-    if eof > len(data):
+    eof = int.from_bytes(data[at:at + width], "little")
+    if eof > size:
         raise CheckInputError(f"{what} {path} is truncated: the HDF5 superblock says {eof} bytes, "
-                              f"the file has {len(data)}")
-    return data
-
-
-def _pb_fields(data: bytes) -> Iterable[tuple[int, int, Any]]:
-    """(field, wire type, value) of one protobuf message; ValueError if malformed."""
-    i, n = 0, len(data)
-
-    def varint() -> int:
-        nonlocal i
-        shift = result = 0
-        while i < n and shift < 64:
-            b = data[i]
-            i += 1
-            result |= (b & 0x7F) << shift
-            if not b & 0x80:
-                return result
-            shift += 7
-        raise ValueError("truncated varint")
-
-    while i < n:
-        key = varint()
-        wire = key & 7
-        if wire == 0:
-            value: Any = varint()
-        elif wire == 2:
-            length = varint()
-            value, i = data[i:i + length], i + length
-        elif wire in (1, 5):
-            value, i = None, i + (8 if wire == 1 else 4)
-        else:
-            raise ValueError(f"unsupported wire type {wire}")
-        if i > n:
-            raise ValueError("truncated message")
-        yield key >> 3, wire, value
+                              f"the file has {size}")
 
 
 def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
     """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
     ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
-    data = (path / "saved_model.pb").read_bytes()
+    try:
+        data = pbwire.read_capped(str(path / "saved_model.pb"), MAX_SAVED_MODEL_PB)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        raise CheckInputError(f"SavedModel {path}: {exc}") from None
     try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
-        graph = next((v for f, w, v in _pb_fields(data) if f == 2 and w == 2), b"")
-        info = next((v for f, w, v in _pb_fields(graph) if f == 1 and w == 2), b"")
-        version = next((v for f, w, v in _pb_fields(info) if f == 5 and w == 2), None)
+        graph = next((v for f, w, v in pbwire.fields(data) if f == 2 and w == 2), b"")  # type: ignore[no-untyped-call]
+        info = next((v for f, w, v in pbwire.fields(graph) if f == 1 and w == 2), b"")  # type: ignore[no-untyped-call]
+        version = next((v for f, w, v in pbwire.fields(info) if f == 5 and w == 2), None)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise CheckInputError(f"SavedModel {path} is truncated or damaged: saved_model.pb does not parse "
                               f"({exc})") from None
@@ -176,56 +218,92 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
     return ("savedmodel" if keras else "export"), out
 
 
-def _json_config(raw: bytes) -> dict[str, Any] | None:
-    """The first Keras architecture JSON in ``raw`` (an HDF5 ``model_config`` attribute is
-    stored as plain bytes), or None."""
-    at = raw.find(b'{"class_name"')
-    if at < 0:
-        return None
+def _json_config(path: Path) -> dict[str, Any] | None:
+    """The first Keras architecture JSON in an HDF5 file (its ``model_config`` attribute is
+    stored as plain bytes), or None; searched in 1 MiB chunks, at most
+    :data:`MAX_CONFIG_BYTES` of it decoded."""
+    marker = b'{"class_name"'
+    with path.open("rb") as fh:
+        at, tail = 0, b""
+        while chunk := fh.read(1 << 20):
+            found = (tail + chunk).find(marker)
+            if found >= 0:
+                fh.seek(at - len(tail) + found)
+                raw = fh.read(MAX_CONFIG_BYTES)
+                break
+            at += len(chunk)
+            tail = chunk[-(len(marker) - 1):]
+        else:
+            return None
     try:
-        value = json.JSONDecoder().raw_decode(raw[at:].decode("utf-8", "replace"))[0]
-    except ValueError:
+        value = json.JSONDecoder().raw_decode(raw.decode("utf-8", "replace"))[0]
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 
 
+def _zip_members(path: Path) -> list[str]:
+    """The member names of a .keras zip whose declared sizes are within the caps and whose
+    every member passes its CRC check (zipfile reads no more than a member declares)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            total = sum(i.file_size for i in infos)
+            if total > MAX_UNZIPPED_BYTES:
+                raise CheckInputError(f"model file {path} unpacks to {total} bytes, over the cap of "
+                                      f"{MAX_UNZIPPED_BYTES} (see check --help)")
+            big = next((i for i in infos if i.filename in ("config.json", "metadata.json")
+                        and i.file_size > MAX_CONFIG_BYTES), None)
+            if big is not None:
+                raise CheckInputError(f"model file {path}: its {big.filename} unpacks to {big.file_size} bytes, "
+                                      f"over the cap of {MAX_CONFIG_BYTES} for a stored config (see check --help)")
+            bad = zf.testzip()
+            members = zf.namelist()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
+    if bad is not None:
+        raise CheckInputError(f"model file {path} is damaged: member {bad} fails its CRC check")
+    return members
+
+
+def _parsed(path: Path, fmt: str, what: str) -> tuple[dict[str, str], Any]:
+    """(provenance, parsed config) of a .keras or architecture JSON, via the stacks' reader."""
+    try:  # a UnicodeDecodeError is a ValueError too
+        prov, text = _stored_config(path, fmt)
+        return prov, json.loads(text)
+    except RecursionError:
+        raise CheckInputError(f"model file {path}: its config is nested too deeply to parse") from None
+    except ValueError as exc:
+        raise CheckInputError(f"model file {path} is {what}: not valid JSON ({exc})") from None
+
+
 def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
-    """Detect the format from the content and read the provenance. Runs nothing from the file.
+    """Detect the format from the content and read the provenance. Runs nothing from the
+    file; reads it in bounded pieces (the caps above), never a FIFO, device or link inside a
+    SavedModel tree.
 
     Raises:
-        CheckInputError: missing, unknown format, truncated or damaged.
+        CheckInputError: missing, unknown format, truncated or damaged, over a cap.
     """
-    if not path.exists():
-        raise CheckInputError(f"model file not found: {path}")
+    _kind_of(path, "model file")
     kind = _sniff(path)
     prov: dict[str, str] = {}
     config = None
     if kind == "h5":
-        fmt, config = "h5", _json_config(_h5_check(path, "model file"))  # versions: h5py, in a stack
+        _h5_check(path, "model file")
+        fmt, config = "h5", _json_config(path)  # versions: h5py, in a stack
     elif kind == "keras_v3":
         fmt = "keras"
-        try:
-            with zipfile.ZipFile(path) as zf:
-                bad, members = zf.testzip(), zf.namelist()
-        except (zipfile.BadZipFile, EOFError, OSError) as exc:
-            raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
-        if bad is not None:
-            raise CheckInputError(f"model file {path} is damaged: member {bad} fails its CRC check")
-        if "config.json" not in members:
+        if "config.json" not in _zip_members(path):
             raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
-        try:
-            prov, text = _stored_config(path, fmt)
-            config = json.loads(text)
-        except ValueError as exc:
-            raise CheckInputError(f"model file {path} is damaged: its metadata is not valid JSON ({exc})") from None
+        prov, config = _parsed(path, fmt, "damaged: its metadata or config")
     elif kind == "savedmodel":
         fmt, prov = _saved_model(path)
     elif kind == "json":
-        try:  # a UnicodeDecodeError is a ValueError too
-            prov, text = _stored_config(path, "json+weights")
-            config = json.loads(text)
-        except ValueError as exc:
-            raise CheckInputError(f"model file {path} is truncated or damaged: not valid JSON ({exc})") from None
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise CheckInputError(f"model file {path} has {path.stat().st_size} bytes, over the cap of "
+                                  f"{MAX_CONFIG_BYTES} for an architecture JSON (see check --help)")
+        prov, config = _parsed(path, "json+weights", "truncated or damaged")
         if not isinstance(config, dict) or "class_name" not in config:
             raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
         names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
@@ -233,7 +311,9 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         if weights is None:
             raise CheckInputError(f"{path} is an architecture JSON: its weights file was not found next to it; "
                                   "pass --weights FILE")
-        if not weights.is_file() or _sniff(weights) != "h5":
+        if not weights.exists():
+            raise CheckInputError(f"weights file {weights} is missing or not HDF5")
+        if not stat.S_ISREG(_kind_of(weights, "weights file").st_mode) or _sniff(weights) != "h5":
             raise CheckInputError(f"weights file {weights} is missing or not HDF5")
         _h5_check(weights, "weights file")
         fmt = "json+weights"
@@ -242,16 +322,61 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
     else:
         raise CheckInputError(f"cannot tell the model format of {path}: it is not HDF5, a .keras zip, a "
                               "SavedModel directory or a Keras architecture JSON (detected from its first bytes)")
-    digest = hashlib.sha256()
-    size = 0
-    for root in [p for p in (path, weights) if p is not None]:
-        for f in [root] if root.is_file() else sorted(p for p in root.rglob("*") if p.is_file()):
-            data = f.read_bytes()
-            digest.update(str(f.relative_to(root)).encode() + b"\0" + data)
-            size += len(data)
-    return ModelFile(path=path.absolute(), format=fmt, sha256=digest.hexdigest(), size=size,
+    parts = _parts(path, weights)
+    size = sum(n for _, files in parts for _, _, n in files)
+    if size > MAX_MODEL_BYTES:
+        raise CheckInputError(f"model {path} has {size} bytes, over the cap of {MAX_MODEL_BYTES} (see check --help)")
+    return ModelFile(path=path.absolute(), format=fmt, sha256=_digest(parts), size=size,
                      provenance=prov if len(prov) > 1 else {}, config=config,
                      weights=weights.absolute() if weights is not None else None)
+
+
+def _parts(path: Path, weights: Path | None) -> list[tuple[str, list[tuple[str, Path, int]]]]:
+    """What a model is made of, each part under the name the stacks load it by."""
+    return [("model", _tree(path, "model")), *([("weights", _tree(weights, "weights file"))] if weights else [])]
+
+
+def stage(model: ModelFile, folder: Path) -> None:
+    """Copy the model (and its weights file) into ``folder`` under the names the worker
+    loads (``model.h5``, ``savedmodel/``, ..., ``model.weights.h5``), read-only; the copy is
+    hashed as it is written and must be the file that was inspected. A folder from an
+    earlier check is reused only while its contents still hash to the model's digest (a
+    load outside the sandbox could have changed it).
+
+    Raises:
+        CheckInputError: the model changed since it was inspected.
+    """
+    names = {"model": _w.MODEL_FILES[model.format], "weights": "model.weights.h5"}
+    if folder.is_dir() and not folder.is_symlink():
+        with contextlib.suppress(CheckInputError, OSError):
+            staged = [(part, _tree(folder / names[part], "staged model")) for part, _ in _parts(model.path,
+                                                                                              model.weights)]
+            if _digest(staged) == model.sha256:
+                return
+    tmp = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder.parent))
+    try:
+        parts = _parts(model.path, model.weights)
+        for part, files in parts:
+            if files[0][0] != ".":  # a SavedModel tree: its folders first
+                for rel, _, _ in files:
+                    (tmp / names[part] / rel).parent.mkdir(parents=True, exist_ok=True)
+        renamed = [(names[part], files) for part, files in parts]
+        if _digest(renamed, copy_to=tmp) != model.sha256:
+            raise CheckInputError(f"model {model.path} changed while it was being checked; run check again")
+        for root, dirs, fnames in os.walk(tmp):
+            for name in fnames:
+                (Path(root) / name).chmod(0o444)
+            for name in dirs:
+                (Path(root) / name).chmod(0o755)
+        tmp.chmod(0o755)
+        if folder.is_symlink() or folder.is_file():
+            folder.unlink()
+        elif folder.exists():
+            shutil.rmtree(folder)
+        tmp.replace(folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def input_shapes(config: Mapping[str, Any] | None) -> list[list[int | None]] | None:
@@ -285,17 +410,31 @@ def read_inputs(path: Path, model: ModelFile) -> tuple[list[Any], list[Any]]:
     """
     import numpy as np
 
-    if not path.is_file():
-        raise CheckInputError(f"inputs file not found: {path}")
+    if stat.S_ISDIR(_kind_of(path, "inputs file").st_mode):
+        raise CheckInputError(f"inputs file {path} is a directory, not an .npz file")
+    if path.stat().st_size > MAX_INPUTS_BYTES:
+        raise CheckInputError(f"inputs file {path} has {path.stat().st_size} bytes, over the cap of "
+                              f"{MAX_INPUTS_BYTES} (see check --help)")
     if not zipfile.is_zipfile(path):
         raise CheckInputError(f"inputs file {path}: not a readable .npz file (not a zip)")
     try:
         with np.load(path, allow_pickle=False) as npz:
+            unpacked = sum(info.file_size for info in npz.zip.infolist())
+            if unpacked > MAX_INPUTS_BYTES:
+                raise CheckInputError(f"inputs file {path} unpacks to {unpacked} bytes, over the cap of "
+                                      f"{MAX_INPUTS_BYTES} (see check --help)")
             arrays = {k: npz[k] for k in npz.files}
+        odd = sorted(k for k, a in arrays.items() if not isinstance(a, np.ndarray))
+        if odd:
+            raise CheckInputError(f"inputs file {path}: member {odd[0]} is not a numpy array (.npy); "
+                                  "save numeric arrays x0.. (and y0..)")
+    except CheckInputError:
+        raise
     except ValueError as exc:
-        why = "holds pickled Python objects (object dtype), never loaded" if "allow_pickle" in str(exc) else exc
+        why = ("holds pickled Python objects (object dtype), never loaded" if "allow_pickle" in str(exc)
+               else f"a member is not a numpy array ({first_line(str(exc))[:200]})")
         raise CheckInputError(f"inputs file {path}: {why}; save numeric arrays x0.. (and y0..)") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
         raise CheckInputError(f"inputs file {path}: not a readable .npz file ({exc})") from None
     out: list[list[Any]] = []
     for prefix in ("x", "y"):
@@ -522,8 +661,9 @@ class _Check:
                             self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED,
                             *(["sandbox"] if self.boxed(stack.id) else []))
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
-            if (old is not None and not self.opt.fresh and old.key == key and reusable(old, self.opt.cell_timeout)
-                    and (old.outcome is not Outcome.OK or (self.out_dir(stack.id, variant) / "outputs.npz").exists())):
+            kept = old is not None and (old.outcome is not Outcome.OK or not self.unreadable_outputs(stack.id, variant))
+            if old is not None and not self.opt.fresh and old.key == key and reusable(old, self.opt.cell_timeout) \
+                    and kept:
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
@@ -546,6 +686,10 @@ class _Check:
 
         def to_record(res: dict[str, Any]) -> Record:
             variant, key, old = keys[res["cell_id"]]
+            why = self.unreadable_outputs(stack.id, variant) if res.get("outcome") == Outcome.OK.value else ""
+            if why:  # "ok" from a worker whose outputs are a planted link, FIFO or flood: that attack
+                res = {**res, "outcome": Outcome.PROTOCOL_ERROR.value,
+                       "error": {"type": execute.TAMPERED, "message": why, "traceback": ""}}
             return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
                                       stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
                                       fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
@@ -560,10 +704,22 @@ class _Check:
     def each(self, jobs: Sequence[tuple[Stack, Sequence[str]]]) -> None:
         fan_out(lambda job: self.run(*job), jobs, self.opt.jobs)
 
+    def unreadable_outputs(self, stack: str, variant: str) -> str:
+        """Why a cell's outputs cannot be read back ("" when they can)."""
+        try:
+            self.outputs(stack, variant)
+        except safefs.Tampered as exc:
+            return f"the worker tampered with its outputs folder: {exc.strerror}"
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as exc:
+            return f"the worker's outputs.npz cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
+        return ""
+
     def outputs(self, stack: str, variant: str) -> list[Any]:
         import numpy as np
 
-        with np.load(self.out_dir(stack, variant) / "outputs.npz", allow_pickle=False) as npz:
+        # The folder is the worker's (in the sandbox: the code under test's): never followed.
+        data = safefs.read_bytes(self.out_dir(stack, variant), "outputs.npz", MAX_OUTPUTS_BYTES)
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
             return [npz[f"y{i}"] for i in range(len(npz.files))]
 
     # ------------------------------------------------------------------ provenance, reference
@@ -592,13 +748,8 @@ class _Check:
     # ------------------------------------------------------------------ the whole check
     def check(self) -> tuple[list[Row], list[str]]:
         self.store.ensure()
-        self.staged.mkdir(parents=True, exist_ok=True)
-        model = self.model
-        for name, target in ((_w.MODEL_FILES[model.format], model.path), ("model.weights.h5", model.weights)):
-            link = self.staged / name
-            if target is not None and not (link.is_symlink() and link.resolve() == target.resolve()):
-                link.unlink(missing_ok=True)
-                link.symlink_to(target)
+        self.staged.parent.mkdir(parents=True, exist_ok=True)
+        stage(self.model, self.staged)  # a read-only copy: what every stack (and the sandbox's mount) loads
         stacks = list(self.stacks)
         ref_stack, why = self.reference_stack(self.model.provenance)
         if ref_stack is not None and ref_stack not in stacks:
@@ -803,7 +954,8 @@ def add_parser(sub: Any) -> None:
     from runner.cli import _common, _stacks, _workers  # the options every command shares
 
     p: argparse.ArgumentParser = sub.add_parser(
-        "check", help="load your own model file in the selected stacks and compare predictions")
+        "check", help="load your own model file in the selected stacks and compare predictions",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=caps_text())
     _common(p, Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
             f"records and outputs of checks (default {DEFAULT_STORE})")
     _stacks(p, tags_help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
@@ -825,6 +977,22 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--sandbox", choices=("auto", "on", "off"), default=os.environ.get("COMPAT_CHECK_SANDBOX", "auto"),
                    help="load in network-less, read-only, non-root docker containers (auto: when a Docker "
                         "engine answers; the stacks are then built for the docker runtime)")
+
+
+def _size(n: int) -> str:
+    return f"{n >> 30} GiB" if n >= 1 << 30 else f"{n >> 20} MiB"
+
+
+def caps_text() -> str:
+    """The host's limits on a file it does not trust (each refusal is one error line, exit 2)."""
+    rows = [("model file or SavedModel tree, with its weights file", MAX_MODEL_BYTES),
+            ("a .keras zip's members, unpacked", MAX_UNZIPPED_BYTES),
+            ("one stored config (config.json, model_config, JSON)", MAX_CONFIG_BYTES),
+            ("a SavedModel's saved_model.pb", MAX_SAVED_MODEL_PB),
+            ("--inputs .npz, file and arrays unpacked", MAX_INPUTS_BYTES)]
+    return "\n".join(["limits on the files you give (over a limit: one 'runner: error:' line, exit 2, nothing run):",
+                      *(f"  {label:<54}{_size(n)}" for label, n in rows),
+                      "  a FIFO, device or socket as any of them, or a symlink inside a SavedModel: refused"])
 
 
 def options_from_args(args: argparse.Namespace) -> Options:

@@ -1,0 +1,122 @@
+"""``check`` on files built to exhaust or hang the host: every one is one ``runner: error:``
+line and exit 2 before any stack runs, in bounded memory — and the well-formed twin of
+each is accepted by the same code (so a check that refuses everything cannot pass).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+from test_check import _assert_usage_error, _h5_superblock, _npz
+from test_cli import run
+
+from runner import check
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _peak_rss_mb(code: str) -> tuple[float, subprocess.CompletedProcess[str]]:
+    """Run ``code`` in a fresh interpreter; (its peak resident memory in MB, the process)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
+                          check=False)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(before, after) / 1024, proc
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
+    fifo = tmp_path / "model.h5"
+    os.mkfifo(fifo)
+    res = run("check", fifo, "--stacks", "tf2.15", "--store", tmp_path / "s")  # a blocking open would hang here
+    _assert_usage_error(res.returncode, res.stderr, "is a FIFO")
+    model = tmp_path / "model.keras"
+    with zipfile.ZipFile(model, "w") as zf:
+        zf.writestr("config.json", "{}")
+    inputs = tmp_path / "inputs.npz"
+    os.mkfifo(inputs)
+    res = run("check", model, "--inputs", inputs, "--stacks", "tf2.15", "--store", tmp_path / "s")
+    _assert_usage_error(res.returncode, res.stderr, "inputs file", "is a FIFO")
+
+
+def test_a_symlink_inside_a_savedmodel_is_refused_and_a_plain_tree_is_read(tmp_path: Path) -> None:
+    sm = tmp_path / "sm"
+    (sm / "variables").mkdir(parents=True)
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01")
+    (sm / "variables" / "variables.index").write_bytes(b"index")
+    plain = check.inspect_model(sm)  # the twin: plain files only
+    assert plain.format == "export" and plain.size == 7
+    secret = tmp_path / "host-secret"
+    secret.write_text("not part of the model")
+    (sm / "variables" / "variables.data-00000-of-00001").symlink_to(secret)
+    res = run("check", sm, "--stacks", "tf2.15", "--store", tmp_path / "s")
+    _assert_usage_error(res.returncode, res.stderr, "variables/variables.data-00000-of-00001",
+                        "a symbolic link")
+
+
+def test_a_2_gib_zero_padded_h5_is_read_in_bounded_memory(tmp_path: Path) -> None:
+    """Issue 22: a 2 GiB zero-padded .h5 took 8.2 GB of host RAM (read whole, twice)."""
+    size = 2 << 30
+    model = tmp_path / "padded.h5"
+    with model.open("wb") as fh:
+        fh.write(_h5_superblock(eof=size, size=0))
+        fh.truncate(size)  # sparse: no disk used
+    peak, proc = _peak_rss_mb(f"from pathlib import Path; from runner import check; "
+                              f"m = check.inspect_model(Path({str(model)!r})); print(m.size, m.sha256)")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split()[0] == str(size)
+    assert peak < 400, f"inspecting a 2 GiB file took {peak:.0f} MB"
+
+
+def test_a_keras_zip_whose_config_unpacks_past_the_cap(tmp_path: Path) -> None:
+    """Issue 22: a 1 MB .keras with a 1 GiB config took 5.6 GB; refused from the zip's sizes."""
+    model = tmp_path / "bomb.keras"
+    big = check.MAX_CONFIG_BYTES + (1 << 20)
+    with zipfile.ZipFile(model, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("config.json", "w") as fh:
+        fh.write(b'{"class_name": "Sequential", "config": {"name": "' + b" " * (big - 60) + b'"}}')
+    assert model.stat().st_size < 1 << 20
+    peak, proc = _peak_rss_mb(f"import sys; from pathlib import Path; from runner import check\n"
+                              f"try:\n    check.inspect_model(Path({str(model)!r}))\n"
+                              f"except check.CheckInputError as exc:\n    print(exc)\n")
+    assert "config.json unpacks to" in proc.stdout and "over the cap" in proc.stdout, proc.stdout + proc.stderr
+    assert peak < 200, f"refusing a zip bomb took {peak:.0f} MB"
+    twin = tmp_path / "twin.keras"
+    with zipfile.ZipFile(twin, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"name": "x"}}))
+    assert check.inspect_model(twin).format == "keras"
+
+
+def test_a_deeply_nested_architecture_json_is_one_line(tmp_path: Path) -> None:
+    model = tmp_path / "deep.json"
+    model.write_text('{"class_name": "Sequential", "config": ' + "[" * 200_000 + "]" * 200_000 + "}")
+    (tmp_path / "deep.weights.h5").write_bytes(_h5_superblock(eof=512, size=512))
+    res = run("check", model, "--stacks", "tf2.15", "--store", tmp_path / "s")
+    _assert_usage_error(res.returncode, res.stderr, "nested too deeply")
+
+
+def test_inputs_caps_and_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    np = pytest.importorskip("numpy")
+    model = check.inspect_model(_keras(tmp_path / "m.keras"))
+    good = _npz(tmp_path / "good.npz", x0=np.zeros((2, 4)))
+    assert len(check.read_inputs(good, model)[0]) == 1  # the twin
+    monkeypatch.setattr(check, "MAX_INPUTS_BYTES", 100)
+    with pytest.raises(check.CheckInputError, match="over the cap of 100"):
+        check.read_inputs(_npz(tmp_path / "big.npz", x0=np.zeros((64, 4))), model)
+    monkeypatch.undo()
+    odd = tmp_path / "odd.npz"
+    with zipfile.ZipFile(odd, "w") as zf:
+        zf.writestr("x0.npy", b"this is not an npy array")
+    with pytest.raises(check.CheckInputError, match=r"member x0 is not a numpy array"):
+        check.read_inputs(odd, model)
+
+
+def _keras(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": []}}))
+    return path
