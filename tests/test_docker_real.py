@@ -267,6 +267,42 @@ def test_sandbox_payload_writes_nothing_on_the_host(engine: rd.Engine, fake_dock
     assert not _containers(engine)
 
 
+# ------------------------------------------------ attacks on the protocol, contained
+
+
+CONTROL_FILE = {"heartbeat-symlink": "heartbeat", "log-symlink": "log.txt", "log-hardlink": "log.txt",
+                "events-symlink": "events.jsonl", "events-fifo": "events.jsonl", "events-flood": "events.jsonl",
+                "oom-log-symlink": "log.txt"}
+
+
+@pytest.mark.parametrize("attack", sorted(CONTROL_FILE))
+def test_an_attack_from_the_sandbox_leaves_the_host_untouched(engine: rd.Engine, fake_docker_env: envs.StackEnv,
+                                                             tmp_path: Path, attack: str) -> None:
+    """Issue 22: code in the container replaced its control files with links to host paths
+    and the root host followed them (created, appended to, read host files). Each attack of
+    tests/tamper.py, in the sandbox: the host follows nothing, the cell is the attack."""
+    import tamper
+
+    spawn = rd.sandbox_spawn(fake_docker_env, memory="256m")
+    body = tamper.OOM_ATTACK if attack == "oom-log-symlink" else tamper.ATTACKS[attack]
+    result, target, secret, before = tamper.run_attack(
+        tmp_path / "attack", attack, body,
+        lambda cells: _run(fake_docker_env, tmp_path, "save", cells, spawn=spawn, cell_timeout=40))
+    tamper.check_host(result, target, secret, before, CONTROL_FILE[attack])
+    assert not _containers(engine)
+
+
+def test_the_attacks_benign_twin_saves_in_the_sandbox(engine: rd.Engine, fake_docker_env: envs.StackEnv,
+                                                     tmp_path: Path) -> None:
+    import tamper
+
+    spawn = rd.sandbox_spawn(fake_docker_env, memory="256m")
+    result, _, _, _ = tamper.run_attack(tmp_path / "twin", "benign", tamper.BENIGN,
+                                        lambda cells: _run(fake_docker_env, tmp_path, "save", cells, spawn=spawn))
+    assert result["outcome"] == "ok", result
+    assert (tmp_path / "twin" / "artifacts" / "benign" / "model.h5").is_file()
+
+
 # -------------------------------------------------------------- a real stack
 
 
@@ -297,50 +333,111 @@ def test_real_light_stack_same_outcomes(engine: rd.Engine, envs_dir: Path, tmp_p
 
 # ------------------------------------------------------------ check --sandbox, for real
 
-LAMBDA_SCRIPT = '''
+SAVE_SCRIPT = '''
 import os, sys
 import tensorflow as tf
 keras = tf.keras
 out, marker = sys.argv[1], sys.argv[2]
+inp = keras.Input(shape=(8,), name="x")
+m = keras.Model(inp, keras.layers.Dense(3)(keras.layers.Dense(16, activation="relu")(inp)))
+m.save(os.path.join(out, "dense.h5"))
+m.save(os.path.join(out, "dense.keras"))
+m.save(os.path.join(out, "dense_sm"), save_format="tf")
+with open(os.path.join(out, "dense.json"), "w") as fh:
+    fh.write(m.to_json())
+m.save_weights(os.path.join(out, "dense.weights.h5"))
+m.export(os.path.join(out, "dense_export"))
+
+# A Lambda that writes `marker` (an absolute /tmp path: the host's /tmp outside the sandbox,
+# the container's own tmpfs inside) and outputs 1.0 when that write worked, -1.0 otherwise.
 ns = {}
-exec(chr(10).join(["def touch(x):", "    open(%r, 'a').write('ran')" % marker, "    return x", ""]), ns)
+exec(chr(10).join([
+    "def touch(x):",
+    "    import os, tensorflow as tf",
+    "    try:",
+    "        open(%r, 'a').write('ran')" % marker,
+    "        ok = 1.0",
+    "    except OSError:",
+    "        ok = -1.0",
+    "    return tf.zeros_like(x) + ok", ""]), ns)
 inp = keras.Input(shape=(3,))
 keras.Model(inp, keras.layers.Lambda(ns["touch"])(keras.layers.Dense(2)(inp))).save(os.path.join(out, "lambda.h5"))
 os.remove(marker)  # building the model ran it once, here, on purpose
 '''
+MODELS = {"h5": "dense.h5", "keras": "dense.keras", "savedmodel": "dense_sm", "json+weights": "dense.json",
+          "export": "dense_export"}
 
 
-def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(engine: rd.Engine,
-                                                                           tmp_path: Path) -> None:
-    """Issue 12: `check --sandbox` on a marker-writing Lambda .h5 with --unsafe: the marker
-    never appears on the host; the same check without the sandbox writes it (the payload
-    is real)."""
+@pytest.fixture(scope="module")
+def saved_models(engine: rd.Engine, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path]:
+    """(models folder, the Lambda's marker path, the venvs dir): saved by the real tf2.15 venv."""
+    envs_dir = Path(os.environ.get("COMPAT_ENVS_DIR") or e2e.REPO / ".matrix" / "envs")
+    models = tmp_path_factory.mktemp("models")
+    stack = next(s for s in load_catalog() if s.id == "tf2.15")
+    saver = envs.ensure_env(stack, Store(models / "save-store", envs_dir=envs_dir))
+    assert saver.ok and saver.python, saver.reason
+    marker = Path("/tmp") / f"compat-lambda-marker-{uuid.uuid4().hex}"
+    proc = subprocess.run([saver.python, "-c", SAVE_SCRIPT, str(models), str(marker)], capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert all((models / name).exists() for name in MODELS.values()) and not marker.exists()
+    return models, marker, envs_dir
+
+
+def _check(models: Path, envs_dir: Path, model: str, sandbox: str, store: Path, *extra: str,
+           stacks: str = "tf2.15,keras3.15-jax") -> tuple[subprocess.CompletedProcess[str], list[dict[str, str]]]:
+    """``check MODEL --sandbox X``: (the process, the rows of check.csv)."""
+    import csv
     import sys
 
-    envs_dir = Path(os.environ.get("COMPAT_ENVS_DIR") or e2e.REPO / ".matrix" / "envs")
-    stack = next(s for s in load_catalog() if s.id == "tf2.15")
-    saver = envs.ensure_env(stack, Store(tmp_path / "save-store", envs_dir=envs_dir))
-    assert saver.ok and saver.python, saver.reason
-    models = tmp_path / "models"
-    models.mkdir()
-    marker = models / "marker.txt"
-    subprocess.run([saver.python, "-c", LAMBDA_SCRIPT, str(models), str(marker)], check=True,
-                   capture_output=True, timeout=600)
-    assert (models / "lambda.h5").is_file() and not marker.exists()
+    out = store / "out"
+    env = {**os.environ, "COMPAT_ENVS_DIR": str(envs_dir), "COMPAT_DOCKER_BASE": BASE}
+    proc = subprocess.run([sys.executable, "-m", "runner", "check", str(models / model), "--stacks", stacks,
+                           "--sandbox", sandbox, "--store", str(store), "--out", str(out), *extra],
+                          cwd=e2e.REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
+    assert proc.returncode in (0, 1), proc.stdout[-3000:] + proc.stderr[-3000:]
+    with (out / "check.csv").open() as fh:
+        return proc, list(csv.DictReader(fh))
 
-    def check(sandbox: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "COMPAT_ENVS_DIR": str(envs_dir), "COMPAT_DOCKER_BASE": BASE}
-        return subprocess.run([sys.executable, "-m", "runner", "check", str(models / "lambda.h5"),
-                               "--stacks", "tf2.15", "--unsafe", "--sandbox", sandbox,
-                               "--store", str(tmp_path / f"check-{sandbox}")],
-                              cwd=e2e.REPO, env=env, capture_output=True, text=True, timeout=1800, check=False)
 
-    boxed = check("on")
-    assert boxed.returncode in (0, 1), boxed.stdout[-3000:] + boxed.stderr[-3000:]
-    assert "sandbox: " in boxed.stdout and "off in tf2.15" not in boxed.stdout, boxed.stdout[-3000:]
-    assert "refused_unsafe" not in boxed.stdout  # --unsafe: the code was allowed to run ...
-    assert not marker.exists(), "the Lambda wrote on the host from inside the sandbox"  # ... inside only
+@pytest.mark.parametrize("fmt", sorted(MODELS))
+def test_check_verdict_is_the_same_in_the_sandbox_and_the_venvs(saved_models: tuple[Path, Path, Path],
+                                                                 tmp_path: Path, fmt: str) -> None:
+    """Issue 22: the sandbox loaded nothing (every stack: FileNotFoundError on the staged
+    symlink) and its test passed because it only asserted that a marker was absent. Here
+    a benign file of each format gets the same verdict table with and without the sandbox,
+    in two stacks, and at least one stack really loads and matches it."""
+    models, _, envs_dir = saved_models
+    boxed, boxed_rows = _check(models, envs_dir, MODELS[fmt], "on", tmp_path / "on")
+    _plain, plain_rows = _check(models, envs_dir, MODELS[fmt], "off", tmp_path / "off")
+    sandbox_line = next(line for line in boxed.stdout.splitlines() if line.startswith("sandbox: "))
+    assert sandbox_line.startswith("sandbox: docker") and "off in" not in sandbox_line, sandbox_line
+    assert "tf2.15" in sandbox_line and "keras3.15-jax" in sandbox_line, sandbox_line
+    verdict = [(r["stack"], r["outcome"], r["category"]) for r in plain_rows]
+    assert [(r["stack"], r["outcome"], r["category"]) for r in boxed_rows] == verdict
+    assert any(outcome.startswith("ok") for _, outcome, _ in verdict), verdict
+    assert "FileNotFoundError" not in boxed.stdout, boxed.stdout[-3000:]
 
-    plain = check("off")
+
+def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(saved_models: tuple[Path, Path, Path],
+                                                                           tmp_path: Path) -> None:
+    """--unsafe in the sandbox: the Lambda really runs (its outputs say its write worked, in
+    the container's scratch /tmp) and the marker never appears on the host; without the
+    sandbox the same payload writes the host's /tmp; without --unsafe it is refused."""
+    import numpy as np
+
+    models, marker, envs_dir = saved_models
+    boxed, rows = _check(models, envs_dir, "lambda.h5", "on", tmp_path / "on", "--unsafe", stacks="tf2.15")
+    assert rows[0]["outcome"].startswith(("ok", "loads")), boxed.stdout[-3000:]
+    assert not marker.exists(), "the Lambda wrote on the host from inside the sandbox"
+    (outputs,) = (tmp_path / "on").glob("outputs/*/tf2.15/*/outputs.npz")
+    with np.load(outputs) as npz:
+        assert (npz["y0"] == 1.0).all(), npz["y0"]  # it ran, and its write succeeded inside
+
+    refused, rows = _check(models, envs_dir, "lambda.h5", "on", tmp_path / "safe", stacks="tf2.15")
+    assert rows[0]["category"] == "refused_unsafe", refused.stdout[-3000:]
+    assert not marker.exists()
+
+    plain, _ = _check(models, envs_dir, "lambda.h5", "off", tmp_path / "off", "--unsafe", stacks="tf2.15")
     assert marker.exists(), plain.stdout[-3000:]  # the same payload outside the sandbox does write
     marker.unlink()
