@@ -186,3 +186,26 @@ def fake(tmp_path: Path, worker_python: str) -> FakeStack:
 def fake_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Stack venvs of tests/e2e.py's fake catalog, built once per test session."""
     return tmp_path_factory.mktemp("fake-envs")
+
+
+# In CI (CI=true) a tier that cannot get its engine fails instead of skipping: .ci/run
+# installs and starts everything the docker, browser and real tiers need, so a skip there
+# means a tier silently did not run. Only the "selected only by -m ..." skips (a tier's
+# tests collected by another tier's run) stay skips.
+_TIERS_THAT_MUST_RUN = ("docker", "browser", "real")
+_SELECTION_SKIP = "selected only by -m"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if os.environ.get("CI") != "true" or not report.skipped:
+        return
+    if not any(item.get_closest_marker(m) for m in _TIERS_THAT_MUST_RUN):
+        return
+    reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
+    if _SELECTION_SKIP in reason:
+        return
+    report.outcome = "failed"
+    report.longrepr = f"CI=true: this tier must run, but it skipped: {reason}"
