@@ -13,6 +13,8 @@ import errno
 import functools
 import hashlib
 import json
+import os
+import shutil
 import sys
 import threading
 import time
@@ -601,6 +603,41 @@ class _Runner:
         if not todo:
             return
         self.log(f"[{phase} {senv.stack.id}] {len(todo)} cells to run")
+        if phase == "save":
+            self._run_cells(senv, phase, todo, to_record)
+            return
+        # Loaders read artifacts, never change them for the loaders after them (Keras 3.4.0/
+        # 3.4.1 delete a model.weights.h5 next to the .keras they load): a venv loader reads
+        # a hard-linked view of its batch's artifacts (a container mounts them read-only),
+        # and every artifact is re-hashed after the batch.
+        view = artifact_view(self.store, senv, todo)
+        try:
+            self._run_cells(senv, phase, [{**c, "artifact_dir": view(c["artifact_dir"])} for c in todo],
+                            lambda res: to_record(view.unview(res)))
+        finally:
+            view.close()
+        for art in sorted(view.changed()):
+            self.log(f"[{phase} {senv.stack.id}] ERROR: {art} changed while it was loaded; its loads in this "
+                     "batch are void and it will be saved again")
+            with self._lock:
+                self._artifact_digests.pop(Path(art), None)
+            for cell in (c for c in todo if c["artifact_dir"] == art):
+                self._void(self.store.read(self._load_path(cell["cell_id"])), art)
+
+    def _load_path(self, cid: str) -> Path:
+        sc_name, fmt, saver, loader, variant = parse_load_cell_id(cid)
+        return self.store.load_record_path(loader, saver, sc_name, fmt, variant)
+
+    def _void(self, rec: Record | None, art: str) -> None:
+        if rec is None:
+            return
+        self.store.write(dataclasses.replace(
+            rec, outcome=Outcome.PROTOCOL_ERROR, key="",
+            error=ErrorInfo("runner.artifact_changed", f"the artifact {art} changed while this batch loaded it "
+                                                       "(a loader wrote to it): this load is not a result")))
+
+    def _run_cells(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
+                   to_record: Callable[[dict[str, Any]], Record]) -> None:
         for n, rec in enumerate(run_stack_cells(
                 senv, phase, todo, self.store, to_record, cell_timeout=self.opt.limit(phase),
                 import_timeout=self.opt.import_timeout, isolate=self.opt.isolate, cancel=self.cancel), 1):
@@ -786,6 +823,75 @@ def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str,
         worker_sha256=worker_sha256, scenario_sha256=scenario_sha256,
         details=details,
     )
+
+
+class _View:
+    """Where a batch's loads read each artifact: a hard-linked copy under ``<store>/views/``
+    (venv loaders), or the artifact itself (a container, which mounts it read-only). A
+    result's texts name the artifact's own path, never the view's."""
+
+    def __init__(self, store: Store, root: Path | None) -> None:
+        self.artifacts, self.root = str(store.root / "artifacts"), root
+        self.before: dict[str, dict[str, tuple[int, int, int]]] = {}
+
+    def __call__(self, art: str) -> str:
+        self.before.setdefault(art, _stat_tree(art))
+        if self.root is None:
+            return art
+        dst = self.root / Path(art).relative_to(self.artifacts)
+        if not dst.exists():
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copytree(art, dst, copy_function=_link_or_copy)
+        return str(dst)
+
+    def unview(self, res: dict[str, Any]) -> dict[str, Any]:
+        if self.root is None:
+            return res
+        text = json.dumps(res).replace(json.dumps(str(self.root))[1:-1], json.dumps(self.artifacts)[1:-1])
+        return dict(json.loads(text))
+
+    def changed(self) -> list[str]:
+        """The artifacts whose files were written, added, removed or replaced during the batch
+        (inode, size and mtime of every file: a write through a view's hard link shows)."""
+        return [art for art, before in self.before.items() if _stat_tree(art) != before]
+
+    def close(self) -> None:
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def _stat_tree(art: str) -> dict[str, tuple[int, int, int]]:
+    out = {}
+    for folder, _, files in os.walk(art):
+        for name in files:
+            path = Path(folder) / name
+            st = path.lstat()
+            out[str(path.relative_to(art))] = (st.st_ino, st.st_size, st.st_mtime_ns)
+    return out
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def artifact_view(store: Store, senv: StackEnv, todo: Sequence[Mapping[str, Any]]) -> _View:
+    """The :class:`_View` of one loader's batch (emptied first: a killed run's is stale)."""
+    if getattr(senv.spawn, "in_container", False):
+        return _View(store, None)
+    root = store.root / "views" / senv.stack.id
+    shutil.rmtree(root, ignore_errors=True)
+    return _View(store, root)
+
+
+def parse_load_cell_id(cid: str) -> tuple[str, str, str, str, str]:
+    """(scenario, format, saver, loader, variant) of a load cell id."""
+    head, variant = cid.rsplit(":", 1)
+    scenario, fmt, pair = head.split(":", 2)
+    saver, loader = pair.split("->", 1)
+    return scenario, fmt, saver, loader, variant
 
 
 def artifact_digest(art: Path) -> str | None:

@@ -38,6 +38,9 @@ context fires, in order. Actions:
     hang_c                ignore SIGALRM, then sleep forever (deaf to the watchdog, as C code)
     swallow               work for ``arg`` seconds (default 3) swallowing every exception, then go on
     exit                  os._exit(arg or 0)   ("exit0" is os._exit(0))
+    delete_sibling        (load) delete the file ``arg`` next to the file being loaded, as
+                          Keras 3.4.0/3.4.1 delete a model.weights.h5 next to a .keras
+    scribble              (load) append bytes to the file being loaded, in place
 """
 
 import builtins
@@ -177,6 +180,15 @@ def _act(rule, context):
         signal.signal(signal.SIGALRM, signal.SIG_IGN)
         while True:
             time.sleep(1)
+    if action == "delete_sibling":
+        sibling = os.path.join(os.path.dirname(context), arg or "save.json")
+        if os.path.exists(sibling):
+            os.remove(sibling)
+        return
+    if action == "scribble":
+        with open(context, "ab") as fh:
+            fh.write(b"scribbled by the loader")
+        return
     if action in ("exit", "exit0"):
         sys.stdout.flush()
         os._exit(int(arg or 0))
