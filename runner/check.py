@@ -199,6 +199,9 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
         data = pbwire.read_capped(str(path / "saved_model.pb"), MAX_SAVED_MODEL_PB)  # type: ignore[no-untyped-call]
     except ValueError as exc:
         raise CheckInputError(f"SavedModel {path}: {exc}") from None
+    except OSError as exc:
+        raise CheckInputError(f"SavedModel {path}: saved_model.pb cannot be read as a plain file "
+                              f"({exc.strerror})") from None
     try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
         graph = next((v for f, w, v in pbwire.fields(data) if f == 2 and w == 2), b"")  # type: ignore[no-untyped-call]
         info = next((v for f, w, v in pbwire.fields(graph) if f == 1 and w == 2), b"")  # type: ignore[no-untyped-call]

@@ -129,8 +129,10 @@ def check_host(result: Mapping[str, Any], target: Path, secret: Path, secret_dig
     assert control_file in result["error"]["message"], result["error"]["message"]
 
 
-def run_attack(folder: Path, name: str, body: str,
-               run: Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]) -> tuple[dict[str, Any], Path, Path, str]:
+Runner = Callable[[list[dict[str, Any]]], dict[str, dict[str, Any]]]
+
+
+def run_attack(folder: Path, name: str, body: str, run: Runner) -> tuple[dict[str, Any], Path, Path, str]:
     """Write the attack's scenario, run its save cell with ``run``; (result, target, secret, secret digest)."""
     cell, target, secret = write_scenario(folder, name, body)
     before = digest(secret)
