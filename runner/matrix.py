@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import threading
@@ -250,6 +251,8 @@ class _Runner:
         self._artifact_digests: dict[Path, str | None] = {}
         self._shard_cells: set[str] | None = None  # this shard's cell ids (None: every cell)
         self._in_remedy = False  # load cells of the remedy phase are counted as "remedy"
+        self._in_confirm = False  # full-limit re-runs of timeouts are counted as "confirm"
+        self._below_full: list[Record] = []  # this run's load timeouts at a limit below the full one
         self._written: set[str] = set()  # cell ids recorded by this run
         self.progress = Progress(out, store.root / "runs" / "run.log", verbose=options.verbose,
                                  interval=options.progress_interval)
@@ -299,7 +302,9 @@ class _Runner:
             print(text, file=self.out, flush=True)
 
     def count(self, phase: str, outcome: str, *, cached: bool, cid: str = "") -> None:
-        if phase == "load" and self._in_remedy:
+        if phase == "load" and self._in_confirm:
+            phase = "confirm"
+        elif phase == "load" and self._in_remedy:
             phase = "remedy"
         with self._lock:
             self.summary.counts[phase, outcome] += 1
@@ -477,9 +482,11 @@ class _Runner:
                   for variant in sc.variants]
         return self.plan_load_cells(lenv, wanted)
 
-    def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]]) -> _Plan:
+    def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]],
+                        full_limit: bool = False) -> _Plan:
         """The ``(saver, scenario, format, variant)`` load cells ``lenv`` must run (cache
-        hits counted, not returned), and how a result becomes a record."""
+        hits counted, not returned), and how a result becomes a record; ``full_limit``: at
+        the full load limit instead of the adaptive one (confirming a timeout)."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]] = {}
@@ -498,6 +505,8 @@ class _Runner:
                             variant, self.worker_sha, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
             limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
+            if full_limit:
+                limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
             if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, limit):
                 self.count("load", old.outcome.value, cached=True, cid=cid)
                 continue
@@ -555,6 +564,61 @@ class _Runner:
         self.run_phase("remedy", [by_id[sid] for sid in plan],
                        lambda env: self.plan_load_cells(env, plan[env.stack.id]))
 
+    def confirm_timeouts(self, catalog: Sequence[Stack]) -> None:
+        """A timeout is a result only when it held at the full load limit. This run's
+        timeouts below it are grouped by loader, scenario, format, phase and where the
+        watchdog interrupted them (:func:`timeout_group`); one representative of each group
+        runs at the full limit. When it times out again, the group is confirmed by it
+        (``details.confirmed_by``); when it ends, every other member runs at the full
+        limit too. A slow cell that ends in time is then a result with its duration."""
+        short, self._below_full = self._below_full, []
+        if not short:
+            return
+        groups: dict[tuple[Any, ...], list[Record]] = {}
+        for rec in sorted(short, key=lambda r: r.cell_id):
+            groups.setdefault(timeout_group(rec), []).append(rec)
+        full = self.opt.limit("load")
+        self.log(f"[confirm] {len(short)} timeouts below the full {full:g} s limit, {len(groups)} groups: "
+                 "one representative each runs at the full limit")
+        reps = self._rerun_full([g[0] for g in groups.values()], catalog)
+        rest: list[Record] = []
+        for members in groups.values():
+            rep = reps.get(members[0].cell_id)
+            if rep is None or rep.outcome is not Outcome.TIMEOUT:
+                rest += members[1:]
+                continue
+            for m in members[1:]:
+                cur = self.store.read(self._load_path(m.cell_id))
+                if cur is not None and cur.key == m.key and cur.outcome is Outcome.TIMEOUT:
+                    self.store.write(dataclasses.replace(cur, details={
+                        **cur.details, "confirmed_by": rep.cell_id, "confirmed_limit_s": full}))
+        if rest:
+            self.log(f"[confirm] {len(rest)} more at the full limit: their groups' representatives ended in time")
+            self._rerun_full(rest, catalog)
+
+    def _rerun_full(self, recs: Sequence[Record], catalog: Sequence[Stack]) -> dict[str, Record]:
+        """Re-run the load cells of ``recs`` at the full limit; their new records by cell id."""
+        by_sc = {sc.name: sc for sc in self.scenarios}
+        by_id = {s.id: s for s in catalog}
+        wanted: dict[str, list[tuple[str, Scenario, str, str]]] = {}
+        for rec in recs:
+            sc_name, fmt, saver, loader, variant = parse_load_cell_id(rec.cell_id)
+            wanted.setdefault(loader, []).append((saver, by_sc[sc_name], fmt, variant))
+        stacks = [by_id[sid] for sid in wanted if sid in self.summary.envs]
+        self._in_confirm = True
+        try:
+            self.progress.phase("confirm", sum(len(v) for v in wanted.values()))
+            self.run_phase("confirm", stacks,
+                           lambda env: self.plan_load_cells(env, wanted[env.stack.id], full_limit=True))
+        finally:
+            self._in_confirm = False
+        out = {}
+        for rec in recs:
+            new = self.store.read(self._load_path(rec.cell_id))
+            if new is not None:
+                out[rec.cell_id] = new
+        return out
+
     def _own_save_s(self, stack_id: str, sc: Scenario) -> float | None:
         """The slowest successful save of ``sc`` by ``stack_id`` in any selected format
         (None when that stack saved none: not a saver, or it cannot build the scenario)."""
@@ -567,6 +631,7 @@ class _Runner:
                      res: dict[str, Any]) -> Record:
         sc, fmt, saver, variant, saved, key, old, limit, rule = meta[res["cell_id"]]
         res = {**res, "details": {**(res.get("details") or {}), "limit_rule": rule,
+                                  "full_limit_s": self.opt.limit("load"),
                                   "artifact_sha256": saved.details.get("artifact_sha256")}}
         return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
@@ -642,6 +707,10 @@ class _Runner:
                 senv, phase, todo, self.store, to_record, cell_timeout=self.opt.limit(phase),
                 import_timeout=self.opt.import_timeout, isolate=self.opt.isolate, cancel=self.cancel), 1):
             self.count(phase, rec.outcome.value, cached=False, cid=rec.cell_id)
+            if (phase != "save" and rec.outcome is Outcome.TIMEOUT
+                    and float(rec.details.get("limit_s") or 0) < self.opt.limit("load")):
+                with self._lock:
+                    self._below_full.append(rec)
             msg = ""
             if rec.error and rec.outcome is not Outcome.OK:
                 msg = " - " + rec.error.type.rsplit(".", 1)[-1] + ": " + \
@@ -663,9 +732,18 @@ def reusable(old: Record, limit: float) -> bool:
     """May ``old`` (whose key matches) stand for this run? The one cache rule (the matrix's
     and ``check``'s): final outcomes may. A timeout may once it happened in two runs in a
     row at the cell's limit in force now; every other per-run outcome (crash,
-    protocol_error, env_unavailable) is retried."""
+    protocol_error, env_unavailable) is retried, and so is a timeout that did not hold at
+    the full limit (:func:`held_at_full_limit`)."""
     return old.outcome.final or (old.outcome is Outcome.TIMEOUT and old.details.get("limit_s") == limit
-                                 and old.details.get("timeouts_in_a_row", 0) >= 2)
+                                 and old.details.get("timeouts_in_a_row", 0) >= 2 and held_at_full_limit(old))
+
+
+def held_at_full_limit(rec: Record) -> bool:
+    """Whether a timeout held at the full limit: it ran at it, or its group's representative
+    timed out at it (``confirmed_by``). Records without a full limit (``check``'s, whose
+    limit is fixed) ran at theirs."""
+    full = rec.details.get("full_limit_s")
+    return bool(rec.details.get("confirmed_by")) or full is None or float(rec.details.get("limit_s") or 0) >= full
 
 
 def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], store: Store,
@@ -886,6 +964,16 @@ def artifact_view(store: Store, senv: StackEnv, todo: Sequence[Mapping[str, Any]
     return _View(store, root)
 
 
+_FRAME = re.compile(r'File "([^"]+)", line \d+, in (\S+)')
+
+
+def timeout_group(rec: Record) -> tuple[Any, ...]:
+    """Timeouts that hang in the same place: the same loader, scenario, format, phase and
+    the innermost frames (file name, function) where the watchdog interrupted the cell."""
+    frames = _FRAME.findall(rec.error.traceback if rec.error else "")
+    return (rec.loader, rec.scenario, rec.format, rec.phase, tuple((Path(f).name, fn) for f, fn in frames[-8:]))
+
+
 def parse_load_cell_id(cid: str) -> tuple[str, str, str, str, str]:
     """(scenario, format, saver, loader, variant) of a load cell id."""
     head, variant = cid.rsplit(":", 1)
@@ -965,10 +1053,12 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             runner.progress.phase("load", sum(
                 1 for cid, _ in plan if runner._mine(cid) and _load_key(cid) in loadable))
             runner.run_phase("load", stacks, runner.plan_loads)
+            runner.confirm_timeouts(catalog)
         if "remedy" in options.phases:
             if "load" not in options.phases:
                 runner.read_saved()
             runner.run_remedies(catalog)
+            runner.confirm_timeouts(catalog)
     finally:
         runner.progress.close()
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
