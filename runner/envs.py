@@ -12,11 +12,14 @@ reason — never an exception that could stop the other stacks.
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
 import fcntl
 import hashlib
 import json
 import os
+import re
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -115,14 +118,36 @@ def _install(uv: list[str], interpreter: str, stack: Stack, venv: Path,
             log.write("$ " + " ".join(argv) + "\n")
             log.flush()
             try:
-                proc = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                      text=True, env=env, timeout=INSTALL_TIMEOUT_S, check=False)
+                returncode, output = _run_install_step(argv, env)
             except subprocess.TimeoutExpired:
                 return False, f"`{' '.join(argv[len(uv):len(uv) + 2])}` took over {INSTALL_TIMEOUT_S} s"
-            log.write(proc.stdout)
-            if proc.returncode != 0:
-                return False, _last_lines(proc.stdout)
+            log.write(output)
+            if returncode != 0:
+                return False, _last_lines(output)
     return True, ""
+
+
+def _run_install_step(argv: list[str], env: dict[str, str]) -> tuple[int, str]:
+    """Run one uv command in its own process group, registered with the executor like a
+    worker: Ctrl-C or SIGTERM (``execute.kill_live_workers``) ends it and whatever it
+    started, even from the run's build threads, which the interrupt never reaches.
+
+    Raises:
+        subprocess.TimeoutExpired: it took over INSTALL_TIMEOUT_S (its group is killed).
+    """
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True)
+    execute._register(proc)
+    try:
+        output, _ = proc.communicate(timeout=INSTALL_TIMEOUT_S)
+    except BaseException:  # a timeout, or Ctrl-C/SIGTERM in the thread running it
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    finally:
+        execute._unregister(proc)
+    return proc.returncode, output
 
 
 def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
@@ -157,7 +182,7 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
             reused = True
         else:
             (venv / MARKER).unlink(missing_ok=True)
-            ok, err = _install(uv, interpreter, stack, venv, venv.with_suffix(".install.log"))
+            ok, err = _install(uv, interpreter, stack, venv, venv.parent / f"{venv.name}.install.log")
             if not ok:
                 return _unavailable(stack, f"installing {' '.join(stack.requirements)} on "
                                     f"Python {stack.python} failed:\n{err}",
@@ -178,12 +203,16 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
             marker = {"spec": spec, "freeze": freeze, "probes": {}}
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
 
-        cached = _probe_cached(stack, store, venv, marker, probe_timeout, None)
-    if not cached["ok"]:
+        damage = verify_installed(venv, marker.get("freeze", ""))
+        cached = _probe_cached(stack, store, venv, marker, probe_timeout, None) if not damage else {}
+    if damage or not cached["ok"]:
         if reused:
             # A venv that imported before and fails now was damaged (a deleted file, a
             # half-finished manual change): rebuild it once from the uv cache, re-probe.
             return ensure_env(stack, store, rebuild=True, probe_timeout=probe_timeout, runtime=runtime)
+        if damage:
+            return _unavailable(stack, f"the stack installed but its files do not match what was installed: "
+                                f"{damage}", "runner.EnvDamaged", t0)
         failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed but importing its framework failed: "
                             f"{failure.get('type', '?')}: {failure.get('message', '')}",
@@ -256,10 +285,14 @@ def _ensure_docker_env(stack: Stack, store: Store, settings: RuntimeSettings, re
                                     "runner.FreezeFailed", t0)
             marker = {"spec": spec, "freeze": freeze, "probes": {}}
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))
-        cached = _probe_cached(stack, store, venv, marker, probe_timeout, spawn)
-    if not cached["ok"]:
+        damage = verify_installed(venv, marker.get("freeze", ""))
+        cached = _probe_cached(stack, store, venv, marker, probe_timeout, spawn) if not damage else {}
+    if damage or not cached["ok"]:
         if reused:
             return _ensure_docker_env(stack, store, settings, True, probe_timeout, t0)
+        if damage:
+            return _unavailable(stack, f"the stack installed (docker, {image.tag}) but its files do not match "
+                                f"what was installed: {damage}", "runner.EnvDamaged", t0)
         failure: dict[str, Any] = cached.get("error") or {}
         return _unavailable(stack, f"the stack installed (docker, {image.tag}) but importing its "
                             f"framework failed: {failure.get('type', '?')}: {failure.get('message', '')}",
@@ -273,6 +306,75 @@ def _ensure_docker_env(stack: Stack, store: Store, settings: RuntimeSettings, re
                     freeze=marker.get("freeze", ""), runtime="docker", spawn=spawn)
 
 
+def _site_packages(venv: Path) -> list[Path]:
+    return sorted(p for p in venv.glob("lib/python*/site-packages") if p.is_dir())
+
+
+def _dist_name(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def verify_installed(venv: Path, freeze: str) -> str:
+    """Why the venv no longer holds what was installed ("" when it does): every distribution
+    of the recorded freeze has its metadata, and every file its ``RECORD`` lists exists with
+    the recorded size. A few stat calls per file (TensorFlow: ~20,000 files, ~0.2 s), so it
+    runs every time a venv is reused; the probe imports only the framework, and a deleted
+    ``h5py/`` next to an intact ``h5py-*.dist-info`` imports fine until a save needs it."""
+    found: dict[str, Path] = {}
+    for site in _site_packages(venv):
+        for info in site.glob("*.dist-info"):
+            found[_dist_name(info.name[:-len(".dist-info")].split("-")[0])] = info
+    wanted = [_dist_name(re.split(r"\s*(?:==|@)\s*", line.strip())[0]) for line in freeze.splitlines()
+              if line.strip() and not line.startswith(("#", "-e "))]
+    missing = [name for name in wanted if name not in found]
+    if missing:
+        return f"{len(missing)} installed distribution(s) gone: {', '.join(sorted(missing)[:5])}"
+    bad: list[str] = []
+    for name in wanted:
+        info = found[name]
+        try:
+            rows = (info / "RECORD").read_text(encoding="utf-8", errors="replace").splitlines()
+        except OSError:
+            bad.append(f"{name} (no RECORD)")
+            continue
+        for row in csv.reader(rows):
+            if not row or row[0].endswith(".pyc") or "__pycache__" in row[0]:
+                continue
+            path = info.parent / row[0]
+            size = row[2] if len(row) > 2 else ""
+            try:
+                st = path.lstat()
+            except OSError:
+                bad.append(f"{name}: {row[0]} missing")
+                break
+            if size.isdigit() and not path.is_symlink() and st.st_size != int(size):
+                bad.append(f"{name}: {row[0]} has {st.st_size} bytes, {size} were installed")
+                break
+        if len(bad) >= 5:
+            break
+    return "; ".join(bad)
+
+
+def damaged_module(python: str, message: str) -> str:
+    """The module of an ``ImportError`` message (``No module named 'x.y'``) when the venv of
+    ``python`` installed it and one of its files is gone now (damage, not a cell's result);
+    "" otherwise — a module the stack never had (``keras.src`` in Keras 2) is the cell's."""
+    match = re.search(r"No module named '([\w.]+)'", message)
+    if not match:
+        return ""
+    parts = match.group(1).split(".")
+    for site in _site_packages(Path(python).parent.parent):
+        for record in site.glob("*.dist-info/RECORD"):
+            listed = [row[0] for row in csv.reader(record.read_text(encoding="utf-8", errors="replace").splitlines())
+                      if row]
+            for n in range(len(parts), 0, -1):  # the deepest part this distribution installed
+                stem = "/".join(parts[:n])
+                files = [f for f in listed if f.startswith(stem + "/") or f.split(".", 1)[0] == stem]
+                if files:
+                    return ".".join(parts[:n]) if any(not (site / f).exists() for f in files) else ""
+    return ""
+
+
 def forget_probe(senv: StackEnv) -> None:
     """Drop the cached probe of ``senv``'s venv: its worker failed to import the framework
     although the probe had succeeded (the venv was damaged since). The next run probes
@@ -280,7 +382,7 @@ def forget_probe(senv: StackEnv) -> None:
     if senv.python is None:
         return
     venv = Path(senv.python).parent.parent
-    with _locked(venv.with_suffix(".lock")):
+    with _locked(venv.parent / f"{venv.name}.lock"):  # the builder's lock (with_suffix cut at "3.11")
         marker = _read_marker(venv)
         if marker.get("probes", {}).pop(senv.stack.id, None) is not None:
             atomic_write_text(venv / MARKER, json.dumps(marker, indent=1, sort_keys=True))

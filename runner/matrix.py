@@ -777,6 +777,16 @@ def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], st
             if not forgot:
                 forgot = True
                 envs.forget_probe(senv)
+        elif (result.get("outcome") in ("save_error", "load_error")
+              and (result.get("error") or {}).get("type") in ("builtins.ModuleNotFoundError", "builtins.ImportError")
+              and (gone := envs.damaged_module(senv.python, message))):
+            # A module this stack installed whose files are gone (a deleted h5py/ next to its
+            # dist-info): the venv's damage, not the cell's result. Never cached; the next
+            # run's file check finds it and rebuilds the venv once.
+            result = {**result, "outcome": Outcome.ENV_UNAVAILABLE.value,
+                      "error": {**result["error"], "type": "runner.EnvDamaged",
+                                "message": f"the stack's own module {gone} is damaged (installed, files missing): "
+                                           + message}}
         rec = to_record(result)
         store.write(rec)
         yield rec

@@ -294,7 +294,12 @@ def test_a_damaged_venv_is_not_a_permanent_result(tmp_path: Path, catalog: Path,
     assert e2e.run_matrix(catalog, tmp_path / "warm", tmp_path / "warm-out", envs_dir).returncode == 0
     inits = list(envs_dir.glob("*/lib/python*/site-packages/keras/__init__.py"))
     assert len(inits) == 1
-    inits[0].write_text("raise ImportError('damaged on purpose')\n")
+    # Damage of the same size as the file: the file check of the installed set cannot see
+    # it; the cells' own import does.
+    size = inits[0].stat().st_size
+    damage = "raise ImportError('damaged on purpose')\n"
+    inits[0].write_text(damage + "#" * (size - len(damage) - 1) + "\n")
+    assert inits[0].stat().st_size == size
     damaged = e2e.run_matrix(catalog, store, out, envs_dir)
     assert damaged.returncode == 0, e2e.describe(damaged)
     got = e2e.records_by_id(store)
@@ -308,6 +313,30 @@ def test_a_damaged_venv_is_not_a_permanent_result(tmp_path: Path, catalog: Path,
          "cached load_error; the next run re-probes, rebuilds and gets the clean table",
          f"{unavailable} cells env_unavailable in the damaged run; next run retried them, "
          f"rebuilt the venv, {ran} cells run, same table")
+
+
+def test_a_deleted_dependency_is_rebuilt_not_published(tmp_path: Path, catalog: Path, clean: dict[Any, Any],
+                                                       tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Issue 23: with h5py/ deleted from tf2.15's venv (its dist-info kept) a run published
+    save_error/load_error ImportError rows and served them from the cache after the venv
+    was repaired. Here numpy/ goes (dist-info kept): the run's check of every installed
+    file finds it before any cell, rebuilds the venv once from the uv cache, and publishes
+    the clean table; nothing is cached from the damage."""
+    envs_dir = tmp_path_factory.mktemp("deleted-envs")
+    assert e2e.run_matrix(catalog, tmp_path / "warm", tmp_path / "warm-out", envs_dir).returncode == 0
+    (numpy,) = envs_dir.glob("*/lib/python*/site-packages/numpy")
+    assert list(numpy.parent.glob("numpy-*.dist-info"))
+    shutil.rmtree(numpy)
+    proc = e2e.run_matrix(catalog, tmp_path / "store", tmp_path / "out", envs_dir)
+    assert proc.returncode == 0, e2e.describe(proc)
+    assert e2e.table(tmp_path / "out") == clean
+    got = e2e.records_by_id(tmp_path / "store")
+    assert not [r for r in got.values() if "ImportError" in str((r.get("error") or {}).get("type"))]
+    assert numpy.is_dir()  # rebuilt
+    _row("a dependency's package folder deleted from a stack venv (its dist-info kept, as h5py/ in issue 23)",
+         "found by the check of every installed file before any cell; the venv rebuilt once; the clean table, "
+         "no ImportError row, nothing cached from the damage",
+         f"exit 0; same table as the clean run ({len(got)} records, none an ImportError); numpy/ restored")
 
 
 # ------------------------------------------------------------------- filesystems

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import shutil
 import signal
@@ -352,3 +353,26 @@ def test_generated_repro_reproduces_the_recorded_outcome(matrix_store: Path, tmp
     assert "same worker and scenario code as the recorded run (digests match)" in proc.stdout
     if rec.error:
         assert rec.error.type.rsplit(".", 1)[-1] in proc.stdout
+
+
+def test_a_deleted_h5py_is_rebuilt_not_published(tmp_path: Path) -> None:
+    """Issue 23: with h5py/ deleted from tf2.15's venv (dist-info kept) a run published
+    4 save_error + 3 load_error ImportError rows with exit 0, served from the cache after the
+    venv was repaired. Now the run's file check finds the damage before any cell, rebuilds
+    the venv once (uv cache), and the table is the clean one, without --fresh."""
+    sel = ("matrix", "--stacks", "tf2.15", "--scenarios", "dense", "--formats", "h5,keras")
+    clean = _runner(*sel, "--out", str(tmp_path / "clean-out"), store=tmp_path / "clean")
+    assert clean.returncode == 0
+    table = {(r["cell_id"], r["outcome"]) for r in gate.results_rows(
+        json.loads(gate.read_results_text(tmp_path / "clean-out" / gate.RESULTS_JSON)))}
+    assert any(outcome == "ok" for _, outcome in table)
+    (h5py,) = [p for p in Path(ENVS_DIR).glob("py3*/lib/python*/site-packages/h5py")
+               if (p.parent / "tensorflow").is_dir() and list(p.parent.glob("tensorflow*-2.15.*.dist-info"))]
+    shutil.rmtree(h5py)
+    damaged = _runner(*sel, "--out", str(tmp_path / "out"), store=tmp_path / "store")
+    assert damaged.returncode == 0
+    got = {(r["cell_id"], r["outcome"]) for r in gate.results_rows(
+        json.loads(gate.read_results_text(tmp_path / "out" / gate.RESULTS_JSON)))}
+    assert got == table
+    assert "ImportError" not in (tmp_path / "out" / "errors.md").read_text()
+    assert h5py.is_dir()
