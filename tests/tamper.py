@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -137,3 +139,40 @@ def run_attack(folder: Path, name: str, body: str, run: Runner) -> tuple[dict[st
     cell, target, secret = write_scenario(folder, name, body)
     before = digest(secret)
     return run([cell])[cell["cell_id"]], target, secret, before
+
+
+# ----------------------------------------------------------- docs/reliability.md's attacks
+
+SECTION = "## Attacks on the host from the code under test"
+ROWS: dict[tuple[str, str], tuple[str, str]] = {}  # (where, attack) -> (expected, observed)
+
+
+def observe(where: str, attack: str, expected: str, result: Mapping[str, Any]) -> None:
+    """Note what an attack's run really recorded, for docs/reliability.md."""
+    error = result.get("error") or {}
+    message = re.sub(r"\S*/pytest-of-[^\s`]*", "<tmp>", str(error.get("message", "")))[:220]
+    ROWS[where, attack] = (expected, f"`{result.get('outcome')}`" + (f" `{error.get('type')}`: {message}"
+                                                                      if error else ""))
+
+
+def write_section(path: Path | None = None) -> None:
+    """Merge this session's rows into the attacks section of ``$COMPAT_RELIABILITY_OUT``
+    (the fault, docker and real tiers each add theirs; rows of other tiers are kept)."""
+    target = path or (Path(os.environ["COMPAT_RELIABILITY_OUT"]) if os.environ.get("COMPAT_RELIABILITY_OUT") else None)
+    if target is None or not ROWS:
+        return
+    text = target.read_text(encoding="utf-8") if target.exists() else ""
+    head, _, tail = text.partition(SECTION)
+    rows = dict(ROWS)
+    for line in tail.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split(" | ")]
+        if len(cells) == 4 and cells[0] not in ("where", "---"):
+            rows.setdefault((cells[0], cells[1]), (cells[2], cells[3]))
+    lines = [SECTION, "", "Made by `tests/test_tamper.py` (host workers), the docker tier's attack tests "
+             "(sandbox containers, a real `dockerd`) and the refusal tests of `check`, with "
+             "`COMPAT_RELIABILITY_OUT=docs/reliability.md`; every row is what that run recorded. Each attack "
+             "has a benign twin that must succeed through the same code.", "",
+             "| where | attack | expected | observed |", "|---|---|---|---|"]
+    lines += [f"| {w} | {a} | {e} | {o.replace('|', '/')} |" for (w, a), (e, o) in sorted(rows.items())]
+    target.write_text(head.rstrip("\n") + ("\n\n" if head.strip() else "") + "\n".join(lines) + "\n",
+                      encoding="utf-8")

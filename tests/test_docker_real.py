@@ -290,6 +290,9 @@ def test_an_attack_from_the_sandbox_leaves_the_host_untouched(engine: rd.Engine,
         lambda cells: _run(fake_docker_env, tmp_path, "save", cells, spawn=spawn, cell_timeout=40))
     tamper.check_host(result, target, secret, before, CONTROL_FILE[attack])
     assert not _containers(engine)
+    tamper.observe("docker sandbox", attack, "host file untouched, no secret in the record; the cell is the "
+                   "attack", result)
+    tamper.write_section()
 
 
 def test_the_attacks_benign_twin_saves_in_the_sandbox(engine: rd.Engine, fake_docker_env: envs.StackEnv,
@@ -301,6 +304,8 @@ def test_the_attacks_benign_twin_saves_in_the_sandbox(engine: rd.Engine, fake_do
                                         lambda cells: _run(fake_docker_env, tmp_path, "save", cells, spawn=spawn))
     assert result["outcome"] == "ok", result
     assert (tmp_path / "twin" / "artifacts" / "benign" / "model.h5").is_file()
+    tamper.observe("docker sandbox", "benign twin (same scenario, no attack)", "saves ok", result)
+    tamper.write_section()
 
 
 # -------------------------------------------------------------- a real stack

@@ -8,6 +8,7 @@ host follows no link it planted, blocks on no FIFO, reads no flood, and records 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,15 @@ pytestmark = pytest.mark.faults
 
 CONTROL_FILE = {"heartbeat-symlink": "heartbeat", "log-symlink": "log.txt", "log-hardlink": "log.txt",
                 "events-symlink": "events.jsonl", "events-fifo": "events.jsonl", "events-flood": "events.jsonl"}
+
+
+EXPECTED = "host file untouched, no secret in the record; the cell is the attack"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _attacks_section() -> Iterator[None]:
+    yield
+    tamper.write_section()
 
 
 def _runner(fake: FakeStack) -> Any:
@@ -33,6 +43,7 @@ def test_an_attack_on_the_control_folder_is_contained_and_recorded(fake: FakeSta
     result, target, secret, before = tamper.run_attack(tmp_path / "attack", attack, tamper.ATTACKS[attack],
                                                        _runner(fake))
     tamper.check_host(result, target, secret, before, CONTROL_FILE[attack])
+    tamper.observe("host worker", attack, EXPECTED, result)
 
 
 def test_the_benign_twin_saves_ok_through_the_same_runner(fake: FakeStack, tmp_path: Path) -> None:
@@ -40,3 +51,4 @@ def test_the_benign_twin_saves_ok_through_the_same_runner(fake: FakeStack, tmp_p
     assert result["outcome"] == "ok", result
     assert (Path(result.get("details", {}).get("artifact_dir") or tmp_path / "twin" / "artifacts" / "benign")).exists()
     assert tamper.digest(secret) == before and not target.exists()
+    tamper.observe("host worker", "benign twin (same scenario, no attack)", "saves ok", result)
