@@ -43,7 +43,7 @@ from typing import Any, TextIO
 
 from runner import diagnose, execute, runtime_docker, safefs
 from runner._worker import check_worker as _cw
-from runner._worker import pbwire
+from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
@@ -73,6 +73,9 @@ DTYPE_K = {"float16": 1e-2, "bfloat16": 5e-2, "float32": 1e-4, "float64": 1e-9}
 # The only host variables a stack sees (no credentials, tokens, proxies or user config).
 ENV_ALLOW = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "SYSTEMROOT")
 UNVERIFIED = "loads (unverified: no reference)"
+GRAPH_REFUSAL = ("refused on the host before loading: the SavedModel's graph has {found}. Loading or calling it "
+                 "could touch this machine's files; it runs only in the docker sandbox (--sandbox on) or with "
+                 "--unsafe if you trust the file.")
 
 
 def _sniff(path: Path) -> str:
@@ -101,6 +104,7 @@ class ModelFile:
     provenance: dict[str, str]
     config: dict[str, Any] | None = None  # the architecture, when readable without h5py
     weights: Path | None = None
+    graph_ops: str = ""  # a SavedModel's graph ops not known to be inert (graph_scan.describe), "" if none
 
     @property
     def model_id(self) -> str:
@@ -292,6 +296,7 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
     kind = _sniff(path)
     prov: dict[str, str] = {}
     config = None
+    graph_ops = ""
     if kind == "h5":
         _h5_check(path, "model file")
         fmt, config = "h5", _json_config(path)  # versions: h5py, in a stack
@@ -302,6 +307,11 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         prov, config = _parsed(path, fmt, "damaged: its metadata or config")
     elif kind == "savedmodel":
         fmt, prov = _saved_model(path)
+        try:
+            found = graph_scan.scan_savedmodel(str(path))  # type: ignore[no-untyped-call]
+            graph_ops = graph_scan.describe(found) if found else ""  # type: ignore[no-untyped-call]
+        except graph_scan.BadGraph as exc:
+            raise CheckInputError(f"SavedModel {path}: {exc}") from None
     elif kind == "json":
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise CheckInputError(f"model file {path} has {path.stat().st_size} bytes, over the cap of "
@@ -331,7 +341,7 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         raise CheckInputError(f"model {path} has {size} bytes, over the cap of {MAX_MODEL_BYTES} (see check --help)")
     return ModelFile(path=path.absolute(), format=fmt, sha256=_digest(parts), size=size,
                      provenance=prov if len(prov) > 1 else {}, config=config,
-                     weights=weights.absolute() if weights is not None else None)
+                     weights=weights.absolute() if weights is not None else None, graph_ops=str(graph_ops))
 
 
 def _parts(path: Path, weights: Path | None) -> list[tuple[str, list[tuple[str, Path, int]]]]:
@@ -678,6 +688,22 @@ class _Check:
                          "out_dir": str(self.out_dir(stack.id, variant)), "seed": SEED})
         if not todo:
             return
+        if m.graph_ops and not self.opt.unsafe and not self.boxed(stack.id):
+            # Refused on the host: graph ops that may touch files run only where nothing of
+            # the host is in reach (the sandbox), or with --unsafe. Recorded as every refusal.
+            for cell in todo:
+                variant, key, old = keys[str(cell["cell_id"])]
+                rec = record_from_result("load", {
+                    "cell_id": cell["cell_id"], "outcome": Outcome.LOAD_ERROR.value, "phase": "load",
+                    "error": {"type": REFUSED, "message": GRAPH_REFUSAL.format(found=m.graph_ops), "traceback": ""},
+                    "details": {"graph_ops": m.graph_ops, "code_in_file": [m.graph_ops]}, "env": senv.versions},
+                    key=key, stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
+                    fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
+                    limit_s=self.opt.cell_timeout, old=old)
+                self.store.write(rec)
+                self.records[stack.id, variant] = rec
+            print(f"[check {stack.id}] refused on the host: {m.graph_ops}", file=self.log, flush=True)
+            return
         try:
             spawn = (runtime_docker.sandbox_spawn(senv) if self.boxed(stack.id)
                      else functools.partial(execute.host_spawn, cwd=self.home))
@@ -905,6 +931,12 @@ class _Check:
             if any(r and "code_in_file" in r.details for r in recs) else "not reached (no stack loaded the file)"))
         lines.append("safe mode: " + ("; ".join(modes) or "not reached"))
         boxed = [s.id for s in sorted(stacks, key=lambda s: natural_key(s.id)) if self.boxed(s.id)]
+        if m.format in ("savedmodel", "export"):
+            lines.append("graph: scanned on the host against the allowlist of inert ops: " + (
+                "every op is inert" if not m.graph_ops else m.graph_ops + (
+                    " (allowed to run: --unsafe)" if self.opt.unsafe else
+                    " -> refused outside the sandbox" + (f"; loaded in the sandbox in {', '.join(boxed)}"
+                                                         if boxed else ""))))
         lines.append("sandbox: " + "; ".join(([f"{self.sandbox_line} in {', '.join(boxed)}"] if boxed else []) + [
             f"off in {sid}: its docker runtime failed ({why}), so it loaded in its venv with a scrubbed environment"
             for sid, why in sorted(self.unsandboxed.items())]) if self.sandbox else f"sandbox: {self.sandbox_line}")

@@ -446,3 +446,47 @@ def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(saved
     plain, _ = _check(models, envs_dir, "lambda.h5", "off", tmp_path / "off", "--unsafe", stacks="tf2.15")
     assert marker.exists(), plain.stdout[-3000:]  # the same payload outside the sandbox does write
     marker.unlink()
+
+
+GRAPH_SCRIPT = '''
+import os, sys
+import tensorflow as tf
+out, target = sys.argv[1], sys.argv[2]
+
+
+class Writes(tf.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = tf.Variable(tf.constant([1.0, 2.0, 3.0]))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3], tf.float32)])
+    def __call__(self, x):
+        tf.io.write_file(os.path.join(target, "written.txt"), "written by the graph")
+        return x * self.w
+
+
+m = Writes()
+tf.saved_model.save(m, os.path.join(out, "writes"), signatures=m.__call__.get_concrete_function())
+'''
+
+
+def test_a_file_writing_graph_runs_in_the_sandbox_and_is_refused_outside(saved_models: tuple[Path, Path, Path],
+                                                                         tmp_path: Path) -> None:
+    """Issue 22 item 2: a SavedModel whose graph writes files is refused on the host
+    without the sandbox; in the sandbox it runs (no --unsafe needed: nothing of the host is
+    in reach) and its write lands in the container's scratch /tmp, never the host's."""
+    models, _, envs_dir = saved_models
+    target = Path("/tmp") / f"compat-graph-marker-{uuid.uuid4().hex}"
+    stack = next(s for s in load_catalog() if s.id == "tf2.15")
+    saver = envs.ensure_env(stack, Store(tmp_path / "save-store", envs_dir=envs_dir))
+    assert saver.python
+    proc = subprocess.run([saver.python, "-c", GRAPH_SCRIPT, str(models), str(target)], capture_output=True,
+                          text=True, timeout=900, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    boxed, rows = _check(models, envs_dir, "writes", "on", tmp_path / "on", stacks="tf2.15")
+    assert "WriteFile in function" in boxed.stdout and "loaded in the sandbox in tf2.15" in boxed.stdout, boxed.stdout
+    assert rows[0]["outcome"].startswith(("ok", "loads")), boxed.stdout[-3000:]  # it ran, inside
+    assert not target.exists(), "the graph wrote on the host from inside the sandbox"
+    plain, rows = _check(models, envs_dir, "writes", "off", tmp_path / "off", stacks="tf2.15")
+    assert rows[0]["category"] == "refused_unsafe", plain.stdout[-3000:]
+    assert not target.exists()
