@@ -266,6 +266,8 @@ def _zip_members(path: Path) -> list[str]:
                                       f"over the cap of {MAX_CONFIG_BYTES} for a stored config (see check --help)")
             bad = zf.testzip()
             members = zf.namelist()
+    except CheckInputError:
+        raise
     except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise CheckInputError(f"model file {path} is truncated or damaged: not a readable zip ({exc})") from None
     if bad is not None:

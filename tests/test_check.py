@@ -221,7 +221,11 @@ def test_tf24_keras_savedmodel_is_detected_from_the_object_graph(tmp_path: Path)
     version = b"2.4.1"
     info_def = b"\x2a" + bytes([len(version)]) + version
     graph_meta = b'{"class_name": "Functional", "keras_version": "2.4.0", "backend": "tensorflow"}'
-    meta_graph = b"\x0a" + bytes([len(info_def)]) + info_def + b"\x3a" + bytes([len(graph_meta)]) + graph_meta
+    # MetaGraphDef.object_graph_def{nodes{user_object{identifier, metadata}}}: where TF 2.0-2.4 keep it
+    user = b"\x0a\x0a_tf_keras_network" + b"\x1a" + bytes([len(graph_meta)]) + graph_meta
+    node = b"\x22" + bytes([len(user)]) + user
+    graph = b"\x0a" + bytes([len(node)]) + node
+    meta_graph = b"\x0a" + bytes([len(info_def)]) + info_def + b"\x3a" + bytes([len(graph)]) + graph
     (sm / "saved_model.pb").write_bytes(b"\x08\x01\x12" + bytes([len(meta_graph)]) + meta_graph)
     info = check.inspect_model(sm)
     assert info.format == "savedmodel"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import zipfile
@@ -23,12 +22,15 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _peak_rss_mb(code: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run ``code`` in a fresh interpreter; (its peak resident memory in MB, the process)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300,
-                          check=False)
-    after = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(before, after) / 1024, proc
+    """Run ``code`` in a fresh interpreter; (its own peak resident memory in MB, the process)."""
+    # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's across exec)
+    probe = ("\nimport re\nprint('PEAK-KB', re.search(r'VmHWM:\\s+(\\d+)', "
+             "open('/proc/self/status').read()).group(1))\n")
+    proc = subprocess.run([sys.executable, "-c", code + probe], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, check=False)
+    kb = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PEAK-KB ")]
+    assert kb, proc.stdout + proc.stderr
+    return int(kb[0]) / 1024, proc
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
@@ -48,10 +50,10 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
 def test_a_symlink_inside_a_savedmodel_is_refused_and_a_plain_tree_is_read(tmp_path: Path) -> None:
     sm = tmp_path / "sm"
     (sm / "variables").mkdir(parents=True)
-    (sm / "saved_model.pb").write_bytes(b"\x08\x01")
+    (sm / "saved_model.pb").write_bytes(b"\x08\x01\x12\x00")  # one empty meta graph
     (sm / "variables" / "variables.index").write_bytes(b"index")
     plain = check.inspect_model(sm)  # the twin: plain files only
-    assert plain.format == "export" and plain.size == 7
+    assert plain.format == "export" and plain.size == 9
     secret = tmp_path / "host-secret"
     secret.write_text("not part of the model")
     (sm / "variables" / "variables.data-00000-of-00001").symlink_to(secret)
@@ -85,6 +87,7 @@ def test_a_keras_zip_whose_config_unpacks_past_the_cap(tmp_path: Path) -> None:
                               f"try:\n    check.inspect_model(Path({str(model)!r}))\n"
                               f"except check.CheckInputError as exc:\n    print(exc)\n")
     assert "config.json unpacks to" in proc.stdout and "over the cap" in proc.stdout, proc.stdout + proc.stderr
+    assert "not a readable zip" not in proc.stdout  # the cap is the reason, not a damaged zip
     assert peak < 200, f"refusing a zip bomb took {peak:.0f} MB"
     twin = tmp_path / "twin.keras"
     with zipfile.ZipFile(twin, "w", compression=zipfile.ZIP_DEFLATED) as zf:
