@@ -80,13 +80,19 @@ class Rule:
     category: str
     title: str
     explanation: str
-    pattern: str = ""  # regex over message + traceback tail (re.S; case-sensitive: 6x faster)
+    pattern: str = ""  # regex over error_text(rec).text (re.S; case-sensitive: 6x faster)
     types: tuple[str, ...] = ()  # qualified exception type suffixes; empty = any
     outcomes: tuple[Outcome, ...] = (Outcome.LOAD_ERROR,)
     phases: tuple[str, ...] = ()  # record.phase values; empty = any
     when: Callable[[Record], bool] | None = None
     remedies: tuple[str, ...] = ()
     family: str = "version"  # custom_object | version | backend | safety | numeric | environment
+    # The wording of this rule's cause in an innermost message: a failing record whose
+    # innermost message matches it belongs to this category and no other
+    # (tests/test_diagnose_published.py checks it over the whole published table). Empty
+    # where the cause is told by versions or names, not by words (config keys added vs
+    # removed, a custom vs a built-in class, a mismatch).
+    defining: str = ""
 
     def matches(self, rec: Record, text: str) -> bool:
         if rec.outcome not in self.outcomes:
@@ -147,6 +153,20 @@ def _cross_major(rec: Record) -> bool:
     return s is not None and lo is not None and s[0] != lo[0]
 
 
+def _keras3_forward(saver_from: tuple[int, int], loader_below: tuple[int, int]) -> Callable[[Record], bool]:
+    """A forward break between Keras 3 minor releases: a file of Keras ``saver_from`` or newer
+    failing in a Keras 3 release older than ``loader_below`` (and than the saver)."""
+    def when(rec: Record) -> bool:
+        s, lo = _keras(rec.saver_env), _keras(rec.env)
+        return s is not None and lo is not None and s >= saver_from and (3, 0) <= lo < loader_below and lo < s
+    return when
+
+
+def _keras2_file_in_keras3(rec: Record) -> bool:
+    s, lo = _keras(rec.saver_env), _keras(rec.env)
+    return s is not None and lo is not None and s[0] == 2 and lo[0] == 3
+
+
 def _diff_backend(rec: Record) -> bool:
     return bool(rec.saver_env.get("backend") and rec.env.get("backend")
                 and rec.saver_env.get("backend") != rec.env.get("backend"))
@@ -165,6 +185,11 @@ _NEWER_LAYERS = frozenset((
     "TextVectorization", "Discretization", "CategoryEncoding", "Hashing", "Rescaling",
 ))
 
+# Keras's own optimizer classes (a compile-config object, whatever module path the file names).
+_OPTIMIZERS = ("Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "Adafactor", "Ftrl", "Lion", "Nadam",
+               "SGD", "RMSprop")
+_OPTIMIZER_RE = "|".join(_OPTIMIZERS)
+
 # Class and function names Keras itself ships: "Could not locate class 'Functional'" is a
 # version mismatch, "Could not locate class 'Affine'" an unknown custom object.
 _BUILTIN = frozenset((
@@ -176,9 +201,9 @@ _BUILTIN = frozenset((
     "GlorotUniform", "Zeros", "Ones", "Orthogonal", "HeNormal", "RandomNormal",
     # optimizers: Keras 2.11-2.15 register their own as "Custom>Adam", which TF <= 2.10 cannot
     # resolve ("Unknown optimizer: Custom>Adam" / "... Custom>Adam. Please ensure ...")
-    "Adam", "AdamW", "Adamax", "Adagrad", "Adadelta", "Adafactor", "Ftrl", "Lion", "Nadam",
-    "SGD", "RMSprop", "LossScaleOptimizer",
-    "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "Policy",
+    *_OPTIMIZERS, "LossScaleOptimizer",
+    "MeanSquaredError", "MeanMetricWrapper", "DTypePolicy", "FloatDTypePolicy", "QuantizedDTypePolicy",
+    "Policy",
     "mse", "mae", "mean_squared_error", "mean_absolute_error", "categorical_crossentropy",
     "sparse_categorical_crossentropy", "binary_crossentropy", "accuracy",
     *_NEWER_LAYERS,
@@ -233,12 +258,224 @@ def _builtin_unknown(rec: Record) -> bool:
 
 
 def _text(rec: Record) -> str:
+    """What the rules read: :func:`error_text`'s ``text``."""
+    return error_text(rec).text
+
+
+# ------------------------------------------------------------------ the error's own text
+#
+# Keras wraps errors raised while it rebuilds a model, and each wrapper embeds the config it
+# was rebuilding ("Error when deserializing class 'Dense' using config={...}.\n\nException
+# encountered: <inner>", "<class 'Sequential'> could not be deserialized properly ...
+# \n\nconfig={...}.\n\nException encountered: <inner>"); a .keras load arrives wrapped 4-5
+# times, the outer dumps holding the whole model config, compile config included. A rule
+# that reads those dumps matches what the file *contains* (steps_per_execution, a
+# quantization_config key, a module path), not what went wrong. So rules read the innermost
+# exception's own message with the dumps cut out, the wrappers' headers (which class was
+# being rebuilt or called) and the traceback's frames (where it failed); never a dump.
+
+@dataclasses.dataclass(frozen=True)
+class ErrorText:
+    """A failing record's text as the rules read it."""
+
+    innermost: str  # the innermost exception's own message (or the record's reason), no dumps
+    headers: str  # the wrappers' headers, one a line: "Error when deserializing class 'Dense'"
+    frames: str  # the traceback's frame lines ("File ..., line N, in f" and the code line)
+    reason: str  # the record's details["reason"] (a mismatch's or a check note's text)
+
+    @property
+    def text(self) -> str:
+        """Headers, innermost message, frames, reason: what a rule's pattern searches."""
+        return "\n".join((self.headers, self.innermost, self.frames, self.reason))
+
+
+# Keras's deserialization wrappers put the inner exception last, after this marker (Keras
+# 2.13-2.15 and 3); the innermost message is what follows the last one.
+_ENCOUNTERED = "Exception encountered: "
+# A layer-call wrapper: Keras 3 "Exception encountered when calling Dense.call().\n\n<inner>
+# \n\nArguments received by Dense.call(): ...", Keras 2.13+ "... when calling layer 'x' (type
+# Dense).\n\n<inner>\n\nCall arguments received by layer 'x' (type Dense): ..."
+_CALL_HEAD_RE = re.compile(r"Exception encountered when calling [^\n]*")
+_CALL_TAIL_RE = re.compile(r"\n\n(?:Call a|A)rguments received by ")
+_HEADER_RE = re.compile(
+    r"Error when deserializing class '[\w.]+'|<class '[\w.]+'> could not be deserialized properly|"
+    r"Exception encountered when calling [^\n]*?(?:\.call\(\)|\(type \w+\))")
+# Where an embedded config starts inside a message: the wrappers' "config={" / "using
+# config={", Keras 3's "Full object config: {" after "Could not locate class 'X'.".
+_DUMP_START_RE = re.compile(r"(?:using |\b)config=\{|Full object config: \{")
+_FRAME_RE = re.compile(r'", line \d+, in [^\s]+$')
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+_CUT = " ...[truncated]"  # the worker's mark at the end of a message it cut (runner/_worker/worker.py)
+_TYPE_PREFIX_RE = re.compile(r"^[A-Za-z_][\w.]*: ")
+
+
+def _skip_braces(text: str, start: int) -> int:
+    """The index just past the brace-balanced ``{...}`` at ``text[start]`` (or len(text) when
+    it is cut off). Braces inside quoted strings are not counted."""
+    depth, i, quote = 0, start, ""
+    while i < len(text):
+        ch = text[i]
+        if quote:
+            if ch == "\\":
+                i += 1
+            elif ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+        i += 1
+    return len(text)
+
+
+def _drop_dumps(text: str, *, cut_start: bool = False) -> str:
+    """``text`` with each config embedded in it replaced by ``{…}`` (one cut off by a
+    truncation runs to the end). ``cut_start``: the text is a tail that may begin inside a
+    dump; drop everything up to the dump's last unmatched closing brace."""
+    if cut_start:  # cut after the deepest unmatched closing brace: where the dump ends
+        depth, low, cut = 0, 0, -1
+        for i, ch in enumerate(text):
+            if ch in "{[":
+                depth += 1
+            elif ch in "}]":
+                depth -= 1
+                if depth < low:
+                    low, cut = depth, i
+        if cut >= 0:
+            text = "{…}" + text[cut + 1:]
+    out, pos = [], 0
+    while (m := _DUMP_START_RE.search(text, pos)) is not None:
+        brace = m.end() - 1
+        out.append(text[pos:brace] + "{…}")
+        pos = _skip_braces(text, brace)
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _join(head: str, tail: str) -> str:
+    """One message from its head and its tail (overlapping, identical, or with a gap)."""
+    head, tail = head.strip(), tail.strip()
+    if not tail or tail in head:
+        return head
+    if not head or head in tail:
+        return tail
+    at = head.find(tail[:60])
+    if at >= 0 and tail.startswith(head[at:]):
+        return head[:at] + tail
+    return f"{head}\n…\n{tail}"
+
+
+def _unwrap_calls(text: str) -> str:
+    """The message inside layer-call wrappers (each removed, innermost kept)."""
+    while (m := _CALL_HEAD_RE.match(text.lstrip())) is not None:
+        body = text.lstrip()[m.end():]
+        tail = _CALL_TAIL_RE.search(body)
+        inner = (body[:tail.start()] if tail else body).strip()
+        if not inner:
+            break
+        text = inner
+    return text
+
+
+def _split_traceback(tb: str) -> tuple[str, str]:
+    """``(frames, final)``: the frame lines (each with its code line) and the text after the
+    last frame, i.e. the raised exception's "Type: message" (or, in a tail cut inside that
+    message, the part of it the tail holds)."""
+    lines = tb.splitlines()
+    frames: list[str] = []
+    last = -1
+    i = 0
+    while i < len(lines):
+        if _FRAME_RE.search(lines[i]):
+            frames.append(lines[i].strip())
+            last = i
+            # the code line, then caret/tilde marker lines (Python >= 3.11)
+            j = i + 1
+            while j < len(lines) and lines[j].startswith("    ") and not _FRAME_RE.search(lines[j]):
+                if lines[j].strip().strip("^~ "):
+                    frames.append(lines[j].strip())
+                last = j
+                j += 1
+            i = j
+            continue
+        i += 1
+    final = "\n".join(lines[last + 1:]).strip()
+    if last >= 0:
+        final = _TYPE_PREFIX_RE.sub("", final, count=1)
+    return "\n".join(frames), final
+
+
+@functools.lru_cache(maxsize=8192)
+def _error_text(message: str, traceback: str, reason: str) -> ErrorText:
+    message = _ANSI_RE.sub("", message)
+    frames, final = _split_traceback(_ANSI_RE.sub("", traceback))
+    headers = dict.fromkeys(m.group(0) for src in (message, final) for m in _HEADER_RE.finditer(src))
+    # The innermost message ends the outermost one. The record keeps the message's head
+    # (2048 characters; the published table 600) and the traceback's tail (8000; the table
+    # 800), which ends with the raised exception's text. After the last marker in the tail
+    # is the innermost message; a tail without a marker lies inside the innermost message,
+    # which then starts after the head's last marker (unless the head ends inside a wrapper)
+    # or, unwrapped, with the head itself.
+    message = message.removesuffix(_CUT)
+    cut = next((k for k in range(len(_ENCOUNTERED) - 1, 3, -1) if final.startswith(_ENCOUNTERED[-k:])), 0)
+    if _ENCOUNTERED in final:
+        inner = _drop_dumps(final.rsplit(_ENCOUNTERED, 1)[1])
+    elif cut and (_ENCOUNTERED in message or _HEADER_RE.match(message)):
+        inner = _drop_dumps(final[cut:])  # the tail begins inside the last marker ("untered: ...")
+    else:
+        wrapped = _ENCOUNTERED in message
+        head = message.rsplit(_ENCOUNTERED, 1)[1] if wrapped else message
+        if wrapped and _HEADER_RE.match(head):
+            head = ""
+        inner = _join(_drop_dumps(_unwrap_calls(head)), _drop_dumps(final, cut_start=True))
+    inner = _unwrap_calls(inner).strip()
+    return ErrorText(inner, "\n".join(headers), frames, reason)
+
+
+def error_text(rec: Record) -> ErrorText:
+    """The record's error as the rules read it: the innermost exception's own message (a
+    mismatch's reason when there is no exception), wrapper headers and traceback frames,
+    with every embedded config dump cut out."""
+    reason = str(rec.details.get("reason") or "")
     if rec.error is None:
-        return str(rec.details.get("reason") or "")
-    return f"{rec.error.message}\n{rec.error.traceback}\n{rec.details.get('reason') or ''}"
+        return _error_text(reason, "", "")
+    return _error_text(rec.error.message, rec.error.traceback, reason)
 
 
 _HANG = (Outcome.TIMEOUT, Outcome.CRASH, Outcome.PROTOCOL_ERROR)
+
+# The innermost wordings of the causes below (their rules' ``defining`` phrases).
+_QUANTIZATION_CONFIG = r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'quantization_config'"
+_INITIALIZER_AXES = r"\w+\.__init__\(\) got an unexpected keyword argument '(?:input|output)_axes'"
+_FUNCTIONAL_GET_TENSOR = (r"get_tensor\(\) (?:missing 2 required positional arguments: 'node_index' and "
+                          r"'tensor_index'|takes 3 positional arguments but \d+ were given)")
+_BN_AXIS_LIST = r"int\(\) argument must be a string, a bytes-like object or a real number, not 'list'"
+_COMPILE_CONFIG = (
+    r"is not a valid argument, kwargs should be empty|Could not locate function '(?:mse|mae|"
+    r"mean_squared_error|mean_absolute_error|accuracy|categorical_crossentropy)'|"
+    r"Could not deserialize 'keras\.(?:metrics|losses)\.|Invalid value for argument `reduction`\. "
+    rf"Expected one of .{{0,200}}Received: reduction=auto|Could not deserialize class '(?:{_OPTIMIZER_RE})' "
+    r"because its parent module|"
+    rf"Unknown optimizer: '?(?:Custom>)?(?:{_OPTIMIZER_RE})'?(?![\w>])")
+# A policy class unknown to the loader, or a policy it cannot parse (Keras 2 "Policy" in Keras 3.0;
+# any Keras 3 DTypePolicy class name a release lacks).
+_DTYPE_POLICY = (r"Could not locate class '(?:\w*DTypePolicy\w*|Policy)'|Unknown dtype policy|"
+                 r"Cannot convert .{0,200} to a DTypePolicy|is not a valid dtype policy")
+_MODEL_MODULE_PATH = r"Could not deserialize class '(?:Functional|Sequential|Model)' because its parent module"
+_TRAINING_RESUME = (r"This optimizer can only be called for the variables it was originally built with|"
+                    r"`optimizer_variables` must be a list of tensors corresponding 1:1|"
+                    r"numpy\(\) is only available when eager execution is enabled|"
+                    r"Connecting to invalid output \d+ of source node")
+
+# "Unknown activation function: 'function'" (Keras >= 2.11), "...: function" (Keras 2.4-2.10) or
+# "Unknown activation: function" (TF 1.15-2.3; measured):
+# an object looked up by the literal name "function", which no custom_objects can supply.
+_FUNCTION_UNREADABLE = (r"Unknown (?:activation function|activation|loss function|metric function|function|object): ?"
+                        r"'?function'?(?![\w'])")
 
 RULES: tuple[Rule, ...] = (
     # ------------------------------------------------------------ environment
@@ -253,13 +490,15 @@ RULES: tuple[Rule, ...] = (
          "resolves h5py>=3: tensorflow-cpu 1.15.0 leaves h5py unpinned (1.15.5 and TF 2.2-2.4 "
          "pin h5py 2.10, measured in this catalog). Pin h5py<3 in that environment.",
          r"'str' object has no attribute 'decode'", ("AttributeError",),
-         remedies=("pin_h5py2",), family="environment"),
+         remedies=("pin_h5py2",), family="environment",
+         defining=r"'str' object has no attribute 'decode'"),
     Rule("numpy_too_new", "TensorFlow older than its numpy",
          "This TensorFlow was built against an older numpy: with numpy >= 1.20 TF <= 2.4 "
          "cannot convert symbolic tensors in RNN layers (NotImplementedError: Cannot convert a "
          "symbolic Tensor). Pin numpy<1.20 for this release.",
          r"Cannot convert a symbolic Tensor", ("NotImplementedError",),
-         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="environment"),
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="environment",
+         defining=r"Cannot convert a symbolic Tensor"),
     Rule("dependency_api_removed", "A dependency removed an API this release uses",
          "The framework calls a function its dependency no longer has (module 'jax' has no "
          "attribute 'spmd_mode', numpy's np.object/np.bool aliases, ...): the stack resolved a "
@@ -267,7 +506,8 @@ RULES: tuple[Rule, ...] = (
          "a version from the release's era.",
          r"module '(?:jax|jaxlib|numpy|h5py|torch|ml_dtypes|google\.protobuf)[\w.]*' has no attribute",
          outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR, Outcome.MISMATCH), remedies=("pin_jax",),
-         family="environment"),
+         family="environment",
+         defining=r"module '(?:jax|jaxlib|numpy|h5py|torch|ml_dtypes|google\.protobuf)[\w.]*' has no attribute"),
     # ------------------------------------------------------------ safety
     Rule("safe_mode_lambda", "Safe mode refuses a Python lambda",
          "The file contains a Lambda layer whose function is Python bytecode. Keras >= 2.13 "
@@ -277,14 +517,17 @@ RULES: tuple[Rule, ...] = (
          "registered custom layer.",
          r"Lambda.{0,40}(?:is a Python lambda|whose .function. is a Python lambda)|"
          r"Deserializing it is unsafe|arbitrary code execution",
-         remedies=("unsafe",), family="safety"),
+         remedies=("unsafe",), family="safety",
+         defining=(r"Lambda.{0,40}(?:is a Python lambda|"
+                   r"whose .function. is a Python lambda)|Deserializing it is unsafe")),
     Rule("refused_unsafe", "Refused: the file would run its own Python code",
          "The check worker read the file's stored config before loading and found code the "
          "file carries (a Lambda's marshalled bytecode, or a function imported from a module "
          "outside Keras/TF). This stack has no safe mode that would refuse it (Keras <= 2.12, "
          "TF 1, any Keras 2 HDF5), so loading would run it. If you made the file or trust it, "
          "check again with --unsafe (with Docker, inside the sandbox only).",
-         r"refused before loading", ("runner.refused_unsafe",), remedies=(), family="safety"),
+         r"refused before loading", ("runner.refused_unsafe",), remedies=(), family="safety",
+         defining=r"refused before loading"),
     Rule("lambda_bytecode", "Lambda bytecode from another Python version",
          "A Lambda layer stores its function as marshalled Python bytecode, which only the "
          "Python version that wrote it can read. Loading it under a different Python fails with "
@@ -293,25 +536,28 @@ RULES: tuple[Rule, ...] = (
          r"bad marshal data|EOF read where object expected|codeobject\.c|unknown opcode|"
          r"code\(\) argument|code expected at most|marshal data too short|"
          r"bad argument to internal function",
-         outcomes=(Outcome.LOAD_ERROR, Outcome.CRASH), family="version"),
+         outcomes=(Outcome.LOAD_ERROR, Outcome.CRASH), family="version",
+         defining=r"bad marshal data|EOF read where object expected|unknown opcode|marshal data too short"),
     # ------------------------------------------------------------ custom objects
     Rule("function_config_unreadable", "A function serialized as {'class_name': 'function'}",
-         "Keras 2.13-2.15 write a plain function (a custom activation, loss or metric) as "
+         "Keras 2.13-2.15 (and tf_keras) write a plain function (a custom activation, loss or metric) as "
          "{'class_name': 'function', 'config': '<name>'}, and readers of the older layout (their "
          "own HDF5 loader, Keras <= 2.12) look up an object literally named 'function': the load "
-         "fails with \"Unknown activation function: 'function'\" even when the function is passed "
-         "in custom_objects (keras-team/keras#20833). Save the model as .keras (Keras >= 2.13 reads "
-         "it with custom_objects), or wrap the function in a registered custom layer.",
-         r"Unknown (?:activation function|loss function|metric function|function|object): ?'function'",
-         family="version"),
+         "fails with \"Unknown activation function: 'function'\" (Keras 2.4-2.10 print it without "
+         "the quotes, TF 1.15-2.3 as \"Unknown activation: function\") even when the function is "
+         "passed in custom_objects, which is why passing them is not offered (keras-team/keras#20833). Save "
+         "the model as .keras (Keras >= 2.13 reads it with custom_objects), load it with the "
+         "saver's release, or wrap the function in a registered custom layer.",
+         _FUNCTION_UNREADABLE, family="version", defining=_FUNCTION_UNREADABLE),
     Rule("legacy_h5_custom_function", "Keras 3's HDF5 reader fails on a given custom function",
          "Keras 3's legacy HDF5 reader, given a custom activation function in custom_objects for "
          "a Keras 2 file that names it, puts the function object into a config it then writes as "
          "JSON and fails (\"Object of type function is not JSON serializable\"; measured: Keras "
          "3.3 reading a TF 1.15 file). The file itself is fine: load it with a Keras 2 release, "
          "or rebuild the model in code and load only the weights.",
-         r"Object of type function is not JSON serializable.*legacy_h5_format|"
-         r"legacy_h5_format.*Object of type function is not JSON serializable",
+         r"Object of type function is not JSON serializable",
+         when=lambda rec: rec.record_type == "load" and (
+             (rec.format == "h5" and (_keras(rec.env) or (0, 0))[0] >= 3) or "legacy_h5_format" in _text(rec)),
          family="version"),
     Rule("builtin_layer_newer", "A built-in layer the loader's release does not have yet",
          "The file uses a layer Keras added after the loader's release: MultiHeadAttention "
@@ -330,7 +576,8 @@ RULES: tuple[Rule, ...] = (
          r"(?:Could not interpret activation function identifier: |Unknown activation function ')"
          r"\{'module': 'builtins', 'class_name': 'function'",
          when=_custom_unknown, remedies=("custom_objects", "compile_false"),
-         family="custom_object"),
+         family="custom_object",
+         defining=r"Unable to restore custom object"),
     # ------------------------------------------------------------ format readability
     Rule("keras3_rejects_savedmodel", "Keras 3 cannot load a Keras 2 SavedModel",
          "Keras 3's load_model() only reads .keras zips and legacy .h5 files. A TF SavedModel "
@@ -338,7 +585,8 @@ RULES: tuple[Rule, ...] = (
          "(keras.layers.TFSMLayer or tf.saved_model.load), or loaded as a full model through "
          "tf_keras (TF_USE_LEGACY_KERAS=1).",
          r"File format not supported: filepath=.*?Keras 3 only supports", ("ValueError",),
-         remedies=("tfsm", "tf_keras"), family="version"),
+         remedies=("tfsm", "tf_keras"), family="version",
+         defining=r"File format not supported: filepath=.*?Keras 3 only supports"),
     Rule("keras_zip_not_understood", "The loader predates the .keras zip format",
          "The .keras (Keras v3 zip) format appeared in Keras 2.12 / TF 2.12. Older releases "
          "take a path that is not .h5 for a SavedModel directory and fail with 'SavedModel file "
@@ -353,7 +601,8 @@ RULES: tuple[Rule, ...] = (
          "the content, finds no zip archive and reports 'File not found ... accessible .keras "
          "zip file'. Rename the file to .h5 and load it as HDF5.",
          r"Please ensure the file is an accessible `\.keras` zip file|is not a zip file",
-         family="version"),
+         family="version",
+         defining=r"Please ensure the file is an accessible `\.keras` zip file"),
     Rule("op_not_registered", "SavedModel needs ops this TensorFlow does not have",
          "The SavedModel graph was written by a newer TensorFlow and uses ops or op attributes "
          "(DisableCopyOnRead, debug_name, exponential_avg_factor, ...) that this older TF does "
@@ -362,11 +611,14 @@ RULES: tuple[Rule, ...] = (
          "refuses). SavedModels are forward compatible only; re-export with the older "
          "release (or load the weights into a model built in code).",
          r"Op type not registered|NodeDef mentions attr .* not in Op|"
-         r"CPU implementation of FusedBatchNorm only supports NHWC", family="version"),
+         r"CPU implementation of FusedBatchNorm only supports NHWC", family="version",
+         defining=(r"Op type not registered|"
+                   r"NodeDef mentions attr .* not in Op|CPU implementation of FusedBatchNorm only supports NHWC")),
     Rule("savedmodel_tags", "SavedModel with several MetaGraphs needs tags",
          "The SavedModel holds more than one MetaGraph (TF 1 exports write train/eval/serve). "
          "tf.saved_model.load() then needs tags=['serve'].",
-         r"requires a [`']tags=[`'] argument", family="version"),
+         r"requires a [`']tags=[`'] argument", family="version",
+         defining=r"requires a [`']tags=[`'] argument"),
     Rule("savedmodel_internal", "SavedModel object graph not understood by this release",
          "The SavedModel's object graph (trackable names, restored functions, keras metadata) "
          "was written by a different Keras/TF and this release cannot rebuild it. Load the "
@@ -384,16 +636,51 @@ RULES: tuple[Rule, ...] = (
          # ... and in any wording, the repr of an object TF could restore only as a plain
          # _UserObject (not the frame "in _recreate_base_user_object": every load passes it)
          r"_recreate_base_user_object\.<locals>\._UserObject",
-         family="version", remedies=("tfsm",)),
+         family="version", remedies=("tfsm",),
+         defining=(r"'_UserObject' object has no attribute 'add_slot'|"
+                   r"Could not find matching function to call loaded from the SavedModel")),
     Rule("savedmodel_metadata_moved", "SavedModel Keras metadata in a file this release does not read",
          "TF >= 2.6 writes a Keras SavedModel's layer and model metadata only to "
          "keras_metadata.pb and leaves the object graph's metadata fields empty; TF 1.15-2.5 "
          "parse an empty field as JSON and fail with 'Expecting value: line 1 column 1'. Load "
          "it with TF >= 2.6, or read it for inference only with tf.saved_model.load and the "
          "serving signature.",
-         r"Expecting value: line 1 column 1 \(char 0\).*saved_model.*in "
-         r"(?:_load_layer|_recreate_base_user_object|_reconstruct_model)\b", family="version",
+         r"Expecting value: line 1 column 1 \(char 0\).*saved_model(?:/json_utils\.py\", line \d+, in decode\b|"
+         r".*in (?:_load_layer|_recreate_base_user_object|_reconstruct_model)\b)", family="version",
          remedies=("tfsm",)),
+    # ------------------------------------------------------------ Keras 3 minor-to-minor forward breaks
+    # A newer Keras 3 writes a config an older Keras 3 cannot rebuild. The versions are the
+    # catalog's (3.0.5, 3.3.3, 3.4.1, 3.6.0, 3.9.0, 3.11.2, 3.13.2, 3.15.1): a span's open end
+    # lies between the last release measured without the break and the first measured with it.
+    Rule("keras3_quantization_config", "A newer Keras 3 layer config (quantization_config) in an older Keras 3",
+         "Newer Keras 3 releases write a quantization_config entry into the config of their Dense "
+         "and Embedding layers (None for a layer that is not quantized; measured: the files of "
+         "Keras 3.13.2 and 3.15.1 carry it, those of 3.11.2 do not, 3.12 is not in the catalog). "
+         "Keras 3.0-3.11 refuse any layer argument they "
+         "do not know (\"Unrecognized keyword arguments passed to Dense: {'quantization_config': "
+         "None}\"), so the model cannot be rebuilt there from any format that stores its config "
+         "(.keras, .h5, json); load_model(compile=False) does not help, the layer itself fails. "
+         "Load with Keras >= 3.13, or build the model in code with the older Keras and load only "
+         "the weights (model.load_weights).",
+         _QUANTIZATION_CONFIG, when=_keras3_forward((3, 12), (3, 13)), defining=_QUANTIZATION_CONFIG),
+    Rule("keras3_initializer_axes", "A Keras 3.15 initializer config (input_axes) in an older Keras 3",
+         "Keras 3.15 writes two new arguments, input_axes and output_axes (None unless set), into "
+         "the config of its variance-scaling initializers (GlorotUniform, HeNormal, ...). Keras "
+         "3.0-3.13 (measured; 3.14 is not in the catalog) refuse them (\"GlorotUniform.__init__() "
+         "got an unexpected keyword argument 'input_axes'\"), so a model whose layers use such an "
+         "initializer (the default kernel initializer of Dense and Conv layers) cannot be rebuilt "
+         "there from any format that stores its config; compile=False does not help. Load with "
+         "Keras >= 3.15, or build the model in code with the older Keras and load only the weights.",
+         _INITIALIZER_AXES, when=_keras3_forward((3, 14), (3, 15)), defining=_INITIALIZER_AXES),
+    Rule("keras3_functional_layout", "A newer Keras 3 Functional config in Keras 3.0-3.3",
+         "Newer Keras 3 releases (measured: the files of 3.11.2 and 3.13.2; those of 3.4.1-3.9.0 "
+         "load) write a Functional model's input_layers/output_layers references in a layout the "
+         "Functional reader of Keras 3.0-3.3 does not parse: it unpacks a reference the wrong way "
+         "into an internal get_tensor() (\"functional_from_config.<locals>.get_tensor() missing 2 "
+         "required positional arguments: 'node_index' and 'tensor_index'\", or \"takes 3 "
+         "positional arguments but 8 were given\"). Keras 3.4 and later read it. Load with Keras "
+         ">= 3.4, or build the model in code and load only the weights; compile=False does not help.",
+         _FUNCTIONAL_GET_TENSOR, when=_keras3_forward((3, 10), (3, 4)), defining=_FUNCTIONAL_GET_TENSOR),
     # ------------------------------------------------------------ compile state
     Rule("keras3_batch_input_shape", "Keras 3 refuses batch_input_shape in a layer config",
          "Keras 2 stores an input shape as batch_input_shape inside a layer's own config: the "
@@ -404,21 +691,34 @@ RULES: tuple[Rule, ...] = (
          "(TF_USE_LEGACY_KERAS=1) where TensorFlow is installed; elsewhere rebuild the model in "
          "code with keras.Input(shape=...) first and load only the weights.",
          r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'",
-         outcomes=(Outcome.LOAD_ERROR,), remedies=("tf_keras",), family="version"),
+         outcomes=(Outcome.LOAD_ERROR,), remedies=("tf_keras",), family="version",
+         defining=r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'"),
+    Rule("batchnorm_axis_list", "BatchNormalization axis saved as a list by Keras 2",
+         "Keras 2.13-2.15 and tf_keras write a BatchNormalization layer's axis into a .keras file "
+         "as a list ('axis': [3]). Every Keras 3 release (measured: 3.0.5 to 3.15.1) converts it "
+         "with int() and fails (\"int() argument must be a string, a bytes-like object or a real "
+         "number, not 'list'\"), so the model cannot be rebuilt; compile=False does not help. Load "
+         "the file through tf_keras (TF_USE_LEGACY_KERAS=1) where TensorFlow is installed, or "
+         "rebuild the model in code with Keras 3 and load only the weights.",
+         _BN_AXIS_LIST, when=_keras2_file_in_keras3, remedies=("tf_keras",), family="version",
+         defining=_BN_AXIS_LIST),
     Rule("compile_config", "Training config (loss/metrics/optimizer) not restored",
          "The architecture and weights are fine but the saved training configuration (loss, "
          "metrics, optimizer, steps_per_execution) cannot be rebuilt by this release: built-in "
-         "loss/metric names, metric classes and optimizer arguments changed between releases. "
+         "loss/metric names, metric classes, a loss's reduction ('auto' is Keras 2's), optimizer "
+         "arguments and an optimizer's module path (a Keras 3 backend's own optimizer class, Keras "
+         "2's keras.optimizers.experimental) changed between releases. "
          "load_model(compile=False) loads the model for inference; compile it again to train.",
+         # where it failed (frames), the object being rebuilt (a wrapper's header), or the
+         # innermost message naming a training-config object
          r"compile_args_from_training_config|_resolve_compile_arguments_compat|compile_from_config|"
-         r"reduction_metrics\.py|steps_per_execution|base_optimizer\.py.*Argument\(s\) not "
-         r"recognized|optimizer_v2.*from_config|is not a valid argument, kwargs should be empty|"
-         r"Could not locate function '(?:mse|mae|"
-         r"mean_squared_error|mean_absolute_error|accuracy|categorical_crossentropy)'|"
-         r"Could not deserialize 'keras\.(?:metrics|losses)\.|"
+         r"reduction_metrics\.py|steps_per_execution|base_optimizer\.py.*Argument\(s\) not recognized|"
+         r"Argument\(s\) not recognized.*base_optimizer\.py|optimizer_v2.*from_config|"
+         r"<class 'keras\.src\.(?:losses|metrics|optimizers)\.[\w.]+'> could not be deserialized properly|"
+         r"Invalid value for argument `reduction`|" + _COMPILE_CONFIG + "|"
          # reached only for a built-in optimizer: custom_object_unknown takes the others
          r"Unknown optimizer",
-         remedies=("compile_false",), family="version"),
+         remedies=("compile_false",), family="version", defining=_COMPILE_CONFIG),
     Rule("tf1_predict_uncompiled", "TF 1 predict() needs a compiled SavedModel",
          "TF 1.x Keras runs predict() through the training-input machinery, which reads "
          "model.loss: a SavedModel loaded with compile=False has none and predict() raises "
@@ -427,16 +727,28 @@ RULES: tuple[Rule, ...] = (
          r"object has no attribute 'loss'.*_compile_from_inputs", ("AttributeError",),
          family="version"),
     # ------------------------------------------------------------ config changes
+    # (before the generic config rules: a wrapper "Error when deserializing class 'StringLookup'"
+    # around this message is no config key added or removed)
+    Rule("backend_needs_tensorflow", "The layer needs TensorFlow, which this backend's environment lacks",
+         "Keras 3's StringLookup (like its other lookup and text preprocessing layers) runs on "
+         "TensorFlow whatever the backend: in a jax, torch or numpy environment without "
+         "TensorFlow the layer cannot even be created ('Layer StringLookup requires TensorFlow. "
+         "Install it via pip install tensorflow'). Install tensorflow(-cpu) next to the backend.",
+         r"requires TensorFlow\. Install it via", family="backend",
+         defining=r"requires TensorFlow\. Install it via"),
     Rule("dtype_policy_config", "Dtype / mixed-precision policy not understood",
          "The layer's dtype / mixed-precision policy is serialized differently across releases "
          "(Keras 2: a Policy dict or string; Keras 3.x: a DTypePolicy object with "
-         "quantization fields), and old TF mixes float16/float32 when tracing a mixed-precision "
-         "model for SavedModel. The reader cannot parse the other's form.",
-         r"quantization_mode|unhashable type: 'dict'|Unknown dtype policy|Cannot convert .* to a "
-         r"DTypePolicy|is not a valid dtype policy|type float32 that does not match type float16|"
+         "quantization fields, its class named DTypePolicy, FloatDTypePolicy or a quantized one "
+         "depending on the release), and old TF mixes float16/float32 when tracing a "
+         "mixed-precision model for SavedModel. The reader cannot parse the other's form: Keras "
+         "3.0 knows no Keras 2 'Policy' class (\"Could not locate class 'Policy'\"). Load with "
+         "the saver's release, or rebuild the model in code and load only the weights.",
+         r"quantization_mode|unhashable type: 'dict'|type float32 that does not match type float16|"
          r"expected to be a half tensor but is a float tensor|"
-         r"'(?:str|Dense|Conv2D|Layer)' object has no attribute '(?:convert_input|variable_dtype)'",
-         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR),
+         r"'(?:str|Dense|Conv2D|Layer)' object has no attribute '(?:convert_input|variable_dtype)'|"
+         + _DTYPE_POLICY,
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), defining=_DTYPE_POLICY,
          remedies=("tf_keras",), family="version"),
     Rule("builtin_renamed", "Built-in object renamed between releases",
          "The file names a built-in Keras object (an initializer, activation, ...) by a name "
@@ -444,7 +756,8 @@ RULES: tuple[Rule, ...] = (
          "initializer 'Orthogonal', Keras 3.0-3.3 only know 'OrthogonalInitializer'. Load with "
          "a release that knows the name, or rebuild the model in code and load the weights.",
          r"Could not interpret (?:initializer|activation|regularizer|constraint) identifier",
-         remedies=("tf_keras",), family="version"),
+         remedies=("tf_keras",), family="version",
+         defining=r"Could not interpret (?:initializer|regularizer|constraint) identifier"),
     Rule("input_shape_convention", "Input shape rebuilt with the wrong rank",
          "The loader rebuilt the model's layers from the file's recorded input shapes with the "
          "wrong rank or unknown dimensions (every TF 2.2 / Keras 2.3 HDF5 file in Keras 3: "
@@ -467,7 +780,8 @@ RULES: tuple[Rule, ...] = (
          r"Binding inputs to tf\.function failed due to `Can not cast TensorSpec|"
          r"TFSMLayer\.call\(\).*was expected to be a int32 tensor but is a float tensor|"
          r"could not convert string to float: .*predict_tfsm",
-         family="version"),
+         family="version",
+         defining=r"Binding inputs to tf\.function failed due to `Can not cast TensorSpec"),
     Rule("layer_build_signature", "A layer cannot be rebuilt from the file's shapes",
          "Keras 3 rebuilds each layer by calling build() with the input shapes the file records; "
          "a layer whose build() takes several shapes cannot be rebuilt from a Keras 2 file that "
@@ -476,16 +790,18 @@ RULES: tuple[Rule, ...] = (
          "MultiHeadAttention expects the shapes in its config). Load it through tf_keras where "
          "TensorFlow is installed, or with the saver's release, or "
          "rebuild the model in code and load only the weights.",
-         r"\.build\(\) missing \d+ required positional arguments?|KeyError: '(?:query|value|key)_shape'",
+         r"\.build\(\) missing \d+ required positional arguments?|(?:KeyError: |(?m:^))'(?:query|value|key)_shape'",
          remedies=("tf_keras",),
-         family="version"),
+         family="version",
+         defining=r"\.build\(\) missing \d+ required positional arguments?"),
     Rule("nested_model_config", "Nested model config not rebuilt",
          "A model used as a layer inside another model is serialized with node references "
          "whose layout changed between Keras 2 and Keras 3 (and that Keras 3.0 cannot even "
          "read back from its own JSON); the loader cannot reconnect the inner model's nodes.",
          r"graph of the Functional model either has loops or disconnected nodes|"
-         r"_inbound_nodes\[node_index\].*IndexError: list index out of range",
-         remedies=("tf_keras",), family="version"),
+         r"_inbound_nodes\[node_index\].*list index out of range|list index out of range.*_inbound_nodes\[node_index\]",
+         remedies=("tf_keras",), family="version",
+         defining=r"graph of the Functional model either has loops or disconnected nodes"),
     Rule("config_key_added", "Config written by a newer Keras",
          "The saver's Keras writes config keys this older loader does not know (for example "
          "batch_shape/optional in InputLayer, groups in Conv2D, keepdims, jit_compile in "
@@ -504,7 +820,8 @@ RULES: tuple[Rule, ...] = (
     Rule("internal_module_path", "Internal module path recorded in the file",
          "The file names an internal module (keras.src.engine..., tf_keras.src...) that does not "
          "exist in the loader's Keras; private paths move between releases.",
-         r"parent module [\w.]+ cannot be imported", remedies=("tf_keras",), family="version"),
+         r"parent module [\w.]+ cannot be imported", remedies=("tf_keras",), family="version",
+         defining=_MODEL_MODULE_PATH),
     Rule("keras_major_class_path", "Keras 2/3 class names and module paths differ",
          "Keras 2 and Keras 3 serialize model classes with different names and module paths "
          "(keras.engine.functional vs keras.src.models.functional, 'Model' vs 'Functional'). "
@@ -521,14 +838,17 @@ RULES: tuple[Rule, ...] = (
          r"variables yet|You are trying to load a weight file containing|Shapes \([^)]*\) and "
          r"\([^)]*\) are incompatible|axes don't match array|could not be loaded\. Example error|"
          r"Cannot assign value to variable .{0,200}Shape mismatch",
-         remedies=("tf_keras",), family="version"),
+         remedies=("tf_keras",), family="version",
+         defining=(r"Layer count mismatch|"
+                   r"expected \d+ variables, but received|You are trying to load a weight file containing")),
     Rule("weight_name_collision", "Two weights with the same HDF5 name",
          "The HDF5 writer names datasets after weights; a nested model or several layers of one "
          "type produced two weights with the same name (Keras 3.0-3.1 h5 writer) and h5py "
          "refuses the second. Save as .keras, or give the layers unique names.",
          r"Unable to (?:synchronously )?create dataset \(name already exists\)|"
          r"Unable to (?:synchronously )?create group \(name already exists\)",
-         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version"),
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version",
+         defining=r"Unable to (?:synchronously )?create (?:dataset|group) \(name already exists\)"),
     Rule("h5_cannot_hold_state", "HDF5 cannot hold this layer's state",
          "The layer keeps state that is not a tf.Variable (TF 2.4-2.5 lookup layers such as "
          "StringLookup hold their vocabulary in a lookup table), and the Keras HDF5 writer "
@@ -536,7 +856,8 @@ RULES: tuple[Rule, ...] = (
          "supported in h5, use `save_format='tf'` instead\". Save as a SavedModel there, or "
          "(TF >= 2.6) pass the vocabulary to the constructor, where it becomes config.",
          r"is not supported in h5, use `save_format='tf'`",
-         outcomes=(Outcome.SAVE_ERROR,), family="version"),
+         outcomes=(Outcome.SAVE_ERROR,), family="version",
+         defining=r"is not supported in h5, use `save_format='tf'`"),
     Rule("subclassed_save", "Subclassed model cannot be saved in this format",
          "Subclassed models have no config graph: HDF5 and json need a Functional/Sequential "
          "model, and Keras 3 export needs serving_only=True. Save a Functional model or use "
@@ -555,8 +876,13 @@ RULES: tuple[Rule, ...] = (
          "silently (keras-team/keras#18708, #21675). Keras 3.15 routes by name; otherwise pass "
          "the losses as a list in output order, or make the outputs a dict.",
          r"Received a label value of .{0,40}outside the valid range.*compile_loss|compile_loss.*"
-         r"Received a label value of .{0,40}outside the valid range",
-         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, Outcome.MISMATCH), family="version"),
+         r"Received a label value of .{0,40}outside the valid range|"
+         # a resumed training step's reason, cut (300 characters) before the label text
+         r"training could not resume: InvalidArgumentError: Graph execution error:\s+Detected at node "
+         r"compile_loss/sparse_categorical_crossentropy/SparseSoftmaxCrossEntropyWithLogits",
+         when=lambda rec: "Received a label value" in _text(rec) or _keras(rec.env) == (3, 6),
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, Outcome.MISMATCH), family="version",
+         defining=r"Received a label value of .{0,40}outside the valid range"),
     Rule("rnn_unroll_timesteps", "An unrolled RNN rebuilt without its number of timesteps",
          "An unrolled recurrent layer (unroll=True) needs a static number of timesteps. TF 1.15 "
          "and TF 2.2 write a Sequential model without its InputLayer: the first layer, an "
@@ -567,19 +893,23 @@ RULES: tuple[Rule, ...] = (
          "a model at all. Give the Embedding input_length (or the first layer the full "
          "input_shape), or do not unroll.",
          r"Unrolling requires a fixed number of timesteps|Cannot unroll a RNN if the time "
-         r"dimension is undefined", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version"),
+         r"dimension is undefined", outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR), family="version",
+         defining=(r"Unrolling requires a fixed number of timesteps|"
+                   r"Cannot unroll a RNN if the time dimension is undefined")),
     Rule("tf1_keras_savedmodel", "TF 1.15's Keras SavedModel cannot be rebuilt as a Keras model",
          "TF 1.15 writes a Keras SavedModel with its experimental Keras SavedModel code, and TF "
          "1.15 and 2.2 cannot rebuild some of them as Keras models, not even TF 1.15 its own: a "
          "Bidirectional wrapper's restored layers ('Unable to save the object ListWrapper' in "
          "TF 1.15; in TF 2.2 the restored wrapper yields one direction's units where the next "
-         "layer expects both), and a per-output loss dict keyed by output names, which the "
-         "restored model calls output_1, output_2 ('Unknown entries in loss dictionary'). Load "
-         "without compiling, read it for inference only, or save as HDF5 from TF 1.15.",
+         "layer expects both), and a per-output loss dict keyed by output names, which TF "
+         "1.15's loader (given TF 1.15's or TF 2.2's SavedModel) calls output_1, output_2 "
+         "('Unknown entries in loss dictionary'). Load without compiling, read it for inference "
+         "only, or save as HDF5 from TF 1.15.",
          r"Unable to save the object ListWrapper|Unknown entries in loss dictionary|"
          r"is incompatible with the layer: expected axis -1 of input shape to have value",
-         when=lambda rec: rec.format == "savedmodel" and _keras(rec.saver_env) == (2, 2),
-         remedies=("compile_false", "tfsm"), family="version"),
+         when=lambda rec: rec.format == "savedmodel" and (2, 2) in (_keras(rec.saver_env), _keras(rec.env)),
+         remedies=("compile_false", "tfsm"), family="version",
+         defining=r"Unable to save the object ListWrapper|Unknown entries in loss dictionary"),
     Rule("lookup_table_state", "A lookup table's saved state does not fit the loader's layer",
          "StringLookup was experimental in TF 2.3-2.5 and kept its vocabulary in a "
          "MutableHashTable that the SavedModel's checkpoint restores. Later releases rebuild the "
@@ -591,20 +921,17 @@ RULES: tuple[Rule, ...] = (
          "vocabulary is in the config there).",
          r"not bound to checkpointed values.{0,300}(?:HashTable|[Ll]ookup)|save_fn\(checkpoint_key\)"
          r": expected argument|You must set the layer's vocabulary before calling it",
-         remedies=("tfsm",), family="version"),
+         remedies=("tfsm",), family="version",
+         defining=(r"save_fn\(checkpoint_key\): expected argument|"
+                   r"You must set the layer's vocabulary before calling it")),
     Rule("variable_dtype_changed", "A saved variable has another dtype than the loader's layer",
          "The SavedModel's checkpoint holds a layer variable whose dtype the loader's layer no "
          "longer uses: the adapted Normalization's sample count is int32 in TF 2.2's "
          "experimental layer and int64 from TF 2.3 on, so restoring it fails ('expected dtype "
          "int64 does not equal original dtype int32 [Op:RestoreV2]'). Read the SavedModel for "
          "inference only, or re-save it from TF 2.3 or later.",
-         r"expected dtype \w+ does not equal original dtype \w+", remedies=("tfsm",), family="version"),
-    Rule("backend_needs_tensorflow", "The layer needs TensorFlow, which this backend's environment lacks",
-         "Keras 3's StringLookup (like its other lookup and text preprocessing layers) runs on "
-         "TensorFlow whatever the backend: in a jax, torch or numpy environment without "
-         "TensorFlow the layer cannot even be created ('Layer StringLookup requires TensorFlow. "
-         "Install it via pip install tensorflow'). Install tensorflow(-cpu) next to the backend.",
-         r"requires TensorFlow\. Install it via", family="backend"),
+         r"expected dtype \w+ does not equal original dtype \w+", remedies=("tfsm",), family="version",
+         defining=r"expected dtype \w+ does not equal original dtype \w+"),
     Rule("layer_call_fails", "This Keras and backend cannot run the model",
          "Keras raised inside a layer's call() while running the model: in the saver while it "
          "built the model or computed its reference outputs, before any file was written, or in "
@@ -617,7 +944,8 @@ RULES: tuple[Rule, ...] = (
          "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
          "but training cannot resume here.",
          r"not implemented for NumPy backend|NumPy backend", outcomes=(Outcome.MISMATCH,),
-         family="backend"),
+         family="backend",
+         defining=r"not implemented for NumPy backend"),
     Rule("model_subclass_lost", "The model subclass (and its train_step) was not restored",
          "The loader was given the model's class in custom_objects, yet rebuilt a plain "
          "Functional model: the subclass's own methods (an overridden train_step) are gone, so "
@@ -637,12 +965,30 @@ RULES: tuple[Rule, ...] = (
          "differently. For the train_step case, resume training with TF >= 2.2, whose fit() "
          "calls train_step.",
          r"although the step count was restored", outcomes=(Outcome.MISMATCH,), family="version"),
+    Rule("training_resume_fails", "Training cannot resume: the next training step fails",
+         "The model loads and predicts like the saver's, but one more training step raises an "
+         "error in the loader, so training cannot continue from the file as it is (this is no "
+         "loss of optimizer state: training does not run at all). Measured: Keras 3 (each of "
+         "3.0-3.15 on at least one backend) reading a Keras 3 HDF5 file with its optimizer, whose "
+         "restored optimizer was "
+         "built for other variables than the loaded model's (\"Unknown variable: ... This "
+         "optimizer can only be called for the variables it was originally built with\"; jax: "
+         "\"optimizer_variables must be a list of tensors corresponding 1:1 ...\"; Keras 3.9 and "
+         "3.11 on TensorFlow: \"numpy() is only available when eager execution is enabled\"), and TF 1.15 "
+         "reading a TF 1.15 or 2.2 Keras SavedModel, whose restored functions give no usable "
+         "gradient (\"Connecting to invalid output 1 of source node ...\"). To train on, load with "
+         "compile=False and compile again (the optimizer starts fresh), or save in a format that "
+         "restores the optimizer for the loader (.keras from Keras 3 loads with it in the same or "
+         "a newer Keras 3).",
+         r"training could not resume: ", outcomes=(Outcome.MISMATCH,), family="version",
+         defining=_TRAINING_RESUME),
     Rule("optimizer_state_lost", "Optimizer state not restored",
          "Predictions match, but the optimizer came back fresh (or missing): resuming training "
          "restarts Adam's moments and step count. This format/release pair does not carry "
          "optimizer state; save as .keras (Keras >= 2.12) or keep a training checkpoint.",
-         r"optimizer state|optimizer's step count|no optimizer|training could not resume",
-         outcomes=(Outcome.MISMATCH,), family="numeric"),
+         r"optimizer state|optimizer's step count|no optimizer",
+         outcomes=(Outcome.MISMATCH,), family="numeric",
+         defining=r"optimizer state (?:lost|not restored|was not restored)"),
     Rule("numerical_mismatch_backend", "Predictions differ across backends",
          "The model loaded, but its predictions differ from the saver's beyond the tolerance, "
          "and saver and loader run different backends: kernels and layouts differ.",
@@ -705,8 +1051,9 @@ def diagnose(rec: Record) -> Diagnosis | None:
     # The key holds everything a rule or a remedy looks at besides the text.
     memo = (rec.record_type, rec.outcome, rec.phase, rec.format, rec.error.type if rec.error else "",
             hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest(),
-            rec.saver_env.get("keras"), rec.saver_env.get("backend"), rec.env.get("keras"),
-            rec.env.get("backend"), bool(rec.env.get("tensorflow")))
+            rec.saver_env.get("keras"), rec.saver_env.get("backend"), rec.saver_env.get("tensorflow"),
+            rec.env.get("keras"), rec.env.get("backend"), rec.env.get("tensorflow"), rec.variant,
+            rec.details.get("loaded_class"))
     found = _MEMO.get(memo)
     if found is None:
         rule = next((r for r in RULES if r.matches(rec, text)), OTHER)
