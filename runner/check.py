@@ -82,10 +82,18 @@ def _sniff(path: Path) -> str:
     return str(_w.sniff_artifact(str(path)))  # type: ignore[no-untyped-call]
 
 
-def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], str]:
-    """The check worker's reader of a file's provenance and config (the one both sides use)."""
-    prov, text = _cw.stored_config(str(path), fmt)  # type: ignore[no-untyped-call]
-    return dict(prov), str(text)
+def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], list[tuple[str, Any]]]:
+    """The check worker's reader of a file's provenance and parsed configs (the one both
+    sides use: bounded, no recursion).
+
+    Raises:
+        CheckInputError: a config that cannot be parsed within the limits.
+    """
+    try:
+        prov, configs = _cw.stored_config(str(path), fmt)  # type: ignore[no-untyped-call]
+    except _cw.CS.BadConfig as exc:
+        raise CheckInputError(f"model file {path}: its stored config cannot be read safely: {exc}") from None
+    return {str(k): str(v) for k, v in prov.items()}, list(configs)
 
 
 class CheckInputError(ValueError):
@@ -275,15 +283,10 @@ def _zip_members(path: Path) -> list[str]:
     return members
 
 
-def _parsed(path: Path, fmt: str, what: str) -> tuple[dict[str, str], Any]:
-    """(provenance, parsed config) of a .keras or architecture JSON, via the stacks' reader."""
-    try:  # a UnicodeDecodeError is a ValueError too
-        prov, text = _stored_config(path, fmt)
-        return prov, json.loads(text)
-    except RecursionError:
-        raise CheckInputError(f"model file {path}: its config is nested too deeply to parse") from None
-    except ValueError as exc:
-        raise CheckInputError(f"model file {path} is {what}: not valid JSON ({exc})") from None
+def _parsed(path: Path, fmt: str) -> tuple[dict[str, str], Any]:
+    """(provenance, parsed architecture) of a .keras or architecture JSON, via the stacks' reader."""
+    prov, configs = _stored_config(path, fmt)
+    return prov, configs[0][1] if configs else None
 
 
 def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
@@ -306,7 +309,7 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         fmt = "keras"
         if "config.json" not in _zip_members(path):
             raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
-        prov, config = _parsed(path, fmt, "damaged: its metadata or config")
+        prov, config = _parsed(path, fmt)
     elif kind == "savedmodel":
         fmt, prov = _saved_model(path)
         try:
@@ -318,7 +321,7 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise CheckInputError(f"model file {path} has {path.stat().st_size} bytes, over the cap of "
                                   f"{MAX_CONFIG_BYTES} for an architecture JSON (see check --help)")
-        prov, config = _parsed(path, "json+weights", "truncated or damaged")
+        prov, config = _parsed(path, "json+weights")
         if not isinstance(config, dict) or "class_name" not in config:
             raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
         names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
@@ -927,10 +930,16 @@ class _Check:
         for r in sorted((r for r in recs if r and r.details.get("safe_mode")), key=lambda r: natural_key(r.stack)):
             by_mode.setdefault(str(r.details["safe_mode"]), []).append(r.stack)
         modes = [f"{mode} in {', '.join(ids)}" for mode, ids in sorted(by_mode.items())]
-        lines.append("safety: " + ("stored config inspected before loading: " + (
-            "; ".join(found) + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
-            if found else "no Lambda bytecode or imported functions")
-            if any(r and "code_in_file" in r.details for r in recs) else "not reached (no stack loaded the file)"))
+        checked = [r for r in recs if r and "code_in_file" in r.details]
+        lines.append("safety: " + ((
+            "stored configs parsed and checked against each stack's built-ins before loading: "
+            + (f"{len(found)} finding(s): " + "; ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3
+                                                                      else "")
+               + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
+               if found else "every object is an inert built-in"))
+            if checked and any(r.details.get("configs_checked") for r in checked)
+            else "no stored config (graphs only: see graph:)" if checked
+            else "not reached (no stack loaded the file)"))
         lines.append("safe mode: " + ("; ".join(modes) or "not reached"))
         boxed = [s.id for s in sorted(stacks, key=lambda s: natural_key(s.id)) if self.boxed(s.id)]
         if m.format in ("savedmodel", "export"):

@@ -152,7 +152,9 @@ def test_provenance_from_keras_zip_and_savedmodel(tmp_path: Path) -> None:
     (sm / "saved_model.pb").write_bytes(b"\x08\x01" + b"\x12" + bytes([len(meta_graph)]) + meta_graph)
     assert check.inspect_model(sm).format == "export"
     assert check.inspect_model(sm).provenance["tensorflow_version"] == "2.15.1"
-    (sm / "keras_metadata.pb").write_bytes(b'\x0a\x20{"keras_version": "2.15.0", "backend": "tensorflow"}')
+    meta = b'{"keras_version": "2.15.0", "backend": "tensorflow"}'  # SavedMetadata{nodes{metadata}}
+    node = b"\x2a" + bytes([len(meta)]) + meta
+    (sm / "keras_metadata.pb").write_bytes(b"\x0a" + bytes([len(node)]) + node)
     info = check.inspect_model(sm)
     assert info.format == "savedmodel"
     assert info.provenance["keras_version"] == "2.15.0"
@@ -222,7 +224,8 @@ def test_tf24_keras_savedmodel_is_detected_from_the_object_graph(tmp_path: Path)
     info_def = b"\x2a" + bytes([len(version)]) + version
     graph_meta = b'{"class_name": "Functional", "keras_version": "2.4.0", "backend": "tensorflow"}'
     # MetaGraphDef.object_graph_def{nodes{user_object{identifier, metadata}}}: where TF 2.0-2.4 keep it
-    user = b"\x0a\x0a_tf_keras_network" + b"\x1a" + bytes([len(graph_meta)]) + graph_meta
+    ident = b"_tf_keras_network"
+    user = b"\x0a" + bytes([len(ident)]) + ident + b"\x1a" + bytes([len(graph_meta)]) + graph_meta
     node = b"\x22" + bytes([len(user)]) + user
     graph = b"\x0a" + bytes([len(node)]) + node
     meta_graph = b"\x0a" + bytes([len(info_def)]) + info_def + b"\x3a" + bytes([len(graph)]) + graph
@@ -231,23 +234,6 @@ def test_tf24_keras_savedmodel_is_detected_from_the_object_graph(tmp_path: Path)
     assert info.format == "savedmodel"
     assert info.provenance["keras_version"] == "2.4.0" and info.provenance["tensorflow_version"] == "2.4.1"
     assert "object graph of saved_model.pb" in info.provenance["source"]
-
-
-def test_code_in_the_stored_config_is_found() -> None:
-    from runner._worker import check_worker as cw
-
-    keras2 = json.dumps({"class_name": "Lambda", "config": {"function": ["4wEAAAAA", None, None],
-                                                            "function_type": "lambda"}})
-    keras3 = json.dumps({"class_name": "Lambda", "config": {"function": {
-        "class_name": "__lambda__", "config": {"code": "4wEAAAAA"}}}})
-    imported = json.dumps({"activation": {"module": "os", "class_name": "function", "config": "system",
-                                          "registered_name": "function"}})
-    plain = json.dumps({"activation": {"module": "keras.activations", "class_name": "function",
-                                       "config": "relu"}, "class_name": "Dense"})
-    assert cw.code_in_file(keras2) == ["1 Lambda function(s) stored as marshalled Python bytecode"]
-    assert cw.code_in_file(keras3) == ["1 Lambda function(s) stored as marshalled Python bytecode"]
-    assert cw.code_in_file(imported) == ["Python function os.system, imported on load"]
-    assert cw.code_in_file(plain) == []
 
 
 def test_the_check_worker_gets_no_host_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -442,7 +428,8 @@ def test_code_in_the_file_is_refused_in_every_stack(tmp_path: Path, fake_model: 
     for stack in behaviors:
         assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
     assert "RuntimeError" not in text  # the fake's load_model was never reached
-    assert "refused before loading: the stored config has 1 Lambda function(s)" in text
+    assert "refused before loading: 1 object(s) of the stored config are not inert built-ins" in text
+    assert "config.json/config/layers/0: Lambda layer: serialized Python bytecode" in text
     assert "Rerun with --unsafe only if you trust the file" in text and "safe mode on" not in text
     code, text = _check(tmp_path, lam, worker_python, behaviors, unsafe=True)
     assert "refused_unsafe" not in text and "RuntimeError" in text and "(allowed to run: --unsafe)" in text
@@ -618,3 +605,48 @@ def test_table_stays_within_120_columns_in_the_worst_case() -> None:
     assert [r[4] for r in body] == ["1", "2", "3,4"]  # wide rows joined, the narrow one keeps its own
     text = "\n".join(foot)
     assert all(n in text for n in notes + [f"shared {i}" for i in range(9)])
+
+
+LAMBDA = {"class_name": "Lambda", "config": {"name": "lam", "function": ["4wEAAAAA", None, None],
+                                            "function_type": "lambda"}}
+DENSE = {"class_name": "Dense", "config": {"name": "d", "units": 2}}
+
+
+def _spelled(form: str, lam: bool) -> str:
+    """A Sequential config with (``lam``) or without a Lambda layer, in one JSON spelling."""
+    layer = LAMBDA if lam else DENSE
+    layers = [layer]
+    if form == "nested":
+        layers = [{"class_name": "Sequential", "config": {"name": "inner", "layers": [layer]}}]
+    elif form == "wrapper":
+        layers = [{"class_name": "TimeDistributed", "config": {"name": "td", "layer": layer}}]
+    text = json.dumps({"class_name": "Sequential", "config": {"name": "outer", "layers": layers}})
+    if form == "escape":  # json.loads gives the identical config
+        text = text.replace('"lambda"', '"\\u006cambda"').replace('"Lambda"', '"\\u004cambda"')
+    elif form == "whitespace":
+        text = text.replace('": ', '"  :\n\t ')
+    elif form == "key_order":
+        tree = json.loads(text)
+        text = json.dumps({"config": tree["config"], "class_name": tree["class_name"]}, sort_keys=True)
+    return text
+
+
+@pytest.mark.parametrize("form", ["plain", "escape", "whitespace", "key_order", "nested", "wrapper"])
+def test_a_lambda_in_any_json_spelling_is_refused_and_its_twin_is_not(tmp_path: Path, fake_model: Path,
+                                                                      worker_python: str, form: str) -> None:
+    """Issue 22: the refusal was a regex over the raw text; "\\u006cambda" or a space before a
+    colon passed it and the Lambda ran. Each spelling of the same config is refused in every
+    stack, by structure; the same file without the Lambda goes on to the loader."""
+    hostile = _rezip(fake_model, tmp_path / f"{form}.keras", {"keras_version": "2.15.0"}, _spelled(form, True))
+    assert json.loads(zipfile.ZipFile(hostile).read("config.json")) == json.loads(_spelled("plain", True)) \
+        or form in ("nested", "wrapper")
+    behaviors = {"tf2.15": {"load": "raise"}, "tf2.18": {"version": "3.6.0", "load": "raise"}}
+    code, text = _check(tmp_path, hostile, worker_python, behaviors)
+    for stack in behaviors:
+        assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
+    assert "Lambda layer" in text and "RuntimeError" not in text, text  # the loader was never reached
+    twin = _rezip(fake_model, tmp_path / f"{form}-twin.keras", {"keras_version": "2.15.0"}, _spelled(form, False))
+    code, text = _check(tmp_path, twin, worker_python, behaviors)
+    for stack in behaviors:
+        assert "refused" not in _rows(text)[stack][2], text
+    assert "fake framework failure" in text  # the twin reached the (fake) loader in every stack

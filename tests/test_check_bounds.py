@@ -100,7 +100,7 @@ def test_a_deeply_nested_architecture_json_is_one_line(tmp_path: Path) -> None:
     model.write_text('{"class_name": "Sequential", "config": ' + "[" * 200_000 + "]" * 200_000 + "}")
     (tmp_path / "deep.weights.h5").write_bytes(_h5_superblock(eof=512, size=512))
     res = run("check", model, "--stacks", "tf2.15", "--store", tmp_path / "s")
-    _assert_usage_error(res.returncode, res.stderr, "nested too deeply")
+    _assert_usage_error(res.returncode, res.stderr, "nests deeper than 200 levels")
 
 
 def test_inputs_caps_and_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -219,13 +219,52 @@ def test_lambda_code_is_refused_in_every_stack_without_unsafe(models: Path, tmp_
     rows = _rows(proc.stdout)
     for stack in stacks:
         assert rows[stack][1:3] == ["load_error", "refused_unsafe"], proc.stdout
-    assert "Lambda function(s) stored as marshalled Python bytecode" in proc.stdout
+    assert "Lambda layer: serialized Python bytecode" in proc.stdout
     assert "safe mode on" not in proc.stdout
     assert "safe mode: none (no safe mode for h5 files) in keras3.15-jax, tf2.15, tf2.18" in proc.stdout
     # With --unsafe the user said so: the file's code runs, inside the stack.
     unsafe = _runner("check", models / "lambda.h5", "--stacks", "tf2.15", "--unsafe", "--store", tmp_path / "store")
     assert marker.exists() and "refused_unsafe" not in unsafe.stdout, unsafe.stdout
     marker.unlink()
+
+
+RESPELL = r'''
+import sys, h5py
+src, dst, form = sys.argv[1], sys.argv[2], sys.argv[3]
+import shutil, json
+shutil.copy(src, dst)
+with h5py.File(dst, "a") as fh:
+    original = fh.attrs["model_config"]
+    original = original.decode() if isinstance(original, bytes) else original
+    text, before = original, json.loads(original)
+    if form == "escape":
+        text = text.replace('"function_type": "lambda"', '"function_type": "\\u006cambda"')
+    else:
+        text = text.replace('"function_type": "lambda"', '"function_type" : "lambda"')
+    assert text != original and json.loads(text) == before, "not respelled"
+    fh.attrs["model_config"] = text.encode()
+'''
+
+
+@pytest.mark.parametrize("form", ["escape", "space_before_colon"])
+def test_a_respelled_lambda_h5_is_refused_in_every_stack(models: Path, tmp_path: Path, form: str) -> None:
+    """Issue 22 item 1, the two bypasses found: the same model_config spelled with a JSON
+    escape or a space before a colon was loaded in tf2.15 without --unsafe and its Lambda
+    ran. Refused in every stack now; the marker is never written."""
+    (stack,) = select(load_catalog(), ["tf2.15"])
+    senv = ensure_env(stack, Store(tmp_path / "envs-store", envs_dir=ENVS_DIR))
+    assert senv.python
+    respelled = tmp_path / f"lambda-{form}.h5"
+    subprocess.run([senv.python, "-c", RESPELL, str(models / "lambda.h5"), str(respelled), form], check=True,
+                   capture_output=True, timeout=300)
+    marker = models / "marker.txt"
+    stacks = ("tf2.15", "keras3.15-jax")
+    proc = _runner("check", respelled, "--stacks", ",".join(stacks), "--store", tmp_path / "store")
+    assert not marker.exists(), "the respelled Lambda ran without --unsafe"
+    rows = _rows(proc.stdout)
+    for sid in stacks:
+        assert rows[sid][1:3] == ["load_error", "refused_unsafe"], proc.stdout
+    assert "model_config/config/layers/2: Lambda layer: serialized Python bytecode" in proc.stdout, proc.stdout
 
 
 def test_keras2_savedmodel_in_a_keras3_tf_is_fixed_by_its_tf_keras_sibling(models: Path, tmp_path: Path) -> None:

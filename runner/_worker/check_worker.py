@@ -9,14 +9,21 @@ user's model is loaded the way the matrix loads its own artifacts. Cells::
      "weights_file": "model.weights.h5" | null, "variant": "default" | "a+b",
      "custom_objects_path": path | null, "inputs_path": npz | null, "out_dir": path, "seed"}
 
-Before anything is loaded, the stored config (HDF5 ``model_config``, ``config.json``, the
-architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph; read by
-``stored_config``, which the host uses for the file's provenance too) is searched for
-code the load would run: marshalled bytecode (Keras 2 ``Lambda``, Keras 3 ``__lambda__``)
-and Python functions imported from a module outside Keras/TF. If there is any and the
-variant is not ``unsafe``, the cell is refused (``load_error``, error type
-``runner.refused_unsafe``: the ``Refused`` exception) in every stack, with or without
-Keras safe mode.
+Before anything is loaded, every stored config the load would deserialise (HDF5
+``model_config``/``training_config``, ``config.json`` + ``metadata.json``, the
+architecture JSON, ``keras_metadata.pb`` or the SavedModel object graph) is parsed with a
+JSON parser (``config_scan.read_stored``: bounded, no recursion) and its whole tree is
+checked against an allowlist of this release's built-ins, built here from the stack's own
+Keras (``config_scan.builtin_allowlist``). Bytecode, functions or classes imported from a
+module outside Keras/TF, TF-op layers outside a list of pure ops, a vocabulary read from a
+file, and any name of this release's Keras/TF namespace that is not a built-in yet would
+resolve, are refused unless the variant is ``unsafe``: ``load_error`` with error type
+``runner.refused_unsafe`` (the ``Refused`` exception), each finding with its path in the
+config, in every stack, with or without Keras safe mode. A name nothing could resolve
+(a module path of another release, a custom class without --custom-objects) is left to
+the loader, which fails on it with nothing run. With ``compile_false`` the compile and
+training configs are not read by the load, so they are not checked either. A config that
+cannot be parsed within the limits is ``check_worker.BadConfig``, never loaded.
 
 The host compares outputs; this worker only writes ``outputs.npz`` (``y0..``, their own
 dtypes) and ``details``: ``provenance``, ``code_in_file``, ``safe_mode``, ``signature``,
@@ -29,11 +36,8 @@ from __future__ import print_function
 
 import hashlib
 import importlib.util
-import json
 import os
-import re
 import sys
-import zipfile
 
 
 def _load_worker():
@@ -47,10 +51,23 @@ def _load_worker():
 W = _load_worker()
 COMMAND = "check"
 REFUSED = "runner.refused_unsafe"
-SAFE_MODULES = ("keras", "tensorflow", "tf_keras", "builtins")
-_BYTECODE = re.compile(r'"(?:function_type|output_shape_type)":\s*"lambda"|"class_name":\s*"__lambda__"')
-_FUNCTION = re.compile(r'\{[^{}]*"class_name":\s*"function"[^{}]*\}')
-_KERAS_METADATA = re.compile(r'"(keras_version|backend)"\s*:\s*"([^"]+)"')
+
+
+def _load_sibling(filename, name):
+    if __package__:  # imported on the host as runner._worker.check_worker
+        return importlib.import_module("runner._worker." + filename[:-3])
+    if name in sys.modules:
+        return sys.modules[name]
+    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), filename)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+CS = _load_sibling("config_scan.py", "compat_matrix_config_scan")
+_ALLOWLISTS = {}  # id(keras module) -> its Allowlist (built once per worker process)
 
 
 class BadInputs(Exception):
@@ -69,7 +86,11 @@ class Refused(Exception):
     """Loading would run code stored in the file, and the variant is not ``unsafe``."""
 
 
-for _cls in (BadInputs, CustomObjectsError, NoSignature):
+class BadConfig(Exception):
+    """A stored config cannot be parsed within the limits: never loaded."""
+
+
+for _cls in (BadInputs, CustomObjectsError, NoSignature, BadConfig):
     _cls.__module__ = "check_worker"
 Refused.__module__, Refused.__qualname__ = REFUSED.split(".")  # recorded as REFUSED
 
@@ -79,48 +100,37 @@ def _text(value):
 
 
 def stored_config(path, fmt):
-    """(provenance, config text) of a model file, read without deserialising anything: the
-    one reader of both, also the host's before any stack runs (only HDF5 needs h5py)."""
-    if fmt == "h5":
-        import h5py
-
-        with h5py.File(path, "r") as fh:
-            prov = {k: str(_text(fh.attrs[k])) for k in ("keras_version", "backend") if fh.attrs.get(k) is not None}
-            prov["source"] = "HDF5 root attributes (h5py)"
-            return prov, _text(fh.attrs.get("model_config")) or ""
-    if fmt == "keras":
-        with zipfile.ZipFile(path) as zf:
-            meta = json.loads(zf.read("metadata.json")) if "metadata.json" in zf.namelist() else {}
-            text = zf.read("config.json").decode("utf-8", "replace")
-        prov = {k: str(meta[k]) for k in ("keras_version", "backend", "date_saved") if meta.get(k)}
-        return dict(prov, source="metadata.json in the .keras zip"), text
-    if fmt == "json+weights":
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-        config = json.loads(text)
-        prov = {k: str(config[k]) for k in ("keras_version", "backend") if isinstance(config, dict) and config.get(k)}
-        return dict(prov, source="the architecture JSON"), text
-    if fmt == "savedmodel":
-        meta = os.path.join(path, "keras_metadata.pb")
-        with open(meta if os.path.exists(meta) else os.path.join(path, "saved_model.pb"), "rb") as fh:
-            text = fh.read().decode("latin-1")
-        return dict(reversed(_KERAS_METADATA.findall(text))), text  # reversed: the first of each key wins
-    return {}, ""  # an export is graphs and weights: no Python from the file runs
+    """(provenance, [(source, parsed config)]) of a model file, read and parsed without
+    deserialising anything (``config_scan.read_stored``): the one reader, also the host's
+    before any stack runs (only HDF5 needs h5py). Raises ``config_scan.BadConfig``."""
+    return CS.read_stored(path, fmt)
 
 
-def code_in_file(text):
-    """What in a stored config would run or import Python code when deserialised."""
-    found = []
-    n = len(_BYTECODE.findall(text))
-    if n:
-        found.append("%d Lambda function(s) stored as marshalled Python bytecode" % n)
-    for match in _FUNCTION.findall(text):
-        module = re.search(r'"module":\s*"([^"]*)"', match)
-        name = re.search(r'"config":\s*"([^"]*)"', match)
-        module = module.group(1) if module else ""
-        if module.split(".")[0] not in SAFE_MODULES:
-            found.append("Python function %s.%s, imported on load" % (module, name.group(1) if name else "?"))
-    return sorted(set(found))
+_COMPILE_KEYS = ("compile_config", "training_config")
+
+
+def _loaded_configs(configs, flags):
+    """The configs the load of ``flags`` deserialises: without compile, not the compile or
+    training config (a variant that does not read them must not be refused for them)."""
+    if "compile_false" not in flags:
+        return configs
+    return [(source, {k: v for k, v in tree.items() if k not in _COMPILE_KEYS} if isinstance(tree, dict) else tree)
+            for source, tree in configs if source not in _COMPILE_KEYS]
+
+
+def allowlist(fw):
+    """This stack's built-ins (built from its own Keras/TF, once per process)."""
+    key = id(fw.keras)
+    if key not in _ALLOWLISTS:
+        _ALLOWLISTS[key] = CS.builtin_allowlist(fw.keras, fw.tf)
+    return _ALLOWLISTS[key]
+
+
+def findings(fw, configs, flags, custom_objects):
+    """The config_scan findings of this load (they refuse it unless the variant is ``unsafe``;
+    found either way, so the report says what an unsafe load let run)."""
+    names = CS.custom_names_of(custom_objects, fw.keras)
+    return CS.scan(_loaded_configs(configs, flags), allowlist(fw), names, resolves=CS.resolvable_in_stack)
 
 
 def user_custom_objects(fw, path):
@@ -252,16 +262,23 @@ def check_cell(fw, cell, ctx, seed):
     flags = W.parse_variant(cell.get("variant", "default"))
     details = ctx["details"]  # kept in the result even when a later step raises
     fmt = cell["format"]
-    prov, text = stored_config(cell["model_path"], fmt)
-    found = [] if fmt == "export" or "tfsm" in flags else code_in_file(text)
-    details.update(provenance=prov, code_in_file=found, safe_mode=_safe_mode(fw, fmt, flags))
-    if found and "unsafe" not in flags:
-        raise Refused("refused before loading: the stored config has %s; loading it would run code from the "
-                      "file (safe mode here: %s). Rerun with --unsafe only if you trust the file."
-                      % ("; ".join(found), details["safe_mode"]))
+    try:
+        prov, configs = stored_config(cell["model_path"], fmt)
+    except CS.BadConfig as exc:
+        raise BadConfig("the stored config cannot be read safely: %s" % exc) from None
+    details.update(provenance=prov, safe_mode=_safe_mode(fw, fmt, flags))
     custom_objects = None
-    if "custom_objects" in flags:
+    if "custom_objects" in flags:  # imported before the scan: its names are the user's to pass
         custom_objects = user_custom_objects(fw, cell["custom_objects_path"])
+    found = [] if fmt == "export" or "tfsm" in flags else findings(fw, configs, flags, custom_objects)
+    details["code_in_file"] = ["%s: %s" % (path, reason) for path, reason in found]
+    details["findings"] = [[f.path, f.reason, f.kind] for f in found]
+    details["configs_checked"] = len(configs) if fmt != "export" and "tfsm" not in flags else 0
+    if found and "unsafe" not in flags:
+        raise Refused("refused before loading: %d object(s) of the stored config are not inert built-ins of "
+                      "this release: %s. Loading it could run code from the file (safe mode here: %s). Rerun "
+                      "with --unsafe only if you trust the file." % (len(found), CS.describe(found),
+                                                                     details["safe_mode"]))
     W.seed_everything(fw, seed)
     details["loaded_class"], signature, predict = load(fw, cell, flags, custom_objects)
     details["signature"] = signature
