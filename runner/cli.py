@@ -5,7 +5,11 @@ Bad input (unknown stack, tag, scenario or format; an empty list; a non-positive
 invalid catalog; a store or report directory that cannot be written) is one
 ``runner: error:`` line on stderr and exit status 2, before anything is written. A
 filesystem fault during a run (a full disk) is the same one line and exit 2; recorded
-cells are kept. Ctrl-C exits 130.
+cells are kept. Ctrl-C exits 130; SIGTERM stops a command the same way (the same message,
+workers, containers and uv installs ended) and exits 143. ``report`` of a --store without
+records is the same one line and writes nothing; it holds the store's lock (``--wait``
+queues behind a run, else one line naming the holder), and record files it cannot use are
+skipped and named, never a traceback.
 
 ``reports/`` (the published table) is written only by a run of the whole default catalog
 (or ``--out reports`` given explicitly); any other selection writes its report to
@@ -15,6 +19,7 @@ cells are kept. Ctrl-C exits 130.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +28,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from runner import check, ci_workflow, explain, gate, matrix, merge
 from runner.records import RecordError, Store, StoreBusyError, default_store_root
@@ -33,7 +38,8 @@ from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, loa
 __all__ = ["main"]
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
+EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, what a shell reports for a process it ended
 PUBLISHED = Path("reports")
 
 
@@ -182,6 +188,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="report directory (default: reports/ when the store holds the whole default "
                         "catalog, else <store>/reports/)")
     _stacks(p, "only these stacks (default: the catalog)", "only stacks with these tags")
+    p.add_argument("--wait", action="store_true",
+                   help="if a run holds the store, wait for it instead of stopping")
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
     _common(p)
     p.add_argument("--json", action="store_true")
@@ -241,6 +249,13 @@ def _report_dir(args: argparse.Namespace, store: Store, selection: matrix.Select
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    with contextlib.ExitStack() as held:
+        return _run(args, held)
+
+
+def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
+    """matrix/save/load. ``held`` keeps the store's lock from before the first cell to
+    the end of the report, so no other run's records can enter this run's report."""
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
     all_scenarios = matrix.discover_scenarios(args.scenario_dir)
@@ -269,6 +284,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     out = _report_dir(args, store, selection) if args.command == "matrix" and not args.no_report else None
     if out is not None:
         _writable_dir(out, "report directory")
+    held.enter_context(store.running(wait=args.wait))
     print(f"matrix: {len(stacks)} stacks x {len(scenarios)} scenarios x {len(formats)} formats; "
           f"phases {'+'.join(phases)}; store {store.root}; per-cell lines in "
           f"{store.root / 'runs' / 'run.log'}" + ("" if args.verbose else " (-v: on the console too)"), flush=True)
@@ -283,11 +299,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
                        docker_cpus=args.docker_cpus),
         savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
-    ran = {ph: sum(n for (p, _o), n in summary.counts.items() if p == ph) for ph in ("save", "load", "remedy")}
+    ran = {ph: sum(n for (p, _o), n in summary.counts.items() if p == ph)
+           for ph in ("save", "load", "remedy", "confirm")}
     print(f"matrix: {summary.computed} cells run, {summary.cached} cached"
           + (f", {summary.shared} remedy cells that this run had already loaded" if summary.shared else "")
           + f", {summary.wall_s:.0f} s; per phase (run + cached): saves {ran['save']}, loads "
-          f"{ran['load']}, remedy re-runs {ran['remedy']}. {counts}", flush=True)
+          f"{ran['load']}, remedy re-runs {ran['remedy']}"
+          + (f", timeouts re-run at the full limit {ran['confirm']}" if ran["confirm"] else "")
+          + f". {counts}", flush=True)
     if summary.retried:
         print("matrix: retried (per-run outcomes are never cached): "
               + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)
@@ -306,26 +325,59 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stack],
-            selection: matrix.Selection, scenario_dir: Path = matrix.DEFAULT_SCENARIOS) -> int:
+            selection: matrix.Selection, scenario_dir: Path = matrix.DEFAULT_SCENARIOS,
+            refuse_empty: bool = False) -> int:
     try:
         from runner import report
     except ImportError as exc:  # pandas/tabulate missing on this interpreter
         print(f"runner: error: the report needs pandas and tabulate ({exc}); "
               "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
         return EXIT_USAGE
-    df = report.write_reports(store, out, scenario_dir=scenario_dir, catalog=catalog,
-                              selection=selection)
+    try:
+        df = report.write_reports(store, out, scenario_dir=scenario_dir, catalog=catalog,
+                                  selection=selection, refuse_empty=refuse_empty)
+    except report.NothingToReport as exc:
+        raise PreflightError(str(exc)) from None
     if print_summary:
         print(report.terminal_summary(df))
     where = "the published table" if selection.whole else "not the published table"
     print(f"report: {len(df)} cells -> {out}/ ({where}; selection: {selection.describe()})", flush=True)
+    _say_skipped("report", df.attrs.get("skipped") or [], df.attrs.get("unselected") or 0,
+                 "README.md names them")
     return 0
+
+
+def _say_skipped(who: str, skipped: Sequence[tuple[str, str]], unselected: int, where: str = "") -> None:
+    """One line for the record files a command left out (none: nothing printed)."""
+    if skipped:
+        shown = "; ".join(f"{path} ({why})" for path, why in skipped[:3])
+        more = f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""
+        print(f"{who}: skipped {len(skipped)} record file(s) that cannot be used"
+              + (f" ({where})" if where else "") + f": {shown}{more}", flush=True)
+    if unselected:
+        print(f"{who}: {unselected} record file(s) outside the selection were not read", flush=True)
+
+
+def _existing_store(path: Path) -> Store:
+    """The store at ``path``, which must hold records (a mistyped --store is one line, exit 2).
+
+    Raises:
+        PreflightError: no such directory, or no records in it.
+    """
+    store = Store(path)
+    if not store.records_dir.is_dir():
+        why = "no such directory" if not os.path.lexists(store.root) else "it has no records/ folder"
+        raise PreflightError(f"store {store.root} holds no records ({why}); --store names the "
+                             f"matrix's work directory (default {default_store_root()})")
+    return store
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
     """Tables from the store. It is the published selection only if the default catalog,
     scenarios and formats are asked for and the store holds a save record of every
-    (stack, scenario, format) of it."""
+    (stack, scenario, format) of it. A store without records is an error that touches
+    nothing; the report holds the store's lock (a run writing the store is waited for with
+    --wait, else refused)."""
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
     all_scenarios = matrix.discover_scenarios(args.scenario_dir)
@@ -334,20 +386,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     if bad:
         raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
     formats = tuple(f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS))
-    store = Store(args.store)
-    complete = all(store.save_record_path(s.id, sc, f).is_file()
-                   for s in stacks for sc in scenarios for f in formats)
-    selection = matrix.Selection(
-        tuple(s.id for s in stacks), tuple(scenarios), formats,
-        whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete
-               and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
-               and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
-    out = _report_dir(args, store, selection)
-    _writable_dir(out, "report directory")
-    if not complete:
-        print(f"report: the store {store.root} does not hold every save of this selection "
-              "(missing cells show as not_run)", flush=True)
-    return _report(store, out, False, catalog, selection, scenario_dir=args.scenario_dir)
+    store = _existing_store(args.store)
+    with store.running(wait=args.wait, reader=True):
+        complete = all(store.save_record_path(s.id, sc, f).is_file()
+                       for s in stacks for sc in scenarios for f in formats)
+        selection = matrix.Selection(
+            tuple(s.id for s in stacks), tuple(scenarios), formats,
+            whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete
+                   and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
+                   and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
+        out = _report_dir(args, store, selection)
+        _writable_dir(out, "report directory")
+        if not complete:
+            print(f"report: the store {store.root} does not hold every save of this selection "
+                  "(missing cells show as not_run)", flush=True)
+        return _report(store, out, False, catalog, selection, scenario_dir=args.scenario_dir,
+                       refuse_empty=True)
 
 
 def _cmd_stacks(args: argparse.Namespace) -> int:
@@ -367,7 +421,9 @@ def _cmd_stacks(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     store = Store(args.store)
-    hits = [r for r in store.iter_records() if args.text in r.cell_id]
+    scan = store.scan()
+    _say_skipped("show", [(str(p), why) for p, why in scan.skipped], 0)
+    hits = [r for r in scan.records if args.text in r.cell_id]
     if not hits:
         print(f"runner: no recorded cell id contains {args.text!r}", file=sys.stderr)
         return 1
@@ -376,11 +432,36 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+_SIGTERMS: list[int] = []  # SIGTERMs this process received (main resets it)
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    """SIGTERM (a CI timeout, ``kill``, ``docker stop``) stops a command as Ctrl-C does."""
+    _SIGTERMS.append(signum)
+    # Stopping already: a second SIGTERM must not cut the cleanup short. A Python handler,
+    # not SIG_IGN, which a process started during the cleanup would inherit.
+    signal.signal(signal.SIGTERM, lambda signum, _frame: _SIGTERMS.append(signum))
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    if threading.current_thread() is threading.main_thread():
-        # Ctrl-C must stop a run (exit 130) even when it was started with SIGINT ignored,
-        # as a shell does for background jobs: Python then installs no handler of its own.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+    _SIGTERMS.clear()
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    # Ctrl-C must stop a run (exit 130) even when it was started with SIGINT ignored,
+    # as a shell does for background jobs: Python then installs no handler of its own.
+    # SIGTERM stops it the same way (workers, containers and installs ended), exit 143.
+    before = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _main(argv)
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         if args.command in ("matrix", "save", "load"):
@@ -400,12 +481,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "ci-plan":
             return ci_workflow.cmd_ci_plan(args)
         if args.command == "explain":
-            store = Store(args.store)
+            store = _existing_store(args.store)
             print(explain.explain_text(store, explain.find_cell(store, args.cell),
                                        load_catalog(args.catalog)), end="")
             return 0
         if args.command == "repro":
-            store = Store(args.store)
+            store = _existing_store(args.store)
             files = explain.write_repro(store, explain.find_cell(store, args.cell), args.out)
             print("\n".join(str(f) for f in files))
             print(f"repro: run `bash {args.out}/setup.sh` (it creates the two environments)")
@@ -422,7 +503,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("runner: interrupted; recorded cells are kept, run again to finish", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _SIGTERMS else EXIT_INTERRUPTED
 
 
 def console() -> None:

@@ -34,15 +34,19 @@ class CellError(ValueError):
 
 
 def find_cell(store: Store, text: str) -> Record:
-    """The save or load record whose cell id is ``text``, or the only one containing it."""
-    records = [r for r in store.iter_records() if r.record_type in ("save", "load")]
+    """The save or load record whose cell id is ``text``, or the only one containing it.
+    Record files that cannot be used are passed over (a miss says how many there were)."""
+    scan = store.scan()
+    records = [r for r in scan.records if r.record_type in ("save", "load")]
     exact = [r for r in records if r.cell_id == text]
     if exact:
         return exact[0]
     hits = sorted((r for r in records if text in r.cell_id), key=lambda r: natural_key(r.cell_id))
     if not hits:
+        unusable = (f"; {len(scan.skipped)} record file(s) could not be read, e.g. "
+                    f"{scan.skipped[0][0]} ({scan.skipped[0][1]})" if scan.skipped else "")
         raise CellError(f"no cell id contains {text!r} in {store.root} (ids look like "
-                        "'dense:h5:tf2.15->tf2.18:default'; see results.csv)")
+                        f"'dense:h5:tf2.15->tf2.18:default'; see results.csv.gz){unusable}")
     if len(hits) > 1:
         shown = ", ".join(r.cell_id for r in hits[:3])
         raise CellError(f"{len(hits)} cells match {text!r} (e.g. {shown}); give the full cell id")

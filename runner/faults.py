@@ -6,8 +6,10 @@ at a named point, chosen by ``$COMPAT_FAULT`` (unset in normal runs: one dict lo
 
 Points: ``env-built`` (a stack's env is ready), ``save-result`` / ``load-result`` (a
 result arrived, before its record is written), ``record-write`` (a record's temp file is
-written and synced, not yet renamed), ``report-write`` (every report temp file written,
-none renamed). tests/test_faults.py drives them and writes docs/reliability.md.
+written and synced, not yet renamed), ``report-file`` (after each report file written
+into the new folder), ``report-write`` (every report file written into the new folder,
+nothing swapped), ``report-swap`` (the new folder swapped in, the old one not yet removed).
+tests/test_faults.py and tests/test_report_integrity.py drive them.
 """
 
 from __future__ import annotations

@@ -285,16 +285,25 @@ def _v3_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         yield _with_cell_id(row)
 
 
-def cells_from_store(store: Path) -> dict[str, Cell]:
-    """The current table of a store, built by the report into a temporary folder."""
+def cells_from_store(store: Path, out: TextIO = sys.stdout) -> dict[str, Cell]:
+    """The current table of a store, built by the report into a temporary folder while
+    holding the store's lock (a run writing it makes this a one-line StoreBusyError).
+    Record files that cannot be used are skipped, and a note says how many and which."""
     try:
         from runner import report
     except ImportError as exc:
         raise GateError(f"--store needs pandas and tabulate ({exc}); use --current results.json.gz") from None
     if not (store / "records").is_dir():
         raise GateError(f"store {store} has no records")
-    with tempfile.TemporaryDirectory() as tmp:
-        report.write_reports(Store(store), Path(tmp))
+    st = Store(store)
+    with st.running(reader=True), tempfile.TemporaryDirectory() as tmp:
+        df = report.write_reports(st, Path(tmp))
+        skipped = df.attrs.get("skipped") or []
+        if skipped:
+            print(f"gate: note: skipped {len(skipped)} record file(s) of the store that cannot be used "
+                  "(their cells are missing or not_run): "
+                  + "; ".join(f"{path} ({why})" for path, why in skipped[:3])
+                  + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""), file=out, flush=True)
         return load_results(Path(tmp) / RESULTS_JSON)
 
 
@@ -733,5 +742,5 @@ def cmd_gate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     if args.current is not None:
         current = load_results(args.current, "current results")
     else:
-        current = cells_from_store(args.store or default_store_root())
+        current = cells_from_store(args.store or default_store_root(), out)
     return run_gate(prepared, current, out)

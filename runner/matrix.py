@@ -427,7 +427,7 @@ class _Runner:
 
     # ------------------------------------------------------------- cache validity
     def _reusable(self, old: Record, limit: float) -> bool:
-        if reusable(old, limit):
+        if reusable(old, limit, self.opt.limit("load") if old.record_type == "load" else None):
             return True
         with self._lock:
             self.summary.retried[old.outcome.value] += 1
@@ -707,8 +707,7 @@ class _Runner:
                 senv, phase, todo, self.store, to_record, cell_timeout=self.opt.limit(phase),
                 import_timeout=self.opt.import_timeout, isolate=self.opt.isolate, cancel=self.cancel), 1):
             self.count(phase, rec.outcome.value, cached=False, cid=rec.cell_id)
-            if (phase != "save" and rec.outcome is Outcome.TIMEOUT
-                    and float(rec.details.get("limit_s") or 0) < self.opt.limit("load")):
+            if phase != "save" and rec.outcome is Outcome.TIMEOUT and not held_at_full_limit(rec):
                 with self._lock:
                     self._below_full.append(rec)
             msg = ""
@@ -728,14 +727,19 @@ def build_env(factory: Callable[[Stack, Store], StackEnv], stack: Stack, store: 
                         error_type="runner.EnvBuildError")
 
 
-def reusable(old: Record, limit: float) -> bool:
+def reusable(old: Record, limit: float, full: float | None = None) -> bool:
     """May ``old`` (whose key matches) stand for this run? The one cache rule (the matrix's
     and ``check``'s): final outcomes may. A timeout may once it happened in two runs in a
     row at the cell's limit in force now; every other per-run outcome (crash,
     protocol_error, env_unavailable) is retried, and so is a timeout that did not hold at
     the full limit (:func:`held_at_full_limit`)."""
-    return old.outcome.final or (old.outcome is Outcome.TIMEOUT and old.details.get("limit_s") == limit
-                                 and old.details.get("timeouts_in_a_row", 0) >= 2 and held_at_full_limit(old))
+    if old.outcome.final:
+        return True
+    if old.outcome is not Outcome.TIMEOUT or not held_at_full_limit(old):
+        return False
+    held = old.details.get("full_limit_s")
+    same = old.details.get("limit_s") == limit if held is None else (full is None or held == full)
+    return same and old.details.get("timeouts_in_a_row", 0) >= 2
 
 
 def held_at_full_limit(rec: Record) -> bool:
@@ -743,7 +747,8 @@ def held_at_full_limit(rec: Record) -> bool:
     timed out at it (``confirmed_by``). Records without a full limit (``check``'s, whose
     limit is fixed) ran at theirs."""
     full = rec.details.get("full_limit_s")
-    return bool(rec.details.get("confirmed_by")) or full is None or float(rec.details.get("limit_s") or 0) >= full
+    return (bool(rec.details.get("confirmed_by")) or full is None or bool(rec.details.get("first_in_worker"))
+            or float(rec.details.get("limit_s") or 0) >= full)
 
 
 def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], store: Store,
@@ -885,14 +890,19 @@ def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str,
     """The record of one worker result (as :func:`runner.execute.run_cells` yields it): the
     matrix's, also ``check``'s (``scenario`` is then the model's id). An unknown outcome is a
     ``protocol_error``; ``limit_s`` (the cell limit in force) and, for a timeout, how many
-    runs in a row timed out at it are kept in ``details``."""
+    runs in a row timed out are kept in ``details``: runs at the same limit (a fixed one:
+    ``check``), or under the same full limit (the matrix's loads). A timeout that did not
+    hold at the full limit is an attempt of its own run, whose full-limit re-run carries
+    its count instead of adding one."""
     details = dict(res.get("details") or {})
     details["limit_s"] = limit_s
     if res.get("outcome") == Outcome.TIMEOUT.value:
+        full = details.get("full_limit_s")
         again = (old is not None and old.key == key and old.outcome is Outcome.TIMEOUT
-                 and old.details.get("limit_s") == details["limit_s"])
-        details["timeouts_in_a_row"] = (int(old.details.get("timeouts_in_a_row", 1)) + 1
-                                        if again and old is not None else 1)
+                 and old.details.get("full_limit_s") == full
+                 and (full is not None or old.details.get("limit_s") == details["limit_s"]))
+        rows = int(old.details.get("timeouts_in_a_row", 1)) if again and old is not None else 0
+        details["timeouts_in_a_row"] = rows + 1 if old is None or not again or held_at_full_limit(old) else rows
     try:
         outcome = Outcome(res.get("outcome"))
     except ValueError:

@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import enum
+import errno
 import fcntl
 import json
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -26,10 +28,12 @@ __all__ = [
     "FINAL_OUTCOMES",
     "SCHEMA_VERSION",
     "ErrorInfo",
+    "Location",
     "NewerSchemaError",
     "Outcome",
     "Record",
     "RecordError",
+    "Scan",
     "Store",
     "StoreBusyError",
     "atomic_write_set",
@@ -182,13 +186,14 @@ class Record:
         d = upgrade(raw)
         try:
             outcome = Outcome(d["outcome"])
-        except (KeyError, ValueError):
+        except (KeyError, ValueError, TypeError):
             raise RecordError(f"unknown outcome {d.get('outcome')!r}") from None
         if d.get("record_type") not in RECORD_TYPES:
             raise RecordError(f"unknown record_type {d.get('record_type')!r}")
         for key in ("cell_id", "stack"):
             if not isinstance(d.get(key), str) or not d[key]:
                 raise RecordError(f"record has no {key!r}")
+        _check_types(d)
         diff = d.get("max_abs_diff")
         return cls(
             record_type=d["record_type"],
@@ -213,6 +218,34 @@ class Record:
             scenario_sha256=d.get("scenario_sha256") or "",
             details=dict(d.get("details") or {}),
         )
+
+
+# Every field a record may hold, with the JSON types it may have (None: null allowed):
+# a field of another type (a hand edit, another tool's file) makes the record unreadable,
+# a RecordError, never an AttributeError deep inside a report.
+_FIELD_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("key", "saver", "loader", "scenario", "format", "variant", "phase",
+                     "worker_sha256", "scenario_sha256"), (str, type(None))),
+    **dict.fromkeys(("max_abs_diff", "duration_s"), (int, float, type(None))),
+    **dict.fromkeys(("env", "saver_env", "details"), (dict, type(None))),
+    "error": (dict, type(None)),
+    "warnings": (list, type(None)),
+}
+
+
+def _check_types(d: dict[str, Any]) -> None:
+    """Raises RecordError naming the first field whose JSON type a record cannot have."""
+    for key, types in _FIELD_TYPES.items():
+        value = d.get(key)
+        if not isinstance(value, types) or isinstance(value, bool):
+            raise RecordError(f"field {key!r} is {type(value).__name__} {str(value)[:40]!r}, "
+                              f"not {' or '.join('null' if t is type(None) else t.__name__ for t in types)}")
+    for w in d.get("warnings") or []:
+        if not isinstance(w, dict):
+            raise RecordError(f"a warning is {type(w).__name__}, not an object")
+    for key, value in (d.get("error") or {}).items():
+        if key in ("type", "message", "traceback") and not isinstance(value, (str, type(None))):
+            raise RecordError(f"error {key!r} is {type(value).__name__}, not a string")
 
 
 # --------------------------------------------------------------------- schema upgrade
@@ -325,6 +358,29 @@ def default_store_root() -> Path:
     return Path(os.environ.get("COMPAT_STORE", ".matrix"))
 
 
+@dataclasses.dataclass(frozen=True)
+class Location:
+    """Where a record file sits in the store's layout: its type and ids (``stack`` is the
+    stack it ran in; a save's ``saver`` is that stack, an env record has no cell ids)."""
+
+    record_type: str
+    stack: str
+    saver: str | None = None
+    scenario: str | None = None
+    format: str | None = None
+    variant: str | None = None
+
+
+@dataclasses.dataclass
+class Scan:
+    """What :meth:`Store.scan` read: the usable records, the files it skipped (path and
+    why), and how many files the caller's selection left unread."""
+
+    records: list[Record] = dataclasses.field(default_factory=list)
+    skipped: list[tuple[Path, str]] = dataclasses.field(default_factory=list)
+    unselected: int = 0
+
+
 class Store:
     """The work directory: records, artifacts, stack environments and run logs.
 
@@ -345,6 +401,7 @@ class Store:
         shared = envs_dir or os.environ.get("COMPAT_ENVS_DIR")
         self.envs_dir = Path(shared).absolute() if shared else self.root / "envs"
         self.unreadable: list[Path] = []  # records read() could not use (recomputed)
+        self._holder: int | None = None  # the thread holding running(), through this object
 
     def ensure(self) -> None:
         """Create the root with a ``*`` .gitignore and a CACHEDIR.TAG, as nox does."""
@@ -358,26 +415,53 @@ class Store:
                            "# The compat matrix work directory; see https://bford.info/cachedir/\n")
 
     @contextlib.contextmanager
-    def running(self, wait: bool = False) -> Iterator[None]:
+    def running(self, wait: bool = False, reader: bool = False) -> Iterator[None]:
         """Hold the store's exclusive lock for a run: one writer per store.
 
         The lock file names its holder (pid, command line), so a second run says who is
         busy; ``wait=True`` queues behind it instead. Holding the lock, the run removes
-        temp files a killed run left mid-write.
+        temp files a killed run left mid-write. The thread holding it may enter again
+        through the same Store (``matrix`` keeps it from its first cell to its report).
+        A ``reader`` (the report) of a store it may not write takes a shared lock on the
+        lock file instead, so it still waits for, or refuses, a run that writes.
 
         Raises:
             StoreBusyError: another run holds the lock and ``wait`` is false.
         """
-        self.ensure()
+        me = threading.get_ident()
+        if self._holder == me:
+            yield
+            return
         path = self.root / ".running.lock"
-        with path.open("a+") as fh:
+        try:
+            if not reader:  # a reader adds nothing to the store but its lock file
+                self.ensure()
+            fh = path.open("a+")
+        except OSError as exc:
+            if not reader or exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                fh = path.open("r")
+            except FileNotFoundError:  # never locked, and no run can create its lock file
+                yield
+                return
+        with fh:
+            try:
+                mode = fcntl.LOCK_SH if fh.mode == "r" else fcntl.LOCK_EX
+                fcntl.flock(fh, mode | (0 if wait else fcntl.LOCK_NB))
             except BlockingIOError:
                 fh.seek(0)
                 holder = fh.read().strip() or "an unknown process"
                 raise StoreBusyError(f"store {self.root} is in use by {holder}; wait for it to "
                                      "finish, or pass --wait to queue behind it") from None
+            if fh.mode == "r":
+                try:
+                    self._holder = me
+                    yield
+                finally:
+                    self._holder = None
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+                return
             try:
                 fh.seek(0)
                 fh.truncate()
@@ -385,8 +469,10 @@ class Store:
                 fh.flush()
                 for stale in self.records_dir.rglob(".*.tmp") if self.records_dir.is_dir() else []:
                     stale.unlink(missing_ok=True)
+                self._holder = me
                 yield
             finally:
+                self._holder = None
                 with contextlib.suppress(OSError):
                     fh.seek(0)
                     fh.truncate()
@@ -440,6 +526,66 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError):
             self.unreadable.append(path)
             return None
+
+    def location(self, path: Path) -> Location | None:
+        """What the store's layout says of the record file at ``path`` (None: off the layout)."""
+        try:
+            parts = path.relative_to(self.records_dir).parts
+        except ValueError:
+            return None
+        if not parts or not parts[-1].endswith(".json") or parts[-1].startswith("."):
+            return None
+        name = parts[-1][: -len(".json")]
+        if len(parts) == 2 and parts[0] == "env" and name:
+            return Location("env", name)
+        if len(parts) == 3 and parts[0] == "save":
+            fields = name.rsplit("__", 1)
+            if len(fields) == 2 and all(fields):
+                return Location("save", parts[1], parts[1], fields[0], fields[1])
+        if len(parts) == 4 and parts[0] == "load":
+            fields = name.rsplit("__", 2)
+            if len(fields) == 3 and all(fields):
+                return Location("load", parts[1], parts[2], fields[0], fields[1], fields[2])
+        return None
+
+    def scan(self, want: Callable[[Location], bool] | None = None) -> Scan:
+        """Every usable record whose location ``want`` accepts (default all), in path order;
+        files it rejects are counted, not read. A file that cannot be used (truncated, not
+        JSON, a field of the wrong type, off the layout or not at its own record's path,
+        not a regular file) is skipped and listed with the reason, so one damaged or stray
+        file never stops a report.
+
+        Raises:
+            NewerSchemaError: a wanted record was written by a newer runner (named).
+        """
+        found = Scan()
+        if not self.records_dir.is_dir():
+            return found
+        for path in sorted(self.records_dir.rglob("*.json")):
+            loc = self.location(path)
+            if loc is None:
+                if not path.name.startswith("."):
+                    found.skipped.append((path, "not a record file of the store's layout"))
+                continue
+            if want is not None and not want(loc):
+                found.unselected += 1
+                continue
+            try:
+                if not path.is_file() or path.is_symlink():
+                    raise RecordError("not a regular file")
+                rec = Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                at = self.record_path(rec)
+            except NewerSchemaError as exc:
+                raise NewerSchemaError(f"{path}: {exc}") from None
+            except (OSError, ValueError, KeyError, TypeError, AssertionError) as exc:
+                found.skipped.append((path, first_line(f"{type(exc).__name__}: {exc}")[:200]))
+                continue
+            if at != path:
+                found.skipped.append((path, f"holds the record of {rec.cell_id}, whose file is "
+                                            f"{at.relative_to(self.root).as_posix()}"))
+                continue
+            found.records.append(rec)
+        return found
 
     def iter_records(self) -> Iterator[Record]:
         """Every record in the store, in path order.

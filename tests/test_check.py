@@ -646,7 +646,7 @@ def test_a_lambda_in_any_json_spelling_is_refused_and_its_twin_is_not(tmp_path: 
         assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
     assert "Lambda layer" in text and "RuntimeError" not in text, text  # the loader was never reached
     twin = _rezip(fake_model, tmp_path / f"{form}-twin.keras", {"keras_version": "2.15.0"}, _spelled(form, False))
-    code, text = _check(tmp_path, twin, worker_python, behaviors)
+    _code, text = _check(tmp_path, twin, worker_python, behaviors)
     for stack in behaviors:
         assert "refused" not in _rows(text)[stack][2], text
     assert "fake framework failure" in text  # the twin reached the (fake) loader in every stack

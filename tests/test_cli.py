@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -202,18 +203,78 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
                         "functional:h5:tf2.15->tf2.15:default": "load_error"}
     assert f"report: 2 cells -> {out}/" in res.stdout
-    # the report only reads the store
-    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
+    # the report only reads the store; it holds the store's lock while it does (its lock file)
+    assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == sorted(
+        [*before, Path(".running.lock")])
 
 
 def test_report_names_a_corrupt_record(tmp_path: Path) -> None:
+    """A newer-schema record of the selection stops the report (this runner would drop what
+    it cannot read); one of a stack outside the selection is not even read."""
     store = _store_with_records(tmp_path / "store")
-    bad = store.env_record_path("broken")
+    outside = store.env_record_path("broken")
+    outside.write_text('{"schema_version": 99}')
+    res = run("report", "--store", store.root, "--out", tmp_path / "out0")
+    assert res.returncode == 0, res.stderr
+    assert "report: 1 record file(s) outside the selection were not read" in res.stdout
+    bad = store.load_record_path("tf2.15", "tf2.15", "dense", "keras", "default")
     bad.write_text('{"schema_version": 99}')
     res = run("report", "--store", store.root, "--out", tmp_path / "out")
     line = _assert_usage_error(res, str(bad), "newer")
     assert "schema_version 99" in line
     assert not (tmp_path / "out").exists()
+
+
+def test_report_of_a_store_without_records_touches_nothing(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    out = tmp_path / "out"
+    assert run("report", "--store", store.root, "--out", out).returncode == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    typo = tmp_path / "stroe"
+    res = run("report", "--store", typo, "--out", out)
+    _assert_usage_error(res, str(typo), "holds no records", "no such directory")
+    assert res.stdout == "" and not typo.exists()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_report_waits_for_or_refuses_a_run_holding_the_store(tmp_path: Path) -> None:
+    store = _store_with_records(tmp_path / "store")
+    with store.running():
+        res = run("report", "--store", store.root, "--out", tmp_path / "out")
+        _assert_usage_error(res, f"in use by pid {os.getpid()}", "--wait")
+        assert not (tmp_path / "out").exists()
+        waiting = subprocess.Popen([sys.executable, "-m", "runner", "report", "--store", str(store.root),
+                                    "--out", str(tmp_path / "out"), "--wait"], cwd=REPO,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert waiting.poll() is None  # queued
+    out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert "report: 2 cells" in out
+
+
+def test_sigterm_is_handled_like_ctrl_c_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import signal
+
+    from runner import cli
+
+    before = signal.getsignal(signal.SIGTERM)
+
+    def stop(args: object) -> int:
+        assert signal.getsignal(signal.SIGTERM) is cli._on_sigterm
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+        except KeyboardInterrupt:  # the run's cleanup (killing workers) ...
+            os.kill(os.getpid(), signal.SIGTERM)  # ... is not cut short by a second SIGTERM
+            time.sleep(0.1)
+            raise
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_show", stop)
+    assert cli.main(["show", "x"]) == cli.EXIT_TERMINATED
+    assert cli._SIGTERMS == [signal.SIGTERM, signal.SIGTERM]
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 def _json_docs(text: str) -> list[dict[str, object]]:

@@ -359,3 +359,25 @@ def test_the_issue_three_cells_of_the_published_table(tmp_path: Path) -> None:
     three = dict(list(cells.items())[:3])
     res = gate.compare(cells, three)
     assert res.exit_code == gate.EXIT_INCOMPLETE and res.compared == 3 and len(res.missing) > 100_000
+
+
+def test_gate_store_skips_unusable_records_and_says_so(tmp_path: Path) -> None:
+    """A stray .json or a record with a wrong-typed field in the store: `gate --store`
+    compares what it can read and names what it skipped, never a traceback."""
+    from test_cli import _store_with_records
+
+    store = _store_with_records(tmp_path / "store")
+    base = tmp_path / "base"
+    assert run("report", "--store", store.root, "--out", base).returncode == 0
+    (store.records_dir / "notes.json").write_text("[1, 2]")
+    env = store.env_record_path("tf2.15")
+    good = env.read_text()
+    res = run("gate", "--baseline", base / gate.RESULTS_JSON, "--store", store.root)
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    assert "gate: note: skipped 1 record file(s) of the store that cannot be used" in res.stdout
+    assert "records/notes.json" in res.stdout
+    env.write_text(json.dumps({**json.loads(good), "env": "not an object"}))
+    res = run("gate", "--baseline", base / gate.RESULTS_JSON, "--store", store.root)
+    assert "Traceback" not in res.stderr, res.stderr
+    assert "skipped 2 record file(s)" in res.stdout and "field 'env' is str" in res.stdout
+    assert res.returncode == gate.EXIT_INCOMPLETE  # without its stack's env record the cells are gone

@@ -46,9 +46,9 @@ def _runner(*args: str, store: Path, check: bool = True, **kw: object) -> subpro
 
 
 def _csv_rows(path: Path) -> list[dict[str, str]]:
-    """results.csv.gz's rows; its first line is the ``# Selection: …`` the table covers."""
-    first, body = gzip.decompress(path.read_bytes()).decode("utf-8").split("\n", 1)
-    assert first.startswith("# Selection: ")
+    """results.csv.gz's rows; its first line is the header row (pd.read_csv reads it as it is)."""
+    body = gzip.decompress(path.read_bytes()).decode("utf-8")
+    assert body.startswith("cell_id,"), body[:200]
     return list(csv.DictReader(io.StringIO(body)))
 
 

@@ -302,8 +302,10 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 def _csv(out: Path) -> tuple[str, list[dict[str, str]]]:
-    first, body = gzip.decompress((out / "results.csv.gz").read_bytes()).decode("utf-8").split("\n", 1)
-    return first, list(csv.DictReader(io.StringIO(body)))
+    """(the selection the report states, results.csv.gz's rows): the CSV starts with its header."""
+    body = gzip.decompress((out / "results.csv.gz").read_bytes()).decode("utf-8")
+    said = json.loads(gate.read_results_text(out / "results.json.gz"))["selection"]
+    return "# " + said, list(csv.DictReader(io.StringIO(body)))
 
 
 SET = {*REPORT_FILES, "grids/custom.md", "grids/dense.md", "heatmaps/h5.svg", "heatmaps/keras.svg",
@@ -319,7 +321,9 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     assert first.startswith("# Selection: a subset, NOT the published table: ")
     assert len(rows) == len(df) == 30
     assert list(rows[0]) == report.CSV_COLUMNS
-    assert pd.read_csv(out / "results.csv.gz", comment="#").shape == (30, len(report.CSV_COLUMNS))
+    header = gzip.decompress((out / "results.csv.gz").read_bytes()).decode("utf-8").split("\n", 1)[0]
+    assert header == ",".join(report.CSV_COLUMNS)  # the first line is the header row, no "#" line
+    assert pd.read_csv(out / "results.csv.gz").shape == (30, len(report.CSV_COLUMNS))  # docs/reports-schema.md
     # the CSV keeps a message's first line only; results.json.gz the whole (bounded) message
     assert {r["error_message"] for r in rows if r["cell_id"] == "custom:h5:tf2.4->tf2.4:custom_objects"} \
         == {"Unable to open file '<artifact>/model.h5' (log <store>/runs/load-tf2.4/worker.log, home "
@@ -793,3 +797,87 @@ def test_pair_overview_rounds_down_and_skips_impossible_cells() -> None:
     table = report._pair_overview(pd.DataFrame(rows), "github").splitlines()
     assert [c.strip() for c in table[2].strip("|").split("|")] == ["**a**", "0", "99"]  # 199/200
     assert [c.strip() for c in table[3].strip("|").split("|")] == ["**b**", "–", "100"]
+
+
+# ------------------------------------------------------- report integrity (issue 23 item 7)
+
+
+def test_unusable_record_files_are_skipped_and_named(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    """A wrong-typed field, a stray .json and a stray copy of a record are skipped (the
+    report names them), never a traceback; every other cell is as before."""
+    out, clean = tmp_path / "out", tmp_path / "clean"
+    want = _write(paths, scenario_dir, clean)
+    store = Store(paths.store)
+    victim = next(p for p in sorted(store.records_dir.rglob("*__default.json")) if "/load/" in p.as_posix())
+    data = json.loads(victim.read_text())
+    victim.write_text(json.dumps({**data, "warnings": 5}))
+    (store.records_dir / "notes.json").write_text('{"a": 1}')
+    (store.records_dir / "stray" / "x.json").parent.mkdir()
+    (store.records_dir / "stray" / "x.json").write_text("{")
+    copy = victim.with_name("copy__" + victim.name)
+    copy.write_text(json.dumps(data))
+    df = report.write_reports(store, out, scenario_dir)
+    skipped = dict(df.attrs["skipped"])
+    assert sorted(skipped) == sorted(p.relative_to(store.root).as_posix() for p in
+                                     (victim, copy, store.records_dir / "notes.json",
+                                      store.records_dir / "stray" / "x.json"))
+    assert "field 'warnings' is int" in skipped[victim.relative_to(store.root).as_posix()]
+    assert "whose file is records/" in skipped[copy.relative_to(store.root).as_posix()]
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "**4 record file(s) of this selection could not be used" in readme
+    assert str(paths.store) not in readme
+    gone = data["cell_id"]
+    assert list(df["cell_id"]) == list(want["cell_id"])
+    assert list(df.loc[df["cell_id"] == gone, "source"]) == ["none"]  # not_run: its record is not used
+    keep_df, keep_want = df[df["cell_id"] != gone], want[want["cell_id"] != gone]
+    assert list(keep_df["outcome"]) == list(keep_want["outcome"])
+
+
+def test_record_types_are_checked(tmp_path: Path) -> None:
+    from runner.records import RecordError
+
+    rec = Record(record_type="load", cell_id="c", stack="s", outcome=Outcome.OK).to_dict()
+    for field, value in (("error", "boom"), ("warnings", 5), ("warnings", ["w"]), ("env", []),
+                         ("max_abs_diff", "0.1"), ("duration_s", True), ("scenario", 3),
+                         ("details", "x"), ("error", {"type": 1}), ("outcome", ["ok"])):
+        with pytest.raises(RecordError):
+            Record.from_dict({**rec, field: value})
+    assert Record.from_dict({**rec, "max_abs_diff": 1, "error": None, "warnings": None}).max_abs_diff == 1.0
+
+
+def test_a_rewrite_is_a_swapped_in_plain_folder(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    """The report is written beside the folder and swapped in: a plain directory with the
+    report's files and the user's, its mode kept, nothing left beside it."""
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    first = _files(out)
+    out.chmod(0o750)
+    (out / "notes.txt").write_text("mine\n")
+    inode = out.stat().st_ino
+    _write(paths, scenario_dir, out)
+    assert out.stat().st_ino != inode and out.is_dir() and not out.is_symlink()
+    assert oct(out.stat().st_mode & 0o777) == oct(0o750)
+    assert _files(out) == {**first, "notes.txt": b"mine\n"}
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+
+
+def test_a_report_folder_behind_a_symlink_keeps_the_link(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere" / "reports"
+    target.mkdir(parents=True)
+    link = tmp_path / "out"
+    link.symlink_to(target)
+    _write(paths, scenario_dir, link)
+    assert link.is_symlink() and (target / "README.md").is_file() and not target.is_symlink()
+
+
+def test_without_rename_exchange_the_old_folder_is_renamed_aside(paths: Paths, scenario_dir: Path,
+                                                                 tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out"
+    _write(paths, scenario_dir, out)
+    first = _files(out)
+    monkeypatch.setattr(report, "_renameat2", None)
+    (out / "README.md").write_text("changed")
+    _write(paths, scenario_dir, out)
+    assert _files(out) == first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
