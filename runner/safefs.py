@@ -20,6 +20,8 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+from runner._worker import pbwire
+
 __all__ = ["Tampered", "append_text", "exists", "read_bytes", "read_tail", "touch"]
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -84,16 +86,10 @@ def read_bytes(folder: Path, name: str, limit: int, offset: int = 0) -> bytes:
             raise Tampered(errno.EFBIG, f"{name} in the worker's folder has {st.st_size - offset} new bytes, "
                                         f"over the cap of {limit}: not read")
         os.lseek(fd, offset, os.SEEK_SET)
-        chunks, got = [], 0
-        while got <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        if got > limit:
-            raise Tampered(errno.EFBIG, f"{name} in the worker's folder grew past the cap of {limit} bytes")
-        return b"".join(chunks)
+        try:
+            return bytes(pbwire.read_fd(fd, limit, name))  # type: ignore[no-untyped-call]
+        except ValueError:
+            raise Tampered(errno.EFBIG, f"{name} in the worker's folder grew past the cap of {limit} bytes") from None
 
 
 def read_tail(folder: Path, name: str, limit: int) -> str:

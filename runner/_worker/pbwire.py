@@ -87,15 +87,21 @@ def read_capped(path, limit):
             raise ValueError("%s is not a regular file" % os.path.basename(path))
         if st.st_size > limit:
             raise ValueError("%s has %d bytes, over the limit of %d" % (os.path.basename(path), st.st_size, limit))
-        chunks, got = [], 0
-        while got <= limit:
-            chunk = os.read(fd, min(1 << 20, limit + 1 - got))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            got += len(chunk)
-        if got > limit:
-            raise ValueError("%s grew past the limit of %d bytes" % (os.path.basename(path), limit))
-        return b"".join(chunks)
+        return read_fd(fd, limit, os.path.basename(path))
     finally:
         os.close(fd)
+
+
+def read_fd(fd, limit, name):
+    """At most ``limit`` bytes from ``fd``'s position, in 1 MiB reads; ``ValueError`` when
+    there are more (the file grew while it was read)."""
+    chunks, got = [], 0
+    while got <= limit:
+        chunk = os.read(fd, min(1 << 20, limit + 1 - got))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    if got > limit:
+        raise ValueError("%s grew past the limit of %d bytes" % (name, limit))
+    return b"".join(chunks)
