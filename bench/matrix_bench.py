@@ -276,7 +276,12 @@ def main() -> int:
     parser.add_argument("--site", metavar="REPORTS", type=Path,
                         help="only: the offline site's timings in headless Chromium (REPORTS/index.html)")
     parser.add_argument("--screenshots", metavar="DIR", type=Path, help="with --site: write the two screenshots")
+    parser.add_argument("--check-files", action="store_true",
+                        help="check's host reading of hostile files: peak memory and time per file")
     args = parser.parse_args()
+    if args.check_files:
+        print(tabulate(check_files(), headers=["file", "result", "peak MB", "wall s"], tablefmt="github"))
+        return 0
     if args.site:
         rows = site_timings(args.site, args.screenshots)
         print(tabulate(rows, headers=["step", "median ms", "each run ms"], tablefmt="github"))
@@ -326,6 +331,53 @@ def main() -> int:
     print(f"stacks: {args.stacks}; uv cache: {'empty (cold)' if args.cold else 'shared'}")
     print(tabulate(rows, headers=["step", "wall s", "cells run"], tablefmt="github"))
     return 0
+
+
+_PEAK = ("import re, time\nfrom pathlib import Path\nfrom runner import check\nt = time.monotonic()\n"
+         "try:\n    check.inspect_model(Path({path!r}))\n    result = 'read'\n"
+         "except check.CheckInputError as exc:\n    result = 'refused: ' + str(exc).split(': ', 1)[-1][:70]\n"
+         "peak = int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024\n"
+         "print(result + '\\t' + str(peak) + '\\t' + str(round(time.monotonic() - t, 1)))\n")
+
+
+def check_files() -> list[list[str]]:
+    """``check``'s host side on files made to exhaust it: each inspected in a fresh process
+    (its own VmHWM: ru_maxrss would carry this process's peak across exec)."""
+    import struct
+    import zipfile
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-check-") as tmp:
+        padded = Path(tmp) / "padded.h5"  # a valid superblock claiming 2 GiB, sparse zeros
+        size = 2 << 30
+        head = b"\x89HDF\r\n\x1a\n" + bytes([0, 0, 0, 0, 0, 8, 8, 0]) + struct.pack("<HHI", 4, 16, 0)
+        with padded.open("wb") as fh:
+            fh.write(head + struct.pack("<QQQQ", 0, 2**64 - 1, size, 2**64 - 1))
+            fh.truncate(size)
+        bomb = Path(tmp) / "bomb.keras"  # 1 GiB config.json deflated to ~1 MB
+        with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf, zf.open("config.json", "w") as out:
+            out.write(b'{"class_name": "Sequential", "config": {"name": "')
+            for _ in range(1024):
+                out.write(b" " * (1 << 20))
+            out.write(b'"}}')
+        deep = Path(tmp) / "deep.json"
+        deep.write_text('{"class_name": "Sequential", "config": ' + "[" * 1_000_000 + "]" * 1_000_000 + "}")
+        (Path(tmp) / "deep.weights.h5").write_bytes(head + struct.pack("<QQQQ", 0, 2**64 - 1, 512, 2**64 - 1)
+                                                    + b"\0" * 448)
+        fifo = Path(tmp) / "fifo.h5"
+        os.mkfifo(fifo)
+        for label, path in (("2 GiB zero-padded .h5", padded), (f".keras of {bomb.stat().st_size >> 10} KB "
+                                                                "with a 1 GiB config", bomb),
+                            ("architecture JSON nested 1,000,000 deep", deep), ("a FIFO as the model", fifo)):
+            try:
+                proc = subprocess.run([sys.executable, "-c", _PEAK.format(path=str(path))], capture_output=True,
+                                      text=True, timeout=120, check=False, cwd=REPO)
+            except subprocess.TimeoutExpired:
+                rows.append([label, "hung: killed after 120 s", "?", "120"])
+                continue
+            result, peak, wall = [*proc.stdout.strip().split("\t"), "?", "?", "?"][:3]
+            rows.append([label, result if proc.returncode == 0 else f"crashed: {proc.stderr[-200:]}", peak, wall])
+    return rows
 
 
 if __name__ == "__main__":
