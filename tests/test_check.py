@@ -642,6 +642,7 @@ def test_a_lambda_in_any_json_spelling_is_refused_and_its_twin_is_not(tmp_path: 
         or form in ("nested", "wrapper")
     behaviors = {"tf2.15": {"load": "raise"}, "tf2.18": {"version": "3.6.0", "load": "raise"}}
     code, text = _check(tmp_path, hostile, worker_python, behaviors)
+    assert code == 1, text
     for stack in behaviors:
         assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
     assert "Lambda layer" in text and "RuntimeError" not in text, text  # the loader was never reached
