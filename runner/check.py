@@ -78,6 +78,16 @@ GRAPH_REFUSAL = ("refused on the host before loading: the SavedModel's graph has
                  "--unsafe if you trust the file.")
 
 
+def check_code_digest() -> str:
+    """Everything a check cell's verdict depends on besides the matrix worker: the check
+    worker, the config scan and wire reader it loads, the graph scan and its allowlist (the
+    host's refusal) — a change to any of them is a new key, never a stale cached verdict."""
+    here = CHECK_WORKER_PATH.parent
+    parts = [code_digest(here / name) for name in ("check_worker.py", "config_scan.py", "pbwire.py", "graph_scan.py")]
+    parts.append(hashlib.sha256((here / "graph_ops.json").read_bytes()).hexdigest())
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
 def _sniff(path: Path) -> str:
     return str(_w.sniff_artifact(str(path)))  # type: ignore[no-untyped-call]
 
@@ -627,7 +637,7 @@ class _Check:
         self.base = variant_name(({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe
                                                                                               else set()))
         digest = hashlib.sha256
-        self.shas = (code_digest(CHECK_WORKER_PATH), execute.worker_sha256(),
+        self.shas = (check_code_digest(), execute.worker_sha256(),
                      digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
                      digest(opt.inputs.read_bytes()).hexdigest() if opt.inputs else "")
         self.given = given

@@ -123,3 +123,25 @@ def _keras(path: Path) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"layers": []}}))
     return path
+
+
+def test_the_check_key_covers_every_file_a_check_verdict_depends_on(tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cached check verdict must not survive a change to the refusal code: the config scan,
+    the wire reader, the graph scan and its allowlist all enter the key."""
+    import shutil
+
+    from runner._worker import check_worker
+
+    copy = tmp_path / "_worker"
+    shutil.copytree(Path(check_worker.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(check, "CHECK_WORKER_PATH", copy / "check_worker.py")
+    before = check.check_code_digest()
+    for name in ("config_scan.py", "pbwire.py", "graph_scan.py", "check_worker.py"):
+        path = copy / name
+        path.write_text(path.read_text() + "\n\ndef _an_edit():\n    return 1\n")
+        assert check.check_code_digest() != before, name
+        before = check.check_code_digest()
+    ops = copy / "graph_ops.json"
+    ops.write_text(ops.read_text().replace('"ReadVariableOp"', '"ReadVariableOpX"', 1))
+    assert check.check_code_digest() != before
