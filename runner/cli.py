@@ -365,7 +365,9 @@ def _existing_store(path: Path) -> Store:
         PreflightError: no such directory, or no records in it.
     """
     store = Store(path)
-    if not store.records_dir.is_dir():
+    if not store.records_dir.is_dir() and not (store.root / ".running.lock").is_file():
+        # (a store whose lock exists is a run's, which may not have written its first record
+        # yet: the lock decides, and the records are looked for again once it is held)
         why = "no such directory" if not os.path.lexists(store.root) else "it has no records/ folder"
         raise PreflightError(f"store {store.root} holds no records ({why}); --store names the "
                              f"matrix's work directory (default {default_store_root()})")
@@ -388,6 +390,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     formats = tuple(f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS))
     store = _existing_store(args.store)
     with store.running(wait=args.wait, reader=True):
+        _existing_store(args.store)  # the run it waited for may have ended without records
         complete = all(store.save_record_path(s.id, sc, f).is_file()
                        for s in stacks for sc in scenarios for f in formats)
         selection = matrix.Selection(

@@ -446,7 +446,15 @@ def error_text(rec: Record) -> ErrorText:
     return _error_text(rec.error.message, rec.error.traceback, reason)
 
 
-_HANG = (Outcome.TIMEOUT, Outcome.CRASH, Outcome.PROTOCOL_ERROR)
+def _held_at_full_limit(rec: Record) -> bool:
+    from runner.matrix import held_at_full_limit  # where the matrix decides it; imported when needed
+
+    return held_at_full_limit(rec)
+
+
+# A resumed training step's verdict: ``training_mismatch`` since record schema 3 (a results
+# table of schema <= 3 calls it ``mismatch``); the rules reading its reason accept both.
+_RESUMED = (Outcome.TRAINING_MISMATCH, Outcome.MISMATCH)
 
 # The innermost wordings of the causes below (their rules' ``defining`` phrases).
 _QUANTIZATION_CONFIG = r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'quantization_config'"
@@ -505,7 +513,7 @@ RULES: tuple[Rule, ...] = (
          "newer jax/numpy/h5py than this Keras/TF release was built for. Pin the dependency to "
          "a version from the release's era.",
          r"module '(?:jax|jaxlib|numpy|h5py|torch|ml_dtypes|google\.protobuf)[\w.]*' has no attribute",
-         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR, Outcome.MISMATCH), remedies=("pin_jax",),
+         outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR, *_RESUMED), remedies=("pin_jax",),
          family="environment",
          defining=r"module '(?:jax|jaxlib|numpy|h5py|torch|ml_dtypes|google\.protobuf)[\w.]*' has no attribute"),
     # ------------------------------------------------------------ safety
@@ -881,7 +889,7 @@ RULES: tuple[Rule, ...] = (
          r"training could not resume: InvalidArgumentError: Graph execution error:\s+Detected at node "
          r"compile_loss/sparse_categorical_crossentropy/SparseSoftmaxCrossEntropyWithLogits",
          when=lambda rec: "Received a label value" in _text(rec) or _keras(rec.env) == (3, 6),
-         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, Outcome.MISMATCH), family="version",
+         outcomes=(Outcome.SAVE_ERROR, Outcome.LOAD_ERROR, *_RESUMED), family="version",
          defining=r"Received a label value of .{0,40}outside the valid range"),
     Rule("rnn_unroll_timesteps", "An unrolled RNN rebuilt without its number of timesteps",
          "An unrolled recurrent layer (unroll=True) needs a static number of timesteps. TF 1.15 "
@@ -943,7 +951,7 @@ RULES: tuple[Rule, ...] = (
     Rule("backend_cannot_train", "Backend cannot train",
          "The loader's Keras backend (numpy) is inference-only: the model loads and predicts, "
          "but training cannot resume here.",
-         r"not implemented for NumPy backend|NumPy backend", outcomes=(Outcome.MISMATCH,),
+         r"not implemented for NumPy backend|NumPy backend", outcomes=_RESUMED,
          family="backend",
          defining=r"not implemented for NumPy backend"),
     Rule("model_subclass_lost", "The model subclass (and its train_step) was not restored",
@@ -953,7 +961,7 @@ RULES: tuple[Rule, ...] = (
          "/ Keras 2.4 with a functional-style Model subclass; tensorflow/tensorflow#38103, "
          "#46530). Load with a release that restores the class (TF >= 2.5 does, measured with "
          "2.15), or rebuild the model from its class and load the weights.",
-         r"training step diverges", outcomes=(Outcome.MISMATCH,),
+         r"training step diverges", outcomes=_RESUMED,
          when=lambda rec: rec.details.get("loaded_class") == "Functional"
          and "custom_objects" in str(rec.variant or ""), family="version"),
     Rule("training_diverges", "Resumed training diverges although the model came back",
@@ -964,7 +972,7 @@ RULES: tuple[Rule, ...] = (
          "optimizer's slot variables came back in the wrong places or the release updates "
          "differently. For the train_step case, resume training with TF >= 2.2, whose fit() "
          "calls train_step.",
-         r"although the step count was restored", outcomes=(Outcome.MISMATCH,), family="version"),
+         r"although the step count was restored", outcomes=_RESUMED, family="version"),
     Rule("training_resume_fails", "Training cannot resume: the next training step fails",
          "The model loads and predicts like the saver's, but one more training step raises an "
          "error in the loader, so training cannot continue from the file as it is (this is no "
@@ -980,14 +988,14 @@ RULES: tuple[Rule, ...] = (
          "compile=False and compile again (the optimizer starts fresh), or save in a format that "
          "restores the optimizer for the loader (.keras from Keras 3 loads with it in the same or "
          "a newer Keras 3).",
-         r"training could not resume: ", outcomes=(Outcome.MISMATCH,), family="version",
+         r"training could not resume: ", outcomes=_RESUMED, family="version",
          defining=_TRAINING_RESUME),
     Rule("optimizer_state_lost", "Optimizer state not restored",
          "Predictions match, but the optimizer came back fresh (or missing): resuming training "
          "restarts Adam's moments and step count. This format/release pair does not carry "
          "optimizer state; save as .keras (Keras >= 2.12) or keep a training checkpoint.",
          r"optimizer state|optimizer's step count|no optimizer",
-         outcomes=(Outcome.MISMATCH,), family="numeric",
+         outcomes=_RESUMED, family="numeric",
          defining=r"optimizer state (?:lost|not restored|was not restored)"),
     Rule("numerical_mismatch_backend", "Predictions differ across backends",
          "The model loaded, but its predictions differ from the saver's beyond the tolerance, "
@@ -1005,11 +1013,45 @@ RULES: tuple[Rule, ...] = (
          "compatible at best, not forward. Load with the saver's release or newer.",
          when=_same_major_saver_newer, family="version"),
     # ------------------------------------------------------------ process failures
-    Rule("hang_or_crash", "The load hung or killed the process",
-         "The loader did not return within the cell time limit, or the process died "
-         "(a signal, an abort in native code). Seen with Keras 3.6 on Keras 2 nested-model "
-         "HDF5 files; such a load must be run with a timeout.",
-         outcomes=_HANG, remedies=("tf_keras",), family="version"),
+    # What was seen, not a guess at why: no result within the full limit, a process that
+    # died, or a protocol broken (by the code under test, or by a loader changing its input).
+    Rule("timeout_not_final", "Interrupted at an adaptive limit: not a result yet",
+         "The cell was interrupted at an adaptive time limit below the full one and no run has "
+         "confirmed it at the full limit: it may be slow, not stuck (a torch loader compiling the "
+         "resumed training step took 15-43 s against a 10-17 s adaptive limit). It is not "
+         "published as a timeout; the next run re-runs it at the full limit.",
+         outcomes=(Outcome.TIMEOUT,), when=lambda rec: not _held_at_full_limit(rec), family="environment"),
+    Rule("timeout_full_limit", "No result within the full time limit",
+         "The cell gave no result within its full time limit: the worker's watchdog interrupted "
+         "it, or the supervisor killed a worker stuck outside Python. Only a timeout that held at "
+         "the full limit is published (one interrupted at a shorter adaptive limit is re-run, or "
+         "shown as not final); the phase says where it was. Seen with Keras 3.0-3.13 on Keras 2 "
+         "HDF5 files of nested models (a loop in the legacy loader): load such files through "
+         "tf_keras, or with a timeout.",
+         outcomes=(Outcome.TIMEOUT,), remedies=("tf_keras",), family="version"),
+    Rule("process_died", "The worker process died in this cell",
+         "The process running the cell died before it gave a result: killed by a signal (SIGSEGV "
+         "or SIGABRT from native code, SIGKILL from the kernel's out-of-memory killer) or exited "
+         "with a status of its own. The footnote gives the signal or exit code and the record "
+         "keeps the log tail; the cells after it ran in a fresh worker.",
+         outcomes=(Outcome.CRASH,), remedies=("tf_keras",), family="version"),
+    Rule("control_tampered", "The code under test tampered with the worker's control folder",
+         "While this cell ran, the worker's control folder (request, events, log) gained a link, a "
+         "FIFO or a flood of events: the code being loaded attacked the runner's protocol. The "
+         "worker was killed and no result of it counts; the cell is re-run by the next run, and a "
+         "file that does this every time is hostile.",
+         types=("runner.control_tampered",), outcomes=(Outcome.PROTOCOL_ERROR,), family="safety"),
+    Rule("artifact_changed", "A loader changed the artifact it read",
+         "The saved artifact changed while this batch of loads read it (Keras 3.4.0/3.4.1 delete a "
+         "model.weights.h5 next to the .keras they load, keras-team/keras#19921), so no load of "
+         "the batch is evidence of what the saver wrote: the loads are void, the artifact is saved "
+         "again and the loads re-run by the next run.",
+         types=("runner.artifact_changed",), outcomes=(Outcome.PROTOCOL_ERROR,), family="environment"),
+    Rule("protocol_broken", "The worker broke the runner's protocol",
+         "The worker did not follow the protocol for this cell (it reported done without a result, "
+         "exited between cells, went quiet outside any cell, or wrote an outcome the runner does "
+         "not know): a fact about this run, retried by the next.",
+         outcomes=(Outcome.PROTOCOL_ERROR,), family="environment"),
 )
 
 OTHER = Rule("other", "Unclassified failure",
@@ -1053,7 +1095,7 @@ def diagnose(rec: Record) -> Diagnosis | None:
             hashlib.blake2b(text.encode("utf-8", "replace"), digest_size=16).digest(),
             rec.saver_env.get("keras"), rec.saver_env.get("backend"), rec.saver_env.get("tensorflow"),
             rec.env.get("keras"), rec.env.get("backend"), rec.env.get("tensorflow"), rec.variant,
-            rec.details.get("loaded_class"))
+            rec.details.get("loaded_class"), rec.outcome is Outcome.TIMEOUT and _held_at_full_limit(rec))
     found = _MEMO.get(memo)
     if found is None:
         rule = next((r for r in RULES if r.matches(rec, text)), OTHER)

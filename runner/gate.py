@@ -1,12 +1,30 @@
 """Regression gate: compare a matrix run with an earlier ``results.json.gz``, cell by cell.
 
-Stdlib only (``--store`` needs the report's pandas to build the current table). A
-*regression* is a cell that passed (``ok``) in the baseline and fails now; it fails the
-gate (exit 1) unless an entry of the expected-failures file covers it. Entries match
-cells by globs over saver, loader, scenario, format, variant, outcome and diagnosis
-category, and carry a ``reason`` and an ``until`` date: after that date the entry no
-longer excuses anything and is reported as expired (the allowlist pattern of PyTorch's
-``expected failures``). Newly passing cells and changed categories are reported too.
+Stdlib only (``--store`` needs the report's pandas to build the current table). A load
+cell holds two facts, each judged: the *prediction* (do the loader's predictions match
+the saver's: ``prediction`` = ``match`` | ``differ``, empty when the load did not get that
+far) and, for a trained model, the *training* (does one more training step land where the
+saver's did: ``training`` = ``resumed`` | ``state_lost`` | ``diverges`` | ``cannot_resume``
+| ``not_checked``). A *regression* is a cell
+
+- that passed (``ok``: predictions match and, where checked, training resumed) in the
+  baseline and fails now: its predictions differ, its training no longer resumes
+  (``training_mismatch``), or it no longer loads; or
+- whose predictions matched in the baseline (``ok`` or ``training_mismatch``) and, failing
+  now, no longer match: a ``training_mismatch`` that becomes a ``mismatch``, a
+  ``load_error``, a ``timeout`` ... is a regression of the prediction fact, although the
+  cell was failing already.
+
+A regression fails the gate (exit 1) unless an entry of the expected-failures file covers
+it. Entries match cells by globs over saver, loader, scenario, format, variant, outcome,
+diagnosis category, prediction and training, and carry a ``reason`` and an ``until`` date:
+after that date the entry no longer excuses anything and is reported as expired (the
+allowlist pattern of PyTorch's ``expected failures``). Newly passing cells and changed
+failures (another outcome or category: e.g. a training verdict that changed) are
+reported too. A baseline written before the two facts were separate columns (results
+schema <= 3) is read with them derived: its ``mismatch`` whose reason is a resumed
+training step's is a ``training_mismatch`` whose predictions matched
+(:func:`upgrade_row`), so a republished table does not flip those cells.
 
 The gate also checks that the current run *covers* the baseline's selection: every cell
 of the baseline must be in the current results, except remedy runs (a remedy runs only
@@ -53,7 +71,16 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.records import ErrorInfo, Outcome, Record, Store, default_store_root, first_line
+from runner.records import (
+    TRAINING_FAILURES,
+    ErrorInfo,
+    Outcome,
+    Record,
+    Store,
+    default_store_root,
+    first_line,
+    training_verdict,
+)
 
 __all__ = [
     "DEFAULT_EXPECTED",
@@ -71,11 +98,13 @@ __all__ = [
     "load_results",
     "parse_partial",
     "print_result",
+    "regressed",
     "results_rows",
+    "upgrade_row",
 ]
 
 DEFAULT_EXPECTED = Path("expected_failures.toml")
-MATCH_KEYS = ("saver", "loader", "scenario", "format", "variant", "outcome", "category")
+MATCH_KEYS = ("saver", "loader", "scenario", "format", "variant", "outcome", "category", "prediction", "training")
 ENTRY_KEYS = (*MATCH_KEYS, "reason", "until")
 PASSING = ("ok",)
 NEUTRAL = ("not_applicable", "not_run")  # neither passing nor a failure to gate on
@@ -100,6 +129,8 @@ class Cell:
     category: str
     message: str
     source: str = ""  # the report's row source: load, save, env, none or remedy
+    prediction: str = ""  # match | differ | "" (not compared)
+    training: str = ""  # resumed | state_lost | diverges | cannot_resume | not_checked | "" (not checked)
 
     @property
     def remedy(self) -> bool:
@@ -109,6 +140,13 @@ class Cell:
     @property
     def failing(self) -> bool:
         return self.outcome not in PASSING and self.outcome not in NEUTRAL
+
+
+def regressed(old: Cell, new: Cell) -> bool:
+    """Whether ``new`` is a regression of ``old`` on either fact (the module docstring)."""
+    if not new.failing:
+        return False
+    return old.outcome in PASSING or (old.prediction == "match" and new.prediction != "match")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +199,44 @@ def _category(row: Mapping[str, Any]) -> str:
     return str(diag.category) if diag is not None else ""
 
 
+# The reasons a results table of schema <= 3 gave a load whose predictions matched but whose
+# resumed training step did not (runner/_worker/worker.py wrote them as "mismatch").
+_TRAINING_REASONS = ("one more training step diverges", "the optimizer's step count is",
+                     "the loaded model has no optimizer", "training could not resume: ",
+                     "the format restores no Keras model")
+
+
+def upgrade_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A results row of schema <= 3 with the prediction and training columns of schema 4:
+    a ``mismatch`` without an exception whose message is a resumed training step's reason
+    becomes ``training_mismatch`` (predictions matched; the step's max |diff| had replaced
+    the prediction's and moves to ``training_diff``); another ``mismatch`` is
+    ``prediction=differ``, an ``ok`` ``prediction=match``. Rows of schema 4 are returned
+    as they are."""
+    if "prediction" in row:
+        return row
+    message = str(row.get("error_message") or "")
+    outcome = row.get("outcome")
+    row.update(prediction="", training="", training_diff=None, training_reason="")
+    if outcome == "mismatch" and not row.get("error_type") and message.startswith(_TRAINING_REASONS):
+        row.update(outcome=Outcome.TRAINING_MISMATCH.value, prediction="match", training=training_verdict(message),
+                   training_reason=message)
+        if message.startswith("one more training step diverges"):
+            row["training_diff"], row["max_abs_diff"] = row.get("max_abs_diff"), None
+    elif outcome == "mismatch":
+        row["prediction"] = "differ"
+    elif outcome == "ok":
+        row["prediction"] = "match"
+    return row
+
+
+def _prediction(row: Mapping[str, Any]) -> str:
+    value = str(row.get("prediction") or "")
+    if value or "prediction" in row:
+        return value
+    return {"ok": "match", "training_mismatch": "match", "mismatch": "differ"}.get(str(row.get("outcome")), "")
+
+
 def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Cell]:
     out: dict[str, Cell] = {}
     for row in rows:
@@ -171,7 +247,8 @@ def cells_from_rows(rows: Iterable[Mapping[str, Any]]) -> dict[str, Cell]:
                         scenario=str(row.get("scenario") or ""), format=str(row.get("format") or ""),
                         variant=str(row.get("variant") or ""), outcome=str(row.get("outcome") or ""),
                         category=_category(row), message=str(row.get("error_message") or ""),
-                        source=str(row.get("source") or ""))
+                        source=str(row.get("source") or ""), prediction=_prediction(row),
+                        training=str(row.get("training") or ""))
     return out
 
 
@@ -191,7 +268,7 @@ def read_results_text(path: Path) -> str:
 
 def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
     """Cells of a ``results.json.gz`` (or plain ``results.json``) written by the report
-    (``{"cells": [...]}``, schema 1 to 3).
+    (``{"cells": [...]}``, schema 1 to 4).
 
     Raises:
         GateError: missing, not (gzip'd) JSON, or not the report's layout.
@@ -210,7 +287,7 @@ def load_results(path: Path, what: str = "results") -> dict[str, Cell]:
         raise GateError(f"{what} file {path}: {exc}") from None
 
 
-RESULTS_SCHEMAS = (1, 2, 3)
+RESULTS_SCHEMAS = (1, 2, 3, 4)  # the last is what runner/report.py writes
 
 
 def results_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -226,8 +303,10 @@ def results_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         raise GateError(f"results schema_version {version!r}; this runner reads "
                         + ", ".join(map(str, RESULTS_SCHEMAS)))
     if version == 1:
-        return (dict(c) for c in data["cells"] if isinstance(c, dict))
-    return _v3_rows(data) if version == 3 else _v2_rows(data)
+        rows: Iterator[dict[str, Any]] = (dict(c) for c in data["cells"] if isinstance(c, dict))
+    else:
+        rows = _v3_rows(data) if version >= 3 else _v2_rows(data)
+    return rows if version >= 4 else (upgrade_row(r) for r in rows)
 
 
 def _v2_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -253,8 +332,8 @@ def _with_cell_id(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _v3_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
-    """Schema 3: every column but ``error_id`` is dictionary-coded (a row holds indexes
-    into ``values[column]``); ``errors`` are [type, message index, traceback index]."""
+    """Schemas 3 and 4: every column but ``error_id`` is dictionary-coded (a row holds
+    indexes into ``values[column]``); ``errors`` are [type, message index, traceback index]."""
     columns, values = data.get("columns"), data.get("values")
     errors, messages, tracebacks = data.get("errors") or [], data.get("messages") or [], data.get("tracebacks") or []
     if not isinstance(columns, list) or "error_id" not in columns or not isinstance(values, dict):
@@ -542,7 +621,7 @@ def compare(baseline: Mapping[str, Cell], current: Mapping[str, Cell], expected:
         res.compared += 1
         if wanted and not old.remedy:
             res.covered += 1
-        if old.outcome in PASSING and new.failing:
+        if regressed(old, new):
             entry = next((e for e in live if e.matches(new)), None)
             if entry is not None:
                 used.add(entry.index)
@@ -561,7 +640,8 @@ def compare(baseline: Mapping[str, Cell], current: Mapping[str, Cell], expected:
 
 
 def _short(cell: Cell) -> str:
-    what = cell.outcome + (f" [{cell.category}]" if cell.category else "")
+    what = cell.outcome + (f" ({cell.training})" if cell.training in TRAINING_FAILURES else "") + (
+        f" [{cell.category}]" if cell.category else "")
     first = first_line(cell.message)
     first = first[:100] + "…" if len(first) > 100 else first
     return what + (f": {first}" if first else "")
@@ -593,10 +673,12 @@ def print_result(res: GateResult, out: TextIO = sys.stdout, limit: int = 50,
             print(f"  ... and {len(lines) - cap} more", file=out)
 
     section("REGRESSIONS (passed in the baseline, fail now, not expected)",
-            [f"{n.cell_id}: {_short(n)}" + (f" (expired expected-failure #{e.index}, until {e.until})"
+            [f"{n.cell_id}: {_short(n)}" + (f" (was {o.outcome}, whose predictions matched)" if o.outcome not in PASSING
+                                            else "")
+             + (f" (expired expected-failure #{e.index}, until {e.until})"
                                             if (e := next((h[2] for h in res.expired_hits if h[1] is n), None))
                                             else "")
-             for _, n in res.regressions])
+             for o, n in res.regressions])
     section("expected failures (regressions excused by an entry)",
             [f"{n.cell_id}: {_short(n)} - entry #{e.index}" for _, n, e in res.excused])
     used = sorted({e.index: e for _, _, e in res.excused}.values(), key=lambda e: e.index)

@@ -26,7 +26,10 @@ from runner import faults
 
 __all__ = [
     "FINAL_OUTCOMES",
+    "PREDICTIONS",
     "SCHEMA_VERSION",
+    "TRAINING_FAILURES",
+    "TRAINING_VERDICTS",
     "ErrorInfo",
     "Location",
     "NewerSchemaError",
@@ -42,10 +45,11 @@ __all__ = [
     "first_line",
     "load_cell_id",
     "save_cell_id",
+    "training_verdict",
     "upgrade",
 ]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 RecordType = Literal["save", "load", "env"]
 RECORD_TYPES: tuple[str, ...] = ("save", "load", "env")
 
@@ -53,8 +57,11 @@ RECORD_TYPES: tuple[str, ...] = ("save", "load", "env")
 class Outcome(enum.Enum):
     """The closed set of cell outcomes (serialised as the lower-case value)."""
 
-    OK = "ok"  # loaded (or saved), predictions within tolerance
-    MISMATCH = "mismatch"  # loaded, predictions (or a trained model's next step) differ beyond tolerance
+    OK = "ok"  # loaded (or saved), predictions within tolerance (a trained model: training resumed too)
+    MISMATCH = "mismatch"  # loaded, predictions differ beyond tolerance
+    # loaded, predictions match, but a trained model does not resume training like the saver's
+    # (optimizer state lost, the next step diverges, or training cannot run): details["training"]
+    TRAINING_MISMATCH = "training_mismatch"
     SAVE_ERROR = "save_error"
     LOAD_ERROR = "load_error"
     NOT_APPLICABLE = "not_applicable"  # the (scenario, format) cannot exist in that stack
@@ -76,8 +83,24 @@ class Outcome(enum.Enum):
 
 # timeout, crash, protocol_error and env_unavailable are facts about one run (a slow
 # machine, an OOM kill, a damaged venv): the next run retries them.
-FINAL_OUTCOMES = frozenset({Outcome.OK, Outcome.MISMATCH, Outcome.SAVE_ERROR, Outcome.LOAD_ERROR,
-                            Outcome.NOT_APPLICABLE})
+FINAL_OUTCOMES = frozenset({Outcome.OK, Outcome.MISMATCH, Outcome.TRAINING_MISMATCH, Outcome.SAVE_ERROR,
+                            Outcome.LOAD_ERROR, Outcome.NOT_APPLICABLE})
+
+# A load's two comparisons (schema 3), kept in ``details``:
+#   prediction      "match" | "differ": the loader's predictions against the saver's (its
+#                   max |diff| is the record's ``max_abs_diff``); absent: not compared
+#   training        a trained scenario's resumed training step against the saver's next step:
+#                   "resumed" (state restored, the step lands where the saver's did),
+#                   "state_lost" (the optimizer came back fresh or missing), "diverges" (the
+#                   step count came back, the step lands elsewhere), "cannot_resume" (the step
+#                   raised), "not_checked" (why in training_reason: an inference-only format
+#                   or load variant, or predictions that already differ); absent: the scenario
+#                   trains nothing, or the load did not get that far
+#   training_diff   max |diff| of the resumed step's predictions from the saver's (or null)
+#   training_reason why the verdict is not "resumed"
+PREDICTIONS = ("match", "differ")
+TRAINING_VERDICTS = ("resumed", "state_lost", "diverges", "cannot_resume", "not_checked")
+TRAINING_FAILURES = ("state_lost", "diverges", "cannot_resume")
 
 
 class RecordError(ValueError):
@@ -150,6 +173,24 @@ class Record:
     worker_sha256: str = ""
     scenario_sha256: str = ""
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def prediction(self) -> str | None:
+        """The prediction comparison: "match", "differ" or None (not compared)."""
+        value = self.details.get("prediction")
+        return value if value in PREDICTIONS else None
+
+    @property
+    def training(self) -> str | None:
+        """The training-resume verdict (:data:`TRAINING_VERDICTS`) or None (not a trained
+        scenario's load, or it stopped before)."""
+        value = self.details.get("training")
+        return value if value in TRAINING_VERDICTS else None
+
+    @property
+    def training_diff(self) -> float | None:
+        value = self.details.get("training_diff")
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -246,6 +287,13 @@ def _check_types(d: dict[str, Any]) -> None:
     for key, value in (d.get("error") or {}).items():
         if key in ("type", "message", "traceback") and not isinstance(value, (str, type(None))):
             raise RecordError(f"error {key!r} is {type(value).__name__}, not a string")
+    details = d.get("details") or {}
+    for key, allowed in (("prediction", PREDICTIONS), ("training", TRAINING_VERDICTS)):
+        if details.get(key) is not None and details[key] not in allowed:
+            raise RecordError(f"details {key!r} is {str(details[key])[:40]!r}, not one of {', '.join(allowed)}")
+    diff = details.get("training_diff")
+    if diff is not None and (not isinstance(diff, (int, float)) or isinstance(diff, bool)):
+        raise RecordError(f"details 'training_diff' is {type(diff).__name__}, not a number or null")
 
 
 # --------------------------------------------------------------------- schema upgrade
@@ -279,7 +327,56 @@ def _upgrade_to_2(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2}
+def training_verdict(reason: str) -> str:
+    """The training verdict a schema-2 record's reason states (the texts of the worker's
+    ``_check_resumed_training`` up to schema 2)."""
+    if "although the step count was restored" in reason:
+        return "diverges"
+    if "training could not resume" in reason or "training cannot resume" in reason:
+        return "cannot_resume"
+    return "state_lost"  # no optimizer, a fresh step count, or a step diverging from a fresh optimizer
+
+
+def _upgrade_to_3(d: dict[str, Any]) -> dict[str, Any]:
+    """v2 recorded a trained scenario's training verdict as the load's outcome: a load whose
+    predictions matched but whose resumed training step did not was ``mismatch`` with
+    ``details.check == "optimizer_state"``, and when the resumed step's predictions
+    differed their max |diff| had replaced the prediction's in ``max_abs_diff``. v3 keeps
+    the two facts apart (``details.prediction``, ``details.training``, see above) and
+    gives such a load the outcome ``training_mismatch``. What v2 did not record stays
+    unknown: the prediction max |diff| a diverging step overwrote (null; it was within
+    tolerance), and whether an ``ok`` load of a trained scenario was checked (the report
+    knows which scenarios train)."""
+    d = dict(d)
+    details = dict(d.get("details") or {})
+    outcome = d.get("outcome")
+    if d.get("record_type") == "load":
+        if outcome == "mismatch" and details.get("check") == "optimizer_state":
+            reason = str(details.get("reason") or "")
+            details.pop("check")
+            d["outcome"] = "training_mismatch"
+            details["prediction"] = "match"
+            details["training"] = training_verdict(reason)
+            details["training_reason"] = reason
+            if reason.startswith("one more training step diverges"):
+                details["training_diff"] = d.get("max_abs_diff")
+                d["max_abs_diff"] = None  # overwritten by the step's diff; the prediction's was within tolerance
+            else:
+                details["training_diff"] = None
+        elif outcome == "mismatch":
+            details["prediction"] = "differ"
+        elif outcome == "ok":
+            details["prediction"] = "match"
+            note = str(details.get("note") or "")
+            if note.startswith(("inference-only export", "inference only (")):
+                details["training"] = "not_checked"
+                details["training_reason"] = note
+    d["details"] = details
+    d["schema_version"] = 3
+    return d
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3}
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:

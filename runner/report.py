@@ -3,8 +3,10 @@
 The only module that imports pandas. One tidy DataFrame with one row per cell (saver
 artifact x loader x variant) becomes the set of files under ``reports/``:
 
-- ``README.md``: the index GitHub shows for the folder (selection, versions, legend,
-  summaries, the saver x loader overview and heatmap, failure categories, links);
+- ``README.md``: the index GitHub shows for the folder (selection, the headline counts
+  that keep "predictions differ" apart from "predictions match, training does not resume"
+  (:func:`headline`), versions, legend, summaries, the saver x loader overview and
+  heatmap, failure categories, links);
   ``grids/<scenario>.md``: one page per scenario with its saver x loader grids per format
   and load variant, footnotes naming each failure and the ids of its cells;
   ``matrix.md`` (where the old single page pointed), ``errors.md`` (failure catalogue),
@@ -12,7 +14,7 @@ artifact x loader x variant) becomes the set of files under ``reports/``:
   comparison);
 - ``heatmap.svg`` and ``heatmaps/<format>.svg`` (runner.heatmap);
 - ``index.html`` with ``site/`` and ``data/``: the offline site (runner.site);
-- ``results.csv.gz`` (flat) and ``results.json.gz`` (schema 3, what the gate reads), both gzip'd;
+- ``results.csv.gz`` (flat) and ``results.json.gz`` (schema 4, what the gate reads), both gzip'd;
   their layouts are in docs/reports-schema.md.
 
 Output is deterministic: rows and columns in natural order, no timestamps, no paths of
@@ -45,19 +47,20 @@ import pandas as pd
 from tabulate import tabulate
 
 from runner import diagnose, faults, gate, heatmap, site
-from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios
-from runner.records import Outcome, Record, Store, atomic_write_set
+from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios, held_at_full_limit
+from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
 from runner.stacks import CatalogError, load_catalog, natural_key
 
 __all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "REPORT_FILES", "SYMBOLS", "NothingToReport", "build_frame",
-           "changes_markdown",
-           "footnoted", "results_json", "skipped_note", "terminal_summary", "write_reports"]
+           "changes_markdown", "footnoted", "headline", "not_final_reason", "results_json", "skipped_note",
+           "terminal_summary", "write_reports"]
 
 # Symbols every font with basic Unicode (DejaVu) draws: no emoji-font glyph.
 SYMBOLS: dict[str, str] = {
     "ok": "✓",
     "mismatch": "≠",
+    "training_mismatch": "◐",
     "load_error": "✗",
     "save_error": "S",
     "not_applicable": "–",
@@ -68,27 +71,35 @@ SYMBOLS: dict[str, str] = {
     "not_run": "·",
 }
 MEANINGS: dict[str, str] = {
-    "ok": "loaded, and predictions match the saver's within the scenario tolerance",
-    "mismatch": "loaded, but predictions (for a trained model: one more training step) differ "
-                "beyond tolerance (max |diff| in the CSV)",
+    "ok": "loaded, and predictions match the saver's within the scenario tolerance (a trained model: "
+          "one more training step also lands where the saver's did, unless the format or load variant "
+          "is inference-only; the training column says)",
+    "mismatch": "loaded, but predictions differ from the saver's beyond tolerance (max |diff| in the CSV)",
+    "training_mismatch": "loaded, predictions match, but the trained model does not resume training like "
+                         "the saver's: optimizer state lost, the next step diverges, or it cannot train "
+                         "(the training column says which)",
     "load_error": "the loader raised (type and message in the footnote)",
     "save_error": "the saver could not write this artifact, so nothing to load",
     "not_applicable": "cannot exist: the saving stack cannot write it, or the loading stack has no "
                       "way to read that format at all (e.g. an exported SavedModel without TensorFlow)",
-    "timeout": "the cell exceeded its time limit",
+    "timeout": "no result within the full time limit (one interrupted at a shorter, adaptive limit is "
+               "not final and shows as not_run)",
     "crash": "the worker process died in this cell (signal or exit code in the footnote)",
     "protocol_error": "the worker broke the runner's protocol",
     "env_unavailable": "the stack could not be built or imported (reason in the footnote)",
-    "not_run": "no record yet (the cell has not been run)",
+    "not_run": "no final result yet: the cell has not been run, or it timed out below the full limit "
+               "(the message says)",
 }
 COLORS: dict[str, str] = {
-    "ok": "#c8e6c9", "mismatch": "#ffe0b2", "load_error": "#ffcdd2", "save_error": "#f8bbd0",
+    "ok": "#c8e6c9", "mismatch": "#ffe0b2", "training_mismatch": "#fff59d", "load_error": "#ffcdd2",
+    "save_error": "#f8bbd0",
     "not_applicable": "#eeeeee", "timeout": "#d1c4e9", "crash": "#b39ddb",
     "protocol_error": "#b0bec5", "env_unavailable": "#cfd8dc", "not_run": "#fafafa",
 }
 COLUMNS = [
     "cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
-    "error_type", "error_message", "category", "remedy", "max_abs_diff", "written_as",
+    "error_type", "error_message", "category", "remedy", "max_abs_diff",
+    "prediction", "training", "training_diff", "training_reason", "written_as",
     "saver_python", "saver_tensorflow", "saver_keras", "saver_backend",
     "loader_python", "loader_tensorflow", "loader_keras", "loader_backend",
     "source", "traceback_tail",
@@ -97,8 +108,8 @@ VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
 # The published files: results.csv.gz is the flat table a spreadsheet or pandas reads
 # (messages cut to their first line); results.json.gz keeps every distinct error once.
 CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
-               "category", "remedy", "error_type", "error_message", "max_abs_diff", "written_as",
-               "source"]
+               "category", "remedy", "error_type", "error_message", "max_abs_diff", "prediction", "training",
+               "training_diff", "training_reason", "written_as", "source"]
 CSV_MESSAGE_CHARS = 160
 # Top-level files every report writes; the folders below hold the rest of the set.
 RESULTS_JSON = gate.RESULTS_JSON
@@ -106,9 +117,10 @@ REPORT_FILES = ("README.md", "matrix.md", "errors.md", "CHANGES.md", "heatmap.sv
                 "results.csv.gz", RESULTS_JSON)
 REPORT_DIRS = ("grids", "heatmaps", "site", "data")  # wholly the report's: stale files removed
 LEGACY_FILES = ("results.csv", "results.json")  # written by earlier layouts; a rewrite removes them
-RESULTS_SCHEMA = 3
+RESULTS_SCHEMA = gate.RESULTS_SCHEMAS[-1]
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
-                "remedy", "max_abs_diff", "written_as", "source", "error_id"]
+                "remedy", "max_abs_diff", "prediction", "training", "training_diff", "training_reason",
+                "written_as", "source", "error_id"]
 JSON_MESSAGE_CHARS = 600
 JSON_TRACEBACK_CHARS = 800
 INDEX_MAX_BYTES = 200_000  # GitHub renders Markdown up to a size; stay well below it
@@ -167,6 +179,21 @@ def _versions(prefix: str, env: dict[str, Any]) -> dict[str, Any]:
     return {f"{prefix}_{k}": env.get(k) for k in VERSION_KEYS}
 
 
+# What a load's outcome says of its predictions where the record does not (hand-made records).
+_IMPLIED_PREDICTION = {"ok": "match", "training_mismatch": "match", "mismatch": "differ"}
+
+
+def not_final_reason(rec: Record) -> str | None:
+    """Why a load record is not a result yet (None: it is): a timeout that did not hold at
+    the full limit (:func:`runner.matrix.held_at_full_limit`) says only that the cell was
+    slower than an adaptive limit; the report shows it as ``not_run`` with this reason."""
+    if rec.record_type != "load" or rec.outcome is not Outcome.TIMEOUT or held_at_full_limit(rec):
+        return None
+    limit, full = rec.details.get("limit_s"), rec.details.get("full_limit_s")
+    at = f"the adaptive {limit:g} s limit" if isinstance(limit, (int, float)) else "a shorter, adaptive limit"
+    return f"{NOT_FINAL}timed out at {at}, not confirmed at the full {full:g} s limit"
+
+
 def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
          loader: str | None = None, variant: str | None = None, source: str = "load",
          loader_env: dict[str, Any] | None = None, saver_env: dict[str, Any] | None = None,
@@ -175,6 +202,11 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
     # A mismatch has no exception but a reason (shape, NaN, optimizer state not restored).
     message = scrub(err.message if err else str(rec.details.get("reason") or ""))
     diag = diagnose.diagnose(rec)
+    unfinished = not_final_reason(rec) if outcome is None else None
+    if unfinished is not None:  # not a result: shown as not run, with why
+        outcome, err, message, diag = Outcome.NOT_RUN.value, None, unfinished, None
+    load = rec.record_type == "load" and source in ("load", "remedy")
+    training = rec.training if load else None
     return {
         "cell_id": cell_id or rec.cell_id,
         "scenario": rec.scenario,
@@ -189,6 +221,11 @@ def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
         "category": diag.category if diag else "",
         "remedy": remedy,
         "max_abs_diff": rec.max_abs_diff,
+        "prediction": (rec.prediction or _IMPLIED_PREDICTION.get(rec.outcome.value, "")) if load else "",
+        "training": training or "",
+        "training_diff": rec.training_diff if load else None,
+        "training_reason": scrub(str(rec.details.get("training_reason") or "")) if training not in (None, "resumed")
+        else "",
         "written_as": rec.details.get("written_as", ""),
         **_versions("saver", saver_env if saver_env is not None else rec.saver_env),
         **_versions("loader", loader_env if loader_env is not None else rec.env),
@@ -236,9 +273,12 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
             seen.get(scenario, set()) | {"default"}, key=lambda v: (v != "default", v))))
 
     def remedy_text(load: Record) -> str:
+        def lookup(lo: str, v: str) -> Record | None:
+            got = loads.get((load.saver, load.scenario, load.format, lo, v))
+            return None if got is None or not_final_reason(got) else got
+
         found = diagnose.remedy_results(
-            load, diagnose.diagnose(load),
-            lambda lo, v: loads.get((load.saver, load.scenario, load.format, lo, v)),
+            load, diagnose.diagnose(load), lookup,
             has_custom_objects=info(str(load.scenario)).has_custom_objects, siblings=siblings)
         return "; ".join(r.text() for r in found)
 
@@ -252,7 +292,8 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                 lenv = envs[loader].env
                 if load is not None:
                     rows.append(_row(load, scrub, loader_env=lenv or load.env,
-                                     remedy=remedy_text(load) if load.outcome.failed else ""))
+                                     remedy=remedy_text(load) if load.outcome.failed and not not_final_reason(load)
+                                     else ""))
                 elif save.outcome is not Outcome.OK:
                     rows.append(_row(save, scrub, outcome=save.outcome.value, loader=loader,
                                      variant=variant, source="save", loader_env=lenv,
@@ -266,7 +307,8 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                     rows.append({**dict.fromkeys(COLUMNS, None), "cell_id": cid,
                                  "scenario": scenario, "format": fmt, "variant": variant,
                                  "saver": saver, "loader": loader, "outcome": "not_run",
-                                 "source": "none", "category": "", "remedy": "",
+                                 "source": "none", "category": "", "remedy": "", "prediction": "",
+                                 "training": "", "training_reason": "",
                                  **_versions("saver", save.env), **_versions("loader", lenv)})
     for key, load in loads.items():
         if key[3] in envs and key[4] not in info(str(key[1])).variants:
@@ -308,7 +350,9 @@ class _Footnotes:
         self.index: dict[tuple[str, str, str], int] = {}
 
     def number(self, row: Any) -> int | None:
-        if row.outcome in ("ok", "not_run") or not (row.error_type or row.error_message):
+        if row.outcome == "ok" or not (row.error_type or row.error_message):
+            return None
+        if row.outcome == "not_run" and not str(row.error_message).startswith(NOT_FINAL):
             return None
         key = (str(row.category or ""), str(row.error_type or ""),
                _first_line(str(row.error_message or ""))[:300])
@@ -395,6 +439,65 @@ def _legend_table() -> str:
     return tabulate(rows, headers=["symbol", "outcome", "meaning"], tablefmt="github")
 
 
+# How the headline names each outcome: "mismatch" and "training_mismatch" are two facts.
+HEADLINE_LABELS: dict[str, str] = {
+    "ok": "load and match", "mismatch": "predictions differ",
+    "training_mismatch": "predictions match, training does not resume", "load_error": "load errors",
+    "save_error": "save errors (a failed save under every loader)", "not_applicable": "cannot exist",
+    "timeout": "no result within the full time limit", "crash": "the worker died",
+    "protocol_error": "protocol errors", "env_unavailable": "stack unavailable", "not_run": "not run",
+}
+TRAINING_TEXT: dict[str, str] = {"state_lost": "optimizer state lost", "diverges": "the resumed step diverges",
+                                 "cannot_resume": "training cannot run"}
+NOT_FINAL = "not final: "  # the start of a not_run cell's message when it timed out below the full limit
+
+
+def headline(df: pd.DataFrame) -> str:
+    """One sentence of counts over the grid cells that keeps the two comparisons apart:
+    "predictions differ: N (`mismatch`); predictions match, training does not resume: M
+    (`training_mismatch`: ...)", every other outcome that occurs, and how many cells are
+    not final (timed out below the full limit)."""
+    cells = table_cells(df)
+    if cells.empty:
+        return "No cells."
+    counts = cells["outcome"].value_counts()
+    parts = []
+    for o in SYMBOLS:
+        n = int(counts.get(o, 0))
+        if not n and o not in ("ok", "mismatch", "training_mismatch"):
+            continue
+        text = f"{HEADLINE_LABELS[o]}: {n:,} (`{o}`)"
+        these = cells[cells["outcome"] == o]
+        if o == "ok":
+            which = [f"{label}: {n:,}" for label, n in (
+                ("trained models that resume training", int((these["training"] == "resumed").sum())),
+                ("trained models loaded for inference only (training not checked)",
+                 int((these["training"] == "not_checked").sum()))) if n]
+            if which:
+                text += ", of which " + ", ".join(which)
+        elif o == "training_mismatch" and n:
+            verdicts = these["training"].value_counts()
+            text += " — " + ", ".join(f"{TRAINING_TEXT[v]}: {int(verdicts[v]):,}" for v in TRAINING_FAILURES
+                                      if v in verdicts)
+        elif o == "not_run":
+            waiting = int(these["error_message"].fillna("").astype(str).str.startswith(NOT_FINAL).sum())
+            if waiting:
+                text += f", of which not final (timed out below the full limit): {waiting:,}"
+        parts.append(text)
+    return f"{len(cells):,} grid cells — " + "; ".join(parts) + "."
+
+
+def _kinds_of_mismatch(part: pd.DataFrame) -> str:
+    """" Predictions differ: N (≠); predictions match, training does not resume: M (↻)." where
+    either occurs in ``part``, else ""."""
+    n = int((part["outcome"] == "mismatch").sum())
+    m = int((part["outcome"] == "training_mismatch").sum())
+    if not n and not m:
+        return ""
+    return (f" Predictions differ: {n} ({SYMBOLS['mismatch']}); predictions match, training does not resume: "
+            f"{m} ({SYMBOLS['training_mismatch']}).")
+
+
 def _share(part: pd.DataFrame) -> str:
     """Per cent (rounded down) of the cells that could exist that load and match, or "–"."""
     possible = part[part["outcome"] != "not_applicable"]
@@ -430,6 +533,7 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
     formats = [f for f in FORMATS if not cells.empty and f in set(cells["format"])]
     lines = ["# TF/Keras compatibility matrix", "", *([f"**{said}**", ""] if said else []),
              *skipped_note(skipped),
+             f"**Cells.** {headline(df)}", "",
              "Rows: the stack that **saved** the model. Columns: the stack that **loaded** it and ran "
              "the model on the saver's inputs. Generated by `nox -s matrix` from the records of real runs.", "",
              "- **Grids**: one page per scenario under [`grids/`](grids/) (table below), a saver × loader grid "
@@ -457,7 +561,10 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
                       headers=["stack", "python", "tensorflow", "keras", "backend", "keras API",
                                "env", "status"], tablefmt="github"), "",
              "## Legend", "", _legend_table(), "",
-             "## Summary (cells per outcome, by loader)", "", _summary_table(cells, "github"), "",
+             "## Summary (cells per outcome, by loader)", "",
+             "`mismatch`: predictions differ from the saver's; `training_mismatch`: predictions match, but a trained "
+             "model does not resume training like the saver's (the `training` column of `results.csv.gz` says how).",
+             "", _summary_table(cells, "github"), "",
              "## Per-stack summary", "",
              "Cells between different stacks only, `not_applicable` excluded: a load counts as "
              "ok when the model loaded and its predictions matched.", "",
@@ -520,7 +627,7 @@ def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | N
                    & (grid["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
         lines += [f'<a name="{_grid_anchor(fmt, variant)}"></a>', "", title, "",
-                  f"Load and match: {_share(grid)} of the cells that could exist. "
+                  f"Load and match: {_share(grid)} of the cells that could exist.{_kinds_of_mismatch(grid)} "
                   f"Cell ids: `{scenario}:{fmt}:SAVER->LOADER:{variant}`.", ""]
         for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
                                   key=lambda p: natural_key(p[0])):
@@ -627,12 +734,16 @@ def changes_markdown(previous: Previous, current: Mapping[str, gate.Cell], said:
     other = [(old[c], new[c]) for c in sorted(set(old) & set(new))
              if c not in flagged and old[c].outcome != new[c].outcome]
     kinds: dict[str, list[tuple[gate.Cell, gate.Cell]]] = {
-        "now failing (was ok)": list(res.regressions), "now ok (was failing)": list(res.fixed),
+        "now failing (was ok)": [(o, n) for o, n in res.regressions if o.outcome in gate.PASSING],
+        "now ok (was failing)": list(res.fixed),
+        # a regression of the prediction fact in a cell that failed already (training_mismatch before)
+        "predictions no longer match": [(o, n) for o, n in res.regressions if o.outcome not in gate.PASSING],
         "failure changed": list(res.changed), "other outcome change": other}
     lines += [f"Compared with the previous published table ({previous.selection or 'selection not stated'}) "
               "by the regression gate's comparison (`runner/gate.py`), table cells only (remedy runs aside). "
-              "\"Failure changed\": still failing, with another outcome or category; \"other\": to or from "
-              "`not_applicable` / `not_run`.", "",
+              "\"Predictions no longer match\": predictions matched (a trained model whose training did not "
+              "resume) and now differ or the load fails; \"failure changed\": still failing, with another "
+              "outcome or category; \"other\": to or from `not_applicable` / `not_run`.", "",
               tabulate([["cells compared", res.compared], *[[k, len(v)] for k, v in kinds.items()],
                         ["new cells (not in the previous table)", len(res.only_current)],
                         ["cells gone (only in the previous table)", len(res.only_baseline)]],
@@ -746,7 +857,8 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
 OVERVIEW_TEXT = (
     "Per cent of the cells between a saver (row) and a loader (column) that loaded and matched, "
     "over every scenario, format and load variant (`not_applicable` excluded, a failed save "
-    "counts as a failure; rounded down, so 100 means every cell). The grids below give each cell.")
+    "counts as a failure, and so does a trained model that does not resume training; rounded "
+    "down, so 100 means every cell). The grids below give each cell.")
 
 
 def pair_stats(df: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[int, int]]]:
@@ -781,8 +893,8 @@ def _ratio(part: pd.DataFrame) -> str:
 
 
 def terminal_summary(df: pd.DataFrame) -> str:
-    """A short plain-text table: cells per outcome for each loader stack."""
-    return _summary_table(table_cells(df), "simple")
+    """The headline, then a short plain-text table: cells per outcome for each loader stack."""
+    return headline(df).replace("`", "") + "\n" + _summary_table(table_cells(df), "simple")
 
 
 def _span(values: Iterable[Any]) -> str:
@@ -843,13 +955,15 @@ def _json_default(obj: Any) -> Any:
 
 def results_json(clean: pd.DataFrame, records: Sequence[Record], said: str = "",
                  skipped: Sequence[tuple[str, str]] = ()) -> str:
-    """results.json, schema 3: compact enough for the full catalog, one cell per line.
+    """results.json, schema 4: compact enough for the full catalog, one cell per line.
 
-    Every column of ``columns`` but ``error_id`` is dictionary-coded: a cell row holds, per
+    Schema 4 is schema 3's layout with the prediction and training-resume columns
+    (``prediction``, ``training``, ``training_diff``, ``training_reason``) and the outcome
+    ``training_mismatch``. Every column of ``columns`` but ``error_id`` is dictionary-coded: a cell row holds, per
     column, an index into ``values[column]`` (each distinct value once). ``error_id``
     indexes ``errors`` ([type, message index, traceback index] into ``messages`` and
     ``tracebacks``: each distinct text once), and the installed versions of each stack are
-    in ``stacks``. ``runner.gate.results_rows`` expands any schema (1 to 3) to one dict
+    in ``stacks``. ``runner.gate.results_rows`` expands any schema (1 to 4) to one dict
     per cell; docs/reports-schema.md describes the layout.
     """
     values: dict[str, dict[tuple[str, Any], int]] = {c: {} for c in JSON_COLUMNS[:-1]}
@@ -889,11 +1003,13 @@ def _gzip(text: str) -> bytes:
 def _site_cells(clean: pd.DataFrame) -> list[dict[str, Any]]:
     cells = table_cells(clean)
     keys = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
-            "remedy", "max_abs_diff", "written_as", "source", "error_type", "error_message", "traceback_tail"]
+            "remedy", "max_abs_diff", "prediction", "training", "training_diff", "training_reason", "written_as",
+            "source", "error_type", "error_message", "traceback_tail"]
     out = []
     for row in cells[keys].itertuples(index=False):
         d = dict(zip(keys, row, strict=True))
         d["error_message"] = str(d["error_message"] or "")[:JSON_MESSAGE_CHARS]
+        d["training_reason"] = str(d["training_reason"] or "")[:JSON_MESSAGE_CHARS]
         d["traceback_tail"] = str(d["traceback_tail"] or "")[-JSON_TRACEBACK_CHARS:]
         out.append(d)
     return out
@@ -916,8 +1032,8 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     else:
         changes = changes_markdown(previous, gate.cells_from_rows(table_cells(clean).to_dict(orient="records")),
                                    said)
-    csv_df = df[CSV_COLUMNS].assign(error_message=[
-        _first_line(str(m or ""))[:CSV_MESSAGE_CHARS] for m in df["error_message"]])
+    csv_df = df[CSV_COLUMNS].assign(**{col: [_first_line("" if pd.isna(m) else str(m))[:CSV_MESSAGE_CHARS]
+                                             for m in df[col]] for col in ("error_message", "training_reason")})
     cells = table_cells(df)
     files: dict[str, str | bytes] = {
         "README.md": _index_markdown(df, records, scrub, said, skipped),
@@ -936,7 +1052,8 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         files["heatmap.svg"] = heatmap.heatmap_svg(title, [], [], {}, "no cells")
     else:
         files["heatmap.svg"] = heatmap.heatmap_svg(title, *pair_stats(cells), subtitle=(
-            "Per cent of cells that load and match, every scenario, format and load variant. " + said)[:300])
+            "Per cent of cells that load and match (a trained model: and resume training), every scenario, "
+            "format and load variant. " + said)[:300])
         for fmt in [f for f in FORMATS if f in set(cells["format"])]:
             files[f"heatmaps/{slug(fmt)}.svg"] = heatmap.heatmap_svg(
                 f"{title}, format {fmt}", *pair_stats(cells[cells["format"] == fmt]),
@@ -948,7 +1065,7 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         outcomes=[{"id": o, "symbol": SYMBOLS[o], "meaning": MEANINGS[o], "color": COLORS[o]} for o in SYMBOLS],
         categories={c: (r.title, r.explanation) for c, r in diagnose.CATEGORIES.items()},
         formats=[f for f in FORMATS if not cells.empty and f in set(cells["format"])],
-        changes_md=changes, fixed_mark=FIXED_MARK, slug=slug))
+        changes_md=changes, fixed_mark=FIXED_MARK, slug=slug, headline=headline(df)))
     assert len(str(files["README.md"]).encode("utf-8")) <= INDEX_MAX_BYTES, "README.md over its size limit"
     return files
 

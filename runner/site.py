@@ -8,8 +8,9 @@ arrives as ``<script>`` files that assign to ``window.COMPAT_DATA``:
   scenarios, formats, outcomes, categories, the saver x loader overview per format,
   the grids that exist, CHANGES.md's text;
 - ``data/<format>.js`` (loaded when a view needs that format): the grids of that format,
-  each cell as four integers (outcome, note, remedy, max |diff|), notes and messages
-  each once;
+  each cell as :data:`STRIDE` integers (outcome, note, remedy, the predictions' max |diff|,
+  the resumed training step's max |diff|), notes (which hold the training verdict) and
+  messages each once;
 - ``data/<format>.tb.js`` (loaded when a cell's details are opened): traceback tails.
 
 The page itself (``runner/site_assets/``: index.html, app.js, style.css) is static and
@@ -46,6 +47,7 @@ __all__ = ["ASSETS", "site_files"]
 
 ASSETS = Path(__file__).resolve().parent / "site_assets"
 ASSET_FILES = ("app.js", "style.css")
+STRIDE = 5  # integers per cell in a grid's flat list (meta.stride tells the page)
 
 
 def _js(name: str, payload: Any) -> str:
@@ -94,15 +96,17 @@ def _format_data(fmt: str, cells: Sequence[Mapping[str, Any]], stack_ix: Mapping
             for lo in loaders:
                 found = part.get((sv, lo))
                 if found is None:
-                    flat += [-1, 0, 0, 0]
+                    flat += [-1] + [0] * (STRIDE - 1)
                     continue
                 c = found
                 note = notes((str(c["category"] or ""), str(c["phase"] or ""), str(c["error_type"] or ""),
                               msgs(str(c["error_message"] or "")), str(c["source"] or ""),
-                              tbs(str(c["traceback_tail"] or ""))))
+                              tbs(str(c["traceback_tail"] or "")), str(c.get("prediction") or ""),
+                              str(c.get("training") or ""), msgs(str(c.get("training_reason") or ""))))
                 rem = remedies(str(c["remedy"])) + 1 if c["remedy"] else 0
-                d = _diff(c["max_abs_diff"])
-                flat += [outcome_ix[str(c["outcome"])], note, rem, diffs(d) + 1 if d is not None else 0]
+                d, td = _diff(c["max_abs_diff"]), _diff(c.get("training_diff"))
+                flat += [outcome_ix[str(c["outcome"])], note, rem, diffs(d) + 1 if d is not None else 0,
+                         diffs(td) + 1 if td is not None else 0]
                 if c["written_as"] and sv not in wrote:
                     wrote[sv] = written(str(c["written_as"]))
         grids[(scenario, variant)] = {"s": scenario_ix[scenario], "v": variant,
@@ -130,12 +134,14 @@ def _overview(cells: Sequence[Mapping[str, Any]], stacks: Sequence[str]) -> list
 def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Sequence[Mapping[str, Any]],
                outcomes: Sequence[Mapping[str, str]], categories: Mapping[str, tuple[str, str]],
                formats: Sequence[str], changes_md: str, fixed_mark: str,
-               slug: Callable[[str], str]) -> dict[str, str]:
+               slug: Callable[[str], str], headline: str = "") -> dict[str, str]:
     """Every file of the site, by path relative to the report folder.
 
     ``cells``: the table cells (no remedy runs), each a dict with the report's columns
-    (ids, outcome, phase, category, remedy, max_abs_diff, written_as, source, error_type,
-    error_message, traceback_tail). ``stacks``: the versions table rows (id first).
+    (ids, outcome, phase, category, remedy, max_abs_diff, prediction, training,
+    training_diff, training_reason, written_as, source, error_type, error_message,
+    traceback_tail). ``stacks``: the versions table rows (id first). ``headline``: the
+    report's one-sentence counts, shown under the selection.
     """
     ids = sorted({str(c["saver"]) for c in cells} | {str(c["loader"]) for c in cells}
                  | {str(s["id"]) for s in stacks}, key=natural_key)
@@ -171,7 +177,7 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
         "variants": sorted({str(c["variant"]) for c in cells}, key=lambda v: (v != "default", v)),
         "outcomes": [dict(o) for o in outcomes], "categories": {k: list(v) for k, v in categories.items()},
         "overview": overview, "files": data_files, "changes": changes_md, "fixedMark": fixed_mark,
-        "viridis": list(VIRIDIS), "cells": len(cells),
+        "viridis": list(VIRIDIS), "cells": len(cells), "stride": STRIDE, "headline": headline,
     }
     files["data/meta.js"] = _js("meta", meta)
     for name in ASSET_FILES:

@@ -14,6 +14,7 @@ tests/test_diagnose_published.py checks the rules against every failing cell of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -408,3 +409,58 @@ def test_a_function_named_function_is_no_custom_object(message: str) -> None:
     named = diagnose.diagnose(_load_failure(message.replace(": function", ": functional_relu")
                                             .replace("'function'", "'functional_relu'"), "2.13.1", "2.4.0"))
     assert named is not None and named.category != "function_config_unreadable"
+
+
+# ---------------------------------------------- process failures: what was seen, split
+
+
+@pytest.mark.parametrize(("outcome", "etype", "message", "category"), [
+    (Outcome.TIMEOUT, "runner.timeout", "cell exceeded its 60 s limit; interrupted inside the worker",
+     "timeout_full_limit"),
+    (Outcome.TIMEOUT, "runner.timeout", "cell exceeded its 60 s limit and did not answer the worker's watchdog "
+     "within 10 s (stuck outside Python); worker process group killed", "timeout_full_limit"),
+    (Outcome.CRASH, "runner.crash", "worker died during this cell (killed by signal SIGKILL)", "process_died"),
+    (Outcome.CRASH, "runner.crash", "worker died during this cell (exit code 1)", "process_died"),
+    (Outcome.PROTOCOL_ERROR, "runner.control_tampered", "the worker tampered with its control folder: "
+     "events.jsonl in the worker's folder is a FIFO: not read; worker killed", "control_tampered"),
+    (Outcome.PROTOCOL_ERROR, "runner.artifact_changed", "the artifact <store>/artifacts/tf2.15/dense/keras "
+     "changed while this batch loaded it (a loader wrote to it): this load is not a result", "artifact_changed"),
+    (Outcome.PROTOCOL_ERROR, "runner.protocol_error", "worker reported unknown outcome 'great'", "protocol_broken"),
+    (Outcome.PROTOCOL_ERROR, "runner.protocol_error", "worker exited between cells (exit code 0)",
+     "protocol_broken"),
+])
+def test_process_failures_are_named_by_what_was_seen(outcome: Outcome, etype: str, message: str,
+                                                     category: str) -> None:
+    """No more hang_or_crash: a timeout at the full limit, a dead process and each kind of
+    protocol error are categories of their own (the runner's own messages: runner/execute.py)."""
+    rec = _load_failure(message, "2.15.0", "3.6.0")
+    rec = dataclasses.replace(rec, outcome=outcome, error=ErrorInfo(etype, message), phase=None)
+    diag = diagnose.diagnose(rec)
+    assert diag is not None and diag.category == category
+    assert "hang_or_crash" not in diagnose.CATEGORIES
+
+
+def test_a_training_verdict_is_diagnosed_the_same_under_either_outcome() -> None:
+    """Schema-3 records call a resumed training step's verdict training_mismatch; tables of
+    schema <= 3 (the gate's baselines) call it mismatch: the same category either way."""
+    cases = [c for c in CASES if c["outcome"] == "mismatch" and c["message"] and not c["error_type"]]
+    assert len(cases) >= 5
+    for case in cases:
+        old = _record(case)
+        new = dataclasses.replace(old, outcome=Outcome.TRAINING_MISMATCH)
+        got = [diagnose.diagnose(r) for r in (old, new)]
+        assert [d.category if d else None for d in got] == [case["expected"]] * 2, case["cell_id"]
+
+
+def test_a_timeout_is_named_by_whether_it_held_at_the_full_limit() -> None:
+    """Same message, same versions: one held at the full limit, one was only interrupted at
+    an adaptive limit below it (the memo must not hand one the other's category)."""
+    base = dataclasses.replace(_load_failure("cell exceeded its 12 s limit; interrupted inside the worker"),
+                               outcome=Outcome.TIMEOUT, phase="compare")
+    short = dataclasses.replace(base, details={"limit_s": 12.0, "full_limit_s": 60.0})
+    full = dataclasses.replace(base, details={"limit_s": 60.0, "full_limit_s": 60.0})
+    confirmed = dataclasses.replace(base, details={**short.details, "confirmed_by": "x"})
+    got = [diagnose.diagnose(r) for r in (short, full, confirmed, short)]
+    assert [d.category if d else None for d in got] == [
+        "timeout_not_final", "timeout_full_limit", "timeout_full_limit", "timeout_not_final"]
+    assert got[0] is not None and got[0].remedies == ()

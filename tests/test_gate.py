@@ -381,3 +381,95 @@ def test_gate_store_skips_unusable_records_and_says_so(tmp_path: Path) -> None:
     assert "Traceback" not in res.stderr, res.stderr
     assert "skipped 2 record file(s)" in res.stdout and "field 'env' is str" in res.stdout
     assert res.returncode == gate.EXIT_INCOMPLETE  # without its stack's env record the cells are gone
+
+
+# -------------------------------------------------- two facts: predictions and training
+
+LOST = ("one more training step diverges from the saver's: the optimizer's step count is 1, expected 2 "
+        "(optimizer state not restored)")
+CANNOT = "training could not resume: RuntimeError: boom"
+
+
+def _two(cid: str, outcome: str, prediction: str, training: str = "", *, category: str = "",
+         message: str = "") -> dict[str, Any]:
+    """A results row of schema 4 (prediction and training columns)."""
+    return {**_cell(cid, outcome, category=category), "prediction": prediction, "training": training,
+            "error_message": message}
+
+
+def test_regressions_are_judged_on_both_facts(tmp_path: Path) -> None:
+    """A cell regresses when it passed and fails now, or when its predictions matched and,
+    failing now, no longer do; a training verdict that changes is a changed failure."""
+    ids = [f"trained_adam:h5:tf2.15->tf2.{n}:default" for n in range(16, 22)]
+    old = gate.cells_from_rows([
+        _two(ids[0], "ok", "match", "resumed"),
+        _two(ids[1], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST),
+        _two(ids[2], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST),
+        _two(ids[3], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST),
+        _two(ids[4], "mismatch", "differ", "not_checked", category="numerical_mismatch"),
+        _two(ids[5], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST)])
+    new = gate.cells_from_rows([
+        _two(ids[0], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST),
+        _two(ids[1], "mismatch", "differ", "not_checked", category="numerical_mismatch"),
+        {**_cell(ids[2], "load_error", category="other", message="boom"), "prediction": "", "training": ""},
+        _two(ids[3], "training_mismatch", "match", "cannot_resume", category="training_resume_fails",
+             message=CANNOT),
+        _two(ids[4], "training_mismatch", "match", "state_lost", category="optimizer_state_lost", message=LOST),
+        _two(ids[5], "ok", "match", "resumed")])
+    res = gate.compare(old, new)
+    assert [n.cell_id for _, n in res.regressions] == ids[:3]
+    assert [n.cell_id for _, n in res.changed] == ids[3:5]
+    assert [n.cell_id for _, n in res.fixed] == [ids[5]]
+    old_path = _results(tmp_path / "old.json", *[
+        {**_cell(c.cell_id, c.outcome, category=c.category), "prediction": c.prediction, "training": c.training,
+         "error_message": c.message} for c in old.values()])
+    new_path = _results(tmp_path / "new.json", *[
+        {**_cell(c.cell_id, c.outcome, category=c.category), "prediction": c.prediction, "training": c.training,
+         "error_message": c.message} for c in new.values()])
+    out = run("gate", "--baseline", old_path, "--current", new_path).stdout
+    assert f"  {ids[0]}: training_mismatch (state_lost) [optimizer_state_lost]: one more training step" in out
+    assert f"  {ids[1]}: mismatch [numerical_mismatch] (was training_mismatch, whose predictions matched)" in out
+    # an entry can excuse by the training verdict
+    allow = _expected(tmp_path / "ef.toml", "2027-03-01", training="state_lost")
+    out = run("gate", "--baseline", old_path, "--current", new_path, "--expected-failures", allow,
+              "--today", "2027-02-01").stdout
+    assert "expected failures (regressions excused by an entry): 1" in out and f"{ids[0]}: training_mismatch" in out
+
+
+def test_a_baseline_before_the_two_columns_reads_training_verdicts_as_such(tmp_path: Path) -> None:
+    """Results of schema <= 3 called a training verdict "mismatch" (its max |diff| the
+    step's); read as a baseline, it is the training_mismatch the report writes now, so
+    republishing the same records flips nothing."""
+    cid = "trained_adam:h5:tf2.15->tf2.21:default"
+    old_row = {**_cell(cid, "mismatch", category="optimizer_state_lost"), "error_message": LOST,
+               "max_abs_diff": 0.0123}
+    real = {**_cell(B, "mismatch", category="numerical_mismatch"), "max_abs_diff": 0.5}
+    rows = [gate.upgrade_row(dict(r)) for r in (old_row, real, _cell(A, "ok"))]
+    assert (rows[0]["outcome"], rows[0]["prediction"], rows[0]["training"], rows[0]["training_diff"],
+            rows[0]["max_abs_diff"], rows[0]["training_reason"]) == (
+        "training_mismatch", "match", "state_lost", 0.0123, None, LOST)
+    assert (rows[1]["outcome"], rows[1]["prediction"], rows[1]["training"]) == ("mismatch", "differ", "")
+    assert (rows[2]["outcome"], rows[2]["prediction"]) == ("ok", "match")
+    old = gate.load_results(_results(tmp_path / "old.json", old_row, real, _cell(A, "ok")))
+    assert old[cid].outcome == "training_mismatch" and old[cid].prediction == "match"
+    new = gate.cells_from_rows([_two(cid, "training_mismatch", "match", "state_lost",
+                                     category="optimizer_state_lost", message=LOST),
+                                _two(B, "mismatch", "differ", category="numerical_mismatch"),
+                                _two(A, "ok", "match")])
+    res = gate.compare(old, new)
+    assert not res.regressions and not res.changed and not res.fixed and res.compared == 3
+
+
+def test_the_published_table_keeps_its_430_prediction_mismatches_apart() -> None:
+    """The table published with schema 3: 3,262 mismatch cells, of which 430 predictions
+    differ (max |diff| 0.047-2.9) and the rest are training verdicts with matching predictions."""
+    data = json.loads(gate.read_results_text(_published()))
+    if data["schema_version"] >= 4:
+        pytest.skip("the published table already has the two columns")
+    rows = [r for r in gate.results_rows(data) if r["source"] != "remedy"]
+    mismatch = [r for r in rows if r["outcome"] == "mismatch"]
+    training = [r for r in rows if r["outcome"] == "training_mismatch"]
+    assert (len(mismatch), len(training)) == (430, 2832)
+    assert all(r["prediction"] == "differ" and r["max_abs_diff"] >= 0.047 for r in mismatch)
+    assert all(r["prediction"] == "match" and r["training"] in ("state_lost", "diverges", "cannot_resume")
+               for r in training)

@@ -1,4 +1,4 @@
-"""Records: serialisation, outcomes, schema upgrade (v1 -> v2) and the atomic store.
+"""Records: serialisation, outcomes, schema upgrade (v1 -> v2 -> v3) and the atomic store.
 
 The v1 files under ``tests/data/raw_v1/`` are hand-written golden inputs following the
 layout documented by ``runner.records._upgrade_to_2`` (stacks named ``saver_env`` /
@@ -221,7 +221,7 @@ def test_upgrade_v1_load_record() -> None:
     assert rec.details == {"written_as": "h5", "returncode": 0,
                            "log_tail": "2024-01-01 oneDNN custom operations are on.\n"}
     d = rec.to_dict()
-    assert d["schema_version"] == 2
+    assert d["schema_version"] == SCHEMA_VERSION
     assert not {"loader_env", "returncode", "log_tail"} & set(d)
     assert d["saver_env"] == {}  # v2: the saver's versions dict, no longer the stack name
     assert Record.from_dict(json.loads(json.dumps(d))) == rec
@@ -260,11 +260,82 @@ def test_v1_records_in_a_store_are_upgraded_on_read(tmp_path: Path) -> None:
     (rec,) = list(store.iter_records())
     assert rec.cell_id == "dense:h5:tf2.4->tf2.15:default"
     assert store.read(target) == rec
-    # the upgraded record maps back onto the same file; writing it stores v2 in place
+    # the upgraded record maps back onto the same file; writing it stores the current schema in place
     assert store.record_path(rec) == target
     store.write(rec)
-    assert json.loads(target.read_text(encoding="utf-8"))["schema_version"] == 2
+    assert json.loads(target.read_text(encoding="utf-8"))["schema_version"] == SCHEMA_VERSION
     assert [p.name for p in store.records_dir.rglob("*") if p.is_file()] == [target.name]
+
+
+# ------------------------------------------- v2 -> v3: a load's two facts kept apart
+
+
+def _v2_load(outcome: str, diff: float | None, **details: object) -> dict[str, object]:
+    """A load record as the schema-2 worker wrote it (a trained scenario: ``trained_adam``)."""
+    return {"schema_version": 2, "record_type": "load",
+            "cell_id": load_cell_id("trained_adam", "savedmodel", "tf2.4", "tf2.15", "default"),
+            "stack": "tf2.15", "outcome": outcome, "key": "k", "saver": "tf2.4", "loader": "tf2.15",
+            "scenario": "trained_adam", "format": "savedmodel", "variant": "default", "phase": "compare",
+            "error": None, "warnings": [], "max_abs_diff": diff, "duration_s": 1.0, "env": {},
+            "saver_env": {}, "worker_sha256": "w", "scenario_sha256": "s",
+            "details": {"loaded_class": "Sequential", "written_as": "savedmodel", **details}}
+
+
+LOST_DIVERGING = ("one more training step diverges from the saver's: the optimizer's step count is 1, "
+                  "expected 2 (optimizer state not restored)")
+
+
+@pytest.mark.parametrize(("reason", "diff", "verdict", "prediction_diff", "training_diff"), [
+    # the step diverged: its max |diff| had replaced the prediction's, which is unknown (within tolerance)
+    (LOST_DIVERGING, 0.0123, "state_lost", None, 0.0123),
+    ("one more training step diverges from the saver's although the step count was restored (2): the "
+     "optimizer's slot variables or its update rule differ", 0.5, "diverges", None, 0.5),
+    # no step ran or it landed within tolerance: max_abs_diff was the prediction's all along
+    ("the optimizer's step count is 0 after resuming, expected 2: optimizer state was not restored "
+     "(training restarted from a fresh optimizer)", 0.0, "state_lost", 0.0, None),
+    ("the loaded model has no optimizer (not compiled): optimizer state lost", 1e-7, "state_lost", 1e-7, None),
+    ("training could not resume: NotImplementedError: fit not implemented for NumPy backend.", 0.0,
+     "cannot_resume", 0.0, None),
+])
+def test_a_v2_training_verdict_becomes_training_mismatch(reason: str, diff: float, verdict: str,
+                                                        prediction_diff: float | None,
+                                                        training_diff: float | None) -> None:
+    raw = _v2_load("mismatch", diff, reason=reason, check="optimizer_state")
+    before = copy.deepcopy(raw)
+    rec = Record.from_dict(raw)
+    assert raw == before, "upgrading must not mutate the caller's dict"
+    assert rec.outcome is Outcome.TRAINING_MISMATCH and rec.outcome.failed and rec.outcome.final
+    assert (rec.prediction, rec.training, rec.training_diff, rec.max_abs_diff) == (
+        "match", verdict, training_diff, prediction_diff)
+    assert rec.details["training_reason"] == rec.details["reason"] == reason
+    assert "check" not in rec.details
+    d = rec.to_dict()
+    assert d["schema_version"] == SCHEMA_VERSION == 3
+    assert Record.from_dict(json.loads(json.dumps(d))) == rec
+
+
+def test_v2_prediction_verdicts_are_kept_as_they_were() -> None:
+    mismatch = Record.from_dict(_v2_load("mismatch", 0.25))
+    assert (mismatch.outcome, mismatch.prediction, mismatch.training, mismatch.max_abs_diff) == (
+        Outcome.MISMATCH, "differ", None, 0.25)
+    ok = Record.from_dict(_v2_load("ok", 0.0))
+    # an ok v2 load does not say whether a trained model's training was checked: left unknown
+    assert (ok.outcome, ok.prediction, ok.training) == (Outcome.OK, "match", None)
+    note = "inference only (compile_false): optimizer state not loaded, by choice"
+    inference = Record.from_dict(_v2_load("ok", 0.0, note=note))
+    assert (inference.prediction, inference.training, inference.details["training_reason"]) == (
+        "match", "not_checked", note)
+    failed = Record.from_dict({**_v2_load("load_error", None), "error": {"type": "x.E", "message": "m"}})
+    assert (failed.prediction, failed.training) == (None, None)
+
+
+@pytest.mark.parametrize(("key", "value"), [("prediction", "same"), ("training", "lost"),
+                                            ("training_diff", "0.1"), ("training_diff", True)])
+def test_a_training_field_of_another_kind_is_a_record_error(key: str, value: object) -> None:
+    d = _full_record(Outcome.TRAINING_MISMATCH).to_dict()
+    d["details"][key] = value
+    with pytest.raises(RecordError, match=key):
+        Record.from_dict(d)
 
 
 @pytest.mark.parametrize("raw", [

@@ -132,13 +132,24 @@ def _written_as(saver: str, fmt: str) -> str:
 
 
 def _load(saver: str, loader: str, scenario: str, variant: str, outcome: Outcome,
-          error: ErrorInfo | None = None, diff: float | None = None) -> Record:
+          error: ErrorInfo | None = None, diff: float | None = None,
+          details: dict[str, Any] | None = None) -> Record:
     return Record(record_type="load", cell_id=load_cell_id(scenario, "h5", saver, loader, variant),
                   stack=loader, outcome=outcome, key="k", saver=saver, loader=loader,
                   scenario=scenario, format="h5", variant=variant,
                   phase=None if outcome is Outcome.OK else "load", error=error,
                   max_abs_diff=diff, duration_s=0.25, env=ENVS.get(loader, {}),
-                  saver_env=ENVS.get(saver, {}))
+                  saver_env=ENVS.get(saver, {}), details=details or {})
+
+
+STATE_LOST = ("one more training step diverges from the saver's: the optimizer's step count is 1, expected 2 "
+              "(optimizer state not restored)")
+# A trained model whose predictions match but whose resumed step does not; one that resumes;
+# a timeout interrupted at an adaptive limit below the full one (not final: shown as not_run).
+TRAINED_LOST = {"prediction": "match", "training": "state_lost", "training_diff": 0.03125,
+                "training_reason": STATE_LOST, "reason": STATE_LOST}
+TRAINED_OK = {"prediction": "match", "training": "resumed", "training_diff": 0.0}
+BELOW_FULL = {"limit_s": 12.0, "full_limit_s": 60.0}
 
 
 def make_records(p: Paths) -> list[Record]:
@@ -166,7 +177,7 @@ def make_records(p: Paths) -> list[Record]:
         _save("tf2.4", "custom", "h5", Outcome.OK),
         _save("tf2.15", "custom", "h5", Outcome.OK),
         # loads
-        _load("tf2.4", "tf2.4", "dense", "default", Outcome.OK, diff=0.0),
+        _load("tf2.4", "tf2.4", "dense", "default", Outcome.OK, diff=0.0, details=TRAINED_OK),
         _load("tf2.4", "tf2.15", "dense", "default", Outcome.OK, diff=1e-7),
         _load("tf2.15", "tf2.4", "dense", "default", Outcome.LOAD_ERROR,
               _open_error(p, "tf2.15", "dense")),
@@ -179,7 +190,11 @@ def make_records(p: Paths) -> list[Record]:
         _load("tf2.15", "tf2.18", "custom", "default", Outcome.ENV_UNAVAILABLE, unavailable),
         _load("tf2.4", "tf2.4", "custom", "custom_objects", Outcome.LOAD_ERROR,
               _open_error(p, "tf2.4", "custom")),
-        _load("tf2.4", "tf2.15", "custom", "custom_objects", Outcome.OK, diff=0.0),
+        _load("tf2.4", "tf2.15", "custom", "custom_objects", Outcome.TRAINING_MISMATCH, diff=0.0,
+              details=TRAINED_LOST),
+        _load("tf2.15", "tf2.15", "custom", "custom_objects", Outcome.TIMEOUT,
+              ErrorInfo("runner.timeout", "cell exceeded its 12 s limit; interrupted inside the worker"),
+              details=BELOW_FULL),
     ]
 
 
@@ -201,7 +216,7 @@ EXPECTED = {
     ("dense", "keras", "default", "tf2.18"): ("env_unavailable",) * 3,
     ("custom", "h5", "default", "tf2.4"): ("crash", "timeout", "env_unavailable"),
     ("custom", "h5", "default", "tf2.15"): ("not_run", "ok", "env_unavailable"),
-    ("custom", "h5", "custom_objects", "tf2.4"): ("load_error", "ok", "env_unavailable"),
+    ("custom", "h5", "custom_objects", "tf2.4"): ("load_error", "training_mismatch", "env_unavailable"),
     ("custom", "h5", "custom_objects", "tf2.15"): ("not_run", "not_run", "env_unavailable"),
 }
 LOADERS = ("tf2.4", "tf2.15", "tf2.18")
@@ -332,7 +347,7 @@ def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -
     assert packed[:10] == gzip.compress(b"", mtime=0)[:10]  # no name or time in the header: same bytes per rerun
     text = gzip.decompress(packed).decode("utf-8")
     data = json.loads(text, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in results.json.gz"))
-    assert data["schema_version"] == 3 and data["columns"] == report.JSON_COLUMNS
+    assert data["schema_version"] == 4 and data["columns"] == report.JSON_COLUMNS
     assert data["selection"] == first[2:]
     for name in ("README.md", "matrix.md", "errors.md", "CHANGES.md", "grids/dense.md"):
         assert first[2:] in (out / name).read_text(encoding="utf-8")[:1000], name
@@ -680,12 +695,19 @@ def test_site_data_matches_the_table(paths: Paths, scenario_dir: Path, tmp_path:
         for g in data["grids"]:
             for i, s in enumerate(g["sv"]):
                 for j, lo in enumerate(g["lo"]):
-                    o, note, rem, _diff = g["c"][(i * len(g["lo"]) + j) * 4:][:4]
+                    stride = meta["stride"]
+                    o, note, rem, diff, tdiff = g["c"][(i * len(g["lo"]) + j) * stride:][:stride]
                     cid = f"{meta['scenarios'][g['s']]}:{fmt}:{stacks[s]}->{stacks[lo]}:{g['v']}"
                     row = df.loc[cid]
-                    cat, _phase, etype, msg, source, tb = data["notes"][note]
+                    cat, _phase, etype, msg, source, tb, prediction, training, why = data["notes"][note]
                     assert (outcomes[o], cat, etype, source) == (row.outcome, _s(row.category),
                                                                  _s(row.error_type), row.source), cid
+                    assert (prediction, training, data["msgs"][why]) == (
+                        _s(row.prediction), _s(row.training), _s(row.training_reason)), cid
+                    assert (data["diffs"][diff - 1] if diff else None) == (
+                        None if _s(row.max_abs_diff) == "" else float(f"{row.max_abs_diff:.3g}")), cid
+                    assert (data["diffs"][tdiff - 1] if tdiff else None) == (
+                        None if _s(row.training_diff) == "" else float(f"{row.training_diff:.3g}")), cid
                     assert data["msgs"][msg] == _s(row.error_message)
                     assert tbs[tb] == _s(row.traceback_tail)[-report.JSON_TRACEBACK_CHARS:]
                     assert (data["remedies"][rem - 1] if rem else "") == _s(row.remedy)
@@ -775,7 +797,12 @@ def test_markdown_tables_keep_their_columns(tmp_path: Path, scenario_dir: Path) 
 
 def test_terminal_summary(paths: Paths) -> None:
     text = report.terminal_summary(_frame(paths))
-    lines = text.splitlines()
+    said, *lines = text.splitlines()
+    assert said.startswith("30 grid cells — load and match: 3 (ok), of which trained models that resume "
+                           "training: 1; predictions differ: 1 "
+                           "(mismatch); predictions match, training does not resume: 1 (training_mismatch) — "
+                           "optimizer state lost: 1;"), said
+    assert said.endswith("; not run: 3 (not_run), of which not final (timed out below the full limit): 1."), said
     header = lines[0].split()
     assert header[0] == "loader"
     assert header[1:] == [o for o in report.SYMBOLS if o in set(EXPECTED_OUTCOMES)]
@@ -881,3 +908,172 @@ def test_without_rename_exchange_the_old_folder_is_renamed_aside(paths: Paths, s
     _write(paths, scenario_dir, out)
     assert _files(out) == first
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out")) == []
+
+
+# ------------------------------------------ two facts, and timeouts that are not final
+
+
+def test_the_two_facts_are_columns_and_the_headline_says_which_is_which(
+        paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    df = _write(paths, scenario_dir, out).set_index("cell_id")
+    lost = df.loc["custom:h5:tf2.4->tf2.15:custom_objects"]
+    assert (lost.outcome, lost.prediction, lost.training, lost.training_diff, lost.max_abs_diff) == (
+        "training_mismatch", "match", "state_lost", 0.03125, 0.0)
+    assert lost.training_reason == STATE_LOST and lost.category == "optimizer_state_lost"
+    resumed = df.loc["dense:h5:tf2.4->tf2.4:default"]
+    assert (resumed.outcome, resumed.prediction, resumed.training, resumed.training_reason) == (
+        "ok", "match", "resumed", "")
+    differ = df.loc["dense:h5:tf2.15->tf2.15:default"]
+    assert (differ.outcome, differ.prediction, differ.training) == ("mismatch", "differ", "")
+    _said, rows = _csv(out)
+    csv_lost = next(r for r in rows if r["cell_id"] == "custom:h5:tf2.4->tf2.15:custom_objects")
+    assert {k: csv_lost[k] for k in ("outcome", "max_abs_diff", "prediction", "training", "training_diff")} == {
+        "outcome": "training_mismatch", "max_abs_diff": "0.0", "prediction": "match", "training": "state_lost",
+        "training_diff": "0.03125"}
+    data = json.loads(gate.read_results_text(out / "results.json.gz"))
+    assert data["schema_version"] == 4
+    row = next(r for r in gate.results_rows(data) if r["cell_id"] == "custom:h5:tf2.4->tf2.15:custom_objects")
+    assert (row["outcome"], row["prediction"], row["training"], row["training_diff"]) == (
+        "training_mismatch", "match", "state_lost", 0.03125)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "predictions differ: 1 (`mismatch`); predictions match, training does not resume: 1 " \
+           "(`training_mismatch`) — optimizer state lost: 1" in readme
+    assert _data(out, "meta")["headline"] == report.headline(_frame(paths, scenarios={
+        "custom": report.ScenarioInfo(("default", "custom_objects"), True)}))
+
+
+def test_a_timeout_below_the_full_limit_is_not_final(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
+    """Interrupted at the adaptive 12 s limit, never confirmed at the full 60 s one: the
+    report shows not_run with why, no category, and it verifies no remedy."""
+    out = tmp_path / "out"
+    df = _write(paths, scenario_dir, out).set_index("cell_id")
+    cell = df.loc["custom:h5:tf2.15->tf2.15:custom_objects"]
+    assert (cell.outcome, cell.category, cell.error_type, cell.source) == ("not_run", "", "", "load")
+    assert cell.error_message == "not final: timed out at the adaptive 12 s limit, not confirmed at the full 60 s limit"
+    held = df.loc["custom:h5:tf2.4->tf2.15:default"]  # no full_limit_s recorded: it held
+    assert (held.outcome, held.category) == ("timeout", "timeout_full_limit")
+    page = (out / "grids" / "custom.md").read_text(encoding="utf-8")
+    assert "`not final: timed out at the adaptive 12 s limit, not confirmed at the full 60 s limit`" in page
+    base = report.not_final_reason(make_records(paths)[-1])
+    assert base is not None and base.startswith(report.NOT_FINAL)
+    for details in ({"limit_s": 60.0, "full_limit_s": 60.0}, {"limit_s": 12.0, "full_limit_s": 60.0,
+                                                              "confirmed_by": "x"},
+                    {"limit_s": 12.0, "full_limit_s": 60.0, "first_in_worker": True}, {}):
+        rec = dataclasses.replace(make_records(paths)[-1], details=details)
+        assert report.not_final_reason(rec) is None, details
+
+
+def test_a_remedy_that_timed_out_below_the_full_limit_verifies_nothing(tmp_path: Path, scenario_dir: Path) -> None:
+    store = Store(tmp_path / "s")
+    for sid in ("tf2.15", "tf2.16"):  # the sibling's loads are remedy runs of tf2.16's cells
+        store.write(Record(record_type="env", cell_id=f"env:{sid}", stack=sid, outcome=Outcome.OK,
+                           env={**ENVS["tf2.15"], "keras": "3.0.5" if sid == "tf2.16" else "2.15.0"}))
+    store.write(_save("tf2.15", "dense", "h5", Outcome.OK))
+    store.write(_load("tf2.15", "tf2.16", "dense", "default", Outcome.TIMEOUT,
+                      ErrorInfo("runner.timeout", "cell exceeded its 60 s limit"), details={"limit_s": 60.0,
+                                                                                           "full_limit_s": 60.0}))
+    sibling = _load("tf2.15", "tf2.16-tfkeras", "dense", "default", Outcome.TIMEOUT,
+                    ErrorInfo("runner.timeout", "cell exceeded its 12 s limit"), details=BELOW_FULL)
+    store.write(sibling)
+    from runner.stacks import Stack
+
+    catalog = [Stack(id="tf2.16-tfkeras", python="3.11", requirements=("x",), sibling_of="tf2.16",
+                     remedy="tf_keras")]
+    df = report.build_frame(store.iter_records(), report._Scrubber(store),
+                            siblings=report.diagnose.sibling_map(catalog)).set_index("cell_id")
+    assert df.loc["dense:h5:tf2.15->tf2.16:default", "remedy"] == ""
+    store.write(dataclasses.replace(sibling, outcome=Outcome.OK, error=None, details={}))
+    df = report.build_frame(store.iter_records(), report._Scrubber(store),
+                            siblings=report.diagnose.sibling_map(catalog)).set_index("cell_id")
+    assert df.loc["dense:h5:tf2.15->tf2.16:default", "remedy"] == "fixed by tf_keras in tf2.16-tfkeras (verified)"
+
+
+def test_a_v2_store_is_reported_with_the_two_facts(tmp_path: Path, scenario_dir: Path) -> None:
+    """Records written before schema 3 (a training verdict recorded as mismatch, its step's
+    max |diff| in max_abs_diff) are read as training_mismatch with the facts apart."""
+    store = Store(tmp_path / "s")
+    store.write(Record(record_type="env", cell_id="env:a", stack="a", outcome=Outcome.OK, env=ENVS["tf2.15"]))
+    store.write(_save("a", "dense", "h5", Outcome.OK))
+    v2 = {**_load("a", "a", "dense", "default", Outcome.MISMATCH, diff=0.0123).to_dict(), "schema_version": 2}
+    v2["details"] = {"reason": STATE_LOST, "check": "optimizer_state", "loaded_class": "Sequential"}
+    path = store.load_record_path("a", "a", "dense", "h5", "default")
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(v2), encoding="utf-8")
+    df = report.write_reports(store, tmp_path / "out", scenario_dir).set_index("cell_id")
+    row = df.loc["dense:h5:a->a:default"]
+    assert (row.outcome, row.prediction, row.training, row.training_diff, row.category) == (
+        "training_mismatch", "match", "state_lost", 0.0123, "optimizer_state_lost")
+    assert row.max_abs_diff is None or math.isnan(row.max_abs_diff)  # overwritten by v2: unknown
+
+
+def test_changes_name_a_prediction_regression_of_a_failing_cell(paths: Paths, scenario_dir: Path,
+                                                                tmp_path: Path) -> None:
+    """A trained model whose training did not resume (predictions matched) whose predictions
+    now differ: a regression of the prediction fact, listed as such, not as 'failure changed'."""
+    out = tmp_path / "out"
+    store = make_store(paths)
+    report.write_reports(store, out, scenario_dir)
+    store.write(_load("tf2.4", "tf2.15", "custom", "custom_objects", Outcome.MISMATCH, diff=0.5,
+                      details={"prediction": "differ", "training": "not_checked"}))
+    report.write_reports(store, out, scenario_dir)
+    text = (out / "CHANGES.md").read_text(encoding="utf-8")
+    assert re.search(r"\| predictions no longer match +\| +1 \|", text), text
+    assert re.search(r"\| failure changed +\| +0 \|", text), text
+    assert ("- `custom:h5:tf2.4->tf2.15:custom_objects`: training_mismatch [optimizer_state_lost] → mismatch "
+            "[numerical_mismatch]") in text
+
+
+@pytest.mark.faults  # end to end: real stack venvs of the fake frameworks, the real runner
+def test_a_matrix_of_a_trained_scenario_records_and_reports_both_facts(tmp_path: Path, fake_envs_dir: Path) -> None:
+    """Fake stacks that load a trained model and resume training (fk2.15), come back with a
+    fresh optimizer (fk3.9), or cannot train (fk3.5): the records, the CSV and the README say
+    which fact failed, with the predictions' max |diff| kept."""
+    import shutil
+    import subprocess
+    import sys
+
+    import e2e
+
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    shutil.copy2(Path(e2e.FAKES) / "trained" / "trained_mlp.py", scenarios / "trained_mlp.py")
+    catalog = e2e.write_catalog(tmp_path / "catalog.toml", {
+        "fk3.9": {"load": "drop_optimizer"},
+        "fk3.5": {"fit": {"action": "raise", "match": "model.", "arg": "fit is not implemented here"}}})
+    store, out = tmp_path / "store", tmp_path / "out"
+    argv = [sys.executable, "-m", "runner", "matrix", "--catalog", str(catalog), "--scenario-dir", str(scenarios),
+            "--formats", "h5,keras", "--store", str(store), "--out", str(out), "--load-timeout", "20"]
+    proc = subprocess.run(argv, cwd=e2e.REPO, env=e2e.runner_env(fake_envs_dir), capture_output=True, text=True,
+                          timeout=600, check=False)
+    assert proc.returncode == 0, e2e.describe(proc)
+    loads = {cid: r for cid, r in e2e.records_by_id(store).items() if "->" in cid}
+    assert len(loads) == 18 and all(r["schema_version"] == 3 for r in loads.values())
+    by_loader: dict[str, set[tuple[str, str, str]]] = {}
+    for r in loads.values():
+        by_loader.setdefault(r["loader"], set()).add((r["outcome"], r["details"].get("prediction"),
+                                                       r["details"].get("training")))
+        assert r["max_abs_diff"] == 0.0, r  # the predictions' own, never the training step's
+    assert by_loader == {"fk2.15": {("ok", "match", "resumed")},
+                         "fk3.5": {("training_mismatch", "match", "cannot_resume")},
+                         "fk3.9": {("training_mismatch", "match", "state_lost")}}
+    rows = list(csv.DictReader(io.StringIO(gzip.decompress((out / "results.csv.gz").read_bytes()).decode())))
+    assert {(r["loader"], r["outcome"], r["prediction"], r["training"]) for r in rows} == {
+        ("fk2.15", "ok", "match", "resumed"), ("fk3.5", "training_mismatch", "match", "cannot_resume"),
+        ("fk3.9", "training_mismatch", "match", "state_lost")}
+    lost = [r for r in rows if r["loader"] == "fk3.9"]
+    assert all(float(r["training_diff"]) > 0 and "step count is 1, expected 2" in r["training_reason"]
+               and r["category"] == "optimizer_state_lost" for r in lost)
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert ("predictions differ: 0 (`mismatch`); predictions match, training does not resume: 12 "
+            "(`training_mismatch`) — optimizer state lost: 6, training cannot run: 6") in readme
+    # final outcomes: a second run recomputes none of them (no load record is rewritten)
+    stamps = {p: p.stat().st_mtime_ns for p in (store / "records" / "load").rglob("*.json")}
+    again = subprocess.run(argv, cwd=e2e.REPO, env=e2e.runner_env(fake_envs_dir), capture_output=True, text=True,
+                           timeout=600, check=False)
+    assert again.returncode == 0, e2e.describe(again)
+    assert {p: p.stat().st_mtime_ns for p in (store / "records" / "load").rglob("*.json")} == stamps
+    gate_proc = subprocess.run([sys.executable, "-m", "runner", "gate", "--baseline", str(out / "results.json.gz"),
+                                "--store", str(store)], cwd=e2e.REPO, env=e2e.runner_env(fake_envs_dir),
+                               capture_output=True, text=True, timeout=300, check=False)
+    assert gate_proc.returncode == 0 and "gate: pass: 0 regression(s)" in gate_proc.stdout, e2e.describe(gate_proc)

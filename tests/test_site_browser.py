@@ -227,8 +227,39 @@ def test_search_by_error_text_and_category(page: Page) -> None:
     pg.click("#view summary")
     pg.click("#view button[data-cell='custom:h5:tf2.4->tf2.4:default']")
     assert page.details_id() == "custom:h5:tf2.4->tf2.4:default"
-    pg = page.open("view=search&q=hang_or_crash")
-    assert pg.inner_text("#search-count").startswith("2 cells in 2 error signatures")
+    pg = page.open("view=search&q=process_died")
+    assert pg.inner_text("#search-count").startswith("1 cells in 1 error signatures")
+    pg = page.open("view=search&q=state_lost")  # a training verdict is searchable too
+    assert pg.inner_text("#search-count").startswith("1 cells in 1 error signatures")
+
+
+TRAINED = "custom:h5:tf2.4->tf2.15:custom_objects"  # predictions match, training does not resume
+NOT_FINAL = "custom:h5:tf2.15->tf2.15:custom_objects"  # timed out below the full limit
+
+
+def test_the_two_facts_and_the_headline(page: Page, rows: dict[str, dict[str, str]]) -> None:
+    """The site says which is which: the headline counts, a grid's count of each kind of
+    mismatch, and a cell's two facts with their own max |diff|."""
+    pg = page.open()
+    said = pg.inner_text("#headline")
+    assert "predictions differ: 1 (mismatch); predictions match, training does not resume: 1 " \
+           "(training_mismatch) — optimizer state lost: 1" in said
+    assert "of which not final (timed out below the full limit): 1" in said
+    pg = page.open("view=grid&scenario=custom&format=h5&variant=custom_objects")
+    assert pg.inner_text("#grid-kinds") == ("Predictions differ: 0 (≠); predictions match, training does not "
+                                            "resume: 1 (◐).")
+    button = pg.locator(f"button[data-cell='{TRAINED}']")
+    assert button.get_attribute("data-outcome") == rows[TRAINED]["outcome"] == "training_mismatch"
+    assert "training state_lost" in (button.get_attribute("aria-label") or "")
+    button.click()
+    assert page.details_id() == TRAINED
+    assert pg.inner_text("#d-prediction") == "match the saver's (max |diff| 0)"
+    assert pg.inner_text("#d-training").startswith("state_lost — optimizer state lost (max |diff| 0.0312): "
+                                                    "one more training step diverges")
+    pg.click(f"button[data-cell='{NOT_FINAL}']")
+    assert page.details_id() == NOT_FINAL
+    text = pg.inner_text("#details")
+    assert "not_run" in text and "not final: timed out at the adaptive 12 s limit" in text
 
 
 def test_what_changed(page: Page) -> None:

@@ -118,7 +118,8 @@ def test_save_then_load_round_trip(fake: FakeStack, worker_version: str, fmt: st
     [lres] = fake.run("load", [fake.load_cell(save)])
     assert (lres["outcome"], lres["phase"], lres["error"]) == ("ok", "compare", None)
     assert lres["max_abs_diff"] == 0.0
-    assert lres["details"] == {"loaded_class": "Sequential", "written_as": written_as, "first_in_worker": True}
+    assert lres["details"] == {"loaded_class": "Sequential", "written_as": written_as, "first_in_worker": True,
+                               "prediction": "match"}  # an untrained model: no training verdict
     assert lres["env"]["python"] == worker_version
 
 
@@ -292,6 +293,82 @@ def test_tolerances_come_from_the_cell(fake: FakeStack) -> None:
     assert results[tight["cell_id"]]["outcome"] == "mismatch"
     for res in results.values():
         assert res["max_abs_diff"] == pytest.approx(1e-3, rel=1e-3)
+
+
+# ------------------------------------------------------- a trained model: two facts
+
+TRAINED = FAKES / "trained"
+
+
+def _trained(fake: FakeStack, tag: str, fmt: str = "h5") -> dict[str, Any]:
+    save = fake.save_cell(tag, "trained_mlp", fmt, scenarios=TRAINED)
+    fake.save_ok([save])
+    return save
+
+
+def test_a_trained_model_that_resumes_is_ok_with_both_facts(fake: FakeStack) -> None:
+    save = _trained(fake, "tr-ok")
+    with np.load(Path(save["artifact_dir"]) / w.REFERENCE_FILE) as ref:
+        assert {"tx0", "ty0", "z0"} <= set(ref.files)
+        assert not np.allclose(ref["z0"], ref["y0"])  # the extra step moved the saver's model
+    [res] = fake.run("load", [fake.load_cell(save)])
+    assert (res["outcome"], res["phase"], res["error"]) == ("ok", "compare", None), res
+    assert res["max_abs_diff"] == 0.0
+    d = res["details"]
+    assert (d["prediction"], d["training"], d["training_diff"]) == ("match", "resumed", 0.0)
+    assert "training_reason" not in d and "reason" not in d
+
+
+@pytest.mark.parametrize(("behavior", "verdict", "why", "has_diff"), [
+    ({"load": "drop_optimizer"}, "state_lost", "step count is 1, expected 2", True),
+    ({"load": "no_optimizer"}, "state_lost", "has no optimizer", False),
+    ({"load": "skew_optimizer"}, "diverges", "although the step count was restored (2)", True),
+    ({"fit": {"action": "raise", "arg": "cannot apply the gradients"}}, "cannot_resume",
+     "training could not resume: RuntimeError: cannot apply the gradients", False),
+])
+def test_a_training_only_failure_keeps_the_prediction_fact(fake: FakeStack, behavior: dict[str, Any],
+                                                           verdict: str, why: str, has_diff: bool) -> None:
+    """Predictions match, the resumed step does not: outcome training_mismatch, the
+    prediction's max |diff| stays the cell's (it was overwritten by the step's before)."""
+    save = _trained(fake, "tr-" + verdict)
+    [res] = fake.run("load", [fake.load_cell(save)], behavior)
+    assert res["outcome"] == "training_mismatch", res
+    assert res["error"] is None and res["max_abs_diff"] == 0.0
+    d = res["details"]
+    assert (d["prediction"], d["training"]) == ("match", verdict)
+    assert why in d["training_reason"] and d["reason"] == d["training_reason"]
+    assert (d["training_diff"] is not None and d["training_diff"] > 1e-6) if has_diff else d["training_diff"] is None
+
+
+def test_predictions_that_differ_leave_training_unchecked(fake: FakeStack) -> None:
+    save = _trained(fake, "tr-mm")
+    [res] = fake.run("load", [fake.load_cell(save)], {"load": {"action": "perturb", "arg": 0.25}})
+    assert res["outcome"] == "mismatch"
+    assert res["max_abs_diff"] == pytest.approx(0.25, abs=1e-6)
+    d = res["details"]
+    assert (d["prediction"], d["training"]) == ("differ", "not_checked")
+    assert "predictions differ" in d["training_reason"] and "training_diff" not in d
+
+
+def test_an_inference_only_variant_says_training_was_not_checked(fake: FakeStack) -> None:
+    save = _trained(fake, "tr-cf")
+    [res] = fake.run("load", [fake.load_cell(save, "compile_false")], {"load": "drop_optimizer"})
+    assert (res["outcome"], res["max_abs_diff"]) == ("ok", 0.0)
+    d = res["details"]
+    assert (d["prediction"], d["training"]) == ("match", "not_checked")
+    assert d["training_reason"].startswith("inference only (compile_false)")
+
+
+def test_a_hang_in_the_training_step_is_a_timeout_that_keeps_the_prediction(fake: FakeStack) -> None:
+    save = _trained(fake, "tr-hang")
+    plain = fake.save_cell("plain")
+    fake.save_ok([plain])
+    cells = [fake.load_cell(plain), {**fake.load_cell(save), "timeout_s": 1.0}]
+    results = by_id(fake.run("load", cells, {"fit": {"action": "hang", "match": "tr-hang"}}))
+    res = results[cells[1]["cell_id"]]
+    assert (res["outcome"], res["phase"]) == ("timeout", "train"), res
+    assert res["max_abs_diff"] == 0.0
+    assert res["details"]["prediction"] == "match" and "training" not in res["details"]
 
 
 # ---------------------------------------------------------------------- not applicable

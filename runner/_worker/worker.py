@@ -34,8 +34,10 @@ Output, ``<control_dir>/events.jsonl``: one JSON object per line, appended and f
 
     ERROR = {"type": "builtins.ValueError", "message": "<= 2 KB", "traceback": "tail"}
 
-Outcomes written here: ok, mismatch, save_error, load_error, not_applicable, and timeout
-when the in-worker watchdog interrupted a cell. The host synthesises timeout/crash/
+Outcomes written here: ok, mismatch (predictions differ), training_mismatch (predictions
+match, a trained model's resumed training step does not: ``details["training"]``),
+save_error, load_error, not_applicable, and timeout when the in-worker watchdog
+interrupted a cell. The host synthesises timeout/crash/
 protocol_error when this process dies or does not answer its watchdog (it blames the cell
 of the last ``started`` line without a ``result``).
 
@@ -79,9 +81,10 @@ import traceback
 import warnings
 
 PROTOCOL_VERSION = 1
-PHASES = ("import", "build", "save", "load", "predict", "compare")
+PHASES = ("import", "build", "save", "load", "predict", "compare", "train")
 COMMANDS = ("probe", "save", "load")
-WORKER_OUTCOMES = ("ok", "mismatch", "save_error", "load_error", "not_applicable", "timeout")
+WORKER_OUTCOMES = ("ok", "mismatch", "training_mismatch", "save_error", "load_error", "not_applicable",
+                   "timeout")
 FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
 # Load variants: "default" (what a user types first) or flags joined by "+", each one
 # thing a user can do about a failing load (the remedies the diagnosis names):
@@ -943,43 +946,48 @@ def compare_outputs(np, got, ref, atol, rtol):
 
 
 def _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx):
-    """Train the loaded model one more step; compare with the saver's next step.
+    """Train the loaded model one more step on the saver's batch; compare its predictions
+    with the saver's model after that same step (``z*`` in reference.npz).
 
-    Returns None when the optimizer state survived, else (max_abs_diff, reason).
+    Returns ``(verdict, max_abs_diff, reason)``: ``"resumed"`` (reason None) when the step
+    lands where the saver's did and the optimizer's step count came back; otherwise
+    ``"state_lost"`` (no optimizer, or a fresh one), ``"diverges"`` (the step count came
+    back, the step lands elsewhere) or ``"cannot_resume"`` (the step raised), with the
+    reason. ``max_abs_diff`` is the resumed step's (None when the step did not run).
     """
     np = fw.np
-    ctx["phase"] = "compare"
     if model is None:
-        return None, "the format restores no Keras model, so training cannot resume"
+        return "cannot_resume", None, "the format restores no Keras model, so training cannot resume"
     tx = [ref["tx%d" % i] for i in range(saved["n_train_x"])]
     ty = [ref["ty%d" % i] for i in range(saved["n_train_y"])]
     zs = [ref["z%d" % i] for i in range(saved["n_z"])]
     if getattr(model, "optimizer", None) is None:
-        return None, "the loaded model has no optimizer (not compiled): optimizer state lost"
+        return "state_lost", None, "the loaded model has no optimizer (not compiled): optimizer state lost"
+    ctx["phase"] = "train"
     try:
         _fit_one_step(model, tx, ty)
+        got = predict_outputs(fw, model, [ref["x%d" % i] for i in range(saved["n_inputs"])])
     except Exception as exc:  # the reason is the finding
-        return None, "training could not resume: %s: %s" % (type(exc).__name__,
-                                                              _truncate(str(exc), 300))
-    got = predict_outputs(fw, model, [ref["x%d" % i] for i in range(saved["n_inputs"])])
+        return "cannot_resume", None, "training could not resume: %s: %s" % (
+            type(exc).__name__, _truncate(str(exc), 300))
+    ctx["phase"] = "compare"
     outcome, diff, _ = compare_outputs(np, got, zs, atol, rtol)
+    steps = _optimizer_steps(fw, model)
     if outcome != "ok":
-        steps = _optimizer_steps(fw, model)
         if steps is None or steps == 2:
             # The step count came back, so the loss of state is not the whole story: the
             # slot variables or the release's update rule differ.
-            return diff, "one more training step diverges from the saver's although the step " \
-                         "count was restored (%s): the optimizer's slot variables or its update " \
-                         "rule differ" % ("unknown" if steps is None else steps)
-        return diff, "one more training step diverges from the saver's: the optimizer's step " \
-                     "count is %d, expected 2 (optimizer state not restored)" % steps
+            return "diverges", diff, "one more training step diverges from the saver's although the step " \
+                                     "count was restored (%s): the optimizer's slot variables or its update " \
+                                     "rule differ" % ("unknown" if steps is None else steps)
+        return "state_lost", diff, "one more training step diverges from the saver's: the optimizer's step " \
+                                   "count is %d, expected 2 (optimizer state not restored)" % steps
     # Adam's step from a fresh state can land close to the resumed one on the same batch,
     # so the step count decides: the saver trained once before saving, the loader once more.
-    steps = _optimizer_steps(fw, model)
     if steps is not None and steps != 2:
-        return None, "the optimizer's step count is %d after resuming, expected 2: optimizer state " \
-                     "was not restored (training restarted from a fresh optimizer)" % steps
-    return None, None
+        return "state_lost", diff, "the optimizer's step count is %d after resuming, expected 2: optimizer " \
+                                   "state was not restored (training restarted from a fresh optimizer)" % steps
+    return "resumed", diff, None
 
 
 def _optimizer_steps(fw, model):
@@ -1019,21 +1027,34 @@ def load_cell(fw, cell, ctx, seed):
     ctx["phase"] = "compare"
     atol, rtol = float(cell["atol"]), float(cell["rtol"])
     outcome, diff, details = compare_outputs(np, got, ys, atol, rtol)
+    # Two facts, each with its own max |diff|: the predictions (the cell's max_abs_diff,
+    # never replaced) and, for a trained scenario, whether training resumes (details).
+    details["prediction"] = "match" if outcome == "ok" else "differ"
     details["loaded_class"] = type(model).__name__ if model is not None else "exported SavedModel"
     details["written_as"] = saved.get("written_as")
-    if outcome == "ok" and "n_z" in saved and saved["format"] == "export":
-        details["note"] = "inference-only export: optimizer state is not part of the format"
-    elif outcome == "ok" and "n_z" in saved and flags & {"compile_false", "tfsm"}:
-        details["note"] = "inference only (%s): optimizer state not loaded, by choice" % (
-            "+".join(sorted(flags & {"compile_false", "tfsm"})))
-    elif outcome == "ok" and "n_z" in saved:
-        train_diff, reason = _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx)
-        if reason:
-            outcome = "mismatch"
-            details["reason"] = reason
-            details["check"] = "optimizer_state"
-            if train_diff is not None:
-                diff = train_diff
+    if "n_z" in saved:
+        inference = sorted(flags & {"compile_false", "tfsm"})
+        if outcome != "ok":
+            details["training"] = "not_checked"
+            details["training_reason"] = "predictions differ from the saver's, so the resumed step was not tried"
+        elif saved["format"] == "export":
+            details["training"] = "not_checked"
+            details["training_reason"] = "inference-only export: optimizer state is not part of the format"
+        elif inference:
+            details["training"] = "not_checked"
+            details["training_reason"] = "inference only (%s): optimizer state not loaded, by choice" % (
+                "+".join(inference))
+        else:
+            # What is established survives an interrupt of the training step.
+            ctx["details"] = dict(details)
+            ctx["max_abs_diff"] = diff
+            verdict, train_diff, reason = _check_resumed_training(fw, model, ref, saved, atol, rtol, ctx)
+            details["training"] = verdict
+            details["training_diff"] = train_diff
+            if reason:
+                outcome = "training_mismatch"
+                details["training_reason"] = reason
+                details["reason"] = reason  # what a cell without an exception says (and is diagnosed by)
     return outcome, diff, details
 
 
@@ -1065,10 +1086,12 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
             outcome = failure
             result["error"] = error_info(exc)
             result["details"] = ctx["details"]
+            result["max_abs_diff"] = ctx.get("max_abs_diff")
         except CellTimeout as exc:
             outcome = "timeout"
             result["error"] = dict(error_info(exc), type="runner.timeout")
             result["details"] = dict(ctx["details"], interrupted_in_worker=True)
+            result["max_abs_diff"] = ctx.get("max_abs_diff")  # predictions compared before the interrupt
         finally:
             if _WATCHDOG is not None:
                 _WATCHDOG.disarm()
@@ -1081,6 +1104,10 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
                                           % (_WATCHDOG.limit, time.time() - started)}
             result["details"] = dict(result["details"] or {}, interrupted_in_worker=True,
                                      swallowed_outcome=outcome)
+            # The interrupt may have landed inside a predict or a training step that went on:
+            # no comparison made after it is evidence.
+            for key in ("prediction", "training", "training_diff", "training_reason", "reason"):
+                result["details"].pop(key, None)
             result["max_abs_diff"] = None
             outcome = "timeout"
         result["warnings"] = _warnings_list(caught)

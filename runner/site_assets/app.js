@@ -20,6 +20,10 @@
   M.stacks.forEach(function (s, i) { stackIx[s.id] = i; });
   M.outcomes.forEach(function (o, i) { outIx[o.id] = i; });
   var STACKS = M.stacks.map(function (s) { return s.id; });
+  var S = M.stride || 4;  // integers per cell in a grid's flat list
+  var TRAINING = { resumed: "resumed: one more training step lands where the saver's did",
+    state_lost: "optimizer state lost", diverges: "the resumed step diverges from the saver's",
+    cannot_resume: "training cannot run", not_checked: "not checked" };
 
   // ------------------------------------------------------------------ helpers
   function $(id) { return document.getElementById(id); }
@@ -84,7 +88,7 @@
     return F.grids.filter(function (g) { return g.s === s && (variant === undefined || g.v === variant); });
   }
   function cellOf(F, g, i, j) {
-    var k = (i * g.lo.length + j) * 4, c = g.c;
+    var k = (i * g.lo.length + j) * S, c = g.c;
     if (c[k] < 0) return null;
     var note = F.notes[c[k + 1]];
     var saver = STACKS[g.sv[i]], loader = STACKS[g.lo[j]], scenario = M.scenarios[g.s];
@@ -93,7 +97,9 @@
       id: cellId(scenario, F.format, saver, loader, g.v), scenario: scenario, format: F.format, variant: g.v,
       saver: saver, loader: loader, outcome: M.outcomes[c[k]], category: note[0], phase: note[1], type: note[2],
       message: F.msgs[note[3]], source: note[4], tb: note[5], remedy: remedy, fixed: fixName(remedy),
-      diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : ""
+      diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : "",
+      prediction: note[6] || "", training: note[7] || "", trainingReason: note[8] !== undefined ? F.msgs[note[8]] : "",
+      trainingDiff: S > 4 && c[k + 4] ? F.diffs[c[k + 4] - 1] : null
     };
   }
   function findCell(id) {
@@ -110,14 +116,18 @@
     return (!state.saver || c.saver === state.saver) && (!state.loader || c.loader === state.loader) &&
       (!state.scenario || c.scenario === state.scenario) && (!state.variant || c.variant === state.variant);
   }
+  function trainingNote(c) {
+    return c.training && c.training !== "not_checked" && c.training !== "resumed" ? ", training " + c.training : "";
+  }
   function cellButton(c, label) {
     var o = c.outcome;
     var text = o.symbol + (c.fixed ? M.fixedMark : "");
     var b = el("button", {
       type: "button", "data-cell": c.id, "data-outcome": o.id,
-      "aria-label": (label || c.id) + ": " + o.id + (c.category ? " (" + c.category + ")" : "") +
+      "aria-label": (label || c.id) + ": " + o.id + trainingNote(c) + (c.category ? " (" + c.category + ")" : "") +
         (c.fixed ? "; fixed by " + c.fixed + " (verified)" : ""),
-      title: (label || c.id) + "\n" + o.id + (c.category ? " · " + c.category : "") + (c.remedy ? "\n" + c.remedy : ""),
+      title: (label || c.id) + "\n" + o.id + trainingNote(c) + (c.category ? " · " + c.category : "") +
+        (c.remedy ? "\n" + c.remedy : ""),
       text: text
     });
     return el("td", { style: "background:" + o.color }, b);
@@ -205,7 +215,7 @@
           if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant)) return;
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
-              var o = g.c[(i * g.lo.length + j) * 4];
+              var o = g.c[(i * g.lo.length + j) * S];
               if (o < 0 || M.outcomes[o].id === "not_applicable") continue;
               var s = stats[g.sv[i] * n + g.lo[j]];
               s[1] += 1; s[0] += M.outcomes[o].id === "ok" ? 1 : 0;
@@ -229,7 +239,8 @@
       var what = [state.format || "every format", state.scenario || "every scenario", state.variant || "every load variant"].join(", ");
       root.appendChild(el("h2", { text: "Saver × loader: per cent of cells that load and match (" + what + ")" }));
       root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. " +
-        "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched; " +
+        "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched " +
+        "(a trained model: and whose training resumed like the saver's); " +
         "– where no cell could exist. Select a cell for every scenario and format of that pair." }));
       var rows = savers.map(function (sv) {
         return {
@@ -323,6 +334,13 @@
         return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
       });
       root.appendChild(matrixTable("saver \\ loader", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+      var kinds = { mismatch: 0, training_mismatch: 0 };
+      for (var k = 0; k < g.c.length; k += S) if (g.c[k] >= 0 && kinds[M.outcomes[g.c[k]].id] !== undefined) kinds[M.outcomes[g.c[k]].id] += 1;
+      if (kinds.mismatch || kinds.training_mismatch) {
+        root.appendChild(el("p", { id: "grid-kinds", cls: "note", text: "Predictions differ: " + kinds.mismatch + " (" +
+          M.outcomes[outIx.mismatch].symbol + "); predictions match, training does not resume: " + kinds.training_mismatch +
+          " (" + M.outcomes[outIx.training_mismatch].symbol + ")." }));
+      }
       root.appendChild(legend());
     });
   }
@@ -376,13 +394,14 @@
       var groups = [], total = 0;
       all.forEach(function (F) {
         var hit = F.notes.map(function (n) {
-          return [n[0], n[2], F.msgs[n[3]]].join("\n").toLowerCase().indexOf(q) >= 0;
+          return [n[0], n[2], F.msgs[n[3]], n[7] || "", n[8] !== undefined ? F.msgs[n[8]] : ""].join("\n")
+            .toLowerCase().indexOf(q) >= 0;
         });
         var byNote = {};
         F.grids.forEach(function (g) {
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
-              var k = (i * g.lo.length + j) * 4;
+              var k = (i * g.lo.length + j) * S;
               if (g.c[k] < 0 || !hit[g.c[k + 1]]) continue;
               var c = cellOf(F, g, i, j);
               if (!matches(c)) continue;
@@ -509,7 +528,13 @@
       el("dt", { text: "format" }), el("dd", { text: c.format + (c.written ? " (written as " + c.written + ")" : "") }),
       el("dt", { text: "load variant" }), el("dd", { text: c.variant }),
       c.phase ? el("dt", { text: "phase" }) : null, c.phase ? el("dd", { text: c.phase }) : null,
-      c.diff !== null ? el("dt", { text: "max |diff|" }) : null, c.diff !== null ? el("dd", { text: String(c.diff) }) : null,
+      c.prediction ? el("dt", { text: "predictions" }) : null,
+      c.prediction ? el("dd", { id: "d-prediction", text: (c.prediction === "match" ? "match the saver's" : "differ from the saver's") +
+        (c.diff !== null ? " (max |diff| " + c.diff + ")" : "") }) : null,
+      !c.prediction && c.diff !== null ? el("dt", { text: "max |diff|" }) : null, !c.prediction && c.diff !== null ? el("dd", { text: String(c.diff) }) : null,
+      c.training ? el("dt", { text: "training" }) : null,
+      c.training ? el("dd", { id: "d-training", text: c.training + " — " + (TRAINING[c.training] || "") +
+        (c.trainingDiff !== null ? " (max |diff| " + c.trainingDiff + ")" : "") + (c.trainingReason ? ": " + c.trainingReason : "") }) : null,
       c.source && c.source !== "load" ? el("dt", { text: "from" }) : null,
       c.source && c.source !== "load" ? el("dd", { text: { save: "the save (nothing to load)", env: "the loading stack (unavailable)", none: "no record yet" }[c.source] || c.source }) : null);
     box.appendChild(el("h2", { id: "d-id", text: c.id }));
@@ -607,6 +632,7 @@
     var sel = $("selection");
     sel.appendChild(document.createTextNode((cut > 0 ? M.selection.slice(0, cut) : M.selection) + " — " + M.cells + " cells. "));
     if (cut > 0) sel.appendChild(el("details", null, el("summary", { text: "which stacks, scenarios and formats" }), M.selection.slice(cut + 2)));
+    if (M.headline) sel.parentNode.insertBefore(el("p", { id: "headline", cls: "note", text: M.headline.replace(/`/g, "") }), sel.nextSibling);
     fillSelect($("f-saver"), STACKS, "all savers");
     fillSelect($("f-loader"), STACKS, "all loaders");
     fillSelect($("f-scenario"), M.scenarios, "all scenarios");

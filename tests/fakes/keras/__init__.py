@@ -10,6 +10,6 @@ _behavior.fire("import")
 __version__ = _behavior.keras_version()
 FAKE = True
 
-from . import backend, layers, models, utils  # noqa: E402,F401
+from . import backend, layers, models, optimizers, utils  # noqa: E402,F401
 from .layers import Input, Layer  # noqa: E402,F401
 from .models import Model, Sequential  # noqa: E402,F401

@@ -18,6 +18,7 @@ Hooks, and the context string a rule's ``match`` is looked for in:
     save        Model.save                            the path written (the worker's temp dir
                                                       is "<artifact_dir>.tmp-<pid>/...")
     load        models.load_model                     the path read ("<artifact_dir>/model.h5")
+    fit         Model.fit                             "<model name> <file it was loaded from>"
 
 RULES is an action string, a rule dict ``{"action": ..., "match": "substr", "arg": ...}``
 or a list of those; every rule whose ``match`` (absent = always) is a substring of the
@@ -30,6 +31,9 @@ context fires, in order. Actions:
     raise_import          ImportError(arg)
     not_implemented       NotImplementedError(arg)
     perturb               (load only) the loaded model adds ``arg`` (default 0.25) to outputs
+    drop_optimizer        (load only) a compiled model comes back with a fresh optimizer (step 0)
+    no_optimizer          (load only) a compiled model comes back not compiled (no optimizer)
+    skew_optimizer        (load only) the optimizer's step count comes back, its moments wrong
     warn                  warnings.warn(arg, <"category", default UserWarning>), then go on
     garbage               junk (including fake protocol lines) on stdout/stderr, then go on
     segv                  os.kill(own pid, SIGSEGV)
@@ -132,7 +136,7 @@ def perturbation(matched):
 def _act(rule, context):
     action = rule.get("action", "ok")
     arg = rule.get("arg")
-    if action in ("ok", "perturb"):
+    if action in ("ok", "perturb", "drop_optimizer", "no_optimizer", "skew_optimizer"):
         return
     if action == "raise_unknown_layer":
         raise ValueError(UNKNOWN_LAYER % (arg or "compat_scenarios>ScaleShift"))

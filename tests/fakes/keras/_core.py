@@ -319,6 +319,8 @@ class Model(object):
         _behavior.fire("build", self.name)
         self._source = ""
         self._perturb = 0.0
+        self.optimizer = None
+        self.loss = None
         if inputs is None:
             return
         self._inputs_is_list = isinstance(inputs, (list, tuple))
@@ -383,6 +385,27 @@ class Model(object):
         if self._perturb:
             outs = [o + np.float32(self._perturb) for o in outs]
         return outs if self._outputs_is_list else outs[0]
+
+    def compile(self, optimizer="rmsprop", loss=None, **kwargs):
+        from . import optimizers
+
+        self.optimizer = optimizers.get(optimizer)
+        self.loss = loss
+
+    def fit(self, x=None, y=None, batch_size=None, epochs=1, verbose="auto", shuffle=True, **kwargs):
+        """One optimizer step per epoch over the whole batch (a made-up gradient: see
+        keras/optimizers.py)."""
+        _behavior.fire("fit", "%s %s" % (self.name, self._source))
+        if self.optimizer is None:
+            raise RuntimeError("You must call `compile()` before using the model.")
+        xs = [np.asarray(a, "float32") for a in (x if isinstance(x, (list, tuple)) else [x])]
+        ys = [np.asarray(a, "float32") for a in (y if isinstance(y, (list, tuple)) else [y])]
+        for _ in range(int(epochs)):
+            error = float(np.mean([np.mean(np.asarray(o, "float32") - t)
+                                   for o, t in zip(self._forward(xs), ys)]))
+            weights = [w for w in self.weights if w.trainable]
+            self.optimizer.apply(weights, [np.float32(0.1 * error) + np.float32(0.05) * np.asarray(w)
+                                           for w in weights])
 
     def get_config(self):
         return {
@@ -482,6 +505,7 @@ def save_model(model, filepath, save_format=None):
         "config": model.get_config(),
         "weights": [{"dtype": str(w.dtype), "shape": list(w.shape), "data": w.tolist()}
                     for w in model.get_weights()],
+        "training": _training_payload(model),
     }).encode("utf-8")
     if fmt == "h5":
         with open(filepath, "wb") as fh:
@@ -494,6 +518,33 @@ def save_model(model, filepath, save_format=None):
         os.makedirs(os.path.join(filepath, "variables"))
         with open(os.path.join(filepath, "saved_model.pb"), "wb") as fh:
             fh.write(PB_MAGIC + payload)
+
+
+def _training_payload(model):
+    """A compiled model's optimizer, its state and the loss (None when not compiled)."""
+    if getattr(model, "optimizer", None) is None:
+        return None
+    from . import optimizers
+
+    return {"optimizer": optimizers.serialize(model.optimizer), "state": model.optimizer.get_state(),
+            "loss": model.loss}
+
+
+def _restore_training(model, training, matched):
+    """Compile the loaded model as it was saved; the ``load`` hook's optimizer actions
+    lose (``drop_optimizer``, ``no_optimizer``) or damage (``skew_optimizer``) the state."""
+    from . import optimizers
+
+    actions = set(r.get("action") for r in matched)
+    if not training or "no_optimizer" in actions:
+        return
+    model.compile(optimizer=optimizers.deserialize(training["optimizer"]), loss=training.get("loss"))
+    if "drop_optimizer" in actions:
+        return
+    model.optimizer.set_state(training["state"])
+    if "skew_optimizer" in actions:
+        for slot in model.optimizer.slots.values():
+            slot["m"] = -slot["m"]
 
 
 def _read_payload(filepath):
@@ -553,4 +604,6 @@ def load_model(filepath, custom_objects=None, compile=True, safe_mode=True, **kw
                        for w in data["weights"]])
     model._source = filepath
     model._perturb = _behavior.perturbation(matched)
+    if compile:
+        _restore_training(model, data.get("training"), matched)
     return model
