@@ -605,3 +605,58 @@ def test_module_loads_by_path_like_the_worker_does(allowed: cs.Allowlist) -> Non
             ("c/config/layers/1", "Lambda layer: serialized Python bytecode")]
     finally:
         sys.modules.pop("compat_matrix_pbwire", None)
+
+
+# ==================================================== as the check worker scans (resolves=...)
+
+
+
+@pytest.mark.parametrize(("layer", "twin"), [
+    ({"class_name": "Lambda", "config": {"name": "l", "function": ["4wEA", None, None], "function_type": "lambda"}},
+     None),
+    ({"class_name": "TFOpLambda", "config": {"name": "op", "function": "io.write_file"}},
+     {"class_name": "TFOpLambda", "config": {"name": "op", "function": "math.multiply"}}),
+    ({"class_name": "SlicingOpLambda", "config": {"name": "op", "function": "io.read_file"}},
+     {"class_name": "SlicingOpLambda", "config": {"name": "op", "function": "__operators__.getitem"}}),
+    ({"class_name": "InstanceProperty", "config": {"name": "p", "attr_name": "__class__"}},
+     {"class_name": "InstanceProperty", "config": {"name": "p", "attr_name": "shape"}}),
+    ({"class_name": "InstanceMethod", "config": {"name": "m", "attr_name": "_private"}},
+     {"class_name": "InstanceMethod", "config": {"name": "m", "attr_name": "numpy"}}),
+    ({"class_name": "ClassMethod", "config": {"name": "c", "cls_symbol": "io.gfile.GFile", "method_name": "write"}},
+     None),
+    ({"class_name": "TensorFlowOpLayer", "config": {"name": "t", "node_def": {"op": "WriteFile"}}}, None),
+    ({"class_name": "__lambda__", "config": {"code": "4wEA"}}, None),
+], ids=lambda v: (v or {}).get("class_name", "none") if isinstance(v, dict) or v is None else str(v))
+def test_code_forms_are_refused_even_where_nothing_would_resolve(allowed: cs.Allowlist, layer: dict[str, Any],
+                                                                 twin: dict[str, Any] | None) -> None:
+    """The check worker drops `custom` findings that nothing can resolve (Keras fails on them
+    itself); a layer that runs code is a `code` finding by its own name, so it is refused
+    even then — a renamed check here would let it through to the loader."""
+    found = scan_text(dumps(sequential(layer)), allowed, resolves=lambda module, name: False)
+    assert [f.kind for f in found] == ["code"], found
+    if twin is not None:
+        assert scan_text(dumps(sequential(twin)), allowed, resolves=lambda module, name: False) == []
+
+
+def test_not_builtin_names_are_refused_only_where_they_would_resolve(allowed: cs.Allowlist) -> None:
+    k3 = {"module": "keras.src.engine.functional", "class_name": "Functional", "registered_name": None,
+          "config": {"name": "f", "layers": []}}
+    assert [f.kind for f in scan_text(dumps(k3), allowed)] == ["custom"]  # no resolver: every name counts
+    assert scan_text(dumps(k3), allowed, resolves=lambda module, name: False) == []  # another release's path
+    assert [f.kind for f in scan_text(dumps(k3), allowed, resolves=lambda module, name: True)] == ["custom"]
+    unknown = sequential({"class_name": "MyLayer", "config": {"name": "m"}}, dense(activation="my_act"))
+    assert len(scan_text(dumps(unknown), allowed)) == 2
+    assert scan_text(dumps(unknown), allowed, resolves=lambda module, name: True) == []  # nothing names a module
+    imported = {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"}
+    assert [f.kind for f in scan_text(dumps(sequential(dense(activation=imported))), allowed,
+                                      resolves=lambda module, name: False)] == ["code"]
+
+
+def test_resolvable_in_stack_imports_nothing_new() -> None:
+    assert cs.resolvable_in_stack("os", "system") is True  # not a Keras path: always counts
+    assert cs.resolvable_in_stack("json", "loads") is True
+    assert cs.resolvable_in_stack("keras.src.engine.no_such_module_here", "Functional") is False
+    before = set(sys.modules)
+    cs.resolvable_in_stack("tensorflow.python.no_such_thing", "X")
+    assert not {m for m in set(sys.modules) - before if m.startswith(("keras", "tensorflow"))} - {"tensorflow",
+                                                                                                 "keras"}
