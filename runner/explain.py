@@ -213,6 +213,14 @@ def explain_text(store: Store, rec: Record, catalog: Sequence[Stack],
     if rec.max_abs_diff is not None:
         out += f", max |diff| {rec.max_abs_diff:.3g}"
     lines.append(out)
+    if rec.details.get("prediction"):  # the two facts of a load: its predictions, and resumed training
+        lines.append(f"predictions {rec.details['prediction']}"
+                     + (f" (max |diff| {rec.max_abs_diff:.3g})" if rec.max_abs_diff is not None else ""))
+    if rec.details.get("training"):
+        diff = rec.details.get("training_diff")
+        lines.append(f"training    {rec.details['training']}"
+                     + (f" (max |diff| {diff:.3g})" if diff is not None else "")
+                     + (f": {rec.details['training_reason']}" if rec.details.get("training_reason") else ""))
     for key in ("written_as", "reason", "note", "loaded_class"):
         if rec.details.get(key):
             lines.append(f"{key:<11} {rec.details[key]}")
