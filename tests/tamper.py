@@ -150,9 +150,15 @@ ROWS: dict[tuple[str, str], tuple[str, str]] = {}  # (where, attack) -> (expecte
 def observe(where: str, attack: str, expected: str, result: Mapping[str, Any]) -> None:
     """Note what an attack's run really recorded, for docs/reliability.md."""
     error = result.get("error") or {}
-    message = re.sub(r"\S*/pytest-of-[^\s`]*", "<tmp>", str(error.get("message", "")))[:220]
+    message = re.sub(r"\S*/pytest-of-[^\s`:]*", "<tmp>", str(error.get("message", "")))[:220]
     ROWS[where, attack] = (expected, f"`{result.get('outcome')}`" + (f" `{error.get('type')}`: {message}"
                                                                       if error else ""))
+
+
+def note(where: str, attack: str, expected: str, observed: str) -> None:
+    """Note an attack's observed result given as text (a check's row, an error line)."""
+    text = re.sub(r"\S*/pytest-of-[^\s`:]*", "<tmp>", " ".join(observed.split()))[:260]
+    ROWS[where, attack] = (expected, text)
 
 
 def write_section(path: Path | None = None) -> None:

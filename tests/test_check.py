@@ -12,11 +12,12 @@ import json
 import struct
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tamper
 from conftest import BEHAVIOR_VAR, FAKE_SCENARIOS, FAKES, FakeStack
 from test_cli import run
 
@@ -646,8 +647,18 @@ def test_a_lambda_in_any_json_spelling_is_refused_and_its_twin_is_not(tmp_path: 
     for stack in behaviors:
         assert _rows(text)[stack][1:3] == ["load_error", "refused_unsafe"], text
     assert "Lambda layer" in text and "RuntimeError" not in text, text  # the loader was never reached
+    refused = _rows(text)["tf2.15"]
     twin = _rezip(fake_model, tmp_path / f"{form}-twin.keras", {"keras_version": "2.15.0"}, _spelled(form, False))
     _code, text = _check(tmp_path, twin, worker_python, behaviors)
     for stack in behaviors:
         assert "refused" not in _rows(text)[stack][2], text
     assert "fake framework failure" in text  # the twin reached the (fake) loader in every stack
+    tamper.note("check (fake stacks)", f"Lambda in a .keras config, spelled: {form}",
+                "refused before loading in every stack; the twin without the Lambda reaches the loader",
+                f"`{refused[1]}` `{refused[2]}` in tf2.15 and tf2.18; twin: loader reached")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _attacks_section() -> Iterator[None]:
+    yield
+    tamper.write_section()

@@ -10,15 +10,24 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import tamper
 from test_check import _assert_usage_error, _h5_superblock, _npz
 from test_cli import run
 
 from runner import check
 
 REPO = Path(__file__).resolve().parent.parent
+HOST = "check, host side"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _attacks_section() -> Iterator[None]:
+    yield
+    tamper.write_section()
 
 
 def _peak_rss_mb(code: str) -> tuple[float, subprocess.CompletedProcess[str]]:
@@ -37,7 +46,8 @@ def test_a_fifo_is_refused_without_blocking(tmp_path: Path) -> None:
     fifo = tmp_path / "model.h5"
     os.mkfifo(fifo)
     res = run("check", fifo, "--stacks", "tf2.15", "--store", tmp_path / "s")  # a blocking open would hang here
-    _assert_usage_error(res.returncode, res.stderr, "is a FIFO")
+    line = _assert_usage_error(res.returncode, res.stderr, "is a FIFO")
+    tamper.note(HOST, "a FIFO given as the model", "one error line, exit 2, no hang", f"exit 2: `{line}`")
     model = tmp_path / "model.keras"
     with zipfile.ZipFile(model, "w") as zf:
         zf.writestr("config.json", "{}")
@@ -58,8 +68,10 @@ def test_a_symlink_inside_a_savedmodel_is_refused_and_a_plain_tree_is_read(tmp_p
     secret.write_text("not part of the model")
     (sm / "variables" / "variables.data-00000-of-00001").symlink_to(secret)
     res = run("check", sm, "--stacks", "tf2.15", "--store", tmp_path / "s")
-    _assert_usage_error(res.returncode, res.stderr, "variables/variables.data-00000-of-00001",
-                        "a symbolic link")
+    line = _assert_usage_error(res.returncode, res.stderr, "variables/variables.data-00000-of-00001",
+                               "a symbolic link")
+    tamper.note(HOST, "a symlink to a host file inside a SavedModel", "refused, never read or staged",
+                f"exit 2: `{line}`")
 
 
 def test_a_2_gib_zero_padded_h5_is_read_in_bounded_memory(tmp_path: Path) -> None:
@@ -74,6 +86,8 @@ def test_a_2_gib_zero_padded_h5_is_read_in_bounded_memory(tmp_path: Path) -> Non
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split()[0] == str(size)
     assert peak < 400, f"inspecting a 2 GiB file took {peak:.0f} MB"
+    tamper.note(HOST, "a 2 GiB zero-padded .h5", "read in bounded memory (it took 8.2 GB)",
+                f"inspected in {peak:.0f} MB peak")
 
 
 def test_a_keras_zip_whose_config_unpacks_past_the_cap(tmp_path: Path) -> None:
@@ -89,6 +103,8 @@ def test_a_keras_zip_whose_config_unpacks_past_the_cap(tmp_path: Path) -> None:
     assert "config.json unpacks to" in proc.stdout and "over the cap" in proc.stdout, proc.stdout + proc.stderr
     assert "not a readable zip" not in proc.stdout  # the cap is the reason, not a damaged zip
     assert peak < 200, f"refusing a zip bomb took {peak:.0f} MB"
+    tamper.note(HOST, "a 1 MB .keras whose config.json unpacks to 65 MiB", "refused from the zip's sizes "
+                "(a 1 GiB one took 5.6 GB)", f"refused in {peak:.0f} MB peak: " + proc.stdout.strip()[-120:])
     twin = tmp_path / "twin.keras"
     with zipfile.ZipFile(twin, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("config.json", json.dumps({"class_name": "Sequential", "config": {"name": "x"}}))
@@ -100,7 +116,9 @@ def test_a_deeply_nested_architecture_json_is_one_line(tmp_path: Path) -> None:
     model.write_text('{"class_name": "Sequential", "config": ' + "[" * 200_000 + "]" * 200_000 + "}")
     (tmp_path / "deep.weights.h5").write_bytes(_h5_superblock(eof=512, size=512))
     res = run("check", model, "--stacks", "tf2.15", "--store", tmp_path / "s")
-    _assert_usage_error(res.returncode, res.stderr, "nests deeper than 200 levels")
+    line = _assert_usage_error(res.returncode, res.stderr, "nests deeper than 200 levels")
+    tamper.note(HOST, "an architecture JSON nested 200,000 deep", "one error line (was a RecursionError traceback)",
+                f"exit 2: `{line}`")
 
 
 def test_inputs_caps_and_members(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -422,6 +422,12 @@ def test_check_verdict_is_the_same_in_the_sandbox_and_the_venvs(saved_models: tu
     assert [(r["stack"], r["outcome"], r["category"]) for r in boxed_rows] == verdict
     assert any(outcome.startswith("ok") for _, outcome, _ in verdict), verdict
     assert "FileNotFoundError" not in boxed.stdout, boxed.stdout[-3000:]
+    import tamper
+
+    tamper.note("docker sandbox", f"a benign {fmt} file, --sandbox on vs off (the sandbox loaded nothing before)",
+                "the same verdict table; at least one stack loads", "same table: "
+                + "; ".join(f"{s} {o}" + (f" ({c})" if c else "") for s, o, c in verdict))
+    tamper.write_section()
 
 
 def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(saved_models: tuple[Path, Path, Path],
@@ -446,6 +452,13 @@ def test_check_sandbox_lets_an_unsafe_lambda_run_inside_the_container_only(saved
     plain, _ = _check(models, envs_dir, "lambda.h5", "off", tmp_path / "off", "--unsafe", stacks="tf2.15")
     assert marker.exists(), plain.stdout[-3000:]  # the same payload outside the sandbox does write
     marker.unlink()
+    import tamper
+
+    tamper.note("docker sandbox", "a Lambda .h5 that writes /tmp/<marker>, --unsafe --sandbox on",
+                "runs only inside: marker absent on the host, its write worked in the container",
+                "outputs all 1.0 (the write worked inside); host marker absent; without --unsafe refused_unsafe; "
+                "--sandbox off --unsafe wrote the host marker")
+    tamper.write_section()
 
 
 GRAPH_SCRIPT = '''
@@ -490,3 +503,9 @@ def test_a_file_writing_graph_runs_in_the_sandbox_and_is_refused_outside(saved_m
     plain, rows = _check(models, envs_dir, "writes", "off", tmp_path / "off", stacks="tf2.15")
     assert rows[0]["category"] == "refused_unsafe", plain.stdout[-3000:]
     assert not target.exists()
+    import tamper
+
+    tamper.note("docker sandbox", "a SavedModel whose call writes a file, --sandbox on", "runs inside (no --unsafe "
+                "needed), its write lands in the container's /tmp, never the host's",
+                "loaded and matched in the sandbox; host path absent; --sandbox off: refused_unsafe")
+    tamper.write_section()

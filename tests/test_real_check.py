@@ -265,6 +265,12 @@ def test_a_respelled_lambda_h5_is_refused_in_every_stack(models: Path, tmp_path:
     for sid in stacks:
         assert rows[sid][1:3] == ["load_error", "refused_unsafe"], proc.stdout
     assert "model_config/config/layers/2: Lambda layer: serialized Python bytecode" in proc.stdout, proc.stdout
+    import tamper
+
+    tamper.note("check (real stacks)", f"a real tf2.15 Lambda .h5 respelled: {form} (a bypass of the old text "
+                "search)", "refused in tf2.15 and keras3.15-jax; the Lambda's marker never written",
+                " ".join(f"{sid}: `{rows[sid][1]}` `{rows[sid][2]}`" for sid in stacks) + "; marker absent")
+    tamper.write_section()
 
 
 def test_keras2_savedmodel_in_a_keras3_tf_is_fixed_by_its_tf_keras_sibling(models: Path, tmp_path: Path) -> None:

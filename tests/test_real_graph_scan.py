@@ -330,3 +330,9 @@ def test_check_refuses_a_file_writing_graph_on_the_host_and_loads_its_twin(twins
     assert "refused_unsafe" not in unsafe.stdout, unsafe.stdout
     assert (target / "written.txt").exists(), unsafe.stdout  # the payload is real
     (target / "written.txt").unlink()
+    import tamper
+
+    tamper.note("check (real stacks)", "a tf2.15 SavedModel whose call writes a file, --sandbox off",
+                "refused on the host with its op named; the benign twin loads; with --unsafe it really writes",
+                "`load_error` `refused_unsafe` (WriteFile named), nothing written; twin loads; --unsafe wrote the file")
+    tamper.write_section()
