@@ -380,3 +380,16 @@ def test_repro_runs_a_docker_side_in_its_recorded_base_image(tmp_path: Path) -> 
                          env={"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path), "SAVER_IMAGE": ""})
     assert res.returncode == 0, res.stderr
     assert not [c for c in log.read_text().splitlines() if c.startswith("docker ")]
+
+
+def test_explain_tells_the_two_facts_of_a_trained_load(tmp_path: Path) -> None:
+    """Predictions and resumed training are two facts: explain shows each with its own Δ."""
+    store = _store(tmp_path / "s", remedy=None)
+    rec = explain.find_cell(store, CID)
+    store.write(dataclasses.replace(rec, outcome=Outcome.TRAINING_MISMATCH, error=None, phase="train",
+                                    max_abs_diff=1e-7, details={
+                                        "prediction": "match", "training": "state_lost", "training_diff": 0.031,
+                                        "training_reason": "the optimizer's step count is 1, expected 2"}))
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog())
+    assert "predictions match (max |diff| 1e-07)" in text
+    assert "training    state_lost (max |diff| 0.031): the optimizer's step count is 1, expected 2" in text
