@@ -163,8 +163,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
                         "(the generated CI workflow passes its loader stacks)")
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m runner", description=__doc__,
+def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
+    parser = _Parser(prog=prog, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (("matrix", "build stacks, save, load, then write reports"),
@@ -340,8 +340,11 @@ def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stac
         raise PreflightError(str(exc)) from None
     if print_summary:
         print(report.terminal_summary(df))
-    where = "the published table" if selection.whole else "not the published table"
-    print(f"report: {len(df)} cells -> {out}/ ({where}; selection: {selection.describe()})", flush=True)
+    size = (f"{len(selection.stacks)} stacks × {len(selection.scenarios)} scenarios × "
+            f"{len(selection.formats)} formats")
+    where = (f"the published table; the whole default catalog, {size}" if selection.whole
+             else f"NOT the published table; a subset, {size}: its README.md lists them")
+    print(f"report: {len(df)} cells -> {out}/ ({where})", flush=True)
     _say_skipped("report", df.attrs.get("skipped") or [], df.attrs.get("unselected") or 0,
                  "README.md names them")
     return 0
@@ -447,10 +450,11 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, prog: str = "python -m runner") -> int:
+    """Run one command; ``prog`` is the name usage and --help show (the console entry's own)."""
     _SIGTERMS.clear()
     if threading.current_thread() is not threading.main_thread():
-        return _main(argv)
+        return _main(argv, prog)
     # Ctrl-C must stop a run (exit 130) even when it was started with SIGINT ignored,
     # as a shell does for background jobs: Python then installs no handler of its own.
     # SIGTERM stops it the same way (workers, containers and installs ended), exit 143.
@@ -458,14 +462,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _main(argv)
+        return _main(argv, prog)
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
-def _main(argv: Sequence[str] | None) -> int:
-    args = _parser().parse_args(argv)
+def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
+    args = _parser(prog).parse_args(argv)
     try:
         if args.command in ("matrix", "save", "load"):
             return _cmd_run(args)
@@ -511,4 +515,4 @@ def _main(argv: Sequence[str] | None) -> int:
 
 def console() -> None:
     """The ``compat-matrix`` console command (``pip install .``): exit with main's status."""
-    raise SystemExit(main())
+    raise SystemExit(main(prog="compat-matrix"))

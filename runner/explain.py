@@ -24,7 +24,7 @@ from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.matrix import DEFAULT_SCENARIOS, ScenarioError, read_scenario
 from runner.records import Record, Store, first_line, save_cell_id
-from runner.stacks import Stack, natural_key
+from runner.stacks import Stack, find_python, natural_key
 
 __all__ = ["CellError", "code_comparison", "explain_text", "find_cell", "write_repro"]
 
@@ -310,8 +310,11 @@ _SETUP_SH = '''#!/usr/bin/env bash
 # recorded outcome: {outcome}
 #
 # Creates two virtual environments with the exact versions the matrix used, saves the
-# model in the first and loads it in the second. Interpreters: $PY_SAVER / $PY_LOADER
-# (default python{saver_py} / python{loader_py}). Uses uv when it is on PATH, else venv+pip.
+# model in the first and loads it in the second. Interpreters: $PY_SAVER / $PY_LOADER, by
+# default the ones the matrix runner found when it wrote this, else pythonX.Y on PATH:
+#   saver: {saver_found} (else python{saver_py})
+#   loader: {loader_found} (else python{loader_py})
+# Uses uv when it is on PATH, else venv+pip.
 # A side the matrix ran in the docker runtime runs in a container of the same base image
 # ($SAVER_IMAGE / $LOADER_IMAGE, default the recorded base; set one empty for a host venv):
 # its venv is built with network, the save/load itself runs with --network none.
@@ -324,8 +327,11 @@ code_note() {{
 {code_echo}
 }}
 code_note
-PY_SAVER="${{PY_SAVER:-python{saver_py}}}"
-PY_LOADER="${{PY_LOADER:-python{loader_py}}}"
+pick_python() {{  # pick_python FOUND VERSION: FOUND if it still runs here, else pythonVERSION
+  if [ -n "$1" ] && [ -x "$1" ]; then echo "$1"; else echo "python$2"; fi
+}}
+PY_SAVER="${{PY_SAVER:-$(pick_python {saver_found_q} {saver_py})}}"
+PY_LOADER="${{PY_LOADER:-$(pick_python {loader_found_q} {loader_py})}}"
 SAVER_IMAGE="${{SAVER_IMAGE-{saver_image}}}"
 LOADER_IMAGE="${{LOADER_IMAGE-{loader_image}}}"
 
@@ -481,6 +487,9 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     cell = {"cell_id": rec.cell_id, "scenario": rec.scenario, "format": rec.format,
             "variant": rec.variant or "default", "atol": atol, "rtol": rtol}
     code = [f"{side}: {statement}" for side, statement in code_comparison(store, rec, scenario_dir)]
+    # The interpreters the runner itself would use (a pyenv shim that does not resolve is
+    # skipped there; uv given a bare "pythonX.Y" would try to download one instead).
+    found = (find_python(_py(saver_env)), find_python(_py(rec.env)))
     out.mkdir(parents=True, exist_ok=True)
     files = {
         "repro.py": _REPRO_PY.format(plain=plain, cell=json.dumps(cell, sort_keys=True), seed=seed,
@@ -490,6 +499,8 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
         "setup.sh": _SETUP_SH.format(
             cell_id=rec.cell_id, outcome=rec.outcome.value, saver=rec.saver, loader=rec.loader,
             saver_py=_py(saver_env), loader_py=_py(rec.env),
+            saver_found=found[0] or "not found", loader_found=found[1] or "not found",
+            saver_found_q=shlex.quote(found[0] or ""), loader_found_q=shlex.quote(found[1] or ""),
             saver_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.saver, saver_env)),
             loader_reqs=" ".join(shlex.quote(r) for r in _requirements(store, rec.loader, rec.env)),
             saver_vars=_vars(saver_env), loader_vars=_vars(rec.env),

@@ -93,6 +93,22 @@ def test_missing_command_is_a_usage_error(tmp_path: Path) -> None:
     _assert_usage_error(run(), "required", "--help")
 
 
+def test_help_names_the_command_it_was_started_as() -> None:
+    """``python -m runner`` says so; the console entry pip installs (``compat-matrix``,
+    pyproject's ``runner.cli:console``) names itself."""
+    pyproject = (REPO / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'compat-matrix = "runner.cli:console"' in pyproject
+    module = run("--help")
+    assert module.returncode == 0 and module.stdout.startswith("usage: python -m runner "), module.stdout
+    env = {k: v for k, v in os.environ.items() if k != "COMPAT_STORE"}
+    for args, usage in ((["--help"], "usage: compat-matrix "), (["report", "--help"], "usage: compat-matrix report ")):
+        console = subprocess.run([sys.executable, "-c", "from runner.cli import console; console()", *args],
+                                 cwd=REPO, capture_output=True, text=True, timeout=60, env=env, check=False)
+        assert console.returncode == 0, console.stderr
+        assert console.stdout.startswith(usage), console.stdout
+        assert "python -m runner" not in console.stdout.split("\n\n", 1)[0]
+
+
 @pytest.mark.parametrize(("args", "fragment"), [
     (["--jobs", "0"], "--jobs/-j: must be at least 1, not 0"),
     (["--jobs", "-1"], "must be at least 1, not -1"),
@@ -202,7 +218,10 @@ def test_report_from_a_store(tmp_path: Path) -> None:
     outcomes = {cid: c.outcome for cid, c in gate.load_results(out / gate.RESULTS_JSON).items()}
     assert outcomes == {"dense:h5:tf2.15->tf2.15:default": "ok",
                         "functional:h5:tf2.15->tf2.15:default": "load_error"}
-    assert f"report: 2 cells -> {out}/" in res.stdout
+    [line] = [line for line in res.stdout.splitlines() if line.startswith("report: 2 cells")]
+    # one short line: where the report went, and (once) that it is not the published table
+    assert line.startswith(f"report: 2 cells -> {out}/ (NOT the published table; a subset, "), line
+    assert line.lower().count("published table") == 1 and len(line) - len(str(out)) < 160, line
     # the report only reads the store; it holds the store's lock while it does (its lock file)
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == sorted(
         [*before, Path(".running.lock")])

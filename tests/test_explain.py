@@ -101,7 +101,7 @@ def test_repro_writes_a_standalone_reproduction(tmp_path: Path) -> None:
     assert "tensorflow-cpu==2.15.1" in setup and "tensorflow-cpu==2.15.*" not in setup
     assert "'jax[cpu]==0.10.2'" in setup and "jaxlib==0.10.2" in setup and "keras==3.15.1" in setup
     assert "run_side \"$LOADER_IMAGE\" env-loader load KERAS_BACKEND=jax" in setup
-    assert "PY_SAVER=\"${PY_SAVER:-python3.11}\"" in setup
+    assert "PY_SAVER=\"${PY_SAVER:-$(pick_python " in setup and " 3.11)}\"" in setup
     py_compile.compile(str(out / "repro.py"), doraise=True)
     repro = (out / "repro.py").read_text()
     assert "'save': 'auto'" in repro and "'load': 'keras'" in repro
@@ -180,6 +180,75 @@ def test_repro_setup_carries_pip_index_settings_to_uv(tmp_path: Path) -> None:
                          capture_output=True, text=True, check=False)
     assert res.returncode == 0, res.stderr
     assert "--find-links" not in log.read_text() and "--index-url" not in log.read_text()
+
+
+def _stand_in_uv(bin_dir: Path, log: Path) -> None:
+    """A uv on PATH that logs its arguments and makes a venv whose python does nothing."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    (bin_dir / "uv").write_text(
+        "#!/usr/bin/env bash\n"
+        f"echo \"$*\" >> {log}\n"
+        "if [ \"$1\" = venv ]; then d=\"${@: -1}\"; mkdir -p \"$d/bin\"; "
+        "printf '#!/bin/sh\\nexit 0\\n' > \"$d/bin/python\"; chmod +x \"$d/bin/python\"; fi\n")
+    (bin_dir / "uv").chmod(0o755)
+
+
+def test_repro_setup_uses_the_interpreters_the_runner_found(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A machine whose python3.11 on PATH is a pyenv shim that does not resolve: the runner
+    found a real interpreter elsewhere, and setup.sh hands that one to uv (a bare
+    "python3.11" makes uv try to download CPython). $PY_SAVER / $PY_LOADER still win, and
+    a found path that is gone (the folder copied to another machine) falls back to PATH."""
+    found = tmp_path / "pythons"
+    found.mkdir()
+    interpreters = {}
+    for version in ("3.11",):
+        exe = found / f"real-python{version}"
+        exe.write_text("#!/bin/sh\nexit 0\n")
+        exe.chmod(0o755)
+        interpreters[version] = str(exe)
+    asked: list[str] = []
+    monkeypatch.setattr(explain, "find_python", lambda v: asked.append(v) or interpreters.get(v))
+    store = _store(tmp_path / "s")
+    out = tmp_path / "repro"
+    explain.write_repro(store, explain.find_cell(store, CID), out)
+    assert asked == ["3.11", "3.11"]  # the saver's and the loader's Python (both 3.11 here)
+    setup = (out / "setup.sh").read_text()
+    assert f"$(pick_python {interpreters['3.11']} 3.11)" in setup
+    assert f"#   loader: {interpreters['3.11']} (else python3.11)" in setup
+    bin_dir, log = tmp_path / "bin", tmp_path / "uv.log"
+    _stand_in_uv(bin_dir, log)
+    shim = bin_dir / "python3.11"  # pyenv's shim when no version is selected
+    shim.write_text("#!/bin/sh\necho 'pyenv: python3.11: command not found' >&2\nexit 127\n")
+    shim.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+
+    def venvs(extra: dict[str, str]) -> list[str]:
+        for d in ("env-saver", "env-loader"):
+            shutil.rmtree(out / d, ignore_errors=True)
+        log.unlink(missing_ok=True)
+        res = subprocess.run(["bash", str(out / "setup.sh")], env={**env, **extra}, capture_output=True,
+                             text=True, check=False)
+        assert res.returncode == 0, res.stderr
+        return [ln for ln in log.read_text().splitlines() if ln.startswith("venv ")]
+
+    assert venvs({}) == [f"venv -q -p {interpreters['3.11']} env-saver",
+                         f"venv -q -p {interpreters['3.11']} env-loader"]
+    assert venvs({"PY_SAVER": "/opt/py/bin/python3.11", "PY_LOADER": "/opt/other/python3.11"}) == [
+        "venv -q -p /opt/py/bin/python3.11 env-saver", "venv -q -p /opt/other/python3.11 env-loader"]
+    shutil.rmtree(found)
+    assert venvs({}) == ["venv -q -p python3.11 env-saver", "venv -q -p python3.11 env-loader"]
+
+
+def test_repro_setup_without_a_found_interpreter_asks_path(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(explain, "find_python", lambda v: None)
+    store = _store(tmp_path / "s")
+    out = tmp_path / "repro"
+    explain.write_repro(store, explain.find_cell(store, CID), out)
+    setup = (out / "setup.sh").read_text()
+    assert "PY_SAVER=\"${PY_SAVER:-$(pick_python '' 3.11)}\"" in setup
+    assert "#   saver: not found (else python3.11)" in setup
 
 
 # ------------------------------------------------------------------ code identity (repro honesty)

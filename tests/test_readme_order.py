@@ -46,7 +46,8 @@ def test_the_readme_quick_start_then_its_tests_stay_green(tmp_path: Path, fake_e
         proc = subprocess.run([sys.executable, "-m", "runner", "matrix", *args], cwd=copy, env=env,
                               capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, e2e.describe(proc)
-        assert "NOT the published table" in proc.stdout
+        [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("report: ")]
+        assert "(NOT the published table; a subset, " in line and line.lower().count("published table") == 1, line
         assert (copy / ".matrix" / "reports" / "results.json.gz").is_file()
 
     assert e2e.report_files(copy / "reports") == published
@@ -83,7 +84,9 @@ def test_only_the_whole_catalog_or_an_explicit_out_publishes(tmp_path: Path, fak
     assert proc.returncode == 0, e2e.describe(proc)
     text = (copy / "reports" / "matrix.md").read_text(encoding="utf-8")
     if args:
-        assert "NOT the published table" in text and "(not the published table" in proc.stdout
+        assert "NOT the published table" in text and "(NOT the published table; a subset, " in proc.stdout
+        [line] = [ln for ln in proc.stdout.splitlines() if ln.startswith("report: ")]
+        assert line.lower().count("published table") == 1, line  # said once, in a short line
     else:
         assert "Selection: the whole default catalog: 3 stacks × 2 scenarios × 5 formats" in text
         assert "(the published table;" in proc.stdout
