@@ -27,6 +27,7 @@ that cannot be used are skipped and named, never a traceback.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import dataclasses
 import errno
@@ -510,8 +511,32 @@ def _grid_anchor(fmt: str, variant: str) -> str:
     return f"{slug(fmt)}-{slug(variant)}"
 
 
-def _pages_table(cells: pd.DataFrame) -> str:
-    """Scenario rows x format columns: the share that loads and matches, linking to the grid."""
+def scenario_summary(doc: str | None) -> str:
+    """A scenario's one-line description: its docstring's summary (the first paragraph, which
+    may wrap over several source lines), on one line."""
+    return " ".join((doc or "").strip().split("\n\n")[0].split())
+
+
+def scenario_docs(scenario_dir: Path) -> dict[str, str]:
+    """``{scenario: one-line description}`` of every scenario file in ``scenario_dir``
+    (:func:`scenario_summary` of its docstring); an unreadable file is left out."""
+    docs = {}
+    for path in sorted(scenario_dir.glob("*.py")) if scenario_dir.is_dir() else ():
+        if path.name.startswith("_"):
+            continue
+        try:
+            doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+        except (OSError, SyntaxError, UnicodeDecodeError, ValueError):
+            continue
+        if doc:
+            docs[path.stem] = scenario_summary(doc)
+    return docs
+
+
+def _pages_table(cells: pd.DataFrame, docs: Mapping[str, str] | None = None) -> str:
+    """Scenario rows x format columns: the share that loads and matches, linking to the grid;
+    the last column is the scenario's one-line description."""
+    docs = docs or {}
     if cells.empty:
         return "(no cells)"
     formats = [f for f in FORMATS if f in set(cells["format"])]
@@ -523,12 +548,14 @@ def _pages_table(cells: pd.DataFrame) -> str:
             line.append(f"[{_share(sub)}](grids/{slug(scenario)}.md#{_grid_anchor(fmt, 'default')})"
                         if not sub.empty else "")
         line.append(_share(part))
+        line.append(_pipe(docs.get(str(scenario), "")))
         rows.append(line)
-    return tabulate(rows, headers=["scenario", *[f"`{f}`" for f in formats], "all"], tablefmt="github")
+    return tabulate(rows, headers=["scenario", *[f"`{f}`" for f in formats], "all", "description"],
+                    tablefmt="github")
 
 
 def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str = "",
-                    skipped: Sequence[tuple[str, str]] = ()) -> str:
+                    skipped: Sequence[tuple[str, str]] = (), docs: Mapping[str, str] | None = None) -> str:
     cells = table_cells(df)
     formats = [f for f in FORMATS if not cells.empty and f in set(cells["format"])]
     lines = ["# TF/Keras compatibility matrix", "", *([f"**{said}**", ""] if said else []),
@@ -555,7 +582,8 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
                                    + ", ".join(f"[`{f}`](heatmaps/{slug(f)}.svg)" for f in formats) + "."), "",
              "## Scenarios × formats", "",
              "Per cent of the cells that could exist (all load variants) that load and match; each links to "
-             "its grid.", "", _pages_table(cells), "",
+             "its grid; the last column is the scenario's description (its file's docstring).", "",
+             _pages_table(cells, docs), "",
              "## Stacks (versions actually installed)", "",
              tabulate([[_pipe(c) for c in row] for row in _stack_table(records, scrub)],
                       headers=["stack", "python", "tensorflow", "keras", "backend", "keras API",
@@ -589,12 +617,14 @@ def _pointer_markdown(said: str) -> str:
                       "and the offline site [`index.html`](index.html)."]) + "\n"
 
 
-def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | None = None) -> str:
+def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | None = None,
+                   doc: str = "") -> str:
     """One scenario's grids (format x load variant) with footnotes naming each failure's cells."""
     notes = _Footnotes()
     ids: dict[int, list[tuple[str, str, str]]] = {}  # footnote -> (format, variant, "SAVER->LOADER")
     grids = [(str(f), str(v), g) for (f, v), g in part.groupby(["format", "variant"], sort=False)]
-    lines = [f"# `{scenario}`: saver × loader grids", "", *([f"**{said}**", ""] if said else []),
+    lines = [f"# `{scenario}`: saver × loader grids", "", *([f"Scenario: {doc}", ""] if doc else []),
+             *([f"**{said}**", ""] if said else []),
              "[Index](../README.md) · [failure catalogue](../errors.md) · "
              + " · ".join(f"[`{f}`" + (f" `{v}`" if v != "default" else "") + f"](#{_grid_anchor(f, v)})"
                           for f, v, _ in grids), "",
@@ -627,6 +657,7 @@ def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | N
                    & (grid["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
         lines += [f'<a name="{_grid_anchor(fmt, variant)}"></a>', "", title, "",
+                  *([f"`{scenario}`: {doc}", ""] if doc else []),
                   f"Load and match: {_share(grid)} of the cells that could exist.{_kinds_of_mismatch(grid)} "
                   f"Cell ids: `{scenario}:{fmt}:SAVER->LOADER:{variant}`.", ""]
         for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
@@ -660,15 +691,18 @@ def _pairs_by_grid(cells: Sequence[tuple[str, str, str]]) -> str:
                      + ", ".join(f"`{p}`" for p in pairs) for (fmt, variant), pairs in groups.items())
 
 
-def scenario_pages(df: pd.DataFrame, said: str = "") -> dict[str, str]:
-    """``{scenario: page}``; a page over :data:`PAGE_MAX_BYTES` lists fewer cell ids per footnote."""
+def scenario_pages(df: pd.DataFrame, said: str = "", docs: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{scenario: page}``; a page over :data:`PAGE_MAX_BYTES` lists fewer cell ids per footnote.
+    ``docs``: each scenario's one-line description, shown under the page's and each grid's heading."""
+    docs = docs or {}
     pages = {}
     cells = table_cells(df)
     for scenario, part in cells.groupby("scenario", sort=True) if not cells.empty else ():
-        page = _scenario_page(str(scenario), part, said)
+        doc = docs.get(str(scenario), "")
+        page = _scenario_page(str(scenario), part, said, doc=doc)
         cap = 64
         while len(page.encode("utf-8")) > PAGE_MAX_BYTES and cap >= 1:
-            page = _scenario_page(str(scenario), part, said, id_cap=cap)
+            page = _scenario_page(str(scenario), part, said, id_cap=cap, doc=doc)
             cap //= 2
         pages[str(scenario)] = page
     return pages
@@ -1017,14 +1051,18 @@ def _site_cells(clean: pd.DataFrame) -> list[dict[str, Any]]:
 
 def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str,
                  previous: Previous, old_changes: str | None = None,
-                 skipped: Sequence[tuple[str, str]] = ()) -> dict[str, str | bytes]:
+                 skipped: Sequence[tuple[str, str]] = (),
+                 docs: Mapping[str, str] | None = None) -> dict[str, str | bytes]:
     """Every file of the report, by path relative to the report folder.
 
     ``previous`` is the table the folder held before (for CHANGES.md); when this write's
     results.json (unpacked) is identical to it, ``old_changes`` (the CHANGES.md written with it)
     is kept, so a no-op rerun changes no byte. ``skipped`` (record files that could not be
-    used: path from the store root, why) are named in README.md and results.json.gz.
+    used: path from the store root, why) are named in README.md and results.json.gz. ``docs``:
+    each scenario's one-line description (:func:`scenario_docs`), on the grid pages, README.md
+    and the site.
     """
+    docs = docs or {}
     clean = df.astype(object).where(df.notna(), None)
     table = results_json(clean, records, said, skipped)
     if old_changes is not None and previous.text == table:
@@ -1036,7 +1074,7 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
                                              for m in df[col]] for col in ("error_message", "training_reason")})
     cells = table_cells(df)
     files: dict[str, str | bytes] = {
-        "README.md": _index_markdown(df, records, scrub, said, skipped),
+        "README.md": _index_markdown(df, records, scrub, said, skipped, docs),
         "matrix.md": _pointer_markdown(said),
         "errors.md": errors_markdown(df, said),
         "CHANGES.md": changes,
@@ -1045,7 +1083,7 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         # line made pandas' comment="#" the recipe, which drops every row with a "#").
         "results.csv.gz": _gzip(csv_df.to_csv(index=False, lineterminator="\n")),
     }
-    for scenario, page in scenario_pages(df, said).items():
+    for scenario, page in scenario_pages(df, said, docs).items():
         files[f"grids/{slug(scenario)}.md"] = page
     title = "TF/Keras compatibility: saver × loader"
     if cells.empty:
@@ -1065,7 +1103,8 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         outcomes=[{"id": o, "symbol": SYMBOLS[o], "meaning": MEANINGS[o], "color": COLORS[o]} for o in SYMBOLS],
         categories={c: (r.title, r.explanation) for c, r in diagnose.CATEGORIES.items()},
         formats=[f for f in FORMATS if not cells.empty and f in set(cells["format"])],
-        changes_md=changes, fixed_mark=FIXED_MARK, slug=slug, headline=headline(df)))
+        changes_md=changes, fixed_mark=FIXED_MARK, slug=slug, headline=headline(df),
+        scenario_docs={s: d for s, d in docs.items() if not cells.empty and s in set(cells["scenario"])}))
     assert len(str(files["README.md"]).encode("utf-8")) <= INDEX_MAX_BYTES, "README.md over its size limit"
     return files
 
@@ -1377,7 +1416,8 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
         old_changes: str | None = (out / "CHANGES.md").read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         old_changes = None
-    files = report_files(df, records, scrub, said, previous, old_changes, skipped=skipped)
+    files = report_files(df, records, scrub, said, previous, old_changes, skipped=skipped,
+                         docs=scenario_docs(scenario_dir))
     _publish(out, files)
     df.attrs["skipped"] = skipped
     df.attrs["unselected"] = scan.unselected

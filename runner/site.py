@@ -5,8 +5,8 @@ any static host): no CDN, no fetch() (Chromium blocks fetch of local files), so 
 arrives as ``<script>`` files that assign to ``window.COMPAT_DATA``:
 
 - ``data/meta.js`` (loaded with the page, small): selection, stacks and versions,
-  scenarios, formats, outcomes, categories, the saver x loader overview per format,
-  the grids that exist, CHANGES.md's text;
+  scenarios and their one-line descriptions, formats, outcomes, categories, the saver x
+  loader overview per format, the grids that exist, CHANGES.md's text;
 - ``data/<format>.js`` (loaded when a view needs that format): the grids of that format,
   each cell as :data:`STRIDE` integers (outcome, note, remedy, the predictions' max |diff|,
   the resumed training step's max |diff|), notes (which hold the training verdict) and
@@ -134,14 +134,16 @@ def _overview(cells: Sequence[Mapping[str, Any]], stacks: Sequence[str]) -> list
 def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Sequence[Mapping[str, Any]],
                outcomes: Sequence[Mapping[str, str]], categories: Mapping[str, tuple[str, str]],
                formats: Sequence[str], changes_md: str, fixed_mark: str,
-               slug: Callable[[str], str], headline: str = "") -> dict[str, str]:
+               slug: Callable[[str], str], headline: str = "",
+               scenario_docs: Mapping[str, str] | None = None) -> dict[str, str]:
     """Every file of the site, by path relative to the report folder.
 
     ``cells``: the table cells (no remedy runs), each a dict with the report's columns
     (ids, outcome, phase, category, remedy, max_abs_diff, prediction, training,
     training_diff, training_reason, written_as, source, error_type, error_message,
     traceback_tail). ``stacks``: the versions table rows (id first). ``headline``: the
-    report's one-sentence counts, shown under the selection.
+    report's one-sentence counts, shown under the selection. ``scenario_docs``: each
+    scenario's one-line description (Markdown code quotes dropped on the page).
     """
     ids = sorted({str(c["saver"]) for c in cells} | {str(c["loader"]) for c in cells}
                  | {str(s["id"]) for s in stacks}, key=natural_key)
@@ -150,6 +152,7 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
     scenario_ix = {s: i for i, s in enumerate(scenarios)}
     outcome_ix = {str(o["id"]): i for i, o in enumerate(outcomes)}
     info = {str(s["id"]): dict(s) for s in stacks}
+    docs = scenario_docs or {}
     files: dict[str, str] = {}
     by_format: dict[str, list[Mapping[str, Any]]] = {f: [] for f in formats}
     for c in cells:
@@ -173,7 +176,9 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
     meta = {
         "selection": selection,
         "stacks": [{"id": s, **{k: v for k, v in info.get(s, {}).items() if k != "id"}} for s in ids],
-        "scenarios": scenarios, "formats": list(by_format), "grids": grids,
+        "scenarios": scenarios,
+        "scenarioDocs": {s: docs[s].replace("`", "") for s in scenarios if docs.get(s)},
+        "formats": list(by_format), "grids": grids,
         "variants": sorted({str(c["variant"]) for c in cells}, key=lambda v: (v != "default", v)),
         "outcomes": [dict(o) for o in outcomes], "categories": {k: list(v) for k, v in categories.items()},
         "overview": overview, "files": data_files, "changes": changes_md, "fixedMark": fixed_mark,

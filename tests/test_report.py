@@ -1077,3 +1077,18 @@ def test_a_matrix_of_a_trained_scenario_records_and_reports_both_facts(tmp_path:
                                 "--store", str(store)], cwd=e2e.REPO, env=e2e.runner_env(fake_envs_dir),
                                capture_output=True, text=True, timeout=300, check=False)
     assert gate_proc.returncode == 0 and "gate: pass: 0 regression(s)" in gate_proc.stdout, e2e.describe(gate_proc)
+
+
+def test_scenario_descriptions_from_the_docstrings(tmp_path: Path) -> None:
+    """Each scenario's one-line description is its docstring's summary (first paragraph, joined
+    when it wraps); every scenario of the catalogue has one; files without one are left out."""
+    assert report.scenario_summary("First line,\nwrapped on.\n\nDetails.") == "First line, wrapped on."
+    docs = report.scenario_docs(report.DEFAULT_SCENARIOS)
+    names = {p.stem for p in report.DEFAULT_SCENARIOS.glob("*.py") if not p.name.startswith("_")}
+    assert set(docs) == names and all(docs.values())
+    assert docs["cnn"] == "Small CNN: Conv2D, MaxPooling2D, BatchNormalization (moving stats), Flatten, Dense."
+    assert docs["sequential_input_shape"].endswith("compiled with a string optimizer and loss, never trained.")
+    (tmp_path / "nodoc.py").write_text("X = 1\n")
+    (tmp_path / "broken.py").write_text("def (:\n")
+    (tmp_path / "_helper.py").write_text('"""A helper."""\n')
+    assert report.scenario_docs(tmp_path) == {}

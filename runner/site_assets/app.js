@@ -77,6 +77,16 @@
     var m = /^([^:]+):(.+):([^:>]+)->([^:]+):([^:]+)$/.exec(id || "");
     return m ? { scenario: m[1], format: m[2], saver: m[3], loader: m[4], variant: m[5] } : null;
   }
+  function scenarioDoc(s) { return (M.scenarioDocs && M.scenarioDocs[s]) || ""; }
+  function scenarioNotes(names) {  // the visible captions of the scenarios a table names
+    var dl = el("dl", { id: "scenario-notes", cls: "scn", "aria-label": "What each scenario saves" });
+    names.forEach(function (s) {
+      if (!scenarioDoc(s)) return;
+      dl.appendChild(el("dt", null, el("code", { text: s })));
+      dl.appendChild(el("dd", { text: scenarioDoc(s) }));
+    });
+    return dl.childNodes.length ? el("div", null, el("h3", { cls: "note", text: "Scenarios" }), dl) : null;
+  }
   function fixName(remedy) {
     var m = /fixed by ([^ ;(]+)/.exec(remedy || "");
     return m ? m[1] : "";
@@ -147,12 +157,6 @@
       if (b.tagName !== "BUTTON") return;
       var td = b.parentNode, tr = td.parentNode, rows = Array.prototype.slice.call(table.tBodies[0].rows);
       var r = rows.indexOf(tr), col = td.cellIndex, target = null;
-      function at(ri, ci) {
-        var row = rows[ri];
-        if (!row) return null;
-        var cell = row.cells[Math.max(0, Math.min(ci, row.cells.length - 1))];
-        return cell && cell.querySelector("button");
-      }
       function step(dr, dc) {
         var ri = r + dr, ci = col + dc;
         while (ri >= 0 && ri < rows.length && ci >= 0 && ci < rows[ri].cells.length) {
@@ -167,8 +171,8 @@
         case "ArrowLeft": target = step(0, -1); break;
         case "ArrowDown": target = step(1, 0); break;
         case "ArrowUp": target = step(-1, 0); break;
-        case "Home": target = at(r, 1); break;
-        case "End": target = at(r, tr.cells.length - 1); break;
+        case "Home": target = tr.querySelector("td button"); break;
+        case "End": target = (function (all) { return all[all.length - 1] || null; })(tr.querySelectorAll("td button")); break;
         default: return;
       }
       ev.preventDefault();
@@ -181,18 +185,24 @@
     });
     return table;
   }
-  function matrixTable(caption, corner, cols, rows, cls) {
+  // A table of cells in a scroller whose header row and first column stay in place. cols: names, or
+  // {text, title}; a row: {label, title, cells, sum}; sumHead: the heading of the rows' verdict column,
+  // which comes first after the row names (one line each, the full text on hover).
+  function matrixTable(caption, corner, cols, rows, cls, sumHead) {
     var head = el("tr", null, el("th", { cls: "corner", scope: "col", text: corner }));
-    cols.forEach(function (c) { head.appendChild(el("th", { scope: "col", text: c })); });
+    if (sumHead) head.appendChild(el("th", { cls: "corner sumhead", scope: "col", text: sumHead }));
+    cols.forEach(function (c) {
+      head.appendChild(typeof c === "string" ? el("th", { scope: "col", text: c }) : el("th", { scope: "col", title: c.title || null, text: c.text }));
+    });
     var body = el("tbody");
     rows.forEach(function (r) {
-      var tr = el("tr", null, el("th", { cls: "row", scope: "row", text: r.label }));
+      var tr = el("tr", null, el("th", { cls: "row", scope: "row", title: r.title || null, text: r.label }));
+      if (sumHead) tr.appendChild(el("td", { cls: "sum" }, el("span", { title: r.sum, text: r.sum })));
       r.cells.forEach(function (td) { tr.appendChild(td || el("td", { cls: "empty" })); });
-      if (r.sum !== undefined) tr.appendChild(el("td", { cls: "sum", text: r.sum }));
       body.appendChild(tr);
     });
-    return navigable(el("table", { cls: "m " + (cls || "") }, el("caption", { cls: "note", text: caption }),
-      el("thead", null, head), body));
+    return el("div", { cls: "tscroll" }, navigable(el("table", { cls: "m " + (cls || "") }, el("caption", { cls: "note", text: caption }),
+      el("thead", null, head), body)));
   }
   function legend() {
     var box = el("div", { cls: "legend", "aria-label": "Legend" });
@@ -293,8 +303,8 @@
       var shown = scenarios.filter(function (s) { return byScenario[s]; });
       root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (load variant " + variant + ")" }));
       root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). " + M.fixedMark +
-        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs); the last column names the fixes. " +
-        "Change the saver, format or variant with the filters above." }));
+        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs); the column after the loader " +
+        "gives its verdict and names the fixes. Select a cell for its details; change the saver, format or variant with the filters above." }));
       if (!shown.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
       var loaders = STACKS.filter(function (lo) { return !state.loader || lo === state.loader; });
       var rows = [];
@@ -312,10 +322,12 @@
         if (tds.every(function (t) { return !t; })) return;
         rows.push({ label: lo, cells: tds, sum: ok + "/" + total + " ok" + (fixes.length ? "; fixed (verified): " + fixes.join(", ") : "") });
       });
-      var t = matrixTable("loader \\ scenario", "loader \\ scenario", shown, rows, "upgrade");
-      t.querySelector("thead tr").appendChild(el("th", { cls: "corner", scope: "col", text: "loads and matches; verified fixes" }));
-      root.appendChild(t);
+      root.appendChild(matrixTable("loader \\ scenario", "loader \\ scenario",
+        shown.map(function (s) { return { text: s, title: s + (scenarioDoc(s) ? ": " + scenarioDoc(s) : "") }; }),
+        rows, "upgrade", "loads and matches; verified fixes"));
       root.appendChild(legend());
+      var notes = scenarioNotes(shown);
+      if (notes) root.appendChild(notes);
     });
   }
   function viewGrid(token, root) {
@@ -325,6 +337,7 @@
       if (token !== renderToken) return;
       var g = gridsOf(F, state.scenario, variant)[0];
       root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (variant !== "default" ? " · load variant " + variant : "") }));
+      if (scenarioDoc(state.scenario)) root.appendChild(el("p", { id: "scenario-doc", text: state.scenario + ": " + scenarioDoc(state.scenario) }));
       if (!g) { root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells with load variant " + variant + "." })); return; }
       root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. Arrow keys move between cells; Enter shows a cell's details." }));
       var si = [], lj = [];
@@ -373,10 +386,12 @@
           any = true;
           return cellButton(c, s + " " + fv[0].format + " " + fv[1]);
         });
-        if (any) rows.push({ label: s, cells: tds });
+        if (any) rows.push({ label: s, title: scenarioDoc(s) ? s + ": " + scenarioDoc(s) : null, cells: tds });
       });
       root.appendChild(matrixTable("scenario \\ format", "scenario \\ format", cols, rows, "pair"));
       root.appendChild(legend());
+      var notes = scenarioNotes(rows.map(function (r) { return r.label; }));
+      if (notes) root.appendChild(notes);
     });
   }
   function viewSearch(token, root) {
@@ -515,16 +530,23 @@
     var s = M.stacks[stackIx[id]] || {};
     return id + (s.python ? " (Python " + s.python + (s.tensorflow ? ", TF " + s.tensorflow : "") + (s.keras ? ", Keras " + s.keras : "") + (s.backend ? ", " + s.backend : "") + ")" : s.status ? " (" + s.status + ")" : "");
   }
+  function clearDetails() {  // no cell chosen: the panel holds nothing and takes no width
+    var box = $("details");
+    box.textContent = "";
+    box.appendChild(el("p", { cls: "hint", text: "Select a cell (click, or Enter on a focused cell) for its details." }));
+    box.classList.add("empty");
+  }
   function showDetails(c) {
     var box = $("details");
     box.textContent = "";
+    box.classList.remove("empty");
     if (!c) { box.appendChild(el("p", { text: "No such cell in this table." })); return; }
     var cat = c.category ? M.categories[c.category] : null;
     var dl = el("dl", null,
       el("dt", { text: "outcome" }), el("dd", { id: "d-outcome", text: c.outcome.symbol + " " + c.outcome.id + " — " + c.outcome.meaning }),
       el("dt", { text: "saver" }), el("dd", { text: stackLine(c.saver) }),
       el("dt", { text: "loader" }), el("dd", { text: stackLine(c.loader) }),
-      el("dt", { text: "scenario" }), el("dd", { text: c.scenario }),
+      el("dt", { text: "scenario" }), el("dd", { id: "d-scenario", text: c.scenario + (scenarioDoc(c.scenario) ? " — " + scenarioDoc(c.scenario) : "") }),
       el("dt", { text: "format" }), el("dd", { text: c.format + (c.written ? " (written as " + c.written + ")" : "") }),
       el("dt", { text: "load variant" }), el("dd", { text: c.variant }),
       c.phase ? el("dt", { text: "phase" }) : null, c.phase ? el("dd", { text: c.phase }) : null,
@@ -618,11 +640,13 @@
     root.textContent = "";
     root.setAttribute("data-view", state.view);
     say("");
+    if (!state.cell) clearDetails();  // a view or filter change leaves no stale cell beside it
     return Promise.resolve(RENDER[state.view](token, root)).then(function () {
       if (token !== renderToken) return;
       root.setAttribute("data-ready", "1");
       if (!window.COMPAT_FIRST_PAINT_MS) window.COMPAT_FIRST_PAINT_MS = performance.now();
       if (state.cell) return openCell(state.cell, false);
+      clearDetails();
       markSelected("");
     }, function (e) { say("Cannot show this view: " + e.message); });
   }
@@ -636,6 +660,7 @@
     fillSelect($("f-saver"), STACKS, "all savers");
     fillSelect($("f-loader"), STACKS, "all loaders");
     fillSelect($("f-scenario"), M.scenarios, "all scenarios");
+    Array.prototype.forEach.call($("f-scenario").options, function (o) { if (scenarioDoc(o.value)) o.title = scenarioDoc(o.value); });
     fillSelect($("f-format"), M.formats, "all formats");
     fillSelect($("f-variant"), M.variants, "all variants");
     ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) {
@@ -646,7 +671,7 @@
       clearTimeout(typing);
       typing = setTimeout(function () { go({ q: ev.target.value, view: "search", cell: "" }); }, 250);
     });
-    $("filters").addEventListener("submit", function (ev) { ev.preventDefault(); go({ q: $("f-q").value, view: "search" }); });
+    $("filters").addEventListener("submit", function (ev) { ev.preventDefault(); go({ q: $("f-q").value, view: "search", cell: "" }); });
     $("f-reset").addEventListener("click", function () { state = { view: state.view }; go({}); });
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
       a.addEventListener("click", function (ev) { ev.preventDefault(); go({ view: a.dataset.view, cell: "" }); });
