@@ -316,6 +316,7 @@ def test_check_refuses_a_file_writing_graph_on_the_host_and_loads_its_twin(twins
     loads it (nothing written), with the op named; its benign twin loads in the same
     configuration; with --unsafe the hostile one really writes (the refusal was real)."""
     out, target = twins
+    (target / "written.txt").unlink(missing_ok=True)  # left by test_the_twins_do_what_the_scan_says
     refused = _check(out / "module-write_file", tmp_path / "hostile")
     assert refused.returncode == 1, refused.stdout + refused.stderr
     assert "refused_unsafe" in refused.stdout and "WriteFile in function" in refused.stdout, refused.stdout
