@@ -188,6 +188,21 @@ def fake_envs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("fake-envs")
 
 
+@pytest.fixture(scope="module")
+def envs_dir(fake_envs_dir: Path) -> Path:
+    """The envs dir the end-to-end modules run their fake catalogs with (a module may
+    define its own, as the docker tier does)."""
+    return fake_envs_dir
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """tests/e2e.py's fake catalog (three stacks), written once per module."""
+    import e2e
+
+    return e2e.write_catalog(tmp_path_factory.mktemp("fake-catalog") / "catalog.toml")
+
+
 # In CI (CI=true) a tier that cannot get its engine fails instead of skipping: .ci/run
 # installs and starts everything the docker, browser and real tiers need, so a skip there
 # means a tier silently did not run. Only the "selected only by -m ..." skips (a tier's

@@ -16,11 +16,6 @@ from runner.matrix import artifact_digest
 pytestmark = pytest.mark.faults
 
 
-@pytest.fixture(scope="module")
-def envs_dir(fake_envs_dir: Path) -> Path:
-    return fake_envs_dir
-
-
 def _digests(store: Path) -> dict[str, str | None]:
     return {str(p.relative_to(store)): artifact_digest(p) for p in sorted((store / "artifacts").glob("*/*/*"))}
 

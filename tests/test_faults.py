@@ -66,16 +66,6 @@ def _reliability_table() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def envs_dir(fake_envs_dir: Path) -> Path:
-    return fake_envs_dir
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return e2e.write_catalog(tmp_path_factory.mktemp("fault-catalog") / "catalog.toml")
-
-
-@pytest.fixture(scope="module")
 def clean(tmp_path_factory: pytest.TempPathFactory, catalog: Path, envs_dir: Path) -> dict[Any, Any]:
     """The table of an undisturbed run: what every recovery must end with."""
     root = tmp_path_factory.mktemp("clean")

@@ -45,16 +45,6 @@ SCHEMA_DOC = e2e.REPO / "docs" / "reports-schema.md"
 
 
 @pytest.fixture(scope="module")
-def envs_dir(fake_envs_dir: Path) -> Path:
-    return fake_envs_dir
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return e2e.write_catalog(tmp_path_factory.mktemp("integrity-catalog") / "catalog.toml")
-
-
-@pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory, catalog: Path, envs_dir: Path) -> tuple[Path, Path]:
     """(store, report folder) of one undisturbed run; tests work on copies."""
     root = tmp_path_factory.mktemp("built")

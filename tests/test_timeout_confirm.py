@@ -16,11 +16,6 @@ import pytest
 pytestmark = pytest.mark.faults
 
 
-@pytest.fixture(scope="module")
-def envs_dir(fake_envs_dir: Path) -> Path:
-    return fake_envs_dir
-
-
 def test_timeouts_below_the_full_limit_are_confirmed_or_become_results(tmp_path: Path, envs_dir: Path) -> None:
     catalog = e2e.write_catalog(tmp_path / "catalog.toml", {
         "fk3.9": {"load": {"action": "swallow", "arg": 13, "match": "fk2.15/mlp/h5"}},
