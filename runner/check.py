@@ -214,7 +214,7 @@ def _h5_check(path: Path, what: str) -> None:
                               f"the file has {size}")
 
 
-def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
+def _saved_model(path: Path) -> tuple[str, dict[str, str], str]:
     """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
     ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
     try:
@@ -240,7 +240,11 @@ def _saved_model(path: Path) -> tuple[str, dict[str, str]]:
     keras = meta or "keras_version" in out
     out["source"] = ("keras_metadata.pb and saved_model.pb" if meta else
                      "the object graph of saved_model.pb" if keras else "saved_model.pb")
-    return ("savedmodel" if keras else "export"), out
+    try:  # the graph scan parses the bytes already read (saved_model.pb can be 1 GiB)
+        found = graph_scan.scan_bytes(data)  # type: ignore[no-untyped-call]
+    except graph_scan.BadGraph as exc:
+        raise CheckInputError(f"SavedModel {path}: {exc}") from None
+    return ("savedmodel" if keras else "export"), out, graph_scan.describe(found) if found else ""  # type: ignore[no-untyped-call]
 
 
 def _json_config(path: Path) -> dict[str, Any] | None:
@@ -321,12 +325,7 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
             raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
         prov, config = _parsed(path, fmt)
     elif kind == "savedmodel":
-        fmt, prov = _saved_model(path)
-        try:
-            found = graph_scan.scan_savedmodel(str(path))  # type: ignore[no-untyped-call]
-            graph_ops = graph_scan.describe(found) if found else ""  # type: ignore[no-untyped-call]
-        except graph_scan.BadGraph as exc:
-            raise CheckInputError(f"SavedModel {path}: {exc}") from None
+        fmt, prov, graph_ops = _saved_model(path)
     elif kind == "json":
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise CheckInputError(f"model file {path} has {path.stat().st_size} bytes, over the cap of "
@@ -946,7 +945,8 @@ class _Check:
             + (f"{len(found)} finding(s): " + "; ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3
                                                                       else "")
                + (" (allowed to run: --unsafe)" if self.opt.unsafe else " -> refused")
-               if found else "every object is an inert built-in"))
+               if found else "nothing that would run or import code, or resolve to a class that is not a "
+                          "built-in (a name nothing resolves is left to the loader, which fails on it)"))
             if checked and any(r.details.get("configs_checked") for r in checked)
             else "no stored config (graphs only: see graph:)" if checked
             else "not reached (no stack loaded the file)"))

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runner._worker import pbwire
 
-__all__ = ["Tampered", "append_text", "exists", "read_bytes", "read_tail", "touch"]
+__all__ = ["Tampered", "append_text", "read_bytes", "read_tail", "touch"]
 
 _NOFOLLOW = os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
@@ -112,13 +112,3 @@ def touch(folder: Path, name: str) -> None:
     """Create ``folder/name`` or set its times to now, never through a planted link."""
     with _open(folder, name, os.O_WRONLY | os.O_CREAT) as (fd, _):
         os.utime(fd)
-
-
-def exists(folder: Path, name: str) -> bool:
-    """Whether ``folder/name`` is a plain regular file (a planted link or FIFO is not)."""
-    try:
-        with _dir(folder) as dfd:
-            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
-    except OSError:
-        return False
-    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1

@@ -25,9 +25,9 @@ modules: ``OptionalGetValue`` lived in ``gen_dataset_ops`` up to 2.4); ``EXCLUDE
 
 Run (from the repository root)::
 
-    /work/hostvenv/bin/python tests/gen_graph_ops.py            # every TF venv in .matrix/envs
-    /work/hostvenv/bin/python tests/gen_graph_ops.py --python .matrix/envs/py3.8-*/bin/python ...
-    /work/hostvenv/bin/python tests/gen_graph_ops.py --check    # exit 1 if the file would change
+    python3 tests/gen_graph_ops.py            # every TF venv in .matrix/envs
+    python3 tests/gen_graph_ops.py --python .matrix/envs/py3.8-*/bin/python ...
+    python3 tests/gen_graph_ops.py --check    # exit 1 if the file would change
 """
 
 from __future__ import annotations

@@ -266,7 +266,7 @@ def test_a_list_of_function_attributes_is_followed() -> None:
     ({}, False),
     ({"output_stream": s_attr("stderr")}, False),
     ({"output_stream": s_attr("log(warning)")}, False),
-    ({"output_stream": s_attr("file:///tmp/x")}, True),
+    ({"output_stream": s_attr("file://printed.txt")}, True),
     ({"output_stream": msg((1, msg((2, "stderr"))))}, True),  # a list, not a string
 ])
 def test_print_v2_only_to_a_standard_stream(attrs: dict[str, bytes], bad: bool) -> None:
@@ -279,9 +279,9 @@ def test_every_value_of_a_repeated_field_is_checked() -> None:
     two_ops = msg((1, "n"), (2, "Identity"), (2, "ReadFile"))
     assert ops_of(scan_bytes(tf2_model(call=call_fn(two_ops)))) == [("function __inference_call_7", "ReadFile")]
     two_streams = msg((1, "p"), (2, "PrintV2"), (5, entry("output_stream", s_attr("stderr"))),
-                      (5, entry("output_stream", s_attr("file:///tmp/x"))))
+                      (5, entry("output_stream", s_attr("file://printed.txt"))))
     findings = scan_bytes(tf2_model(call=call_fn(two_streams)))
-    assert ops_of(findings) == [("function __inference_call_7", "PrintV2")] and "file:///tmp/x" in findings[0][2]
+    assert ops_of(findings) == [("function __inference_call_7", "PrintV2")] and "file://printed.txt" in findings[0][2]
 
 
 def test_a_graph_def_split_in_two_fields_is_merged() -> None:
