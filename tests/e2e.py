@@ -157,3 +157,13 @@ def checkout_copy(dest: Path, *, fake_defaults: bool = True) -> Path:
         subprocess.run(["git", "add", "-A"], cwd=dest, check=True)
         subprocess.run([*git, "commit", "-qm", "fakes"], cwd=dest, check=True)
     return dest
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
+    """Bad input's contract: exit 2 and one ``runner: error:`` line holding ``fragments``."""
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, describe(proc)
+    assert len(lines) == 1 and lines[0].startswith("runner: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -88,15 +88,6 @@ def _recover(catalog: Path, store: Path, out: Path, envs_dir: Path,
     return proc, int(ran.split("matrix: ", 1)[1].split(" cells run")[0])
 
 
-def _one_error_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, e2e.describe(proc)
-    assert len(lines) == 1 and lines[0].startswith("runner: error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def _all_readable(store: Path) -> int:
     n = 0
     for path in (store / "records").rglob("*.json"):
@@ -203,7 +194,7 @@ def test_a_second_run_on_a_busy_store_is_refused_or_waits(tmp_path: Path, catalo
     while time.monotonic() < deadline and not (lock.exists() and f"pid {first.pid}" in lock.read_text()):
         time.sleep(0.05)
     busy = e2e.run_matrix(catalog, store, tmp_path / "out2", envs_dir)
-    line = _one_error_line(busy, f"in use by pid {first.pid}", "--wait")
+    line = e2e.one_error_line(busy, f"in use by pid {first.pid}", "--wait")
     waited = e2e.run_matrix(catalog, store, tmp_path / "out3", envs_dir, "--wait")
     first_out, first_err = first.communicate(timeout=300)
     assert first.returncode == 0, (first_out[-2000:], first_err[-2000:])
@@ -248,7 +239,7 @@ def test_a_newer_schema_record_stops_the_run_untouched(tmp_path: Path, catalog: 
     victim.write_text(json.dumps(data))
     before = victim.read_bytes()
     proc = e2e.run_matrix(catalog, store, out, envs_dir)
-    line = _one_error_line(proc, str(victim), "newer")
+    line = e2e.one_error_line(proc, str(victim), "newer")
     assert victim.read_bytes() == before
     victim.unlink()
     _recover(catalog, store, out, envs_dir, clean)
@@ -361,7 +352,7 @@ def test_read_only_store_is_one_line_and_loses_nothing(tmp_path: Path, catalog: 
         n = _all_readable(store)
         _remount(fs, "ro")
         proc = e2e.run_matrix(catalog, store, tmp_path / "out2", envs_dir, "--fresh")
-        line = _one_error_line(proc, "store", "not writable", "Read-only")
+        line = e2e.one_error_line(proc, "store", "not writable", "Read-only")
         assert "matrix:" not in proc.stdout and not (tmp_path / "out2").exists()
         assert _all_readable(store) == n
         _remount(fs, "rw")
@@ -375,7 +366,7 @@ def test_read_only_reports_dir_is_one_line_before_any_work(tmp_path: Path, catal
         _remount(fs, "ro")
         store = tmp_path / "store"
         proc = e2e.run_matrix(catalog, store, fs / "reports", envs_dir)
-        line = _one_error_line(proc, "report directory", "not writable")
+        line = e2e.one_error_line(proc, "report directory", "not writable")
         assert not (store / "records").exists()
     _row("read-only report directory", "one error line before any work, exit 2",
          f"`{line}`; nothing run")
@@ -386,7 +377,7 @@ def test_a_full_store_stops_with_one_line_and_keeps_every_record(tmp_path: Path,
     with _tmpfs(tmp_path / "fs", "256k") as fs:
         store, out = fs / "store", tmp_path / "out"
         proc = e2e.run_matrix(catalog, store, out, envs_dir, "-j", "1")
-        line = _one_error_line(proc, "No space left on device")
+        line = e2e.one_error_line(proc, "No space left on device")
         n = _all_readable(store)
         recs = e2e.records_by_id(store)
         assert not any("No space left" in json.dumps(r.get("error")) for r in recs.values())
@@ -409,7 +400,7 @@ def test_a_full_reports_disk_leaves_the_old_reports(tmp_path: Path, catalog: Pat
         free = shutil.disk_usage(fs).free
         (fs / "filler").write_bytes(b"\0" * max(0, free - 60 * 1024))
         proc = e2e.run_matrix(catalog, store, out, envs_dir)
-        line = _one_error_line(proc, "No space left on device")
+        line = e2e.one_error_line(proc, "No space left on device")
         assert e2e.report_files(out) == before and not e2e.temp_files(out)  # all old, no temp
         (fs / "filler").unlink()
         _recover(catalog, store, out, envs_dir, clean)

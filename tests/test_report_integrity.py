@@ -80,15 +80,6 @@ def runner(envs_dir: Path, *argv: str, cwd: Path = e2e.REPO) -> subprocess.Compl
                           capture_output=True, text=True, timeout=300, check=False)
 
 
-def _one_error_line(proc: subprocess.CompletedProcess[str], *fragments: str) -> str:
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode == 2, e2e.describe(proc)
-    assert len(lines) == 1 and lines[0].startswith("runner: error: "), proc.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
-
-
 def _leftovers(out: Path) -> list[str]:
     """What a report write leaves beside its folder (``.<name>.new-<pid>`` / ``.old-<pid>``)."""
     return sorted(p.name for p in out.parent.glob(f".{out.name}.*"))
@@ -118,7 +109,7 @@ def test_a_store_without_records_is_one_line_and_the_report_stays(
     inside = sorted(p.relative_to(typo).as_posix() for p in typo.rglob("*")) if typo.exists() else None
     beside = sorted(os.listdir(out.parent))
     proc = run_report(catalog, typo, out, envs_dir)
-    _one_error_line(proc, str(typo), said)
+    e2e.one_error_line(proc, str(typo), said)
     assert e2e.report_files(out) == before
     assert sorted(os.listdir(out.parent)) == beside  # no store made, no temp folder left
     if inside is None:
@@ -248,7 +239,7 @@ def test_report_holds_the_store_lock(tmp_path: Path, built: tuple[Path, Path], e
             time.sleep(0.05)
         busy = run_report(slow, store, out, envs_dir)
         assert first.poll() is None, "the matrix ended before the report was tried"
-        line = _one_error_line(busy, f"store {store} is in use by pid {first.pid}", "--wait")
+        line = e2e.one_error_line(busy, f"store {store} is in use by pid {first.pid}", "--wait")
         assert busy.stdout == ""
         waiting = subprocess.Popen(report_argv(slow, store, out, "--wait"), cwd=e2e.REPO,
                                    env=e2e.runner_env(envs_dir), stdout=subprocess.PIPE,
@@ -344,7 +335,7 @@ def test_unusable_records_are_skipped_and_named_never_a_traceback(
     _no_traceback(told)
     assert told.returncode == 0 and f"cell        {other}" in told.stdout, e2e.describe(told)
     missing = runner(envs_dir, "explain", "--store", str(store), "--catalog", str(catalog), cid)
-    _one_error_line(missing, cid, "3 record file(s) could not be read")
+    e2e.one_error_line(missing, cid, "3 record file(s) could not be read")
 
 
 # ------------------------------------------------------------------------- 5. SIGTERM
