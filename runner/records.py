@@ -49,7 +49,7 @@ __all__ = [
     "upgrade",
 ]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 RecordType = Literal["save", "load", "env"]
 RECORD_TYPES: tuple[str, ...] = ("save", "load", "env")
 
@@ -173,6 +173,9 @@ class Record:
     worker_sha256: str = ""
     scenario_sha256: str = ""
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    # The digests the key was made of, by name ("env", "scenario", "artifact",
+    # "component:load.h5", ...): what lets a planner say *which* input changed.
+    key_parts: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def prediction(self) -> str | None:
@@ -215,6 +218,7 @@ class Record:
             "worker_sha256": self.worker_sha256,
             "scenario_sha256": self.scenario_sha256,
             "details": self.details,
+            "key_parts": self.key_parts,
         }
 
     @classmethod
@@ -258,6 +262,7 @@ class Record:
             worker_sha256=d.get("worker_sha256") or "",
             scenario_sha256=d.get("scenario_sha256") or "",
             details=dict(d.get("details") or {}),
+            key_parts={str(k): str(v) for k, v in (d.get("key_parts") or {}).items()},
         )
 
 
@@ -268,7 +273,7 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("key", "saver", "loader", "scenario", "format", "variant", "phase",
                      "worker_sha256", "scenario_sha256"), (str, type(None))),
     **dict.fromkeys(("max_abs_diff", "duration_s"), (int, float, type(None))),
-    **dict.fromkeys(("env", "saver_env", "details"), (dict, type(None))),
+    **dict.fromkeys(("env", "saver_env", "details", "key_parts"), (dict, type(None))),
     "error": (dict, type(None)),
     "warnings": (list, type(None)),
 }
@@ -376,7 +381,18 @@ def _upgrade_to_3(d: dict[str, Any]) -> dict[str, Any]:
     return d
 
 
-_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _upgrade_to_2, 2: _upgrade_to_3}
+def _upgrade_to_4(d: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 adds ``key_parts``. A schema-3 record was keyed by one digest of the whole
+    worker: it has no parts, so no planner can say which input it was made from (its key
+    never equals a schema-4 key, so it is recomputed, and ``--dry-run`` says why)."""
+    d = dict(d)
+    d["key_parts"] = {}
+    d["schema_version"] = 4
+    return d
+
+
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _upgrade_to_2, 2: _upgrade_to_3, 3: _upgrade_to_4}
 
 
 def upgrade(raw: dict[str, Any]) -> dict[str, Any]:

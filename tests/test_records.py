@@ -310,7 +310,7 @@ def test_a_v2_training_verdict_becomes_training_mismatch(reason: str, diff: floa
     assert rec.details["training_reason"] == rec.details["reason"] == reason
     assert "check" not in rec.details
     d = rec.to_dict()
-    assert d["schema_version"] == SCHEMA_VERSION == 3
+    assert d["schema_version"] == SCHEMA_VERSION == 4 and d["key_parts"] == {}
     assert Record.from_dict(json.loads(json.dumps(d))) == rec
 
 
