@@ -166,8 +166,8 @@ def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> lis
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
     with cells all the time (worker imports, the host and idle tails come on top).
     ``scenarios``: only their cells (environments are counted either way)."""
-    from runner.matrix import discover_scenarios
     from runner.records import Outcome, Store
+    from runner.scenario_catalog import discover_scenarios
 
     # A scenario's declared load variants are its grid cells; any other variant is a remedy run.
     grid = {sc.name: set(sc.variants) for sc in discover_scenarios()}

@@ -45,10 +45,11 @@ from runner import diagnose, execute, runtime_docker, safefs
 from runner._worker import check_worker as _cw
 from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
+from runner.cells import cache_key, record_from_result, reusable
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
-from runner.matrix import build_env, cache_key, fan_out, record_from_result, reusable, run_stack_cells
+from runner.matrix import build_env, fan_out, run_stack_cells
 from runner.records import Outcome, Record, Store, atomic_write_set, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
 

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from runner import check, ci_workflow, explain, gate, matrix, merge
+from runner import check, ci_workflow, explain, gate, matrix, merge, scenario_catalog
 from runner.records import RecordError, Store, StoreBusyError, default_store_root
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
@@ -131,8 +131,8 @@ def _selection(p: argparse.ArgumentParser) -> None:
     _stacks(p)
     p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
     p.add_argument("--formats", type=_csv, default=[],
-                   help=f"comma-separated formats ({', '.join(matrix.FORMATS)})")
-    p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
+                   help=f"comma-separated formats ({', '.join(scenario_catalog.FORMATS)})")
+    p.add_argument("--scenario-dir", type=Path, default=scenario_catalog.DEFAULT_SCENARIOS)
     _workers(p, 60.0, "seconds one save cell may take after the framework import (default 60)")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
     p.add_argument("--load-timeout", type=_positive_float, default=60.0,
@@ -183,7 +183,7 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     _common(p)
     p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
     p.add_argument("--formats", type=_csv, default=[], help="comma-separated formats")
-    p.add_argument("--scenario-dir", type=Path, default=matrix.DEFAULT_SCENARIOS)
+    p.add_argument("--scenario-dir", type=Path, default=scenario_catalog.DEFAULT_SCENARIOS)
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/ when the store holds the whole default "
                         "catalog, else <store>/reports/)")
@@ -242,7 +242,7 @@ class PreflightError(Exception):
     """The store or the report directory cannot be written."""
 
 
-def _report_dir(args: argparse.Namespace, store: Store, selection: matrix.Selection) -> Path:
+def _report_dir(args: argparse.Namespace, store: Store, selection: scenario_catalog.Selection) -> Path:
     if args.out is not None:
         return Path(args.out)
     return PUBLISHED if selection.whole else store.root / "reports"
@@ -258,19 +258,19 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     the end of the report, so no other run's records can enter this run's report."""
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
-    all_scenarios = matrix.discover_scenarios(args.scenario_dir)
-    scenarios = matrix.select_scenarios(all_scenarios, args.scenarios)
-    bad = [f for f in args.formats if f not in matrix.FORMATS]
+    all_scenarios = scenario_catalog.discover_scenarios(args.scenario_dir)
+    scenarios = scenario_catalog.select_scenarios(all_scenarios, args.scenarios)
+    bad = [f for f in args.formats if f not in scenario_catalog.FORMATS]
     if bad:
-        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
-    formats = [f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS)]
+        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(scenario_catalog.FORMATS)})")
+    formats = [f for f in scenario_catalog.FORMATS if f in (args.formats or scenario_catalog.FORMATS)]
     if not stacks or not scenarios:
         raise CatalogError("the selection is empty")
-    selection = matrix.Selection(
+    selection = scenario_catalog.Selection(
         tuple(s.id for s in stacks), tuple(s.name for s in scenarios), tuple(formats),
         whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog)
-               and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
-               and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
+               and args.scenario_dir.resolve() == scenario_catalog.DEFAULT_SCENARIOS.resolve()
+               and len(scenarios) == len(all_scenarios) and len(formats) == len(scenario_catalog.FORMATS)))
     # The baseline is read before the run: the run may overwrite it (reports/results.json.gz).
     baseline = gate.prepare(args) if args.command == "matrix" else None
     if baseline is not None and args.no_report:
@@ -325,7 +325,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
 
 
 def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stack],
-            selection: matrix.Selection, scenario_dir: Path = matrix.DEFAULT_SCENARIOS,
+            selection: scenario_catalog.Selection, scenario_dir: Path = scenario_catalog.DEFAULT_SCENARIOS,
             refuse_empty: bool = False) -> int:
     try:
         from runner import report
@@ -385,22 +385,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
     --wait, else refused)."""
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
-    all_scenarios = matrix.discover_scenarios(args.scenario_dir)
-    scenarios = [sc.name for sc in matrix.select_scenarios(all_scenarios, args.scenarios)]
-    bad = [f for f in args.formats if f not in matrix.FORMATS]
+    all_scenarios = scenario_catalog.discover_scenarios(args.scenario_dir)
+    scenarios = [sc.name for sc in scenario_catalog.select_scenarios(all_scenarios, args.scenarios)]
+    bad = [f for f in args.formats if f not in scenario_catalog.FORMATS]
     if bad:
-        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(matrix.FORMATS)})")
-    formats = tuple(f for f in matrix.FORMATS if f in (args.formats or matrix.FORMATS))
+        raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(scenario_catalog.FORMATS)})")
+    formats = tuple(f for f in scenario_catalog.FORMATS if f in (args.formats or scenario_catalog.FORMATS))
     store = _existing_store(args.store)
     with store.running(wait=args.wait, reader=True):
         _existing_store(args.store)  # the run it waited for may have ended without records
         complete = all(store.save_record_path(s.id, sc, f).is_file()
                        for s in stacks for sc in scenarios for f in formats)
-        selection = matrix.Selection(
+        selection = scenario_catalog.Selection(
             tuple(s.id for s in stacks), tuple(scenarios), formats,
             whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete
-                   and args.scenario_dir.resolve() == matrix.DEFAULT_SCENARIOS.resolve()
-                   and len(scenarios) == len(all_scenarios) and len(formats) == len(matrix.FORMATS)))
+                   and args.scenario_dir.resolve() == scenario_catalog.DEFAULT_SCENARIOS.resolve()
+                   and len(scenarios) == len(all_scenarios) and len(formats) == len(scenario_catalog.FORMATS)))
         out = _report_dir(args, store, selection)
         _writable_dir(out, "report directory")
         if not complete:
@@ -499,7 +499,7 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             print(f"repro: run `bash {args.out}/setup.sh` (it creates the two environments)")
             return 0
         return _cmd_show(args)
-    except (CatalogError, matrix.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
+    except (CatalogError, scenario_catalog.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
             explain.CellError, StoreBusyError, PreflightError, merge.MergeError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

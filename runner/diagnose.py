@@ -447,7 +447,7 @@ def error_text(rec: Record) -> ErrorText:
 
 
 def _held_at_full_limit(rec: Record) -> bool:
-    from runner.matrix import held_at_full_limit  # where the matrix decides it; imported when needed
+    from runner.cells import held_at_full_limit  # the one cache rule's; imported when needed
 
     return held_at_full_limit(rec)
 

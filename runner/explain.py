@@ -22,8 +22,8 @@ from typing import Any, TextIO
 from runner import diagnose
 from runner._worker import worker as _w
 from runner.codehash import code_digest
-from runner.matrix import DEFAULT_SCENARIOS, ScenarioError, read_scenario
 from runner.records import Record, Store, first_line, save_cell_id
+from runner.scenario_catalog import DEFAULT_SCENARIOS, ScenarioError, read_scenario
 from runner.stacks import Stack, find_python, natural_key
 
 __all__ = ["CellError", "code_comparison", "explain_text", "find_cell", "write_repro"]

@@ -7,11 +7,9 @@ the save's key, the loader fingerprint and the variant. ``fresh=True`` recompute
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import errno
 import functools
-import hashlib
 import json
 import os
 import re
@@ -25,136 +23,28 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner import envs, execute, faults
-from runner._worker import worker as _w
-from runner.codehash import source_digest
+from runner.cells import (
+    artifact_digest,
+    cache_key,
+    held_at_full_limit,
+    parse_load_cell_id,
+    record_from_result,
+    reusable,
+)
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
 from runner.progress import Progress
 from runner.records import ErrorInfo, Outcome, Record, Store, atomic_write_text, first_line, load_cell_id, save_cell_id
+from runner.scenario_catalog import FORMATS, Scenario
 from runner.stacks import Stack
 
 __all__ = [
-    "DEFAULT_SCENARIOS",
-    "FORMATS",
     "Options",
     "RunSummary",
-    "Scenario",
-    "ScenarioError",
-    "Selection",
-    "artifact_digest",
     "build_env",
-    "cache_key",
-    "discover_scenarios",
     "fan_out",
-    "read_scenario",
-    "record_from_result",
-    "reusable",
     "run_matrix",
     "run_stack_cells",
-    "select_scenarios",
 ]
-
-# The checkout's scenarios/, or the copy an installed wheel carries as runner/scenarios/.
-DEFAULT_SCENARIOS = next((d for d in (Path(__file__).resolve().parent.parent / "scenarios",
-                                      Path(__file__).resolve().parent / "scenarios") if d.is_dir()),
-                         Path(__file__).resolve().parent.parent / "scenarios")
-FORMATS: tuple[str, ...] = _w.FORMATS
-DEFAULT_ATOL = 1e-6
-DEFAULT_RTOL = 1e-6
-
-
-class ScenarioError(ValueError):
-    """A scenario module does not follow the contract (named in the message)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    """What the host knows of a scenario, read statically (the host never imports it)."""
-
-    name: str
-    path: Path
-    sha256: str
-    atol: float = DEFAULT_ATOL
-    rtol: float = DEFAULT_RTOL
-    formats: tuple[str, ...] | None = None
-    variants: tuple[str, ...] = ("default",)
-    doc: str = ""
-    has_custom_objects: bool = False  # defines custom_objects(keras): the remedy can be tried
-
-
-def read_scenario(path: Path) -> Scenario:
-    source = path.read_text(encoding="utf-8")
-    try:
-        tree = ast.parse(source, filename=str(path))
-    except SyntaxError as exc:
-        raise ScenarioError(f"{path}: does not parse: {exc.msg} (line {exc.lineno})") from None
-    consts: dict[str, Any] = {}
-    funcs = set()
-    for node in tree.body:
-        if isinstance(node, ast.FunctionDef):
-            funcs.add(node.name)
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-            name = node.targets[0].id
-            if name in ("ATOL", "RTOL", "FORMATS", "LOAD_VARIANTS"):
-                try:
-                    consts[name] = ast.literal_eval(node.value)
-                except ValueError:
-                    raise ScenarioError(f"{path}: {name} must be a literal") from None
-    missing = [f for f in ("build", "inputs") if f not in funcs]
-    if missing:
-        raise ScenarioError(f"{path}: a scenario must define {' and '.join(missing)}()")
-    formats = consts.get("FORMATS")
-    if formats is not None:
-        formats = tuple(formats)
-        bad = [f for f in formats if f not in FORMATS]
-        if bad:
-            raise ScenarioError(f"{path}: unknown format {bad[0]!r} in FORMATS")
-    variants = tuple(consts.get("LOAD_VARIANTS", ("default",)))
-    bad = [v for v in variants if v not in _w.VARIANTS]
-    if bad:
-        raise ScenarioError(f"{path}: unknown load variant {bad[0]!r} (known: {', '.join(_w.VARIANTS)})")
-    if "custom_objects" in variants and "custom_objects" not in funcs:
-        raise ScenarioError(f"{path}: LOAD_VARIANTS has custom_objects but no custom_objects()")
-    return Scenario(
-        name=path.stem, path=path.resolve(), sha256=source_digest(source, str(path)),
-        atol=float(consts.get("ATOL", DEFAULT_ATOL)), rtol=float(consts.get("RTOL", DEFAULT_RTOL)),
-        formats=formats, variants=variants, doc=(ast.get_docstring(tree) or "").split("\n")[0],
-        has_custom_objects="custom_objects" in funcs,
-    )
-
-
-def discover_scenarios(directory: Path = DEFAULT_SCENARIOS) -> list[Scenario]:
-    """Every ``<name>.py`` in ``directory`` (``_``-prefixed files are helpers), by name."""
-    if not directory.is_dir():
-        raise ScenarioError(f"{directory}: scenario directory not found")
-    return [read_scenario(p) for p in sorted(directory.glob("*.py")) if not p.name.startswith("_")]
-
-
-def select_scenarios(scenarios: Sequence[Scenario], names: Sequence[str]) -> list[Scenario]:
-    known = {s.name for s in scenarios}
-    for name in names:
-        if name not in known:
-            raise ScenarioError(f"unknown scenario {name!r} (known: {', '.join(sorted(known))})")
-    return [s for s in scenarios if not names or s.name in names]
-
-
-@dataclasses.dataclass(frozen=True)
-class Selection:
-    """What a run or a report covers. Only ``whole`` (the default catalog, every default
-    scenario, every format) is the published table; every report file states this."""
-
-    stacks: tuple[str, ...]
-    scenarios: tuple[str, ...]
-    formats: tuple[str, ...]
-    whole: bool = False
-
-    def describe(self) -> str:
-        size = f"{len(self.stacks)} stacks × {len(self.scenarios)} scenarios × {len(self.formats)} formats"
-        variants = "each scenario's declared load variants, plus the remedy re-runs"
-        if self.whole:
-            return f"the whole default catalog: {size}; load variants: {variants}."
-        return (f"a subset, NOT the published table: {size}: stacks {', '.join(self.stacks)}; "
-                f"scenarios {', '.join(self.scenarios)}; formats {', '.join(self.formats)}; "
-                f"load variants: {variants}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,11 +109,6 @@ class RunSummary:
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
-
-
-def cache_key(*parts: object) -> str:
-    """A record's cache key: the sha256 of its inputs, JSON-encoded."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 # A stack's share of a phase: the worker cells it must run, and how a result becomes a record.
@@ -727,30 +612,6 @@ def build_env(factory: Callable[[Stack, Store], StackEnv], stack: Stack, store: 
                         error_type="runner.EnvBuildError")
 
 
-def reusable(old: Record, limit: float, full: float | None = None) -> bool:
-    """May ``old`` (whose key matches) stand for this run? The one cache rule (the matrix's
-    and ``check``'s): final outcomes may. A timeout may once it happened in two runs in a
-    row at the cell's limit in force now; every other per-run outcome (crash,
-    protocol_error, env_unavailable) is retried, and so is a timeout that did not hold at
-    the full limit (:func:`held_at_full_limit`)."""
-    if old.outcome.final:
-        return True
-    if old.outcome is not Outcome.TIMEOUT or not held_at_full_limit(old):
-        return False
-    held = old.details.get("full_limit_s")
-    same = old.details.get("limit_s") == limit if held is None else (full is None or held == full)
-    return same and old.details.get("timeouts_in_a_row", 0) >= 2
-
-
-def held_at_full_limit(rec: Record) -> bool:
-    """Whether a timeout held at the full limit: it ran at it, or its group's representative
-    timed out at it (``confirmed_by``). Records without a full limit (``check``'s, whose
-    limit is fixed) ran at theirs."""
-    full = rec.details.get("full_limit_s")
-    return (bool(rec.details.get("confirmed_by")) or full is None or bool(rec.details.get("first_in_worker"))
-            or float(rec.details.get("limit_s") or 0) >= full)
-
-
 def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], store: Store,
                     to_record: Callable[[dict[str, Any]], Record], *, cell_timeout: float,
                     import_timeout: float, isolate: bool = False, cancel: threading.Event | None = None,
@@ -883,46 +744,6 @@ def fan_out(fn: Callable[[Any], None], items: Sequence[Any], jobs: int,
         raise KeyboardInterrupt
 
 
-def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str, saver: str, scenario: str,
-                       scenario_sha256: str, fmt: str, worker_sha256: str, loader: str | None = None,
-                       variant: str | None = None, saver_env: dict[str, Any] | None = None,
-                       limit_s: float | None = None, old: Record | None = None) -> Record:
-    """The record of one worker result (as :func:`runner.execute.run_cells` yields it): the
-    matrix's, also ``check``'s (``scenario`` is then the model's id). An unknown outcome is a
-    ``protocol_error``; ``limit_s`` (the cell limit in force) and, for a timeout, how many
-    runs in a row timed out are kept in ``details``: runs at the same limit (a fixed one:
-    ``check``), or under the same full limit (the matrix's loads). A timeout that did not
-    hold at the full limit is an attempt of its own run, whose full-limit re-run carries
-    its count instead of adding one."""
-    details = dict(res.get("details") or {})
-    details["limit_s"] = limit_s
-    if res.get("outcome") == Outcome.TIMEOUT.value:
-        full = details.get("full_limit_s")
-        again = (old is not None and old.key == key and old.outcome is Outcome.TIMEOUT
-                 and old.details.get("full_limit_s") == full
-                 and (full is not None or old.details.get("limit_s") == details["limit_s"]))
-        rows = int(old.details.get("timeouts_in_a_row", 1)) if again and old is not None else 0
-        details["timeouts_in_a_row"] = rows + 1 if old is None or not again or held_at_full_limit(old) else rows
-    try:
-        outcome = Outcome(res.get("outcome"))
-    except ValueError:
-        outcome = Outcome.PROTOCOL_ERROR
-        res = {**res, "error": {"type": "runner.protocol_error",
-                                "message": f"worker reported unknown outcome {res.get('outcome')!r}"}}
-    return Record(
-        record_type=phase,  # type: ignore[arg-type]
-        cell_id=res["cell_id"], stack=stack, outcome=outcome, key=key, saver=saver,
-        loader=loader, scenario=scenario, format=fmt, variant=variant,
-        phase=res.get("phase"), error=ErrorInfo.from_dict(res.get("error")),
-        warnings=tuple((str(w.get("category")), str(w.get("message")))
-                       for w in res.get("warnings") or []),
-        max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
-        env=res.get("env") or {}, saver_env=saver_env or {},
-        worker_sha256=worker_sha256, scenario_sha256=scenario_sha256,
-        details=details,
-    )
-
-
 class _View:
     """Where a batch's loads read each artifact: a hard-linked copy under ``<store>/views/``
     (venv loaders), or the artifact itself (a container, which mounts it read-only). A
@@ -992,29 +813,6 @@ def timeout_group(rec: Record) -> tuple[Any, ...]:
     the innermost frames (file name, function) where the watchdog interrupted the cell."""
     frames = _FRAME.findall(rec.error.traceback if rec.error else "")
     return (rec.loader, rec.scenario, rec.format, rec.phase, tuple((Path(f).name, fn) for f, fn in frames[-8:]))
-
-
-def parse_load_cell_id(cid: str) -> tuple[str, str, str, str, str]:
-    """(scenario, format, saver, loader, variant) of a load cell id."""
-    head, variant = cid.rsplit(":", 1)
-    scenario, fmt, pair = head.split(":", 2)
-    saver, loader = pair.split("->", 1)
-    return scenario, fmt, saver, loader, variant
-
-
-def artifact_digest(art: Path) -> str | None:
-    """sha256 over an artifact directory (sorted relative file names and their bytes), or
-    None when it has no save.json: a save's proof that the files loaded are the files saved."""
-    if not (art / _w.SAVE_INFO_FILE).is_file():
-        return None
-    digest = hashlib.sha256()
-    for path in sorted(p for p in art.rglob("*") if p.is_file()):
-        digest.update(path.relative_to(art).as_posix().encode() + b"\0")
-        with path.open("rb") as fh:
-            while chunk := fh.read(1 << 20):
-                digest.update(chunk)
-        digest.update(b"\0")
-    return digest.hexdigest()
 
 
 def remedy_cells(rec: Record, sc: Scenario,

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner.matrix import artifact_digest
+from runner.cells import artifact_digest
 from runner.records import Outcome, Record, RecordError, Store, atomic_write_text
 from runner.stacks import DEFAULT_CATALOG, load_catalog
 

@@ -48,9 +48,10 @@ import pandas as pd
 from tabulate import tabulate
 
 from runner import diagnose, faults, gate, heatmap, site
-from runner.matrix import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios, held_at_full_limit
+from runner.cells import held_at_full_limit
 from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
+from runner.scenario_catalog import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios
 from runner.stacks import CatalogError, load_catalog, natural_key
 
 __all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "REPORT_FILES", "SYMBOLS", "NothingToReport", "build_frame",
@@ -186,7 +187,7 @@ _IMPLIED_PREDICTION = {"ok": "match", "training_mismatch": "match", "mismatch": 
 
 def not_final_reason(rec: Record) -> str | None:
     """Why a load record is not a result yet (None: it is): a timeout that did not hold at
-    the full limit (:func:`runner.matrix.held_at_full_limit`) says only that the cell was
+    the full limit (:func:`runner.cells.held_at_full_limit`) says only that the cell was
     slower than an adaptive limit; the report shows it as ``not_run`` with this reason."""
     if rec.record_type != "load" or rec.outcome is not Outcome.TIMEOUT or held_at_full_limit(rec):
         return None

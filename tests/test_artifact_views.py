@@ -11,7 +11,7 @@ from pathlib import Path
 import e2e
 import pytest
 
-from runner.matrix import artifact_digest
+from runner.cells import artifact_digest
 
 pytestmark = pytest.mark.faults
 

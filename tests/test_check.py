@@ -345,7 +345,7 @@ def test_a_crash_is_retried_not_cached(tmp_path: Path, fake_model: Path, worker_
 
 def test_a_timeout_is_cached_once_it_happened_twice_in_a_row(tmp_path: Path, fake_model: Path,
                                                              worker_python: str) -> None:
-    """The matrix's cache rule (matrix.reusable): a timeout is retried until two runs in a row
+    """The matrix's cache rule (runner.cells.reusable): a timeout is retried until two runs in a row
     timed out at the same limit; the third run takes it from the cache."""
     for attempt in range(3):
         code, text = _check(tmp_path, fake_model, worker_python, {"tf2.15": {"load": "hang"}}, cell_timeout=2)

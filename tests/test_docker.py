@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from conftest import FAKES, consume
 
-from runner import cli, envs, execute, matrix
+from runner import cli, envs, execute, matrix, scenario_catalog
 from runner import runtime_docker as rd
 from runner.records import Store
 from runner.stacks import Stack
@@ -322,7 +322,7 @@ def test_run_matrix_passes_the_runtime_to_ensure_env(monkeypatch: pytest.MonkeyP
         return envs.StackEnv(stack=stack, ok=False, reason="x")
 
     monkeypatch.setattr(matrix, "ensure_env", fake_ensure)
-    sc = matrix.discover_scenarios(FAKES / "scenarios")[:1]
+    sc = scenario_catalog.discover_scenarios(FAKES / "scenarios")[:1]
     matrix.run_matrix([_stack()], sc, ["h5"], Store(tmp_path / "s"),
                       matrix.Options(runtime="docker", docker_base="b:{python}"), out=io.StringIO())
     assert seen == [rd.RuntimeSettings(runtime="docker", docker_base="b:{python}")]

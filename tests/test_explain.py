@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from runner import execute, explain
-from runner.matrix import read_scenario
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
+from runner.scenario_catalog import read_scenario
 from runner.stacks import load_catalog
 
 REPO = Path(__file__).resolve().parent.parent

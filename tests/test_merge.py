@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner import cli
-from runner.matrix import artifact_digest
+from runner.cells import artifact_digest
 from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
 
 CATALOG = """

@@ -53,7 +53,7 @@ def test_the_console_command_carries_catalog_worker_and_scenarios(installed: Pat
     res = _run(installed, "stacks", "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert len(json.loads(res.stdout)) >= 33
-    probe = ("import runner, runner.matrix as m, runner.execute as e; "
+    probe = ("import runner, runner.scenario_catalog as m, runner.execute as e; "
              "print(runner.__file__); print(m.DEFAULT_SCENARIOS); print(e.WORKER_PATH); "
              "print(len(m.discover_scenarios()))")
     out = subprocess.run([str(installed.parent / "python"), "-c", probe], cwd=tmp_path, capture_output=True,

@@ -86,7 +86,7 @@ def _same_stack(recs: dict[str, Record], scenario: str, stack: str, fmt: str) ->
 
 
 def test_scenario_library_has_the_new_scenarios() -> None:
-    from runner.matrix import discover_scenarios
+    from runner.scenario_catalog import discover_scenarios
 
     names = {s.name for s in discover_scenarios()}
     assert set(NEW_SCENARIOS) <= names

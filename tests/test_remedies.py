@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from runner import matrix
+from runner import matrix, scenario_catalog
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id
 from runner.stacks import Stack
 
@@ -20,11 +20,11 @@ def _stack(sid: str, **kw: str) -> Stack:
     return Stack(id=sid, python="3.11", requirements=(f"x=={sid}",), **kw)  # type: ignore[arg-type]
 
 
-def _scenario(tmp: Path, name: str, custom: bool) -> matrix.Scenario:
+def _scenario(tmp: Path, name: str, custom: bool) -> scenario_catalog.Scenario:
     path = tmp / f"{name}.py"
     path.write_text("def build(keras):\n    return None\n\n\ndef inputs(np):\n    return None\n"
                     + ("\n\ndef custom_objects(keras):\n    return {}\n" if custom else ""))
-    return matrix.read_scenario(path)
+    return scenario_catalog.read_scenario(path)
 
 
 def _fail(store: Store, saver: str, loader: str, sc: str, fmt: str, message: str,

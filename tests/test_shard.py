@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import cli, matrix
+from runner import cli, matrix, scenario_catalog
 from runner.records import Outcome, Record, Store, load_cell_id
 from runner.stacks import load_catalog
 
@@ -15,8 +15,9 @@ from runner.stacks import load_catalog
 def _runner(store: Store, shard: tuple[int, int] | None) -> matrix._Runner:
     catalog = load_catalog()
     stacks = [s for s in catalog if s.id in ("tf2.15", "tf2.18", "keras3.15-jax")]
-    scenarios = matrix.select_scenarios(matrix.discover_scenarios(), ["dense", "custom_layer", "rnn"])
-    return matrix._Runner(stacks, stacks, scenarios, matrix.FORMATS, store,
+    sc = scenario_catalog
+    scenarios = sc.select_scenarios(sc.discover_scenarios(), ["dense", "custom_layer", "rnn"])
+    return matrix._Runner(stacks, stacks, scenarios, scenario_catalog.FORMATS, store,
                           matrix.Options(shard=shard), io.StringIO(), lambda s, st: None)  # type: ignore[arg-type,return-value]
 
 

@@ -31,7 +31,7 @@ from conftest import (
     live_pids_mentioning,
 )
 
-from runner import execute, matrix
+from runner import execute, scenario_catalog
 from runner._worker import worker as w
 
 KERAS3 = {"version": "3.6.0", "tf_version": "2.18.0"}
@@ -156,7 +156,7 @@ def test_reference_outputs_do_not_depend_on_the_run(fake: FakeStack) -> None:
 def test_real_scenarios_round_trip_under_the_fake(fake: FakeStack) -> None:
     """The repository's scenarios, read by the host like the matrix does, run in the worker."""
     names = ("dense", "functional", "custom_layer")
-    scenarios = {s.name: s for s in matrix.discover_scenarios(REAL_SCENARIOS)}
+    scenarios = {s.name: s for s in scenario_catalog.discover_scenarios(REAL_SCENARIOS)}
     assert set(names) <= set(scenarios), sorted(scenarios)
     saves = [fake.save_cell(f"{name}-{fmt}", name, fmt, scenarios=REAL_SCENARIOS)
              for name in names for fmt in ("h5", "keras")]
