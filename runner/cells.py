@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from runner import keys
 from runner._worker import worker as _w
 from runner.records import ErrorInfo, Outcome, Record
 
@@ -56,9 +57,10 @@ def held_at_full_limit(rec: Record) -> bool:
 
 
 def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str, saver: str, scenario: str,
-                       scenario_sha256: str, fmt: str, worker_sha256: str, loader: str | None = None,
+                       scenario_sha256: str, fmt: str, worker_sha256: str = "", loader: str | None = None,
                        variant: str | None = None, saver_env: dict[str, Any] | None = None,
-                       limit_s: float | None = None, old: Record | None = None) -> Record:
+                       limit_s: float | None = None, old: Record | None = None,
+                       key_parts: dict[str, str] | None = None) -> Record:
     """The record of one worker result (as :func:`runner.execute.run_cells` yields it): the
     matrix's, also ``check``'s (``scenario`` is then the model's id). An unknown outcome is a
     ``protocol_error``; ``limit_s`` (the cell limit in force) and, for a timeout, how many
@@ -90,8 +92,8 @@ def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str,
                        for w in res.get("warnings") or []),
         max_abs_diff=res.get("max_abs_diff"), duration_s=res.get("duration_s"),
         env=res.get("env") or {}, saver_env=saver_env or {},
-        worker_sha256=worker_sha256, scenario_sha256=scenario_sha256,
-        details=details,
+        worker_sha256=worker_sha256 or keys.worker_digest(key_parts or {}), scenario_sha256=scenario_sha256,
+        details=details, key_parts=dict(key_parts or {}),
     )
 
 

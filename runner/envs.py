@@ -26,7 +26,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from runner import execute
+from runner import components, execute
 from runner.records import Store, atomic_write_text
 from runner.runtime_docker import RuntimeSettings
 from runner.stacks import Stack, find_python, find_uv
@@ -217,21 +217,33 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
         return _unavailable(stack, f"the stack installed but importing its framework failed: "
                             f"{failure.get('type', '?')}: {failure.get('message', '')}",
                             str(failure.get("type") or "runner.ImportFailed"), t0)
-    fingerprint = hashlib.sha256(json.dumps(
-        [stack.python, marker.get("freeze", ""), stack.env, stack.keras_module],
-        sort_keys=True).encode()).hexdigest()
+    fingerprint = _fingerprint(stack, marker, cached["env"])
     return StackEnv(stack=stack, ok=True, python=str(_venv_python(venv)),
                     fingerprint=fingerprint, versions=cached["env"],
                     build_s=round(time.monotonic() - t0, 2), reused=reused,
                     freeze=marker.get("freeze", ""))
 
 
+def _fingerprint(stack: Stack, marker: dict[str, Any], probed: dict[str, Any],
+                 runtime: dict[str, Any] | None = None) -> str:
+    """The environment's part of every cell key: the interpreter's exact version (3.11.4 and
+    3.11.9 are different stacks), the verified installed set (the freeze, checked against the
+    files by :func:`verify_installed` before this is called), the stack's env vars and Keras
+    module, and for docker stacks the image."""
+    parts: list[Any] = [stack.python, probed.get("python"), probed.get("platform"), marker.get("freeze", ""),
+                        stack.env, stack.keras_module]
+    if runtime:
+        parts.append(runtime)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def _probe_cached(stack: Stack, store: Store, venv: Path, marker: dict[str, Any], probe_timeout: float,
                   spawn: execute.Spawn | None) -> dict[str, Any]:
     """The stack's probe (one framework import, seconds), cached in the venv's marker per
-    stack, keyed by what could change its answer: the worker, the env vars, the Keras module."""
+    stack, keyed by what could change its answer: the worker code a probe runs (the framework
+    import and version report, not the whole worker), the env vars, the Keras module."""
     probe_key = hashlib.sha256(json.dumps(
-        [execute.worker_sha256(), stack.env, stack.keras_module]).encode()).hexdigest()
+        [sorted(components.probe_parts().items()), stack.env, stack.keras_module]).encode()).hexdigest()
     probes = marker.setdefault("probes", {})
     cached: dict[str, Any] | None = probes.get(stack.id)
     if cached is None or cached.get("key") != probe_key:
@@ -297,9 +309,10 @@ def _ensure_docker_env(stack: Stack, store: Store, settings: RuntimeSettings, re
         return _unavailable(stack, f"the stack installed (docker, {image.tag}) but importing its "
                             f"framework failed: {failure.get('type', '?')}: {failure.get('message', '')}",
                             str(failure.get("type") or "runner.ImportFailed"), t0)
-    fingerprint = hashlib.sha256(json.dumps(
-        [stack.python, marker.get("freeze", ""), stack.env, stack.keras_module,
-         {"runtime": "docker", "image": image.tag}], sort_keys=True).encode()).hexdigest()
+    # The image's tag names what it was built from; the base's id is content-addressed
+    # (the image's own id is not: it changes with every rebuild of the same content).
+    fingerprint = _fingerprint(stack, marker, cached["env"], {"runtime": "docker", "image": image.tag,
+                                                              "base_id": image.base_id})
     return StackEnv(stack=stack, ok=True, python=str(_venv_python(venv)), fingerprint=fingerprint,
                     versions={**cached["env"], **image.record_env()},
                     build_s=round(time.monotonic() - t0, 2), reused=reused,

@@ -22,10 +22,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import envs, execute, faults
+from runner import envs, execute, faults, keys
 from runner.cells import (
     artifact_digest,
-    cache_key,
     held_at_full_limit,
     parse_load_cell_id,
     record_from_result,
@@ -129,7 +128,6 @@ class _Runner:
         self.out = out
         self.env_factory = env_factory
         self.summary = RunSummary()
-        self.worker_sha = execute.worker_sha256()
         self._lock = threading.Lock()  # summary counters and log lines, across --jobs threads
         self._local = threading.local()  # per fan-out thread: cells it computed (timings)
         self.cancel = threading.Event()  # Ctrl-C: every supervisor kills its worker and stops
@@ -252,15 +250,15 @@ class _Runner:
             key=senv.fingerprint, phase=None if senv.ok else "import",
             error=None if senv.ok else ErrorInfo(senv.error_type or "runner.EnvUnavailable",
                                                  senv.reason or ""),
-            env=senv.versions, worker_sha256=self.worker_sha,
+            env=senv.versions,
             duration_s=senv.build_s,
             details={"requirements": list(stack.requirements), "python_requested": stack.python,
                      "env_vars": stack.env_dict, "keras_module": stack.keras_module,
                      "reused": senv.reused}))
 
     # ------------------------------------------------------------------------ saves
-    def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> str:
-        return cache_key("save", senv.fingerprint, sc.sha256, self.worker_sha, fmt)
+    def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> tuple[str, dict[str, str]]:
+        return keys.save_key(senv.fingerprint, sc.sha256, fmt)
 
     def run_phase(self, phase: str, stacks: Sequence[Stack],
                   plan: Callable[[StackEnv], _Plan]) -> None:
@@ -283,7 +281,7 @@ class _Runner:
         """The save cells ``senv`` must run (cache hits counted, not returned)."""
         stack = senv.stack
         todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str, Record | None]] = {}
+        meta: dict[str, tuple[Scenario, str, str, Record | None, dict[str, str]]] = {}
         for sc in self.scenarios:
             for fmt in self.formats:
                 cid = save_cell_id(sc.name, fmt, stack.id)
@@ -293,7 +291,7 @@ class _Runner:
                 if not senv.ok:
                     self._record_unavailable("save", senv, sc, fmt, stack.id, None, None)
                     continue
-                key = self._save_key(senv, sc, fmt)
+                key, parts = self._save_key(senv, sc, fmt)
                 old = self.store.read(path)
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
                 if (not self.opt.fresh and old is not None and old.key == key
@@ -305,7 +303,7 @@ class _Runner:
                         self.summary.resaved += 1
                     self.log(f"  [save {stack.id}] {cid}: artifact missing or changed since "
                              "it was saved; saving again (its loads will be recomputed)")
-                meta[cid] = (sc, fmt, key, old)
+                meta[cid] = (sc, fmt, key, old, parts)
                 todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                              "format": fmt, "artifact_dir": str(art)})
         return todo, lambda res: self._save_record(senv, meta, res)
@@ -333,16 +331,16 @@ class _Runner:
             self._artifact_digests[art] = digest
         return digest
 
-    def _save_record(self, senv: StackEnv, meta: dict[str, tuple[Scenario, str, str, Record | None]],
+    def _save_record(self, senv: StackEnv, meta: dict[str, tuple[Scenario, str, str, Record | None, dict[str, str]]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, key, old = meta[res["cell_id"]]
+        sc, fmt, key, old, parts = meta[res["cell_id"]]
         if res.get("outcome") == "ok":
             art = self.store.artifact_dir(senv.stack.id, sc.name, fmt)
             with self._lock:
                 self._artifact_digests.pop(art, None)
             res = {**res, "details": {**(res.get("details") or {}),
                                       "artifact_sha256": self._artifact_digest(art)}}
-        return self._record_from_result("save", res, key=key, stack=senv.stack.id,
+        return self._record_from_result("save", res, key=key, key_parts=parts, stack=senv.stack.id,
                                         saver=senv.stack.id, scenario=sc, fmt=fmt, old=old)
 
     # ------------------------------------------------------------------------ loads
@@ -374,7 +372,7 @@ class _Runner:
         the full load limit instead of the adaptive one (confirming a timeout)."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
-        meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]] = {}
+        meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str, dict[str, str]]] = {}
         for saver_id, sc, fmt, variant in wanted:
             saved = self.saved.get((saver_id, sc.name, fmt))
             if saved is None:
@@ -386,8 +384,8 @@ class _Runner:
             if not lenv.ok:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
-            key = cache_key("load", saved.key, saved.details.get("artifact_sha256"), lenv.fingerprint,
-                            variant, self.worker_sha, sc.atol, sc.rtol)
+            key, parts = keys.load_key(saved.details.get("artifact_sha256"), lenv.fingerprint, sc.sha256, fmt,
+                                       variant, sc.atol, sc.rtol)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
             limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
             if full_limit:
@@ -401,7 +399,7 @@ class _Runner:
             # The previous record matters only when it is this key's timeout (timeouts in a
             # row); holding no other keeps a whole phase's plan small.
             same = old if old is not None and old.key == key and old.outcome is Outcome.TIMEOUT else None
-            meta[cid] = (sc, fmt, saver_id, variant, saved, key, same, limit, rule)
+            meta[cid] = (sc, fmt, saver_id, variant, saved, key, same, limit, rule, parts)
         return todo, lambda res: self._load_record(lenv, meta, res)
 
     # --------------------------------------------------------------------- remedies
@@ -512,13 +510,13 @@ class _Runner:
         return max(found) if found else None
 
     def _load_record(self, lenv: StackEnv,
-                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str]],
+                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str, dict[str, str]]],
                      res: dict[str, Any]) -> Record:
-        sc, fmt, saver, variant, saved, key, old, limit, rule = meta[res["cell_id"]]
+        sc, fmt, saver, variant, saved, key, old, limit, rule, parts = meta[res["cell_id"]]
         res = {**res, "details": {**(res.get("details") or {}), "limit_rule": rule,
                                   "full_limit_s": self.opt.limit("load"),
                                   "artifact_sha256": saved.details.get("artifact_sha256")}}
-        return self._record_from_result("load", res, key=key, stack=lenv.stack.id, saver=saver,
+        return self._record_from_result("load", res, key=key, key_parts=parts, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
                                         variant=variant, saver_env=saved.env, old=old, limit_s=limit)
 
@@ -533,19 +531,20 @@ class _Runner:
                      saver=saver, loader=loader, scenario=sc.name, format=fmt, variant=variant,
                      phase="import", error=ErrorInfo(senv.error_type or "runner.EnvUnavailable",
                                                      senv.reason or ""),
-                     worker_sha256=self.worker_sha, scenario_sha256=sc.sha256,
+                     scenario_sha256=sc.sha256,
                      saver_env=saved.env if saved else {})
         self.store.write(rec)
         self.count(phase, rec.outcome.value, cached=False, cid=cid)
 
-    def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, stack: str,
+    def _record_from_result(self, phase: str, res: dict[str, Any], *, key: str, key_parts: dict[str, str],
+                            stack: str,
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
                             variant: str | None = None,
                             saver_env: dict[str, Any] | None = None,
                             old: Record | None = None, limit_s: float | None = None) -> Record:
         return record_from_result(phase, res, key=key, stack=stack, saver=saver, scenario=scenario.name,
                                   scenario_sha256=scenario.sha256, fmt=fmt, loader=loader, variant=variant,
-                                  saver_env=saver_env, old=old, worker_sha256=self.worker_sha,
+                                  saver_env=saver_env, old=old, key_parts=key_parts,
                                   limit_s=self.opt.limit(phase) if limit_s is None else limit_s)
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],

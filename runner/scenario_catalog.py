@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from runner._worker import worker as _w
-from runner.codehash import source_digest
+from runner.keys import scenario_digest
 
 __all__ = [
     "DEFAULT_ATOL",
@@ -91,7 +91,7 @@ def read_scenario(path: Path) -> Scenario:
     if "custom_objects" in variants and "custom_objects" not in funcs:
         raise ScenarioError(f"{path}: LOAD_VARIANTS has custom_objects but no custom_objects()")
     return Scenario(
-        name=path.stem, path=path.resolve(), sha256=source_digest(source, str(path)),
+        name=path.stem, path=path.resolve(), sha256=scenario_digest(path),
         atol=float(consts.get("ATOL", DEFAULT_ATOL)), rtol=float(consts.get("RTOL", DEFAULT_RTOL)),
         formats=formats, variants=variants, doc=(ast.get_docstring(tree) or "").split("\n")[0],
         has_custom_objects="custom_objects" in funcs,

@@ -381,15 +381,22 @@ class _GlobalState(object):
                 self.registries.append((d, dict(d)))
         self.policy = _get_policy(fw)
         self.modules = set(sys.modules)
+        self.path = list(sys.path)
         self.cells = 0
 
     def restore(self):
         for live, saved in self.registries:
             live.clear()
             live.update(saved)
-        for name in list(sys.modules):
-            if name.startswith(SCENARIO_MODULE_PREFIX) and name not in self.modules:
+        added = [os.path.abspath(p) for p in sys.path if p not in self.path]
+        for name, module in list(sys.modules.items()):
+            if name in self.modules:
+                continue
+            where = os.path.abspath(getattr(module, "__file__", None) or "/nonexistent")
+            # A scenario module, or a helper file it imported from its directory.
+            if name.startswith(SCENARIO_MODULE_PREFIX) or any(where.startswith(d + os.sep) for d in added):
                 del sys.modules[name]
+        sys.path[:] = self.path
         if self.policy is not None:
             _set_policy(self.fw, self.policy)
         clear = getattr(getattr(self.fw.keras, "backend", None), "clear_session", None)
@@ -458,7 +465,12 @@ def _seed_everything(fw, seed):
 
 
 def load_scenario(name, path):
-    """Load a scenario module by path; it is deliberately *not* put in sys.modules."""
+    """Load a scenario module by path; it is deliberately *not* put in sys.modules. Its
+    directory goes first on sys.path until the cell ends (``_GlobalState.restore``), so a
+    scenario can import helper files beside it (their digests are in its key)."""
+    here = os.path.dirname(os.path.abspath(path))
+    if here not in sys.path:
+        sys.path.insert(0, here)
     spec = importlib.util.spec_from_file_location(SCENARIO_MODULE_PREFIX + name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -557,42 +569,70 @@ def format_impossible(fw, fmt):
     return None
 
 
-def _save_model(fw, model, fmt, tmp):
-    """Write ``model`` in ``fmt`` into the directory ``tmp``; return save.json file fields."""
+def _save_h5(fw, model, tmp, xs, ys):
+    path = os.path.join(tmp, MODEL_FILES["h5"])
+    if fw.keras_major >= 3:
+        model.save(path)
+    else:
+        model.save(path, save_format="h5")
+    return {"model_file": MODEL_FILES["h5"]}
+
+
+def _save_savedmodel(fw, model, tmp, xs, ys):
+    model.save(os.path.join(tmp, MODEL_FILES["savedmodel"]), save_format="tf")
+    info = {"model_file": MODEL_FILES["savedmodel"]}
+    # The same signature keys let a loader read this SavedModel for inference only
+    # (the tfsm remedy); failing to work them out does not fail the save.
+    try:
+        info.update(_export_keys(fw, os.path.join(tmp, MODEL_FILES["savedmodel"]), xs, ys))
+    except Exception as exc:
+        info["export_keys_error"] = _truncate("%s: %s" % (type(exc).__name__, exc), 300)
+    return info
+
+
+def _save_keras(fw, model, tmp, xs, ys):
+    model.save(os.path.join(tmp, MODEL_FILES["keras"]))
+    return {"model_file": MODEL_FILES["keras"]}
+
+
+def _save_json_weights(fw, model, tmp, xs, ys):
+    # The route the Keras docs call robust: architecture as JSON + a weights file, named
+    # as a user of this release must (Keras 3 insists on the .weights.h5 suffix).
+    with open(os.path.join(tmp, MODEL_FILES["json+weights"]), "w") as fh:
+        fh.write(model.to_json())
+    weights = "model.weights.h5" if fw.keras_major >= 3 else "weights.h5"
+    model.save_weights(os.path.join(tmp, weights))
+    return {"model_file": MODEL_FILES["json+weights"], "weights_file": weights}
+
+
+def _save_export(fw, model, tmp, xs, ys):
+    path = os.path.join(tmp, MODEL_FILES["export"])
+    if fw.keras_major >= 3:
+        model.export(path)
+    elif _tf_major(fw) >= 2:
+        fw.tf.saved_model.save(model, path)
+    else:
+        fw.tf.keras.experimental.export_saved_model(model, path)
+    info = {"model_file": MODEL_FILES["export"]}
+    info.update(_export_keys(fw, path, xs, ys))
+    return info
+
+
+# One writer per format. A dispatch table: a save cell's key covers only its own entry
+# (runner/components.py), so editing how h5 is written recomputes h5 saves only.
+SAVERS = {"h5": _save_h5, "savedmodel": _save_savedmodel, "keras": _save_keras,
+          "json+weights": _save_json_weights, "export": _save_export}
+
+
+def _save_model(fw, model, fmt, tmp, xs, ys):
+    """Write ``model`` in ``fmt`` into the directory ``tmp``; return save.json fields (the
+    files written; for SavedModels, how the signature names inputs and outputs)."""
     impossible = format_impossible(fw, fmt)
     if impossible:
         raise NotApplicable(impossible)
-    if fmt == "h5":
-        path = os.path.join(tmp, MODEL_FILES[fmt])
-        if fw.keras_major >= 3:
-            model.save(path)
-        else:
-            model.save(path, save_format="h5")
-        return {"model_file": MODEL_FILES[fmt]}
-    if fmt == "savedmodel":
-        model.save(os.path.join(tmp, MODEL_FILES[fmt]), save_format="tf")
-        return {"model_file": MODEL_FILES[fmt]}
-    if fmt == "keras":
-        model.save(os.path.join(tmp, MODEL_FILES[fmt]))
-        return {"model_file": MODEL_FILES[fmt]}
-    if fmt == "json+weights":
-        # The route the Keras docs call robust: architecture as JSON + a weights file, named
-        # as a user of this release must (Keras 3 insists on the .weights.h5 suffix).
-        with open(os.path.join(tmp, MODEL_FILES[fmt]), "w") as fh:
-            fh.write(model.to_json())
-        weights = "model.weights.h5" if fw.keras_major >= 3 else "weights.h5"
-        model.save_weights(os.path.join(tmp, weights))
-        return {"model_file": MODEL_FILES[fmt], "weights_file": weights}
-    if fmt == "export":
-        path = os.path.join(tmp, MODEL_FILES[fmt])
-        if fw.keras_major >= 3:
-            model.export(path)
-        elif _tf_major(fw) >= 2:
-            fw.tf.saved_model.save(model, path)
-        else:
-            fw.tf.keras.experimental.export_saved_model(model, path)
-        return {"model_file": MODEL_FILES[fmt]}
-    raise ValueError("unknown format %r" % (fmt,))
+    if fmt not in SAVERS:
+        raise ValueError("unknown format %r" % (fmt,))
+    return SAVERS[fmt](fw, model, tmp, xs, ys)
 
 
 def parse_variant(variant):
@@ -628,45 +668,116 @@ def _accepts(fn, name):
         return False
 
 
-def _load_model(fw, path, custom_objects, saved, flags=frozenset()):
-    """Load a Keras model the way a user of this stack would; return (model, predict_fn).
+def _variant_custom_objects(fw, fmt, opts):
+    """custom_objects: the user hands the loader the classes, so import the scenario
+    (which defines them). Without this flag the scenario is never imported: the loader has
+    not seen its custom classes. (``check`` passes the user's own objects instead.)"""
+    cell = opts.get("cell")
+    if opts.get("custom_objects") is None and cell is not None:
+        scenario = load_scenario(cell["scenario"], cell["scenario_path"])
+        provider = getattr(scenario, "custom_objects", None)
+        opts["custom_objects"] = provider(fw.keras) if provider is not None else {}
 
-    ``flags`` are the load variant's remedies (see VARIANT_FLAGS).
-    """
-    fmt = saved["format"]
-    if "tfsm" in flags:
-        if fmt != "savedmodel":
-            raise NotApplicable("the tfsm remedy reads TF SavedModel directories; this is %s" % fmt)
-        return None, _export_predictor(fw, path, saved)
-    kwargs = {}
-    if custom_objects is not None:
-        kwargs["custom_objects"] = custom_objects
-    if "compile_false" in flags:
-        if fmt in ("json+weights", "export"):
-            raise NotApplicable("%s is never compiled on load; compile=False changes nothing" % fmt)
-        kwargs["compile"] = False
-    scope = None
-    if "unsafe" in flags:
-        scope = _safe_mode_scope(fw)
-        if fmt != "json+weights" and _accepts(fw.keras.models.load_model, "safe_mode"):
-            kwargs["safe_mode"] = False
-        elif scope is None:
-            raise NotApplicable("Keras %s has no safe mode to turn off" % fw.keras_version)
-    if fmt == "export":
-        return None, _export_predictor(fw, path, saved)
+
+def _variant_compile_false(fw, fmt, opts):
+    if fmt in ("json+weights", "export"):
+        raise NotApplicable("%s is never compiled on load; compile=False changes nothing" % fmt)
+    opts["kwargs"]["compile"] = False
+
+
+def _variant_unsafe(fw, fmt, opts):
+    scope = _safe_mode_scope(fw)
+    if fmt != "json+weights" and _accepts(fw.keras.models.load_model, "safe_mode"):
+        opts["kwargs"]["safe_mode"] = False
+    elif scope is None:
+        raise NotApplicable("Keras %s has no safe mode to turn off" % fw.keras_version)
+    opts["scope"] = scope
+
+
+def _variant_tfsm(fw, fmt, opts):
+    if fmt != "savedmodel":
+        raise NotApplicable("the tfsm remedy reads TF SavedModel directories; this is %s" % fmt)
+    opts["loader"] = _load_for_inference
+
+
+# A load variant's flags, applied in VARIANT_FLAGS order; a dispatch table like SAVERS
+# (a load cell's key covers the entries of its own flags only).
+VARIANT_STEPS = {"custom_objects": _variant_custom_objects, "compile_false": _variant_compile_false,
+                 "unsafe": _variant_unsafe, "tfsm": _variant_tfsm}
+
+
+def _load_with_load_model(fw, path, saved, opts):
+    """``keras.models.load_model`` as a user of this stack calls it, under the variant's
+    safe-mode scope (a no-op scope when there is none)."""
+    scope = opts.get("scope")
     guard = scope(False) if scope is not None else _NoScope()
     with guard:
-        if fmt == "json+weights":
-            with open(path) as fh:
-                model = fw.keras.models.model_from_json(fh.read(), **kwargs)
-            model.load_weights(os.path.join(os.path.dirname(path), saved["weights_file"]))
-        else:
-            model = fw.keras.models.load_model(path, **kwargs)
+        model = fw.keras.models.load_model(path, **opts["kwargs"])
 
     def predict(xs):
         return predict_outputs(fw, model, xs)
 
     return model, predict
+
+
+def _load_h5(fw, path, saved, opts):
+    return _load_with_load_model(fw, path, saved, opts)
+
+
+def _load_savedmodel(fw, path, saved, opts):
+    return _load_with_load_model(fw, path, saved, opts)
+
+
+def _load_keras(fw, path, saved, opts):
+    return _load_with_load_model(fw, path, saved, opts)
+
+
+def _load_json_weights(fw, path, saved, opts):
+    scope = opts.get("scope")
+    guard = scope(False) if scope is not None else _NoScope()
+    with guard:
+        with open(path) as fh:
+            model = fw.keras.models.model_from_json(fh.read(), **opts["kwargs"])
+        model.load_weights(os.path.join(os.path.dirname(path), saved["weights_file"]))
+
+    def predict(xs):
+        return predict_outputs(fw, model, xs)
+
+    return model, predict
+
+
+def _load_for_inference(fw, path, saved, opts):
+    """An exported (or, with tfsm, any) SavedModel read for inference: no Keras model."""
+    return None, _export_predictor(fw, path, saved)
+
+
+# One reader per format, a dispatch table like SAVERS.
+LOADERS = {"h5": _load_h5, "savedmodel": _load_savedmodel, "keras": _load_keras,
+           "json+weights": _load_json_weights, "export": _load_for_inference}
+
+
+def _load_model(fw, path, custom_objects, saved, flags=frozenset(), cell=None):
+    """Load a Keras model the way a user of this stack would; return (model, predict_fn).
+
+    ``flags`` are the load variant's remedies (see VARIANT_FLAGS); ``cell`` is the matrix
+    cell (its scenario provides the custom objects), None for ``check``.
+    """
+    fmt = saved["format"]
+    if fmt not in LOADERS:
+        raise ValueError("unknown format %r" % (fmt,))
+    opts = {"kwargs": {}, "scope": None, "loader": LOADERS[fmt], "custom_objects": custom_objects,
+            "cell": cell}
+    if "custom_objects" in flags:
+        VARIANT_STEPS["custom_objects"](fw, fmt, opts)
+    if "tfsm" in flags:  # inference only: the other remedies do not apply to what it reads
+        VARIANT_STEPS["tfsm"](fw, fmt, opts)
+    else:
+        for flag in ("compile_false", "unsafe"):
+            if flag in flags:
+                VARIANT_STEPS[flag](fw, fmt, opts)
+    if opts["custom_objects"] is not None:
+        opts["kwargs"]["custom_objects"] = opts["custom_objects"]
+    return opts["loader"](fw, path, saved, opts)
 
 
 class _NoScope(object):
@@ -877,7 +988,7 @@ def save_cell(fw, cell, ctx, seed):
 
 def _write_artifact(fw, model, fmt, xs, ys, train, tmp, final, cell):
     np = fw.np
-    files = _save_model(fw, model, fmt, tmp)
+    files = _save_model(fw, model, fmt, tmp, xs, ys)
     model_file = files["model_file"]
     written_as = sniff_artifact(os.path.join(tmp, model_file))
     info = {
@@ -890,15 +1001,6 @@ def _write_artifact(fw, model, fmt, xs, ys, train, tmp, final, cell):
         "env": env_info(fw),
     }
     info.update(files)
-    if fmt == "export":
-        info.update(_export_keys(fw, os.path.join(tmp, model_file), xs, ys))
-    elif fmt == "savedmodel":
-        # The same signature keys let a loader read this SavedModel for inference only
-        # (the tfsm remedy); failing to work them out does not fail the save.
-        try:
-            info.update(_export_keys(fw, os.path.join(tmp, model_file), xs, ys))
-        except Exception as exc:
-            info["export_keys_error"] = _truncate("%s: %s" % (type(exc).__name__, exc), 300)
     arrays = {}
     for i, x in enumerate(xs):
         arrays["x%d" % i] = x
@@ -1011,17 +1113,9 @@ def load_cell(fw, cell, ctx, seed):
     ref = dict(np.load(os.path.join(art, REFERENCE_FILE), allow_pickle=False))
     xs = [ref["x%d" % i] for i in range(saved["n_inputs"])]
     ys = [ref["y%d" % i] for i in range(saved["n_outputs"])]
-    custom_objects = None
     flags = parse_variant(cell.get("variant", "default"))
-    if "custom_objects" in flags:
-        # The user hands the loader the classes: import the scenario (which defines them).
-        scenario = load_scenario(cell["scenario"], cell["scenario_path"])
-        provider = getattr(scenario, "custom_objects", None)
-        custom_objects = provider(fw.keras) if provider is not None else {}
-    # Otherwise the scenario is never imported: the loader has not seen its custom classes.
     _seed_everything(fw, seed)
-    model, predict = _load_model(fw, os.path.join(art, saved["model_file"]), custom_objects,
-                                 saved, flags)
+    model, predict = _load_model(fw, os.path.join(art, saved["model_file"]), None, saved, flags, cell)
     ctx["phase"] = "predict"
     got = [np.asarray(y) for y in predict(xs)]
     ctx["phase"] = "compare"
@@ -1092,24 +1186,6 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
             result["error"] = dict(error_info(exc), type="runner.timeout")
             result["details"] = dict(ctx["details"], interrupted_in_worker=True)
             result["max_abs_diff"] = ctx.get("max_abs_diff")  # predictions compared before the interrupt
-        finally:
-            if _WATCHDOG is not None:
-                _WATCHDOG.disarm()
-        if _WATCHDOG is not None and _WATCHDOG.tripped and outcome != "timeout":
-            # The code it interrupted swallowed every CellTimeout and finished late: over the
-            # limit all the same, so a timeout (as the host's deadline would have made it).
-            result["error"] = {"type": "runner.timeout", "traceback": "",
-                               "message": "cell exceeded its %g s limit; the code it interrupted "
-                                          "swallowed the interrupt and finished after %.1f s"
-                                          % (_WATCHDOG.limit, time.time() - started)}
-            result["details"] = dict(result["details"] or {}, interrupted_in_worker=True,
-                                     swallowed_outcome=outcome)
-            # The interrupt may have landed inside a predict or a training step that went on:
-            # no comparison made after it is evidence.
-            for key in ("prediction", "training", "training_diff", "training_reason", "reason"):
-                result["details"].pop(key, None)
-            result["max_abs_diff"] = None
-            outcome = "timeout"
         result["warnings"] = _warnings_list(caught)
     result["outcome"] = outcome
     result["phase"] = ctx["phase"]
@@ -1118,6 +1194,24 @@ def guarded_cell(fn, fw, cell, seed, first_phase, failure):
 
 
 # ----------------------------------------------------------------------------- main
+
+
+def _swallowed_timeout(result, limit):
+    """The watchdog fired during the cell, but the code it interrupted swallowed every
+    CellTimeout and finished late: over the limit all the same, so a timeout (as the
+    host's deadline would have made it)."""
+    result["error"] = {"type": "runner.timeout", "traceback": "",
+                       "message": "cell exceeded its %g s limit; the code it interrupted "
+                                  "swallowed the interrupt and finished after %.1f s"
+                                  % (limit, result.get("duration_s") or 0.0)}
+    result["details"] = dict(result.get("details") or {}, interrupted_in_worker=True,
+                             swallowed_outcome=result.get("outcome"))
+    # The interrupt may have landed inside a predict or a training step that went on:
+    # no comparison made after it is evidence.
+    for key in ("prediction", "training", "training_diff", "training_reason", "reason"):
+        result["details"].pop(key, None)
+    result["max_abs_diff"] = None
+    result["outcome"] = "timeout"
 
 
 def _usage(message, commands):
@@ -1201,6 +1295,8 @@ def serve(argv, commands, cell_runner):
                           "details": {"interrupted_in_worker": True}}
             finally:
                 _WATCHDOG.disarm()
+            if _WATCHDOG.tripped and result.get("outcome") != "timeout":
+                _swallowed_timeout(result, _WATCHDOG.limit)
             if _WATCHDOG.fired:
                 result.setdefault("details", {})["after_interrupt"] = _WATCHDOG.fired
             if first:
