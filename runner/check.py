@@ -46,6 +46,7 @@ from runner._worker import check_worker as _cw
 from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
 from runner.cells import cache_key, record_from_result, reusable
+from runner.cli_options import add_common, add_stacks, add_workers
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
@@ -1008,15 +1009,13 @@ def write_outputs(out: Path, body: Sequence[Sequence[str]], text: str) -> None:
 
 
 def add_parser(sub: Any) -> None:
-    from runner.cli import _common, _stacks, _workers  # the options every command shares
-
     p: argparse.ArgumentParser = sub.add_parser(
         "check", help="load your own model file in the selected stacks and compare predictions",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=caps_text())
-    _common(p, Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
-            f"records and outputs of checks (default {DEFAULT_STORE})")
-    _stacks(p, tags_help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
-    _workers(p, 300.0, "seconds one load cell may take (default 300)")
+    add_common(p, Path(os.environ.get("COMPAT_CHECK_STORE", DEFAULT_STORE)),
+               f"records and outputs of checks (default {DEFAULT_STORE})")
+    add_stacks(p, tags_help=f"catalog tags (default when no --stacks/--tags: {','.join(DEFAULT_TAGS)})")
+    add_workers(p, 300.0, "seconds one load cell may take (default 300)")
     p.add_argument("model", type=Path, help=".h5, .keras, SavedModel directory, architecture JSON "
                    "(weights next to it or --weights) or exported SavedModel; detected from content")
     p.add_argument("--weights", type=Path, default=None, help="weights file of an architecture JSON")

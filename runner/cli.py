@@ -26,11 +26,12 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from runner import check, ci_workflow, explain, gate, matrix, merge, scenario_catalog
+from runner.cli_options import add_common, add_stacks, add_workers, csv_list, positive, positive_seconds
 from runner.records import RecordError, Store, StoreBusyError, default_store_root
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
 from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, load_catalog, select
@@ -50,23 +51,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"runner: error: {self.prog.split()[-1]}: {message} (see --help)\n")
 
 
-def _csv(text: str) -> list[str]:
-    items = [p.strip() for p in text.split(",") if p.strip()]
-    if not items:
-        raise argparse.ArgumentTypeError(f"empty list {text!r}: name at least one (omit the option for all)")
-    return items
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
-
-
 def _shard(text: str) -> tuple[int, int]:
     k, sep, n = text.partition("/")
     try:
@@ -78,64 +62,24 @@ def _shard(text: str) -> tuple[int, int]:
     return shard
 
 
-def _positive(unit: str) -> Callable[[str], float]:
-    """An argparse type: a finite number > 0 of ``unit`` (seconds, CPUs)."""
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-        if not (value > 0 and value != float("inf")):
-            raise argparse.ArgumentTypeError(f"must be a positive number of {unit}, not {text}")
-        return value
-    return parse
-
-
-_positive_float = _positive("seconds")
-
-
 def _memory(text: str) -> str:
     if parse_memory(text) is None:
         raise argparse.ArgumentTypeError(f"not a memory size: {text!r} (e.g. 512m, 4g)")
     return text
 
 
-_positive_cpus = _positive("CPUs")
-
-
-def _common(p: argparse.ArgumentParser, store: Path | None = None,
-            store_help: str = "work directory for envs, artifacts and records (default .matrix, or $COMPAT_STORE)",
-            ) -> None:
-    """Every command's catalog and store (``check`` passes its own store)."""
-    p.add_argument("--catalog", type=Path, default=DEFAULT_CATALOG, help="stack catalog TOML")
-    p.add_argument("--store", type=Path, default=default_store_root() if store is None else store, help=store_help)
-
-
-def _stacks(p: argparse.ArgumentParser, stacks_help: str = "comma-separated stack ids",
-            tags_help: str = "comma-separated catalog tags") -> None:
-    p.add_argument("--stacks", type=_csv, default=[], help=stacks_help)
-    p.add_argument("--tags", "-t", type=_csv, default=[], help=tags_help)
-
-
-def _workers(p: argparse.ArgumentParser, cell_timeout: float, cell_help: str) -> None:
-    """The options of every command that runs cells (matrix, save, load, check)."""
-    p.add_argument("--fresh", action="store_true", help="recompute cells even if recorded")
-    p.add_argument("--cell-timeout", type=_positive_float, default=cell_timeout, help=cell_help)
-    p.add_argument("--import-timeout", type=_positive_float, default=600.0,
-                   help="seconds a worker may take to import its framework")
-    p.add_argument("--jobs", "-j", type=_positive_int, default=min(2, os.cpu_count() or 1),
-                   help="stacks worked on at once (default: min(2, CPUs)); results do not depend on it")
+_positive_cpus = positive("CPUs")
 
 
 def _selection(p: argparse.ArgumentParser) -> None:
-    _stacks(p)
-    p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
-    p.add_argument("--formats", type=_csv, default=[],
+    add_stacks(p)
+    p.add_argument("--scenarios", type=csv_list, default=[], help="comma-separated scenario names")
+    p.add_argument("--formats", type=csv_list, default=[],
                    help=f"comma-separated formats ({', '.join(scenario_catalog.FORMATS)})")
     p.add_argument("--scenario-dir", type=Path, default=scenario_catalog.DEFAULT_SCENARIOS)
-    _workers(p, 60.0, "seconds one save cell may take after the framework import (default 60)")
+    add_workers(p, 60.0, "seconds one save cell may take after the framework import (default 60)")
     p.add_argument("--isolate", action="store_true", help="one worker process per cell")
-    p.add_argument("--load-timeout", type=_positive_float, default=60.0,
+    p.add_argument("--load-timeout", type=positive_seconds, default=60.0,
                    help="the most seconds one load cell may take (default 60). Below it a load's "
                         f"limit adapts: {matrix.LOAD_MULTIPLE:g} x the slower of the artifact's save "
                         f"and the loader's own save of the scenario, at least {matrix.LOAD_FLOOR_S:g} s; "
@@ -158,7 +102,7 @@ def _selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
                    help="run only shard K of N of each phase's cells (balanced by the store's recorded "
                         "durations); every shard must start from the same store; merge the parts")
-    p.add_argument("--elsewhere", type=_csv, default=[], metavar="STACKS",
+    p.add_argument("--elsewhere", type=csv_list, default=[], metavar="STACKS",
                    help="stacks whose own job loads their cells: remedy cells in them are left to it "
                         "(the generated CI workflow passes its loader stacks)")
 
@@ -171,7 +115,7 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
                        ("save", "build the selected stacks and run their saves"),
                        ("load", "load every saved artifact in the selected stacks")):
         p = sub.add_parser(name, help=text)
-        _common(p)
+        add_common(p)
         _selection(p)
         if name == "matrix":
             p.add_argument("--out", type=Path, default=None,
@@ -180,18 +124,18 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
             p.add_argument("--no-report", action="store_true")
             gate.add_options(p, baseline_required=False)
     p = sub.add_parser("report", help="write reports from the records already in the store")
-    _common(p)
-    p.add_argument("--scenarios", type=_csv, default=[], help="comma-separated scenario names")
-    p.add_argument("--formats", type=_csv, default=[], help="comma-separated formats")
+    add_common(p)
+    p.add_argument("--scenarios", type=csv_list, default=[], help="comma-separated scenario names")
+    p.add_argument("--formats", type=csv_list, default=[], help="comma-separated formats")
     p.add_argument("--scenario-dir", type=Path, default=scenario_catalog.DEFAULT_SCENARIOS)
     p.add_argument("--out", type=Path, default=None,
                    help="report directory (default: reports/ when the store holds the whole default "
                         "catalog, else <store>/reports/)")
-    _stacks(p, "only these stacks (default: the catalog)", "only stacks with these tags")
+    add_stacks(p, "only these stacks (default: the catalog)", "only stacks with these tags")
     p.add_argument("--wait", action="store_true",
                    help="if a run holds the store, wait for it instead of stopping")
     p = sub.add_parser("stacks", help="list the catalog and the interpreter found for each")
-    _common(p)
+    add_common(p)
     p.add_argument("--json", action="store_true")
     check.add_parser(sub)
     gate.add_parser(sub)
@@ -199,16 +143,16 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     ci_workflow.add_parsers(sub)
     p = sub.add_parser("explain", help="one cell's full story: versions, outcome, message, "
                                       "traceback tail, category, explanation, verified remedies")
-    _common(p)
+    add_common(p)
     p.add_argument("cell", help="a cell id (scenario:format:saver->loader:variant) or text "
                                 "contained in exactly one")
     p = sub.add_parser("repro", help="write a standalone reproduction of one load cell "
                                     "(setup.sh + repro.py), runnable without this project")
-    _common(p)
+    add_common(p)
     p.add_argument("cell", help="a load cell id or text contained in exactly one")
     p.add_argument("--out", type=Path, required=True, help="new (or empty) directory to write to")
     p = sub.add_parser("show", help="print the records of cells whose id contains TEXT")
-    _common(p)
+    add_common(p)
     p.add_argument("text")
     return parser
 
@@ -350,6 +294,16 @@ def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stac
     return 0
 
 
+def _gate_store_cells(store: Path, out: TextIO) -> dict[str, gate.Cell]:
+    """``gate --store``: the store's current table, built by the report (pandas, imported
+    only here)."""
+    try:
+        from runner import report
+    except ImportError as exc:
+        raise gate.GateError(f"--store needs pandas and tabulate ({exc}); use --current results.json.gz") from None
+    return report.cells_from_store(store, out)
+
+
 def _say_skipped(who: str, skipped: Sequence[tuple[str, str]], unselected: int, where: str = "") -> None:
     """One line for the record files a command left out (none: nothing printed)."""
     if skipped:
@@ -480,7 +434,7 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
         if args.command == "check":
             return check.run_check(check.options_from_args(args))
         if args.command == "gate":
-            return gate.cmd_gate(args)
+            return gate.cmd_gate(args, _gate_store_cells)
         if args.command == "merge":
             return merge.cmd_merge(args)
         if args.command == "ci-workflow":

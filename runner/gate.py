@@ -1,6 +1,7 @@
 """Regression gate: compare a matrix run with an earlier ``results.json.gz``, cell by cell.
 
-Stdlib only (``--store`` needs the report's pandas to build the current table). A load
+Stdlib only (``--store`` needs the report's pandas to build the current table:
+:func:`runner.report.cells_from_store`). A load
 cell holds two facts, each judged: the *prediction* (do the loader's predictions match
 the saver's: ``prediction`` = ``match`` | ``differ``, empty when the load did not get that
 far) and, for a trained model, the *training* (does one more training step land where the
@@ -64,10 +65,9 @@ import gzip
 import json
 import os
 import sys
-import tempfile
 import tomllib
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -76,7 +76,6 @@ from runner.records import (
     ErrorInfo,
     Outcome,
     Record,
-    Store,
     default_store_root,
     first_line,
     training_verdict,
@@ -362,28 +361,6 @@ def _v3_rows(data: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
             row["error_message"] = messages[mi] if isinstance(mi, int) and 0 <= mi < len(messages) else ""
             row["traceback_tail"] = tracebacks[ti] if isinstance(ti, int) and 0 <= ti < len(tracebacks) else ""
         yield _with_cell_id(row)
-
-
-def cells_from_store(store: Path, out: TextIO = sys.stdout) -> dict[str, Cell]:
-    """The current table of a store, built by the report into a temporary folder while
-    holding the store's lock (a run writing it makes this a one-line StoreBusyError).
-    Record files that cannot be used are skipped, and a note says how many and which."""
-    try:
-        from runner import report
-    except ImportError as exc:
-        raise GateError(f"--store needs pandas and tabulate ({exc}); use --current results.json.gz") from None
-    if not (store / "records").is_dir():
-        raise GateError(f"store {store} has no records")
-    st = Store(store)
-    with st.running(reader=True), tempfile.TemporaryDirectory() as tmp:
-        df = report.write_reports(st, Path(tmp))
-        skipped = df.attrs.get("skipped") or []
-        if skipped:
-            print(f"gate: note: skipped {len(skipped)} record file(s) of the store that cannot be used "
-                  "(their cells are missing or not_run): "
-                  + "; ".join(f"{path} ({why})" for path, why in skipped[:3])
-                  + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""), file=out, flush=True)
-        return load_results(Path(tmp) / RESULTS_JSON)
 
 
 def load_expected(path: Path) -> list[Expected]:
@@ -818,11 +795,15 @@ def run_gate(prepared: Prepared, current: Mapping[str, Cell], out: TextIO = sys.
     return res.exit_code
 
 
-def cmd_gate(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def cmd_gate(args: argparse.Namespace, store_cells: Callable[[Path, TextIO], Mapping[str, Cell]],
+             out: TextIO = sys.stdout) -> int:
+    """``gate``: ``--current`` is read here; ``--store``'s table is ``store_cells(store, out)``
+    (the report builds it: :func:`runner.report.cells_from_store`, passed in by the command
+    line, so the gate never imports the report that imports it)."""
     prepared = prepare(args)
     assert prepared is not None
     if args.current is not None:
-        current = load_results(args.current, "current results")
+        current: Mapping[str, Cell] = load_results(args.current, "current results")
     else:
-        current = cells_from_store(args.store or default_store_root(), out)
+        current = store_cells(args.store or default_store_root(), out)
     return run_gate(prepared, current, out)

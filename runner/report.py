@@ -38,11 +38,12 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 from tabulate import tabulate
@@ -1423,3 +1424,22 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     df.attrs["skipped"] = skipped
     df.attrs["unselected"] = scan.unselected
     return df
+
+
+def cells_from_store(store: Path, out: TextIO = sys.stdout) -> dict[str, gate.Cell]:
+    """``gate --store``: the current table of a store, built by the report into a temporary
+    folder while holding the store's lock (a run writing it makes this a one-line
+    StoreBusyError). Record files that cannot be used are skipped, and a note says how many
+    and which."""
+    if not (store / "records").is_dir():
+        raise gate.GateError(f"store {store} has no records")
+    st = Store(store)
+    with st.running(reader=True), tempfile.TemporaryDirectory() as tmp:
+        df = write_reports(st, Path(tmp))
+        skipped = df.attrs.get("skipped") or []
+        if skipped:
+            print(f"gate: note: skipped {len(skipped)} record file(s) of the store that cannot be used "
+                  "(their cells are missing or not_run): "
+                  + "; ".join(f"{path} ({why})" for path, why in skipped[:3])
+                  + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""), file=out, flush=True)
+        return gate.load_results(Path(tmp) / gate.RESULTS_JSON)
