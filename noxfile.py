@@ -153,11 +153,14 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def lint(session: nox.Session) -> None:
-    """ruff, mypy --strict on the host package; the generated workflow fresh, actionlint- and schema-valid."""
+    """ruff, mypy --strict on the host package; the component lock current; the generated workflow fresh,
+    actionlint- and schema-valid."""
     session.install(*LINT_DEPS)
     session.run("ruff", "check", ".")
     session.run("mypy")
     session.run("python", "-m", "runner", "ci-workflow", "--check")
+    # Every cache key is made of component digests: a change of any is a reviewed lock diff.
+    session.run("python", "-m", "runner", "components", "--check")
     session.run("actionlint", "--no-color", ".github/workflows/compat-matrix.yml")
     session.run("check-jsonschema", "--builtin-schema", "vendor.github-workflows",
                 ".github/workflows/compat-matrix.yml")

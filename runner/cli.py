@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from runner import check, ci_workflow, explain, gate, matrix, merge, scenario_catalog
+from runner import check, ci_workflow, components, explain, gate, matrix, merge, scenario_catalog
 from runner.cli_options import add_common, add_stacks, add_workers, csv_list, positive, positive_seconds
 from runner.records import RecordError, Store, StoreBusyError, default_store_root
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
@@ -117,6 +117,9 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         add_common(p)
         _selection(p)
+        p.add_argument("--dry-run", action="store_true",
+                       help="print, per phase, how many cells would run and why (which component, input or "
+                            "outcome invalidated each record); builds, runs and writes nothing")
         if name == "matrix":
             p.add_argument("--out", type=Path, default=None,
                            help="report directory (default: reports/ for the whole default catalog, "
@@ -138,6 +141,7 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("--json", action="store_true")
     check.add_parser(sub)
+    components.add_parser(sub)
     gate.add_parser(sub)
     merge.add_parser(sub)
     ci_workflow.add_parsers(sub)
@@ -224,6 +228,19 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     # `load` alone loads what every catalog stack saved; `matrix` stays within its selection.
     savers = catalog if args.command == "load" else stacks
     store = Store(args.store)
+    options = matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
+                             load_timeout=args.load_timeout,
+                             import_timeout=args.import_timeout, phases=phases,
+                             jobs=args.jobs, wait=args.wait, shard=args.shard, verbose=args.verbose,
+                             elsewhere=tuple(args.elsewhere), runtime=args.runtime,
+                             docker_base=args.docker_base, docker_memory=args.docker_memory,
+                             docker_cpus=args.docker_cpus)
+    if args.dry_run:
+        if args.shard is not None:
+            raise PreflightError("--dry-run predicts the whole selection; drop --shard")
+        found = matrix.dry_run(stacks, scenarios, formats, store, options, savers=savers)
+        print("\n".join(found.lines()), flush=True)
+        return 0
     _writable_dir(store.root, "store")
     out = _report_dir(args, store, selection) if args.command == "matrix" and not args.no_report else None
     if out is not None:
@@ -232,16 +249,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     print(f"matrix: {len(stacks)} stacks x {len(scenarios)} scenarios x {len(formats)} formats; "
           f"phases {'+'.join(phases)}; store {store.root}; per-cell lines in "
           f"{store.root / 'runs' / 'run.log'}" + ("" if args.verbose else " (-v: on the console too)"), flush=True)
-    summary = matrix.run_matrix(
-        stacks, scenarios, formats, store,
-        matrix.Options(fresh=args.fresh, isolate=args.isolate, cell_timeout=args.cell_timeout,
-                       load_timeout=args.load_timeout,
-                       import_timeout=args.import_timeout, phases=phases,
-                       jobs=args.jobs, wait=args.wait, shard=args.shard, verbose=args.verbose,
-                       elsewhere=tuple(args.elsewhere), runtime=args.runtime,
-                       docker_base=args.docker_base, docker_memory=args.docker_memory,
-                       docker_cpus=args.docker_cpus),
-        savers=savers, catalog=catalog)
+    summary = matrix.run_matrix(stacks, scenarios, formats, store, options, savers=savers, catalog=catalog)
     counts = ", ".join(f"{ph} {oc}: {n}" for (ph, oc), n in sorted(summary.counts.items()))
     ran = {ph: sum(n for (p, _o), n in summary.counts.items() if p == ph)
            for ph in ("save", "load", "remedy", "confirm")}
@@ -441,6 +449,8 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             return ci_workflow.cmd_ci_workflow(args)
         if args.command == "ci-plan":
             return ci_workflow.cmd_ci_plan(args)
+        if args.command == "components":
+            return components.cmd_components(args)
         if args.command == "explain":
             store = _existing_store(args.store)
             print(explain.explain_text(store, explain.find_cell(store, args.cell),

@@ -57,13 +57,18 @@ def _emit(node: object, out: list[str]) -> None:
         out.append(type(node).__name__ + ":" + repr(node))
 
 
-def source_digest(source: str, filename: str = "<source>") -> str:
-    """The behaviour digest of Python ``source``.
+def source_digest(source: str, filename: str = "<source>", without: tuple[str, ...] = ()) -> str:
+    """The behaviour digest of Python ``source``; ``without``: top-level names whose
+    plain assignments are left out (a scenario's ``ATOL``, read by the host only).
 
     Raises:
         SyntaxError: the source does not parse.
     """
     tree = ast.parse(source, filename=filename)
+    if without:
+        tree.body = [s for s in tree.body if not (
+            isinstance(s, ast.Assign) and len(s.targets) == 1 and isinstance(s.targets[0], ast.Name)
+            and s.targets[0].id in without)]
     _strip_docstrings(tree)
     parts: list[str] = [f"cache-protocol:{CACHE_PROTOCOL};"]
     _emit(tree, parts)
@@ -139,7 +144,7 @@ def _dispatch_entries(stmt: ast.stmt) -> tuple[tuple[str, str], ...] | None:
     if not isinstance(value, ast.Dict) or not value.keys:
         return None
     entries = []
-    for k, v in zip(value.keys, value.values):
+    for k, v in zip(value.keys, value.values, strict=True):
         if not (isinstance(k, ast.Constant) and isinstance(k.value, str) and isinstance(v, ast.Name)):
             return None
         entries.append((k.value, v.id))

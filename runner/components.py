@@ -30,14 +30,14 @@ from typing import TextIO
 from runner import codehash
 
 __all__ = [
+    "CHECK_WORKER_PATH",
     "COMPONENTS",
     "LOCK_PATH",
     "WORKER_PATH",
-    "CHECK_WORKER_PATH",
-    "component_of",
-    "component_digests",
     "cell_parts",
     "check_parts",
+    "component_digests",
+    "component_of",
     "probe_parts",
     "unassigned",
 ]

@@ -224,6 +224,44 @@ def ensure_env(stack: Stack, store: Store, *, rebuild: bool = False,
                     freeze=marker.get("freeze", ""))
 
 
+def peek_env(stack: Stack, store: Store, runtime: RuntimeSettings | None = None) -> StackEnv:
+    """The stack's environment as it stands, without building, installing or importing
+    anything (``matrix --dry-run``): ok with the fingerprint ``ensure_env`` would compute
+    when its venv is built, verified intact and probed by this worker code; otherwise not
+    ok, with the reason (a real run would build or probe it first)."""
+    t0 = time.monotonic()
+    settings = runtime or RuntimeSettings()
+    if settings.runtime_for(stack.runtime, stack.python) == "docker":
+        return _unavailable(stack, "a docker stack: its image is not inspected by a dry run",
+                            "runner.NotPeeked", t0)
+    interpreter = find_python(stack.python)
+    if interpreter is None:
+        return _unavailable(stack, f"no Python {stack.python} interpreter found", "runner.NoInterpreter", t0)
+    spec = {"interpreter": interpreter, "requirements": list(stack.requirements)}
+    env_key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
+    venv = store.envs_dir / f"py{stack.python}-{env_key}"
+    marker = _read_marker(venv)
+    if marker.get("spec") != spec or not _venv_python(venv).exists():
+        return _unavailable(stack, "its environment is not built yet", "runner.NotBuilt", t0)
+    damage = verify_installed(venv, marker.get("freeze", ""))
+    if damage:
+        return _unavailable(stack, f"its environment is damaged and would be rebuilt: {damage}",
+                            "runner.EnvDamaged", t0)
+    probe_key = _probe_key(stack)
+    cached = (marker.get("probes") or {}).get(stack.id)
+    if not cached or cached.get("key") != probe_key:
+        return _unavailable(stack, "its environment would be probed again (the probe's code changed)",
+                            "runner.NotProbed", t0)
+    return StackEnv(stack=stack, ok=True, python=str(_venv_python(venv)),
+                    fingerprint=_fingerprint(stack, marker, cached["env"]), versions=cached["env"],
+                    reused=True, freeze=marker.get("freeze", ""))
+
+
+def _probe_key(stack: Stack) -> str:
+    return hashlib.sha256(json.dumps(
+        [sorted(components.probe_parts().items()), stack.env, stack.keras_module]).encode()).hexdigest()
+
+
 def _fingerprint(stack: Stack, marker: dict[str, Any], probed: dict[str, Any],
                  runtime: dict[str, Any] | None = None) -> str:
     """The environment's part of every cell key: the interpreter's exact version (3.11.4 and
@@ -242,8 +280,7 @@ def _probe_cached(stack: Stack, store: Store, venv: Path, marker: dict[str, Any]
     """The stack's probe (one framework import, seconds), cached in the venv's marker per
     stack, keyed by what could change its answer: the worker code a probe runs (the framework
     import and version report, not the whole worker), the env vars, the Keras module."""
-    probe_key = hashlib.sha256(json.dumps(
-        [sorted(components.probe_parts().items()), stack.env, stack.keras_module]).encode()).hexdigest()
+    probe_key = _probe_key(stack)
     probes = marker.setdefault("probes", {})
     cached: dict[str, Any] | None = probes.get(stack.id)
     if cached is None or cached.get("key") != probe_key:

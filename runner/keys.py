@@ -22,9 +22,14 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from runner import components
-from runner.codehash import CACHE_PROTOCOL, code_digest
+from runner.codehash import CACHE_PROTOCOL, code_digest, source_digest
 
 __all__ = ["changed_parts", "key_of", "load_key", "save_key", "scenario_digest", "worker_digest"]
+
+
+# A scenario's top-level constants that only the host reads (the worker is handed the
+# tolerances with each load cell): not part of the scenario's digest.
+HOST_ONLY = ("ATOL", "RTOL")
 
 
 def key_of(phase: str, parts: Mapping[str, str]) -> str:
@@ -64,7 +69,9 @@ def _scenario_digest(path: str, _stamp: tuple[tuple[str, int, int], ...]) -> str
         p = todo.pop()
         if str(p) in seen:
             continue
-        seen[str(p)] = code_digest(p)
+        # The tolerances are the host's (they enter load keys as "tolerance"), not the saver's.
+        seen[str(p)] = (source_digest(p.read_text(encoding="utf-8"), str(p), without=HOST_ONLY)
+                        if str(p) == path else code_digest(p))
         todo.extend(_imported_helpers(p))
     root = Path(path).parent
     lines = [f"{Path(p).relative_to(root).as_posix() if Path(p).is_relative_to(root) else p}={d}"

@@ -83,6 +83,10 @@ LOAD_MULTIPLE = 10.0
 LOAD_FLOOR_S = 10.0
 
 
+NO_RECORD = "no record yet"
+ARTIFACT_CHANGED = "artifact missing or changed since it was saved"
+
+
 def load_limit(ceiling: float, saver_s: float | None, loader_s: float | None) -> tuple[float, str]:
     """The limit of one load cell and the rule that gave it (kept in its record)."""
     floor = min(LOAD_FLOOR_S, ceiling)
@@ -294,11 +298,13 @@ class _Runner:
                 key, parts = self._save_key(senv, sc, fmt)
                 old = self.store.read(path)
                 art = self.store.artifact_dir(stack.id, sc.name, fmt)
-                if (not self.opt.fresh and old is not None and old.key == key
-                        and self._reusable(old, self.opt.limit("save"))):
-                    if old.outcome is not Outcome.OK or self._artifact_intact(old, art):
-                        self.count("save", old.outcome.value, cached=True, cid=cid)
-                        continue
+                why = self.why_rerun(old, key, parts, self.opt.limit("save"), art)
+                if why is None:
+                    assert old is not None
+                    self.count("save", old.outcome.value, cached=True, cid=cid)
+                    continue
+                self._note_rerun(why, old)
+                if why == ARTIFACT_CHANGED:
                     with self._lock:
                         self.summary.resaved += 1
                     self.log(f"  [save {stack.id}] {cid}: artifact missing or changed since "
@@ -309,12 +315,27 @@ class _Runner:
         return todo, lambda res: self._save_record(senv, meta, res)
 
     # ------------------------------------------------------------- cache validity
-    def _reusable(self, old: Record, limit: float) -> bool:
-        if reusable(old, limit, self.opt.limit("load") if old.record_type == "load" else None):
-            return True
-        with self._lock:
-            self.summary.retried[old.outcome.value] += 1
-        return False
+    def why_rerun(self, old: Record | None, key: str, parts: Mapping[str, str], limit: float,
+                  art: Path | None = None) -> str | None:
+        """The one reuse-or-rerun decision: None when ``old`` stands for this run, else why
+        the cell runs (what ``--dry-run`` prints). ``art``: a save's artifact, which must
+        still be the bytes it recorded."""
+        if self.opt.fresh:
+            return "--fresh"
+        if old is None:
+            return NO_RECORD
+        if old.key != key:
+            return "changed: " + ", ".join(keys.changed_parts(old.key_parts, parts))
+        if not reusable(old, limit, self.opt.limit("load") if old.record_type == "load" else None):
+            return f"{old.outcome.value} is retried"
+        if art is not None and old.outcome is Outcome.OK and not self._artifact_intact(old, art):
+            return ARTIFACT_CHANGED
+        return None
+
+    def _note_rerun(self, why: str, old: Record | None) -> None:
+        if old is not None and why.endswith(" is retried"):
+            with self._lock:
+                self.summary.retried[old.outcome.value] += 1
 
     def _artifact_intact(self, saved: Record, art: Path) -> bool:
         recorded = saved.details.get("artifact_sha256")
@@ -390,9 +411,12 @@ class _Runner:
             limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
             if full_limit:
                 limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
-            if not self.opt.fresh and old is not None and old.key == key and self._reusable(old, limit):
+            why = self.why_rerun(old, key, parts, limit)
+            if why is None:
+                assert old is not None
                 self.count("load", old.outcome.value, cached=True, cid=cid)
                 continue
+            self._note_rerun(why, old)
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
                          "format": fmt, "artifact_dir": str(art), "variant": variant,
                          "atol": sc.atol, "rtol": sc.rtol, "timeout_s": limit})
@@ -510,7 +534,8 @@ class _Runner:
         return max(found) if found else None
 
     def _load_record(self, lenv: StackEnv,
-                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str, dict[str, str]]],
+                     meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str,
+                                           dict[str, str]]],
                      res: dict[str, Any]) -> Record:
         sc, fmt, saver, variant, saved, key, old, limit, rule, parts = meta[res["cell_id"]]
         res = {**res, "details": {**(res.get("details") or {}), "limit_rule": rule,
@@ -847,6 +872,90 @@ def run_matrix(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: 
     with store.running(wait=options.wait):
         return _run(stacks, scenarios, formats, store, options, out, env_factory, savers, t0,
                     stacks if catalog is None else catalog)
+
+
+@dataclasses.dataclass
+class DryRun:
+    """What a run would do, per phase: cells reused, and cells run by reason."""
+
+    cached: Counter[str] = dataclasses.field(default_factory=Counter)
+    reasons: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+
+    def would_run(self, phase: str) -> int:
+        return sum(self.reasons.get(phase, Counter()).values())
+
+    def add(self, phase: str, why: str | None) -> None:
+        if why is None:
+            self.cached[phase] += 1
+        else:
+            self.reasons.setdefault(phase, Counter())[why] += 1
+
+    def lines(self) -> list[str]:
+        out = ["dry run: nothing was built, run or written; the remedy and confirm phases depend on "
+               "this run's outcomes and are not predicted"]
+        for phase in ("save", "load"):
+            n = self.would_run(phase)
+            out.append(f"{phase}: {n} of {n + self.cached[phase]} cells would run")
+            for why, count in sorted(self.reasons.get(phase, Counter()).items(), key=lambda kv: (-kv[1], kv[0])):
+                out.append(f"  {count:>7}  {why}")
+        return out
+
+
+def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
+            store: Store, options: Options = Options(), savers: Sequence[Stack] | None = None) -> DryRun:
+    """Which cells a run would compute and why (the component, input or outcome that
+    invalidated each record), without building, running or writing anything: stack
+    environments are only inspected (:func:`runner.envs.peek_env`). A load whose save
+    would run is counted as running (its artifact may change)."""
+    import io
+
+    factory = functools.partial(envs.peek_env, runtime=options.runtime_settings())
+    found = DryRun()
+    with store.running(wait=options.wait, reader=True):
+        runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store, options,
+                         io.StringIO(), factory)
+        peeked = {s.id: factory(s, store) for s in {*runner.stacks, *runner.savers}}
+        resaved: set[tuple[str, str, str]] = set()
+        if "save" in options.phases:
+            for stack in runner.stacks:
+                senv = peeked[stack.id]
+                for sc in runner.scenarios:
+                    for fmt in runner.formats:
+                        if not senv.ok:
+                            why: str | None = f"environment: {first_line(senv.reason)}"
+                        else:
+                            key, parts = runner._save_key(senv, sc, fmt)
+                            why = runner.why_rerun(store.read(store.save_record_path(stack.id, sc.name, fmt)),
+                                                   key, parts, options.limit("save"),
+                                                   store.artifact_dir(stack.id, sc.name, fmt))
+                        found.add("save", why)
+                        if why is not None:
+                            resaved.add((stack.id, sc.name, fmt))
+        if "load" in options.phases:
+            runner.read_saved()
+            for loader in runner.stacks:
+                lenv = peeked[loader.id]
+                for saver in runner.savers:
+                    for sc in runner.scenarios:
+                        for fmt in runner.formats:
+                            saved = runner.saved.get((saver.id, sc.name, fmt))
+                            for variant in sc.variants:
+                                if (saver.id, sc.name, fmt) in resaved:
+                                    why = "its save runs (the artifact may change)"
+                                elif saved is None:
+                                    continue  # no artifact to load: no load cell (as in a run)
+                                elif not lenv.ok:
+                                    why = f"environment: {first_line(lenv.reason)}"
+                                else:
+                                    key, parts = keys.load_key(saved.details.get("artifact_sha256"),
+                                                               lenv.fingerprint, sc.sha256, fmt, variant,
+                                                               sc.atol, sc.rtol)
+                                    limit, _ = load_limit(options.limit("load"), saved.duration_s,
+                                                          runner._own_save_s(loader.id, sc))
+                                    why = runner.why_rerun(store.read(store.load_record_path(
+                                        loader.id, saver.id, sc.name, fmt, variant)), key, parts, limit)
+                                found.add("load", why)
+    return found
 
 
 def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],

@@ -1,0 +1,166 @@
+"""Which cells an edit recomputes, pinned (issue 24): a harness-only edit none, an h5-load
+edit only h5 loads, a comparison edit every load and no save, a new scenario its own row,
+a tolerance edit its scenario's loads (no save).
+
+Real processes and files: a copy of this checkout (its worker is the one edited), the
+fake catalog's real venvs, a real first run; ``matrix --dry-run`` predicts, and for the
+harness and the h5-load edits a real second run shows that exactly the predicted records
+were rewritten.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import e2e
+import pytest
+
+STACKS = "fk2.15,fk3.5"
+
+
+class Copy:
+    def __init__(self, root: Path, store: Path, envs_dir: Path) -> None:
+        self.root, self.store, self.envs_dir = root, store, envs_dir
+        self.worker = root / "runner" / "_worker" / "worker.py"
+        self.pristine = self.worker.read_text()
+
+    def run(self, *args: str, scenarios: str = e2e.SCENARIOS) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "runner", "matrix", "--stacks", STACKS, "--scenarios", scenarios,
+                "--store", str(self.store), "--no-report", "--load-timeout", "20", *args]
+        env = {**e2e.runner_env(self.envs_dir), "PYTHONPATH": str(self.root)}
+        proc = subprocess.run(argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=600,
+                              check=False)
+        assert proc.returncode == 0, e2e.describe(proc)
+        return proc
+
+    def dry(self, scenarios: str = e2e.SCENARIOS) -> dict[str, tuple[int, int, Counter[str]]]:
+        """phase -> (would run, of, reasons)."""
+        out: dict[str, tuple[int, int, Counter[str]]] = {}
+        phase = None
+        for line in self.run("--dry-run", scenarios=scenarios).stdout.splitlines():
+            m = re.match(r"(save|load): (\d+) of (\d+) cells would run", line)
+            if m:
+                phase = m.group(1)
+                out[phase] = (int(m.group(2)), int(m.group(3)), Counter())
+                continue
+            m = re.match(r"\s+(\d+)\s+(.+)$", line)
+            if m and phase:
+                out[phase][2][m.group(2)] += int(m.group(1))
+        return out
+
+    def edit(self, old: str, new: str) -> None:
+        text = self.pristine
+        assert text.count(old) == 1, old
+        self.worker.write_text(text.replace(old, new))
+
+    def restore(self) -> None:
+        self.worker.write_text(self.pristine)
+
+    def keys(self) -> dict[str, tuple[str, str, str]]:
+        """cell id -> (key, record_type, format) of every record in the store."""
+        return {r["cell_id"]: (r["key"], r["record_type"], r.get("format") or "")
+                for r in e2e.records_by_id(self.store).values()}
+
+
+@pytest.fixture(scope="module")
+def copy(tmp_path_factory: pytest.TempPathFactory, envs_dir: Path) -> Copy:
+    root = e2e.checkout_copy(tmp_path_factory.mktemp("recompute") / "repo")
+    c = Copy(root, root.parent / "store", envs_dir)
+    c.run()
+    return c
+
+
+def test_a_harness_only_edit_recomputes_nothing(copy: Copy) -> None:
+    before = copy.keys()
+    baseline = copy.dry()
+    assert baseline["save"][0] == baseline["load"][0] == 0, baseline
+    # The heartbeat's staleness, the watchdog's re-fire and the serve loop: harness only.
+    copy.edit("HEARTBEAT_STALE_S = 120.0", "HEARTBEAT_STALE_S = 121.0")
+    text = copy.worker.read_text().replace("    REFIRE_S = 0.5 ", "    REFIRE_S = 0.25 ")
+    copy.worker.write_text(text.replace('    faulthandler.enable()\n', '    faulthandler.enable()\n    _ = 0\n', 1))
+    try:
+        found = copy.dry()
+        assert (found["save"][0], found["load"][0]) == (0, 0), found
+        assert found["save"][1] == baseline["save"][1] and found["load"][1] == baseline["load"][1]
+        proc = copy.run()
+        assert re.search(r"matrix: 0 cells run", proc.stdout), proc.stdout
+        assert copy.keys() == before
+    finally:
+        copy.restore()
+
+
+def test_an_h5_load_edit_recomputes_only_h5_loads(copy: Copy) -> None:
+    before = copy.keys()
+    copy.edit("def _load_h5(fw, path, saved, opts):\n",
+              "def _load_h5(fw, path, saved, opts):\n    path = str(path)\n")
+    try:
+        found = copy.dry()
+        assert found["save"][0] == 0, found
+        assert set(found["load"][2]) == {"changed: worker:load.h5"}, found
+        h5_table_loads = sum(1 for cid, (_k, kind, fmt) in before.items()
+                             if kind == "load" and fmt == "h5" and cid.endswith(":default"))
+        assert found["load"][0] == h5_table_loads > 0, (found, h5_table_loads)
+        copy.run()
+        after = copy.keys()
+        rewritten = {cid for cid in after if after[cid][0] != before.get(cid, ("",))[0]}
+        h5_loads = {cid for cid, (_k, kind, fmt) in before.items() if kind == "load" and fmt == "h5"}
+        assert rewritten == h5_loads, sorted(rewritten ^ h5_loads)
+    finally:
+        copy.restore()
+        copy.run()  # back to the pristine worker's records for the next test
+
+
+def test_a_comparison_edit_recomputes_every_load_and_no_save(copy: Copy) -> None:
+    copy.edit("    worst = 0.0\n", "    worst = 0.0 + 0.0\n")
+    try:
+        found = copy.dry()
+        assert found["save"][0] == 0 and found["load"][0] == found["load"][1] > 0, found
+        assert set(found["load"][2]) == {"changed: worker:comparison"}, found
+    finally:
+        copy.restore()
+
+
+def test_a_new_scenario_recomputes_its_row_only(copy: Copy) -> None:
+    scenarios = copy.root / "scenarios"
+    shutil.copy2(scenarios / "mlp.py", scenarios / "mlp_twin.py")
+    try:
+        found = copy.dry(scenarios=e2e.SCENARIOS + ",mlp_twin")
+        baseline = copy.dry()
+        # Its saves (2 stacks x 5 formats) have no record; its loads wait on those saves.
+        assert found["save"][2] == Counter({"no record yet": found["save"][1] - baseline["save"][1]}), found
+        assert set(found["load"][2]) == {"its save runs (the artifact may change)"}, found
+        assert found["save"][1] - baseline["save"][1] == 2 * 5
+    finally:
+        (scenarios / "mlp_twin.py").unlink()
+
+
+def test_a_tolerance_edit_recomputes_that_scenarios_loads(copy: Copy) -> None:
+    path = copy.root / "scenarios" / "mlp.py"
+    pristine = path.read_text()
+    path.write_text(pristine.replace("ATOL = 1e-6", "ATOL = 2e-6"))
+    try:
+        found = copy.dry()
+        assert found["save"][0] == 0, found  # the saver never reads ATOL
+        assert set(found["load"][2]) == {"changed: tolerance"}, found
+        mlp_loads = sum(1 for cid, (_k, kind, _f) in copy.keys().items()
+                        if kind == "load" and cid.startswith("mlp:") and cid.endswith(":default"))
+        assert found["load"][0] == mlp_loads, (found, mlp_loads)
+    finally:
+        path.write_text(pristine)
+
+
+def test_dry_run_writes_nothing(copy: Copy) -> None:
+    files = {p: p.stat().st_mtime_ns for p in copy.store.rglob("*") if p.is_file()}
+    copy.edit("def _load_h5(fw, path, saved, opts):\n",
+              "def _load_h5(fw, path, saved, opts):\n    path = str(path)\n")
+    try:
+        copy.dry()
+    finally:
+        copy.restore()
+    assert {p: p.stat().st_mtime_ns for p in copy.store.rglob("*") if p.is_file()
+            and p.name != ".running.lock"} == {p: m for p, m in files.items() if p.name != ".running.lock"}
