@@ -161,6 +161,154 @@ def split_merge(store: Path, tmp: Path, env: dict[str, str] | None = None,
     return rows
 
 
+def synthetic_store(table: Path, store: Path) -> int:
+    """A store of one record per cell of a published table (``reports/results.json.gz``):
+    every save, load and remedy cell at its record path, with the table's outcome, phase,
+    error (type, message, traceback) and a record's usual env, digests and details, and a
+    small artifact for every ``ok`` save (so ``merge`` can check its digest). Written with
+    plain writes (no fsync): a bench fixture, not a run. Returns the number of records."""
+    import gzip
+    import hashlib
+
+    from runner.cells import artifact_digest
+    from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
+
+    data = json.loads(gzip.decompress(table.read_bytes()))
+    cols = {c: i for i, c in enumerate(data["columns"])}
+    vals = data["values"]
+    st = Store(store)
+    st.ensure()
+
+    def h(*parts: object) -> str:
+        return hashlib.sha256("\0".join(map(str, parts)).encode()).hexdigest()
+
+    def env(stack: str) -> dict[str, Any]:
+        e = data["stacks"].get(stack) or {}
+        return {"backend": e.get("backend"), "keras": e.get("keras"), "keras_api": e.get("keras_api"),
+                "tensorflow": e.get("tensorflow"), "python": e.get("python"), "platform": "linux-x86_64",
+                "numpy": "1.26.4", "h5py": "3.11.0", "env_vars": {},
+                "dists": {"h5py": "3.11.0", "keras": str(e.get("keras")), "numpy": "1.26.4",
+                          "protobuf": "4.25.9", "tensorflow-cpu": str(e.get("tensorflow"))}}
+
+    def write(rec: Record) -> None:
+        path = st.record_path(rec)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n")
+
+    for stack in data["stacks"]:
+        write(Record(record_type="env", cell_id=f"env:{stack}", stack=stack, outcome=Outcome.OK,
+                     key=h("env", stack), env=env(stack), duration_s=12.5))
+    digests: dict[tuple[str, str, str], str | None] = {}
+    seen: set[Path] = set()
+    n = 0
+    rows = [{c: (vals[c][cell[i]] if c in vals and cell[i] is not None else cell[i]) for c, i in cols.items()}
+            for cell in data["cells"]]
+    # The table has a row for a save only where it failed; every artifact a load names was
+    # an ok save: a record (and an artifact) for each.
+    failed = {(v["saver"], v["scenario"], v["format"]) for v in rows if v["source"] == "save"}
+    oks = sorted({(v["saver"], v["scenario"], v["format"]) for v in rows if v["source"] != "save"} - failed)
+    rows = [{"source": "save", "saver": sv, "scenario": sc, "format": fmt, "outcome": "ok", "phase": "save",
+             "max_abs_diff": None, "written_as": "", "error_id": None} for sv, sc, fmt in oks] + rows
+    for v in sorted(rows, key=lambda v: v["source"] != "save"):  # saves first
+        sc, fmt, saver = v["scenario"], v["format"], v["saver"]
+        error = None
+        if v["error_id"] is not None:
+            etype, msg, tb = data["errors"][v["error_id"]]
+            error = {"type": etype, "message": data["messages"][msg] if msg is not None else "",
+                     "traceback": data["tracebacks"][tb] if tb is not None else ""}
+        common = {"outcome": v["outcome"], "phase": v["phase"], "max_abs_diff": v["max_abs_diff"],
+                  "duration_s": 0.137, "worker_sha256": h("worker"), "scenario_sha256": h("scenario", sc),
+                  "scenario": sc, "format": fmt, "saver": saver,
+                  "warnings": [{"category": "UserWarning", "message": "You are saving your model as an HDF5 "
+                                "file via `model.save()`. This file format is considered legacy."}]}
+        if v["source"] == "save":
+            art = st.artifact_dir(saver, sc, fmt)
+            details: dict[str, Any] = {"limit_s": 60.0, "written_as": v["written_as"] or fmt,
+                                       "model_file": f"model.{fmt}"}
+            if v["outcome"] == "ok":
+                art.mkdir(parents=True, exist_ok=True)
+                (art / f"model.{fmt}").write_text(h("model", saver, sc, fmt))
+                (art / "save.json").write_text("{}\n")
+                details["artifact_sha256"] = digests[saver, sc, fmt] = artifact_digest(art)
+            raw = {**common, "record_type": "save", "cell_id": save_cell_id(sc, fmt, saver), "stack": saver,
+                   "key": h("save", saver, sc, fmt), "env": env(saver), "details": details,
+                   "key_parts": {"env": h("env", saver), "scenario": h("scenario", sc),
+                                 f"component:save.{fmt}": h("save", fmt), "component:runtime": h("rt")}}
+        else:
+            loader, variant = v["loader"], v["variant"]
+            details = {"limit_s": 10.0, "limit_rule": "10 x the slower save (0.2 s), at least 10 s",
+                       "prediction": "match" if v["outcome"] == "ok" else None}
+            raw = {**common, "record_type": "load", "stack": loader, "loader": loader, "variant": variant,
+                   "cell_id": load_cell_id(sc, fmt, saver, loader, variant),
+                   "key": h("load", loader, saver, sc, fmt, variant), "env": env(loader),
+                   "saver_env": env(saver), "details": {k: x for k, x in details.items() if x is not None},
+                   "key_parts": {"env": h("env", loader), "artifact": str(digests.get((saver, sc, fmt))),
+                                 f"component:load.{fmt}": h("load", fmt), f"variant:{variant}": h(variant),
+                                 "component:compare": h("cmp")}}
+        raw["schema_version"] = 4
+        raw["error"] = error
+        rec = Record.from_dict(raw)
+        path = st.record_path(rec)
+        if path in seen:
+            continue
+        seen.add(path)
+        write(rec)
+        n += 1
+    return n
+
+
+def store_index(store: Path, tmp: Path, catalog: Path | None = None) -> list[list[object]]:
+    """The store's read paths on ``store`` (each in a fresh process, so no memory of the
+    last): the matrix's planning reads (``Store.read`` of every cell's record path, saves
+    then loads per loader, as ``plan_saves`` / ``read_saved`` / ``plan_loads`` order them)
+    with the index cold (absent: built as it reads), warm, and with the index switched off
+    (``COMPAT_STORE_INDEX=off``: files only); ``scan()`` warm; then the workflow's 66 parts
+    merged into an empty store. Every pass must return the same records."""
+    rows: list[list[object]] = []
+    index = store / ".records-index.sqlite"
+    prog = ("import sys, time, hashlib\nfrom pathlib import Path\nsys.path.insert(0, {repo!r})\n"
+            "from runner.records import Store\nst = Store({store!r})\nlock = st.running()\nlock.__enter__()\n"
+            "t = time.perf_counter()\n{body}\nst.index and st.index.flush()\n"
+            "print(round(time.perf_counter() - t, 2), n, d.hexdigest())\n")
+    reads = ("d = hashlib.sha256(); n = 0\n"
+             "paths = sorted(st.records_dir.glob('save/*/*.json')) + sorted(st.records_dir.glob('load/*/*/*.json'))\n"
+             "t = time.perf_counter()\n"
+             "for p in paths:\n    r = st.read(p)\n    n += 1\n    d.update(repr(r).encode())\n")
+    scan = ("d = hashlib.sha256(); s = st.scan(); n = len(s.records)\n"
+            "for r in s.records:\n    d.update(repr(r).encode())\n")
+
+    def run(label: str, body: str, index_on: bool = True) -> str:
+        env = {**os.environ, "COMPAT_STORE_INDEX": "on" if index_on else "off"}
+        proc = subprocess.run([sys.executable, "-c", prog.format(repo=str(REPO), store=str(store), body=body)],
+                              env=env, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {label} failed:\n{proc.stderr[-2000:]}")
+        wall, n, digest = proc.stdout.split()
+        rows.append([label, int(n), wall, digest[:12]])
+        return digest
+
+    for f in store.glob(".records-index.sqlite*"):
+        f.unlink()
+    digests = {run("planning reads, files only (index off)", reads, index_on=False)}
+    digests.add(run("planning reads, index cold (absent: built while reading)", reads))
+    size = index.stat().st_size if index.exists() else 0
+    digests.add(run("planning reads, index warm", reads))
+    digests.add(run("planning reads, index warm (again)", reads))
+    rows.append(["index size", "", "", f"{size / 1e6:.0f} MB"])
+    scans = {run("scan(), files only (index off)", scan, index_on=False)}
+    scans.add(run("scan(), index warm", scan))
+    rows.append(["same records in every pass", "", "", "yes" if len(digests) == 1 and len(scans) == 1 else "NO"])
+    parts = split_parts(store, tmp / "parts")
+    merged = tmp / "merged"
+    env = {**os.environ}
+    wall, _ = _run(["merge", *map(str, parts), "--store", str(merged),
+                    *(["--catalog", str(catalog)] if catalog else [])], env)
+    same = _tree_bytes(merged / "records") == _tree_bytes(store / "records")
+    rows.append([f"merge of {len(parts)} parts into an empty store", sum(1 for _ in (merged / "records").rglob("*.json")),
+                 f"{wall:.1f}", "records byte-identical" if same else "RECORDS DIFFER"])
+    return rows
+
+
 def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> list[list[object]]:
     """Where a store's time inside cells went (the records' ``duration_s``), by kind of
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
@@ -273,6 +421,11 @@ def main() -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="with --breakdown")
     parser.add_argument("--split-merge", metavar="STORE", type=Path,
                         help="only: cut STORE into the workflow's parts, merge them, compare records and reports")
+    parser.add_argument("--store-index", metavar="TABLE", type=Path, nargs="?", const=REPO / "reports/results.json.gz",
+                        help="only: a synthetic store of one record per cell of TABLE (default the published "
+                             "reports/results.json.gz): planning reads and scan() with the index off/cold/warm, "
+                             "then a merge of its 66 parts")
+    parser.add_argument("--keep", metavar="DIR", type=Path, help="with --store-index: build (or reuse) the store here")
     parser.add_argument("--site", metavar="REPORTS", type=Path,
                         help="only: the offline site's timings in headless Chromium (REPORTS/index.html)")
     parser.add_argument("--screenshots", metavar="DIR", type=Path, help="with --site: write the two screenshots")
@@ -282,6 +435,15 @@ def main() -> int:
     if args.check_files:
         print(tabulate(check_files(), headers=["file", "result", "peak MB", "wall s"], tablefmt="github"))
         return 0
+    if args.store_index:
+        with tempfile.TemporaryDirectory(prefix="bench-index-", dir=args.keep) as tmp:
+            store = (args.keep or Path(tmp)) / "store"
+            t0 = time.perf_counter()
+            n = synthetic_store(args.store_index, store) if not store.is_dir() else "reused"
+            print(f"synthetic store: {n} records from {args.store_index} in {time.perf_counter() - t0:.0f} s")
+            rows = store_index(store, Path(tmp))
+        print(tabulate(rows, headers=["step", "records", "wall s", "result"], tablefmt="github"))
+        return 0 if all("DIFFER" not in str(r[3]) and r[3] != "NO" for r in rows) else 1
     if args.site:
         rows = site_timings(args.site, args.screenshots)
         print(tabulate(rows, headers=["step", "median ms", "each run ms"], tablefmt="github"))

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shutil
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.cells import artifact_digest
-from runner.records import Outcome, Record, RecordError, Store, atomic_write_text
+from runner.records import Outcome, Record, RecordError, Store, atomic_write_many
 from runner.stacks import DEFAULT_CATALOG, load_catalog
 
 __all__ = ["EXIT_CONFLICT", "MergeError", "MergeResult", "add_parser", "cmd_merge", "merge"]
@@ -50,8 +51,41 @@ class MergeResult:
     per_part: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-def _read_part(part: Path, known: set[str]) -> list[tuple[Path, Record]]:
-    """Every record of ``part`` (validated before anything is copied).
+@dataclasses.dataclass
+class _Item:
+    """One distinct record file of the parts (a path under ``records/`` and its bytes),
+    validated once however many parts carry it (every load job's part carries every save
+    record): what merging needs of it without holding the record."""
+
+    target: str  # the record's own path under the store's records/
+    key: str
+    outcome: Outcome
+    cell_id: str
+    artifact: tuple[str, str, str, str] | None  # an ok save's (saver, scenario, format, digest)
+    canonical: bytes | None  # the bytes to write, when the part's file is not them already
+    source: Path  # the first part file with these bytes
+
+
+def _digest(data: bytes) -> bytes:
+    return hashlib.blake2b(data, digest_size=16).digest()
+
+
+def _parse(part: Path, path: Path, data: bytes, known: set[str]) -> Record:
+    try:
+        rec = Record.from_dict(json.loads(data.decode("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MergeError(f"part {part}: {path.relative_to(part)}: {exc}") from None
+    for stack in (rec.stack, rec.saver, rec.loader):
+        if stack is not None and stack not in known:
+            raise MergeError(f"part {part}: {path.relative_to(part)} names stack {stack!r}, "
+                             "which the catalog does not have (merging parts of another catalog?)")
+    return rec
+
+
+def _read_part(part: Path, known: set[str], store: Store,
+               items: dict[tuple[str, bytes], _Item]) -> list[tuple[str, bytes]]:
+    """Every record file of ``part`` as (path under records/, digest of its bytes); each
+    distinct one is parsed and validated once (into ``items``), before anything is copied.
 
     Raises:
         MergeError: not a store, unreadable or newer-schema record, unknown stack.
@@ -59,51 +93,87 @@ def _read_part(part: Path, known: set[str]) -> list[tuple[Path, Record]]:
     if not part.is_dir():
         raise MergeError(f"part {part}: not a directory")
     records_dir = part / "records"
-    found: list[tuple[Path, Record]] = []
+    found: list[tuple[str, bytes]] = []
     for path in sorted(records_dir.rglob("*.json")) if records_dir.is_dir() else []:
         try:
-            rec = Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            data = path.read_bytes()
+        except OSError as exc:
             raise MergeError(f"part {part}: {path.relative_to(part)}: {exc}") from None
-        for stack in (rec.stack, rec.saver, rec.loader):
-            if stack is not None and stack not in known:
-                raise MergeError(f"part {part}: {path.relative_to(part)} names stack {stack!r}, "
-                                 "which the catalog does not have (merging parts of another catalog?)")
-        found.append((path, rec))
+        rel = path.relative_to(records_dir).as_posix()
+        ident = (rel, _digest(data))
+        if ident not in items:
+            rec = _parse(part, path, data, known)
+            text = (json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+            artifact = None
+            if rec.record_type == "save" and rec.outcome is Outcome.OK:
+                assert rec.saver and rec.scenario and rec.format
+                artifact = (rec.saver, rec.scenario, rec.format, str(rec.details.get("artifact_sha256")))
+            items[ident] = _Item(store.record_path(rec).relative_to(store.records_dir).as_posix(), rec.key,
+                                 rec.outcome, rec.cell_id, artifact, None if text == data else text, path)
+        found.append(ident)
     return found
 
 
-def _same(a: Record, b: Record) -> bool:
-    return a.key == b.key and a.outcome is b.outcome
+def _record(item: _Item) -> Record:
+    """The record itself (for a conflict's message), read again from its part file."""
+    return Record.from_dict(json.loads(item.canonical or item.source.read_bytes()))
 
 
 def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeResult:
     """Merge ``parts`` into ``store`` (see the module docstring).
 
+    Every part file is read once to validate it (a file several parts carry with the same
+    bytes is parsed once); a record whose bytes equal the store's file is identical without
+    parsing either; new records are written in batches (:func:`atomic_write_many`), each
+    after its artifact.
+
     Raises:
         MergeError: bad input, found before anything is copied.
     """
-    every = [(part, _read_part(part, known_stacks)) for part in parts]
+    items: dict[tuple[str, bytes], _Item] = {}
+    every = [(part, _read_part(part, known_stacks, store, items)) for part in parts]
     result = MergeResult()
     part_store = {part: Store(part) for part in parts}
+    # What this merge put at a target (copied, or found there): later parts' records of the
+    # same cell are compared with it, as if it had been written already.
+    placed: dict[str, _Item] = {}
+    writes: list[tuple[Path, _Item]] = []
     for part, found in every:
         result.per_part[str(part)] = len(found)
-        for _path, rec in found:
-            target = store.record_path(rec)
-            have = store.read(target)
-            if have is not None:
-                if _same(have, rec):
+        for ident in found:
+            item = items[ident]
+            have_item = placed.get(item.target)
+            if have_item is not None:
+                if have_item is item or (have_item.key == item.key and have_item.outcome is item.outcome):
                     result.identical += 1
                 else:
-                    result.conflicts.append((have, rec, part))
+                    result.conflicts.append((_record(have_item), _record(item), part))
                 continue
-            if rec.record_type == "save" and rec.outcome is Outcome.OK:
-                assert rec.saver and rec.scenario and rec.format
-                src = part_store[part].artifact_dir(rec.saver, rec.scenario, rec.format)
-                dst = store.artifact_dir(rec.saver, rec.scenario, rec.format)
-                want = rec.details.get("artifact_sha256")
+            target = store.records_dir / item.target
+            try:
+                current = target.read_bytes()
+            except (FileNotFoundError, NotADirectoryError):
+                current = None
+            except OSError:
+                current = b""  # read() below says what it is
+            if current is not None:
+                if current == (item.canonical or item.source.read_bytes()):
+                    result.identical += 1
+                    placed[item.target] = item
+                    continue
+                have = store.read(target)
+                if have is not None:
+                    if have.key == item.key and have.outcome is item.outcome:
+                        result.identical += 1
+                    else:
+                        result.conflicts.append((have, _record(item), part))
+                    continue
+            if item.artifact is not None:
+                saver, scenario, fmt, want = item.artifact
+                src = part_store[part].artifact_dir(saver, scenario, fmt)
+                dst = store.artifact_dir(saver, scenario, fmt)
                 if artifact_digest(src) != want:
-                    raise MergeError(f"part {part}: the artifact of {rec.cell_id} is missing or does "
+                    raise MergeError(f"part {part}: the artifact of {item.cell_id} is missing or does "
                                      "not match its save record's digest")
                 if artifact_digest(dst) != want:
                     tmp = dst.with_name(dst.name + ".merge-tmp")
@@ -112,8 +182,10 @@ def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeR
                     shutil.rmtree(dst, ignore_errors=True)
                     tmp.replace(dst)
                     result.artifacts += 1
-            atomic_write_text(target, json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n")
+            placed[item.target] = item
+            writes.append((target, item))
             result.copied += 1
+    atomic_write_many((target, item.canonical or item.source.read_bytes()) for target, item in writes)
     return result
 
 

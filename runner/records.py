@@ -13,12 +13,18 @@ import dataclasses
 import enum
 import errno
 import fcntl
+import hashlib
 import json
 import os
+import sqlite3
+import stat as stat_mod
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterator, Mapping
+import time
+import weakref
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -36,9 +42,11 @@ __all__ = [
     "Outcome",
     "Record",
     "RecordError",
+    "RecordIndex",
     "Scan",
     "Store",
     "StoreBusyError",
+    "atomic_write_many",
     "atomic_write_set",
     "atomic_write_text",
     "default_store_root",
@@ -466,6 +474,330 @@ def atomic_write_set(files: Mapping[Path, str | bytes], fault_point: str = "reco
         raise
 
 
+# ------------------------------------------------------------------------------ index
+
+_OUTCOME_BY_VALUE = {o.value: o for o in Outcome}
+
+
+def _record_from_clean(d: dict[str, Any]) -> Record:
+    """:meth:`Record.from_dict` of a dict that :meth:`Record.to_dict` wrote from a record
+    this very code built (the index's rows): the same record, without the upgrade and the
+    type checks it already passed."""
+    e = d["error"]
+    return Record(
+        record_type=d["record_type"], cell_id=d["cell_id"], stack=d["stack"],
+        outcome=_OUTCOME_BY_VALUE[d["outcome"]], key=d["key"], saver=d["saver"], loader=d["loader"],
+        scenario=d["scenario"], format=d["format"], variant=d["variant"], phase=d["phase"],
+        error=ErrorInfo(e["type"], e["message"], e["traceback"]) if e is not None else None,
+        warnings=tuple((w["category"], w["message"]) for w in d["warnings"]),
+        max_abs_diff=d["max_abs_diff"], duration_s=d["duration_s"], env=d["env"],
+        saver_env=d["saver_env"], worker_sha256=d["worker_sha256"],
+        scenario_sha256=d["scenario_sha256"], details=d["details"], key_parts=d["key_parts"])
+
+
+Ident = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns
+
+
+def _ident(st: os.stat_result) -> Ident:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _stamp() -> str:
+    """What the index's rows depend on: its own layout, the schema, and this module's code
+    (a runner whose record code differs, older or newer, never serves this one's rows)."""
+    try:
+        code = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    except OSError:  # pragma: no cover - a zipped install: one stamp per process is safe
+        code = f"pid{os.getpid()}-{time.time_ns()}"
+    return f"{RecordIndex.FORMAT}:{SCHEMA_VERSION}:{code}"
+
+
+class RecordIndex:
+    """A derived cache of parsed records, ``<store>/.records-index.sqlite``: per record
+    file (its path under ``records/``) the file's stat identity (device, inode, size,
+    mtime and ctime in ns), a CRC and the record as compact JSON. The record files stay
+    the source of truth: a row is served only when the file's stat now equals the row's
+    identity and the row's CRC matches; anything else (no row, another identity, a
+    damaged, deleted, truncated or foreign-version index, a locked or read-only one) is a
+    miss, and the file is read as without an index. So the index costs speed, never
+    correctness.
+
+    Why an equal identity means equal content: the store replaces a record by renaming a
+    new file in (a new inode, a new ctime), an edit in place sets mtime and ctime to the
+    file system's clock, and nobody can set a ctime. A row is written only for a file
+    whose mtime and ctime are older, by :data:`RACY_NS`, than the file system's clock read
+    *before* the file was read (git's "racily clean" rule): any later change then stamps
+    a ctime at or after that clock, which no trusted row holds. Files written a moment
+    ago are simply read again until they are old enough.
+
+    Only usable records get rows: a damaged or newer-schema file is read (and reported)
+    every time, exactly as without an index. Thread-safe; several processes may share
+    the file (SQLite's own locking; a busy index drops its pending rows).
+    """
+
+    FORMAT = 1
+    RACY_NS = 2_000_000_000  # a file changed less than 2 s before the clock read is not indexed
+    FLUSH_ROWS = 4096  # rows gathered before a write transaction
+    DIRS_KEPT = 8  # directories whose rows are kept in memory
+    NAME = ".records-index.sqlite"
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self.hits = 0  # records served from the index
+        self.misses = 0  # records read from their files (then indexed when old enough)
+        self.create = False  # may create the file: set while the store's write lock is held
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._state = "closed"  # closed | open | readonly | off
+        self._pending: dict[str, tuple[Any, ...]] = {}  # rows to write, by path
+        self._dirs: dict[str, dict[str, tuple[Any, ...]]] = {}  # rows read, by directory
+        self._clock: tuple[float, int] | None = None  # (monotonic when read, fs clock ns)
+
+    # -- connection
+    def _open(self) -> sqlite3.Connection | None:
+        if self._state == "off":
+            return None
+        if self._conn is not None:
+            return self._conn
+        if not self.db.parent.is_dir():
+            return None  # no store yet: an index never creates one
+        if not self.create and not self.db.exists():
+            return None  # only a writer (the store's lock held) creates the file; readers use it
+        stamp = _stamp()
+        for attempt in range(2):
+            conn = None
+            try:
+                conn = sqlite3.connect(self.db, timeout=2.0, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)")
+                conn.execute("CREATE TABLE IF NOT EXISTS rec(path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, "
+                             "size INTEGER, mtime INTEGER, ctime INTEGER, crc INTEGER, body BLOB)")
+                row = conn.execute("SELECT v FROM meta WHERE k = 'stamp'").fetchone()
+                if row is None or row[0] != stamp:
+                    conn.execute("BEGIN IMMEDIATE")
+                    conn.execute("DELETE FROM rec")
+                    conn.execute("INSERT OR REPLACE INTO meta VALUES ('stamp', ?)", (stamp,))
+                    conn.execute("COMMIT")
+                self._conn, self._state = conn, "open"
+                return conn
+            except sqlite3.OperationalError:
+                # read-only store or directory, or busy: use an existing index of this
+                # very code read-only, else none (every read goes to the files)
+                if conn is not None:
+                    conn.close()
+                return self._open_readonly(stamp)
+            except sqlite3.DatabaseError:  # not a database, malformed: rebuild it once
+                if conn is not None:
+                    conn.close()
+                if attempt or not self._discard():
+                    break
+        self._state = "off"
+        return None
+
+    def _open_readonly(self, stamp: str) -> sqlite3.Connection | None:
+        try:
+            conn = sqlite3.connect(f"{self.db.absolute().as_uri()}?mode=ro", uri=True, timeout=2.0,
+                                   check_same_thread=False)
+            row = conn.execute("SELECT v FROM meta WHERE k = 'stamp'").fetchone()
+            if row is not None and row[0] == stamp:
+                self._conn, self._state = conn, "readonly"
+                return conn
+            conn.close()
+        except sqlite3.Error:
+            pass
+        self._state = "off"
+        return None
+
+    def _discard(self) -> bool:
+        """Remove a damaged index file (and its journal) so it is rebuilt."""
+        try:
+            for suffix in ("", "-journal", "-wal", "-shm"):
+                Path(f"{self.db}{suffix}").unlink(missing_ok=True)
+            return True
+        except OSError:
+            return False
+
+    def _broken(self) -> None:
+        """The index failed under us (damaged since it was opened): this process stops
+        using it and removes it, so the next one rebuilds it."""
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn, self._state = None, "off"
+        self._pending.clear()
+        self._dirs.clear()
+        self._discard()
+
+    # -- rows
+    def _rows(self, conn: sqlite3.Connection, rel: str) -> dict[str, tuple[Any, ...]]:
+        """The rows of ``rel``'s directory (one query per directory: the matrix reads a
+        directory's records one after the other), the last few directories kept."""
+        folder = rel.rpartition("/")[0]
+        rows = self._dirs.get(folder)
+        if rows is None:
+            lo = f"{folder}/" if folder else ""
+            hi = f"{folder}0" if folder else "\U0010ffff"  # "0" sorts right after "/"
+            rows = {r[0]: r[1:] for r in conn.execute(
+                "SELECT path, dev, ino, size, mtime, ctime, crc, body FROM rec WHERE path >= ? AND path < ?",
+                (lo, hi))}
+            if len(self._dirs) >= self.DIRS_KEPT:
+                self._dirs.pop(next(iter(self._dirs)))
+            self._dirs[folder] = rows
+        return rows
+
+    def get(self, rel: str, ident: Ident) -> Record | None:
+        """The indexed record of ``rel`` if its row holds ``ident`` (the file's stat now)."""
+        with self._lock:
+            conn = self._open()
+            if conn is None:
+                return None
+            try:
+                row = self._rows(conn, rel).get(rel)
+            except sqlite3.OperationalError:
+                row = None  # busy: a miss
+            except sqlite3.DatabaseError:
+                self._broken()
+                return None
+            if row is None or row[:5] != ident:
+                pending = self._pending.get(rel)
+                row = pending[1:] if pending is not None else row
+        if row is None or row[:5] != ident:
+            return None
+        body = row[6]
+        try:
+            if not isinstance(body, bytes) or zlib.crc32(body) != row[5]:
+                return None
+            rec = _record_from_clean(json.loads(zlib.decompress(body)))
+        except (ValueError, KeyError, TypeError, AttributeError, zlib.error):
+            return None
+        self.hits += 1
+        return rec
+
+    def clock(self) -> int | None:
+        """The file system's clock now (ns), read before a file whose row may be written:
+        the mtime of the index file, touched. None: no rows can be written."""
+        with self._lock:
+            if self._open() is None or self._state != "open":
+                return None
+            now = time.monotonic()
+            if self._clock is None or now - self._clock[0] > 1.0:
+                try:
+                    os.utime(self.db, None)
+                    self._clock = (now, os.stat(self.db).st_mtime_ns)
+                except OSError:
+                    return None
+            return self._clock[1]
+
+    def put(self, rel: str, ident: Ident, rec: Record, clock: int | None) -> None:
+        """Index ``rec``, read from ``rel`` whose stat was ``ident``, if the file had not
+        changed for :data:`RACY_NS` before ``clock`` (read before the file was)."""
+        if clock is None or max(ident[3], ident[4]) >= clock - self.RACY_NS:
+            return
+        body = zlib.compress(json.dumps(rec.to_dict(), separators=(",", ":")).encode(), 1)
+        row = (*ident, zlib.crc32(body), body)
+        with self._lock:
+            if self._state != "open":
+                return
+            self._pending[rel] = (rel, *row)
+            rows = self._dirs.get(rel.rpartition("/")[0])
+            if rows is not None:
+                rows[rel] = row
+            if len(self._pending) >= self.FLUSH_ROWS:
+                self._flush()
+
+    def _flush(self) -> None:
+        rows, self._pending = list(self._pending.values()), {}
+        conn = self._conn
+        if not rows or conn is None or self._state != "open":
+            return
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.executemany("INSERT OR REPLACE INTO rec VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except sqlite3.OperationalError:  # busy, read-only, disk full: the rows are dropped
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError:
+            self._broken()
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush()
+
+    def close(self) -> None:
+        with self._lock:
+            self._flush()
+            if self._conn is not None:
+                with contextlib.suppress(sqlite3.Error):
+                    self._conn.close()
+            self._conn = None
+            if self._state != "off":
+                self._state = "closed"
+
+
+def _index_enabled() -> bool:
+    return os.environ.get("COMPAT_STORE_INDEX", "on").strip().lower() not in ("off", "0", "no", "false")
+
+
+def atomic_write_many(files: Iterable[tuple[Path, bytes]], chunk: int = 1024, threads: int = 16,
+                      fault_point: str = "record-write") -> int:
+    """Write many independent files, each as :func:`atomic_write_text` does (a synced temp
+    file beside it, then renamed over it: a reader or a killed run sees the old or the new
+    file, never half), in chunks whose temp files are written and synced by ``threads``
+    threads at once (a file system commits concurrent syncs together: one sync per file,
+    one after the other, is what made merging a whole store take minutes). A failure
+    leaves every file of the failing chunk as it was; earlier chunks stay written.
+    Returns the number of files written."""
+    import concurrent.futures
+
+    def prepare(item: tuple[Path, bytes]) -> tuple[str, Path]:
+        path, data = item
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        except FileNotFoundError:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            os.fchmod(fd, 0o666 & ~_UMASK)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except BaseException:
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.close(fd)
+        return tmp, path
+
+    done = 0
+    it = iter(files)
+    with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
+        while True:
+            batch = [x for _, x in zip(range(chunk), it)]
+            if not batch:
+                return done
+            futures = [pool.submit(prepare, item) for item in batch]
+            temps: list[tuple[str, Path]] = []
+            try:
+                error: BaseException | None = None
+                for fut in futures:
+                    try:
+                        temps.append(fut.result())
+                    except BaseException as exc:  # wait for the others, then remove every temp
+                        error = error or exc
+                if error is not None:
+                    raise error
+                faults.point(fault_point)
+                for tmp, path in temps:
+                    os.replace(tmp, path)
+                    done += 1
+                temps = []
+            finally:
+                for tmp, _path in temps:
+                    Path(tmp).unlink(missing_ok=True)
+
+
 def default_store_root() -> Path:
     """The matrix's work directory: ``$COMPAT_STORE``, else ``.matrix``."""
     return Path(os.environ.get("COMPAT_STORE", ".matrix"))
@@ -515,6 +847,13 @@ class Store:
         self.envs_dir = Path(shared).absolute() if shared else self.root / "envs"
         self.unreadable: list[Path] = []  # records read() could not use (recomputed)
         self._holder: int | None = None  # the thread holding running(), through this object
+        # The parsed-record cache (a derived file beside records/, never the truth; see
+        # RecordIndex). COMPAT_STORE_INDEX=off reads the files only.
+        self.index: RecordIndex | None = None
+        self._records_base = str(self.records_dir) + os.sep
+        if _index_enabled():
+            self.index = RecordIndex(self.root / RecordIndex.NAME)
+            weakref.finalize(self, self.index.close)
 
     def ensure(self) -> None:
         """Create the root with a ``*`` .gitignore and a CACHEDIR.TAG, as nox does."""
@@ -582,6 +921,8 @@ class Store:
                 fh.flush()
                 for stale in self.records_dir.rglob(".*.tmp") if self.records_dir.is_dir() else []:
                     stale.unlink(missing_ok=True)
+                if self.index is not None and not reader:
+                    self.index.create = True  # a run (not a reader) may add the index file
                 self._holder = me
                 yield
             finally:
@@ -631,7 +972,13 @@ class Store:
             NewerSchemaError: written by a newer runner; overwriting it would lose data.
         """
         try:
-            return Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            rel = self._indexed(path)
+            if rel is None:
+                return Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            st = os.stat(path)
+            if not stat_mod.S_ISREG(st.st_mode):  # read as ever (and never indexed)
+                return Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+            return self._read_indexed(path, rel, _ident(st), follow=True)
         except FileNotFoundError:
             return None
         except NewerSchemaError as exc:
@@ -639,6 +986,52 @@ class Store:
         except (OSError, ValueError, KeyError, TypeError):
             self.unreadable.append(path)
             return None
+
+    def _indexed(self, path: Path) -> str | None:
+        """``path``'s key in the index (its path under records/), or None: no index, or
+        a file off the records directory."""
+        if self.index is None:
+            return None
+        text, base = str(path), self._records_base
+        if not text.startswith(base):
+            if path.is_absolute():
+                return None
+            text = str(path.absolute())
+            if not text.startswith(base):
+                return None
+        rel = text[len(base):]
+        if os.sep != "/":  # pragma: no cover - the index keys are POSIX paths
+            rel = rel.replace(os.sep, "/")
+        return rel if rel and ".." not in rel.split("/") else None
+
+    def _read_indexed(self, path: Path, rel: str, ident: Ident, follow: bool) -> Record:
+        """The record of the regular file ``path`` whose stat is ``ident``: from the index
+        when its row holds that identity, else from the file (then indexed).
+
+        Raises: as reading and parsing the file does (OSError, ValueError, RecordError, ...).
+        """
+        assert self.index is not None
+        rec = self.index.get(rel, ident)
+        if rec is not None:
+            return rec
+        self.index.misses += 1
+        clock = self.index.clock()  # before the file is read (see RecordIndex)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW))
+        try:
+            before = os.fstat(fd)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        rec = Record.from_dict(json.loads(b"".join(chunks).decode("utf-8")))
+        if _ident(before) == _ident(after) == ident:  # else changed while read: not indexed
+            self.index.put(rel, ident, rec, clock)
+        return rec
 
     def location(self, path: Path) -> Location | None:
         """What the store's layout says of the record file at ``path`` (None: off the layout)."""
@@ -684,9 +1077,14 @@ class Store:
                 found.unselected += 1
                 continue
             try:
-                if not path.is_file() or path.is_symlink():
+                st = os.lstat(path)
+                if not stat_mod.S_ISREG(st.st_mode):  # a symlink, a directory, a FIFO ...
                     raise RecordError("not a regular file")
-                rec = Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                rel = self._indexed(path)
+                if rel is None:
+                    rec = Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                else:
+                    rec = self._read_indexed(path, rel, _ident(st), follow=False)
                 at = self.record_path(rec)
             except NewerSchemaError as exc:
                 raise NewerSchemaError(f"{path}: {exc}") from None
@@ -698,6 +1096,8 @@ class Store:
                                             f"{at.relative_to(self.root).as_posix()}"))
                 continue
             found.records.append(rec)
+        if self.index is not None:
+            self.index.flush()
         return found
 
     def iter_records(self) -> Iterator[Record]:
@@ -711,6 +1111,14 @@ class Store:
             return
         for path in sorted(self.records_dir.rglob("*.json")):
             try:
-                yield Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                rel = self._indexed(path)
+                st = os.stat(path) if rel is not None else None
+                if st is None or not stat_mod.S_ISREG(st.st_mode):
+                    rec = Record.from_dict(json.loads(path.read_text(encoding="utf-8")))
+                else:
+                    rec = self._read_indexed(path, rel, _ident(st), follow=True)
             except (ValueError, KeyError, TypeError) as exc:
                 raise RecordError(f"{path}: {exc}") from None
+            yield rec
+        if self.index is not None:
+            self.index.flush()
