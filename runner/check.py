@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import diagnose, execute, runtime_docker, safefs
+from runner import components, diagnose, execute, runtime_docker, safefs
 from runner._worker import check_worker as _cw
 from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
@@ -50,6 +50,7 @@ from runner.cli_options import add_common, add_stacks, add_workers
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
+from runner.keys import worker_digest
 from runner.matrix import build_env, fan_out, run_stack_cells
 from runner.records import Outcome, Record, Store, atomic_write_set, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
@@ -638,7 +639,9 @@ class _Check:
         self.base = variant_name(({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe
                                                                                               else set()))
         digest = hashlib.sha256
-        self.shas = (check_code_digest(), execute.worker_sha256(),
+        # The check's own files, and the matrix worker's components a check cell reaches
+        # through check_worker.py (its format's reader, every remedy): not the whole worker.
+        self.shas = (check_code_digest(), worker_digest(components.check_parts(model.format)),
                      digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
                      digest(opt.inputs.read_bytes()).hexdigest() if opt.inputs else "")
         self.given = given

@@ -19,9 +19,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import diagnose
+from runner import components, diagnose
 from runner._worker import worker as _w
 from runner.codehash import code_digest
+from runner.keys import worker_digest
 from runner.records import Record, Store, first_line, save_cell_id
 from runner.scenario_catalog import DEFAULT_SCENARIOS, ScenarioError, read_scenario
 from runner.stacks import Stack, find_python, natural_key
@@ -112,8 +113,17 @@ def _today(path: Path, digest: Callable[[Path], str]) -> _Today:
                       f"({type(exc).__name__}: {first_line(str(exc))})")
 
 
-def _today_code(scenario_path: Path) -> dict[str, _Today]:
-    return {"worker": _today(_WORKER_FILE, code_digest),
+def _today_code(scenario_path: Path, rec: Record) -> dict[str, _Today]:
+    """Today's digests in the form ``rec`` holds them: since per-component keys (records with
+    ``key_parts``), the worker digest covers only the components that cell runs."""
+    def worker(path: Path) -> str:
+        if not rec.key_parts:
+            return code_digest(path)
+        if rec.record_type not in ("save", "load"):
+            return ""
+        return worker_digest(components.cell_parts(rec.record_type, rec.format or "", rec.variant or "default"))
+
+    return {"worker": _today(_WORKER_FILE, worker),
             "scenario": _today(scenario_path, lambda p: read_scenario(p).sha256)}
 
 
@@ -172,7 +182,7 @@ def code_comparison(store: Store, rec: Record,
     side (compared with ``rec``). A statement says "same ... (digests match)", or per
     component "DIFFERENT code: ..." or "cannot tell ...".
     """
-    now = _today_code(scenario_dir / f"{rec.scenario}.py")
+    now = _today_code(scenario_dir / f"{rec.scenario}.py", rec)
     if rec.record_type != "load":
         return [(f"save in {rec.saver or rec.stack}", _statement(rec, now))]
     assert rec.saver and rec.scenario and rec.format
@@ -182,9 +192,13 @@ def code_comparison(store: Store, rec: Record,
                   f"record for {save_cell_id(rec.scenario, rec.format, rec.saver)} in the store "
                   "— the outcome may differ")
     else:
-        saving = _statement(save, now)
-        if (rec.worker_sha256 and rec.scenario_sha256 and (save.worker_sha256, save.scenario_sha256)
-                != (rec.worker_sha256, rec.scenario_sha256)):
+        saving = _statement(save, _today_code(scenario_dir / f"{rec.scenario}.py", save))
+        if rec.key_parts:  # the load was keyed by the bytes it read
+            rerun = rec.key_parts.get("artifact") != save.details.get("artifact_sha256")
+        else:
+            rerun = bool(rec.worker_sha256 and rec.scenario_sha256 and (save.worker_sha256, save.scenario_sha256)
+                         != (rec.worker_sha256, rec.scenario_sha256))
+        if rerun:
             saving += (" (note: the save record's digests differ from the load record's: the save "
                        "was re-run after this load, so the file that load read may come from "
                        "other code)")

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from runner import execute, explain
+from runner import components, execute, explain
+from runner.codehash import code_digest
+from runner.keys import worker_digest
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
 from runner.scenario_catalog import read_scenario
 from runner.stacks import load_catalog
@@ -270,7 +272,7 @@ def _scenarios(tmp_path: Path, edit: tuple[str, str] | None = None) -> Path:
 
 
 def _digests() -> tuple[str, str]:
-    return execute.worker_sha256(), read_scenario(SCENARIO_FILE).sha256
+    return code_digest(execute.WORKER_PATH), read_scenario(SCENARIO_FILE).sha256
 
 
 def _repro(store: Store, out: Path, scenario_dir: Path,
@@ -327,8 +329,51 @@ def test_a_changed_worker_is_named_as_the_worker(tmp_path: Path) -> None:
     text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(),
                                 scenario_dir=_scenarios(tmp_path))
     assert (f"DIFFERENT code: worker changed since the record (recorded abababababab, now "
-            f"{execute.worker_sha256()[:12]}) — the outcome may differ; same scenario code as the "
+            f"{code_digest(execute.WORKER_PATH)[:12]}) — the outcome may differ; same scenario code as the "
             "recorded run (digest matches)") in text
+
+
+def _component_era(store: Store) -> None:
+    """Rewrite the store's save/load records as the matrix now writes them: keyed by parts,
+    the worker digest over the components each cell runs, the load's artifact part the
+    save's artifact digest."""
+    for path in sorted(store.records_dir.rglob("*.json")):
+        rec = store.read(path)
+        assert rec is not None
+        if rec.record_type == "env":
+            continue
+        parts = components.cell_parts(rec.record_type, rec.format or "", rec.variant or "default")
+        details = dict(rec.details, artifact_sha256="cd" * 32) if rec.record_type == "save" else rec.details
+        if rec.record_type == "load":
+            parts = {**parts, "artifact": "cd" * 32}
+        store.write(dataclasses.replace(rec, key_parts=parts, worker_sha256=worker_digest(parts),
+                                        details=details))
+
+
+def test_per_component_records_name_only_the_side_whose_components_changed(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _, scenario = _digests()
+    store = _store(tmp_path / "s", scenario=scenario)
+    _component_era(store)
+    sdir = _scenarios(tmp_path)
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(), scenario_dir=sdir)
+    assert f"\ncode        {SAME}\n" in text
+    # An edit of the h5 reader: the load's code changed, the save's did not.
+    edited = tmp_path / "worker.py"
+    edited.write_text(components.WORKER_PATH.read_text().replace(
+        "def _load_h5(fw, path, saved, opts):\n", "def _load_h5(fw, path, saved, opts):\n    path = str(path)\n"))
+    monkeypatch.setattr(components, "WORKER_PATH", edited)
+    text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog(), scenario_dir=sdir)
+    line = next(t for t in text.splitlines() if t.startswith("code "))
+    assert f"save in tf2.15: {SAME}" in line, line
+    assert "load in keras3.15-jax: DIFFERENT code: worker changed since the record" in line, line
+    assert "re-run after this load" not in text
+    # A save re-run into other bytes after the load is said (the load read other bytes).
+    save = store.read(store.save_record_path("tf2.15", "custom_layer_unregistered", "h5"))
+    assert save is not None
+    store.write(dataclasses.replace(save, details=dict(save.details, artifact_sha256="ef" * 32)))
+    assert "re-run after this load" in explain.explain_text(store, explain.find_cell(store, CID), load_catalog(),
+                                                            scenario_dir=sdir)
 
 
 def test_a_comment_only_change_is_still_the_same_code(
