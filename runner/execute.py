@@ -6,6 +6,10 @@ before each cell and a ``result`` line after it, so when the process dies or han
 host knows exactly which cell was in flight: that cell gets a ``crash``/``timeout``
 result (exit code or signal name, log tail), the process group is killed, and a fresh
 worker continues with the cells not yet done. ``isolate=True`` runs one process per cell.
+
+Recycling: a worker whose resident memory (``/proc``) is over a limit after a cell's
+result is retired between cells and a fresh one takes the cells not yet done (see
+:data:`RSS_LIMIT_VAR`); no cell is interrupted, repeated or recorded twice.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
@@ -37,6 +42,8 @@ __all__ = [
     "host_spawn",
     "kill_live_workers",
     "probe",
+    "recycled_workers",
+    "rss_limit_from_env",
     "run_cells",
     "worker_sha256",
 ]
@@ -53,6 +60,22 @@ WATCHDOG_GRACE_S = 10.0
 EVENTS_CAP = 64 << 20  # bytes of new events one poll reads; more is a flood, recorded as tampering
 TAMPERED = "runner.control_tampered"  # the error type of cells whose worker planted links in its folder
 HEARTBEAT_EVERY_S = 5.0  # how often the supervisor touches the control dir's heartbeat file
+# Recycling (issue 24): TF 1.15 loaders grew to 4.4 GB over thousands of cells in one worker
+# and then spent most of their time in the worker's full gc.collect(). After each result
+# the supervisor reads the worker's resident memory; over the limit, it retires the worker
+# by the protocol's own between-cells exit (the heartbeat made stale: the worker finishes
+# the cell it is in, then exits with status 3 before starting another) and a fresh worker
+# takes the cells not yet done. Such a worker is started with no parent_pid, so it watches
+# the heartbeat (as in a container); on Linux the kernel still kills it the moment this
+# process dies (the worker's PR_SET_PDEATHSIG).
+RSS_LIMIT_VAR = "COMPAT_WORKER_RSS_LIMIT"  # "3g", "2048m", bytes; "off" or 0: never recycle
+RSS_LIMIT_CAP = 3 << 30  # the default: 3 GiB, or a quarter of the machine's memory if less,
+RSS_LIMIT_FLOOR = 1 << 30  # but not under 1 GiB (a TensorFlow import alone is ~0.5 GiB)
+# A batch this small keeps the pid-based orphan check and is never recycled: a fresh
+# framework import costs more than what so few cells can leave behind.
+RECYCLE_MIN_CELLS = 32
+_RECYCLED = 0  # workers retired for memory by this process (all runs)
+_RECYCLED_LOCK = threading.Lock()
 
 
 def _grace(limit: float) -> float:
@@ -104,6 +127,134 @@ def child_env(stack_env: Mapping[str, str], base: Mapping[str, str] | None = Non
     })
     env.update(stack_env)
     return env
+
+
+def _parse_size(text: str) -> int | None:
+    """Bytes of ``text`` ("3g", "2048M", "3GiB", "1500000000"); 0 for off/none/0; None if unreadable."""
+    t = text.strip().lower().replace(" ", "")
+    if t in ("", "off", "none", "no", "false", "0"):
+        return 0
+    t = t[:-1] if t.endswith("b") else t
+    t = t[:-1] if t.endswith("i") else t
+    scale = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}.get(t[-1:], 1)
+    number = t[:-1] if scale > 1 else t
+    try:
+        value = float(number)
+    except ValueError:
+        return None
+    return int(value * scale) if value >= 0 else None
+
+
+def _machine_memory() -> int | None:
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def default_rss_limit() -> int:
+    """3 GiB, or a quarter of this machine's memory when that is less (two workers at the
+    default ``--jobs 2`` then hold at most half of it), never under 1 GiB."""
+    total = _machine_memory()
+    return RSS_LIMIT_CAP if total is None else max(RSS_LIMIT_FLOOR, min(RSS_LIMIT_CAP, total // 4))
+
+
+_WARNED: set[str] = set()
+
+
+def rss_limit_from_env(environ: Mapping[str, str] | None = None) -> int:
+    """The worker memory limit in bytes: ``$COMPAT_WORKER_RSS_LIMIT`` or the default;
+    0 means never recycle. An unreadable value is said once on stderr and not used."""
+    text = (os.environ if environ is None else environ).get(RSS_LIMIT_VAR)
+    if text is None:
+        return default_rss_limit()
+    value = _parse_size(text)
+    if value is None:
+        if text not in _WARNED:
+            _WARNED.add(text)
+            print(f"runner: warning: {RSS_LIMIT_VAR}={text!r} is not a size (e.g. 3g, 2048m, off); "
+                  f"using the default {default_rss_limit() / (1 << 30):.2g} GiB", file=sys.stderr)
+        return default_rss_limit()
+    return value
+
+
+def recycled_workers() -> int:
+    """How many workers this process retired for memory so far (all runs)."""
+    return _RECYCLED
+
+
+def _tree_rss(pid: int) -> int | None:
+    """Resident bytes of ``pid`` and its descendants (``/proc``); None when unreadable."""
+    page = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+    total, todo = 0, [pid]
+    seen: set[int] = set()
+    while todo:
+        p = todo.pop()
+        if p in seen or len(seen) > 256:
+            continue
+        seen.add(p)
+        try:
+            total += int(Path(f"/proc/{p}/statm").read_text(encoding="ascii").split()[1]) * page
+        except (OSError, ValueError, IndexError):
+            if p == pid:
+                return None
+            continue
+        with contextlib.suppress(OSError):
+            for task in Path(f"/proc/{p}/task").iterdir():
+                with contextlib.suppress(OSError, ValueError):
+                    todo.extend(int(c) for c in (task / "children").read_text(encoding="ascii").split())
+    return total
+
+
+def _host_pid(proc: WorkerProcess) -> int | None:
+    """The host pid whose process tree is the worker: a host process's own; a container's
+    init process (Docker's ``State.Pid``), when it is in this machine's pid namespace and
+    really the container's (its cgroup names the container). None: memory not readable."""
+    container = getattr(proc, "container", None)
+    if container is None:
+        return proc.pid if proc.pid > 0 else None
+    try:
+        container.reload()
+        pid = int(container.attrs.get("State", {}).get("Pid") or 0)
+        ours = str(container.id) in Path(f"/proc/{pid}/cgroup").read_text(encoding="utf-8")
+    except Exception:  # no engine attrs, another pid namespace (Docker Desktop's VM), a remote engine
+        return None
+    return pid if pid > 0 and ours else None
+
+
+class _Recycler:
+    """Reads a worker's memory after each result; retires it once over ``limit``."""
+
+    def __init__(self, proc: WorkerProcess, limit: int) -> None:
+        self.proc = proc
+        self.limit = limit
+        self._pid: int | bool | None = False  # False: not looked up yet
+        self.retiring: dict[str, Any] | None = None  # set once: why, after which cell
+
+    def check(self, cell_id: str) -> dict[str, Any] | None:
+        """After ``cell_id``'s result: the retirement note if the worker is now over the limit."""
+        if self.retiring is not None or self.limit <= 0:
+            return None
+        if self._pid is False:
+            self._pid = _host_pid(self.proc)
+        if not self._pid:
+            return None
+        rss = _tree_rss(int(self._pid))
+        if rss is None or rss <= self.limit:
+            return None
+        self.retiring = {"rss_mib": rss >> 20, "limit_mib": self.limit >> 20, "after": cell_id}
+        return self.retiring
+
+
+def _retire(beat: Path) -> None:
+    """Make the heartbeat stale (mtime 0): the worker exits, status 3, before its next cell."""
+    # safefs's own open: no link, FIFO or hard-linked file planted by the worker is followed.
+    with safefs._open(beat.parent, beat.name, os.O_WRONLY | os.O_CREAT) as (fd, _):
+        os.utime(fd, (0, 0))
 
 
 def _default_spawn(argv: Sequence[str], log_path: Path, env: Mapping[str, str],
@@ -302,7 +453,8 @@ def _write_request(ctl: Path, command: str, cells: Sequence[Mapping[str, Any]],
 
 def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
                t_spawn: float, cell_timeout: float, import_timeout: float,
-               cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
+               cancel: threading.Event | None,
+               recycler: _Recycler | None = None) -> Generator[dict[str, Any], None, str | None]:
     """Yield the batch's results until the worker exits or is killed; return why it was
     killed (``cell``, ``import``, ``idle``, ``tampered``: a file of its control folder was
     replaced by a link, FIFO or flood, ``state.tampered`` says which) or None.
@@ -311,7 +463,8 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
         Cancelled: ``cancel`` was set; the worker was killed and nothing is synthesised.
     """
     try:
-        return (yield from _watch(proc, state, reader, t_spawn, cell_timeout, import_timeout, cancel))
+        return (yield from _watch(proc, state, reader, t_spawn, cell_timeout, import_timeout, cancel,
+                                  recycler))
     except safefs.Tampered as exc:
         _kill_group(proc)
         state.tampered = str(exc.strerror)
@@ -320,12 +473,14 @@ def _supervise(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
 
 def _watch(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
            t_spawn: float, cell_timeout: float, import_timeout: float,
-           cancel: threading.Event | None) -> Generator[dict[str, Any], None, str | None]:
+           cancel: threading.Event | None,
+           recycler: _Recycler | None = None) -> Generator[dict[str, Any], None, str | None]:
     killed_for: str | None = None
     beat = reader.path.parent / _w.HEARTBEAT_FILE
     last_beat = 0.0
     while True:
-        if time.monotonic() - last_beat > HEARTBEAT_EVERY_S:
+        retiring = recycler is not None and recycler.retiring is not None
+        if time.monotonic() - last_beat > HEARTBEAT_EVERY_S and not retiring:
             # A worker that cannot see our pid (in a container) exits between cells once this
             # goes stale, so a killed runner leaves no container running for long.
             try:
@@ -335,7 +490,19 @@ def _watch(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
             except OSError:
                 pass
             last_beat = time.monotonic()
-        yield from state.take(reader.read())
+        results = list(state.take(reader.read()))
+        if results and recycler is not None and len(state.done) < len(state.cell_ids):
+            # The memory now: after the last result this poll read (fast cells come in groups).
+            res = results[-1]
+            note = recycler.check(str(res["cell_id"]))
+            if note is not None:
+                # Said in the record of the cell after which the worker was over the limit
+                # (its outcome and key are untouched); the worker ends before its next cell.
+                res["details"] = {**(res.get("details") or {}),
+                                  "worker_retired": {k: note[k] for k in ("rss_mib", "limit_mib")}}
+                with contextlib.suppress(OSError):  # (a planted link raises Tampered)
+                    _retire(beat)
+        yield from results
         if cancel is not None and cancel.is_set():
             _kill_group(proc)
             raise Cancelled("run interrupted")
@@ -377,6 +544,7 @@ def run_cells(
     spawn: Spawn | None = None,
     worker_path: Path = WORKER_PATH,
     cancel: threading.Event | None = None,
+    rss_limit: int | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Run ``cells`` in workers of the stack whose interpreter is ``python``.
 
@@ -404,14 +572,20 @@ def run_cells(
             follows the same protocol).
         cancel: when set (Ctrl-C elsewhere), the worker is killed within one poll and
             :class:`Cancelled` is raised: its in-flight cell gets no (false) crash result.
+        rss_limit: bytes of resident memory (the worker's process tree) over which a worker
+            of a batch of at least :data:`RECYCLE_MIN_CELLS` cells is retired between cells
+            and a fresh one continues; None: ``$COMPAT_WORKER_RSS_LIMIT`` or
+            :func:`default_rss_limit`; 0: never. The result after which a worker was over
+            the limit carries ``details["worker_retired"]`` (``rss_mib``, ``limit_mib``).
     """
     if command not in ("save", "load", "check"):
         raise ValueError(f"command must be save or load (or check, with the check worker), not {command!r}")
     spawn = spawn or _default_spawn
     extra_env = dict(getattr(spawn, "record_env", None) or {})
+    limit = rss_limit_from_env() if rss_limit is None else max(0, int(rss_limit))
     with contextlib.closing(_run_cells(python, command, cells, workdir, env, keras_module, cell_timeout,
                                        import_timeout, isolate, extra_sys_path, spawn, worker_path,
-                                       cancel)) as results:
+                                       cancel, limit)) as results:
         for res in results:
             if extra_env:
                 res["env"] = {**(res.get("env") or {}), **extra_env}
@@ -421,8 +595,10 @@ def run_cells(
 def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], workdir: Path,
                env: Mapping[str, str], keras_module: str, cell_timeout: float, import_timeout: float,
                isolate: bool, extra_sys_path: Sequence[str], spawn: Spawn, worker_path: Path,
-               cancel: threading.Event | None) -> Generator[dict[str, Any], None, None]:
+               cancel: threading.Event | None, rss_limit: int = 0) -> Generator[dict[str, Any], None, None]:
+    global _RECYCLED  # noqa: PLW0603 - a count for the whole process, read by recycled_workers()
     in_container = bool(getattr(spawn, "in_container", False))
+    can_read_memory = Path("/proc/self/statm").is_file()
     shutil.rmtree(workdir, ignore_errors=True)
     pending = [dict(c) for c in cells]
     spawn_no = 0
@@ -430,8 +606,12 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         batch = pending[:1] if isolate else pending
         spawn_no += 1
         ctl = workdir / f"w{spawn_no:03d}"
-        _write_request(ctl, command, batch, keras_module, extra_sys_path, in_container=in_container,
-                       cell_timeout=cell_timeout)
+        recyclable = (rss_limit > 0 and not isolate and can_read_memory
+                      and len(batch) >= RECYCLE_MIN_CELLS)
+        # A recyclable host worker gets no parent_pid: it then obeys the heartbeat, whose
+        # staleness is the protocol's between-cells exit (see RSS_LIMIT_VAR's comment).
+        _write_request(ctl, command, batch, keras_module, extra_sys_path,
+                       in_container=in_container or recyclable, cell_timeout=cell_timeout)
         log_path = ctl / _w.LOG_FILE
         argv = [python, "-I", str(worker_path), command, str(ctl)]
         reader = _EventReader(ctl / _w.EVENTS_FILE)
@@ -448,8 +628,9 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
         try:
             limits = {str(c["cell_id"]): float(c["timeout_s"]) for c in batch if c.get("timeout_s")}
             state = _BatchState({str(c["cell_id"]) for c in batch}, limits)
+            recycler = _Recycler(proc, rss_limit) if recyclable else None
             killed_for = yield from _supervise(proc, state, reader, t_spawn, cell_timeout,
-                                               import_timeout, cancel)
+                                               import_timeout, cancel, recycler)
         finally:
             # Ctrl-C in the consumer, the generator closed early, a cancelled run: the
             # worker's process group never outlives its supervisor.
@@ -464,6 +645,19 @@ def _run_cells(python: str, command: str, cells: Sequence[Mapping[str, Any]], wo
             killed_for, state.tampered = "tampered", planted
         remaining = [c for c in batch if c["cell_id"] not in done]
         blamed: list[str] = []
+        retired = recycler.retiring if recycler is not None else None
+        if retired and killed_for is None and in_flight is None and remaining:
+            # Retired as asked: between cells, nothing in flight, nobody to blame.
+            with _RECYCLED_LOCK:
+                _RECYCLED += 1
+            pid = f" (pid {proc.pid})" if proc.pid > 0 else ""
+            note = (f"[recycle] {workdir.name}: worker {ctl.name}{pid} retired after {len(done)} cells: "
+                    f"{retired['rss_mib']} MiB resident after {retired['after']}, "
+                    f"over the {retired['limit_mib']} MiB limit (${RSS_LIMIT_VAR}); a fresh worker "
+                    f"takes the other {len(remaining)}")
+            with contextlib.suppress(OSError):
+                safefs.append_text(log_path.parent, log_path.name, "\n" + note + "\n")
+            print(note, file=sys.stderr, flush=True)
         if killed_for == "tampered":
             # The code under test attacked the protocol: every cell it still owed is that
             # attack, and no fresh worker gets the chance to repeat it.

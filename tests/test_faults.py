@@ -453,3 +453,48 @@ def test_a_hang_is_interrupted_in_the_worker_and_kept_only_when_it_repeats(
          f"timeout at 10 s then confirmed at the full {first['details']['limit_s']:g} s in run 1 ({t1:.0f} s), "
          f"one worker for the load phase; re-tried in run 2 (held at the full limit as its worker's first cell); "
          f"cached in run 3 ({t3:.0f} s, no load worker started)")
+
+
+def test_a_worker_over_its_memory_limit_is_recycled_between_cells(tmp_path: Path, worker_python: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 24 item 7 on real processes: a scenario that leaves 16 MiB behind per cell in
+    the real worker (fake Keras), a 160 MiB limit. Every cell once, the same outcomes as
+    the same batch in one worker with recycling off, and no cell interrupted."""
+    from conftest import FAKES, by_id, consume
+    from test_recycle import HOARDER
+
+    from runner import execute
+    from runner._worker import worker as w
+
+    monkeypatch.setattr(execute, "RECYCLE_MIN_CELLS", 4)  # the later, shorter batches recycle too
+    scenario = tmp_path / "hoarder.py"
+    scenario.write_text(HOARDER.format(mb=16))
+    runs = {}
+    for name, limit in (("off", 0), ("on", 160 << 20)):
+        cells = [{"cell_id": f"save:c{i:02d}", "scenario": "hoarder", "scenario_path": str(scenario),
+                  "format": "h5", "artifact_dir": str(tmp_path / name / "artifacts" / f"c{i:02d}")}
+                 for i in range(40)]
+        workdir = tmp_path / name / "work"
+        t0 = time.monotonic()
+        results = consume(execute.run_cells(worker_python, "save", cells, workdir=workdir,
+                                            env=execute.child_env({}), cell_timeout=30.0,
+                                            extra_sys_path=[str(FAKES)], rss_limit=limit), workdir)
+        got = by_id(results)  # fails on a cell recorded twice
+        assert sorted(got) == [c["cell_id"] for c in cells]
+        arts = list((tmp_path / name / "artifacts").iterdir())
+        complete = sum((a / w.SAVE_INFO_FILE).is_file() for a in arts)
+        assert complete == len(arts) == 40  # no save was cut short, no temp dir left
+        workers = sorted(p for p in workdir.iterdir() if p.is_dir())
+        runs[name] = ({k: v["outcome"] for k, v in got.items()}, workers, time.monotonic() - t0,
+                      [r["details"]["worker_retired"]["rss_mib"] for r in results
+                       if "worker_retired" in r["details"]])
+    (off, off_workers, _t_off, off_rss), (on, on_workers, t_on, on_rss) = runs["off"], runs["on"]
+    assert len(off_workers) == 1 and not off_rss
+    assert len(on_workers) >= 3 and len(on_rss) == len(on_workers) - 1
+    assert on == off and set(on.values()) == {"ok"}
+    _row("a worker whose memory grows past its limit (16 MiB left behind per cell, a 160 MiB limit)",
+         "retired between cells, never inside one; a fresh worker takes the rest; every cell recorded "
+         "once, with the outcomes of the same batch in one worker",
+         f"{len(on_workers)} workers for 40 saves (retired at {', '.join(f'{m} MiB' for m in on_rss)}) "
+         f"in {t_on:.1f} s; 40 results, none repeated, outcomes identical to one worker with recycling off; "
+         "all 40 artifacts complete")
