@@ -60,7 +60,7 @@ def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str,
                        scenario_sha256: str, fmt: str, worker_sha256: str = "", loader: str | None = None,
                        variant: str | None = None, saver_env: dict[str, Any] | None = None,
                        limit_s: float | None = None, old: Record | None = None,
-                       key_parts: dict[str, str] | None = None) -> Record:
+                       key_parts: dict[str, str] | None = None, judged_with: str = "") -> Record:
     """The record of one worker result (as :func:`runner.execute.run_cells` yields it): the
     matrix's, also ``check``'s (``scenario`` is then the model's id). An unknown outcome is a
     ``protocol_error``; ``limit_s`` (the cell limit in force) and, for a timeout, how many
@@ -94,6 +94,7 @@ def record_from_result(phase: str, res: dict[str, Any], *, key: str, stack: str,
         env=res.get("env") or {}, saver_env=saver_env or {},
         worker_sha256=worker_sha256 or keys.worker_digest(key_parts or {}), scenario_sha256=scenario_sha256,
         details=details, key_parts=dict(key_parts or {}),
+        observed=dict(res.get("observed") or {}), judged_with=judged_with if res.get("observed") else "",
     )
 
 

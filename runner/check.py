@@ -41,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import components, diagnose, execute, runtime_docker, safefs
+from runner import components, diagnose, execute, judge, runtime_docker, safefs
 from runner._worker import check_worker as _cw
 from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
@@ -537,8 +537,8 @@ def tolerance(ref: Any, atol: float | None = None, rtol: float | None = None) ->
 
 def compare(got: Sequence[Any], ref: Sequence[Any], atol: float | None = None,
             rtol: float | None = None) -> Diff:
-    """Outputs against a reference: the matrix's rule (``worker.compare_outputs``, numpy's
-    allclose), with each output's own tolerance."""
+    """Outputs against a reference: the matrix's rule (:func:`runner.judge.compare_outputs`,
+    numpy's allclose), with each output's own tolerance."""
     import numpy as np
 
     if len(got) != len(ref):
@@ -546,7 +546,7 @@ def compare(got: Sequence[Any], ref: Sequence[Any], atol: float | None = None,
     worst = Diff(True, 0.0, 0.0, 0.0)
     for i, (g, r) in enumerate(zip(got, ref, strict=True)):
         a, rt = tolerance(r, atol, rtol)
-        outcome, diff, more = _w.compare_outputs(np, [g], [r], a, rt)  # type: ignore[no-untyped-call]
+        outcome, diff, more = judge.compare_outputs([g], [r], a, rt)
         if diff is None:
             return Diff(False, reason=f"output {i}: {more.get('reason')}")
         scale = float(np.nanmax(np.abs(r))) if r.size and not np.isnan(r).all() else 0.0

@@ -119,7 +119,8 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
         _selection(p)
         p.add_argument("--dry-run", action="store_true",
                        help="print, per phase, how many cells would run and why (which component, input or "
-                            "outcome invalidated each record); builds, runs and writes nothing")
+                            "outcome invalidated each record); builds and runs nothing, and writes no record, "
+                            "artifact or log")
         if name == "matrix":
             p.add_argument("--out", type=Path, default=None,
                            help="report directory (default: reports/ for the whole default catalog, "
@@ -262,6 +263,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if summary.retried:
         print("matrix: retried (per-run outcomes are never cached): "
               + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)
+    if summary.rejudged:
+        print(f"matrix: {summary.rejudged} cached loads judged again from their stored observations "
+              "(tolerance or judging code changed; nothing ran)", flush=True)
     if summary.resaved:
         print(f"matrix: {summary.resaved} saves redone because their artifact was missing or changed",
               flush=True)

@@ -86,8 +86,8 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "variant.compile_false": ("_variant_compile_false",),
     "variant.unsafe": ("_variant_unsafe", "_safe_mode_scope", "_accepts"),
     "variant.tfsm": ("_variant_tfsm",),
-    "comparison": ("compare_outputs",),
-    "train": ("_check_resumed_training", "_optimizer_steps"),
+    "observe": ("_encode_arrays",),
+    "train": ("_resume_training", "_optimizer_steps"),
     # The names check_worker.py uses (``W.load_model`` ...): in check cells' keys only.
     "exports": ("load_model", "export_predictor", "seed_everything", "safe_mode_scope", "accepts", "tf_major",
                 "truncate"),

@@ -4,9 +4,10 @@ A save cell's key is made of the saver's environment, the scenario (its file and
 helper file beside it that it imports), the format and the worker components the save
 runs (:mod:`runner.components`). A load cell's key is made of the artifact's *content*
 digest (not the save's key: a save recomputed into the same bytes keeps its loads), the
-loader's environment, the format and variant, the tolerances the worker compares with,
-the worker components the load runs, and the scenario only when the variant imports it
-(``custom_objects``). The process harness enters no key.
+loader's environment, the format and variant, the worker components the load runs, and
+the scenario only when the variant imports it (``custom_objects``). No tolerance: the
+worker observes and the host judges (runner/judge.py), so a tolerance change re-judges
+stored observations and runs nothing. The process harness enters no key.
 
 Every record keeps its parts (``Record.key_parts``), so a planner can say which input
 changed (:func:`changed_parts`), and ``--dry-run`` prints exactly that.
@@ -27,8 +28,8 @@ from runner.codehash import CACHE_PROTOCOL, code_digest, source_digest
 __all__ = ["changed_parts", "key_of", "load_key", "save_key", "scenario_digest", "worker_digest"]
 
 
-# A scenario's top-level constants that only the host reads (the worker is handed the
-# tolerances with each load cell): not part of the scenario's digest.
+# A scenario's top-level constants that only the host reads (its judge's tolerances): not
+# part of the scenario's digest.
 HOST_ONLY = ("ATOL", "RTOL")
 
 
@@ -97,10 +98,11 @@ def save_key(env_fingerprint: str, scenario_sha256: str, fmt: str) -> tuple[str,
     return key_of("save", parts), parts
 
 
-def load_key(artifact_sha256: str | None, env_fingerprint: str, scenario_sha256: str, fmt: str, variant: str,
-             atol: float, rtol: float) -> tuple[str, dict[str, str]]:
+def load_key(artifact_sha256: str | None, env_fingerprint: str, scenario_sha256: str, fmt: str, variant: str
+             ) -> tuple[str, dict[str, str]]:
+    """No tolerance: a load observes, the host judges (runner/judge.py ``judged_with``)."""
     parts = {"artifact": artifact_sha256 or "", "env": env_fingerprint, "format": fmt, "variant": variant,
-             "tolerance": f"atol={atol!r} rtol={rtol!r}", **components.cell_parts("load", fmt, variant)}
+             **components.cell_parts("load", fmt, variant)}
     if "custom_objects" in variant.split("+"):
         parts["scenario"] = scenario_sha256  # only this variant imports the scenario
     return key_of("load", parts), parts

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import envs, execute, faults, keys
+from runner import envs, execute, faults, judge, keys
 from runner.cells import (
     artifact_digest,
     held_at_full_limit,
@@ -109,6 +109,7 @@ class RunSummary:
     retried: Counter[str] = dataclasses.field(default_factory=Counter)  # per-run outcomes run again
     shared: int = 0  # remedy cells that are table cells this very run computed (not "cached")
     resaved: int = 0  # cached saves whose artifact was gone or changed: redone
+    rejudged: int = 0  # cached loads judged again (new tolerance or judging code): nothing ran
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
@@ -316,10 +317,13 @@ class _Runner:
 
     # ------------------------------------------------------------- cache validity
     def why_rerun(self, old: Record | None, key: str, parts: Mapping[str, str], limit: float,
-                  art: Path | None = None) -> str | None:
+                  art: Path | None = None, judged: str | None = None) -> str | None:
         """The one reuse-or-rerun decision: None when ``old`` stands for this run, else why
         the cell runs (what ``--dry-run`` prints). ``art``: a save's artifact, which must
-        still be the bytes it recorded."""
+        still be the bytes it recorded; ``judged``: a load's judging today
+        (:func:`runner.judge.judged_with`): a record judged otherwise is judged again
+        without running (:meth:`_rejudge`) unless its observations came from an
+        interrupted cell."""
         if self.opt.fresh:
             return "--fresh"
         if old is None:
@@ -330,7 +334,28 @@ class _Runner:
             return f"{old.outcome.value} is retried"
         if art is not None and old.outcome is Outcome.OK and not self._artifact_intact(old, art):
             return ARTIFACT_CHANGED
+        if (judged is not None and old.observed and old.judged_with != judged
+                and old.observed.get("worker_outcome") != judge.OBSERVED):
+            return "judged otherwise, and observed by an interrupted cell"
         return None
+
+    def _rejudge(self, old: Record, sc: Scenario, judged: str) -> Record:
+        """``old`` judged today (its observations against its artifact's reference), written."""
+        assert old.saver and old.format and old.variant
+        res = judge.rejudge(old.details, old.observed, judge.reference_of(
+            self.store.artifact_dir(old.saver, sc.name, old.format)), old.format, old.variant, sc.atol, sc.rtol)
+        assert res is not None  # why_rerun sent interrupted observations to run again
+        try:
+            outcome = Outcome(res["outcome"])
+        except ValueError:
+            outcome = Outcome.PROTOCOL_ERROR
+        new = dataclasses.replace(old, outcome=outcome, max_abs_diff=res.get("max_abs_diff"),
+                                  details=res["details"], judged_with=judged,
+                                  error=ErrorInfo.from_dict(res.get("error")) if res.get("error") else old.error)
+        self.store.write(new)
+        with self._lock:
+            self.summary.rejudged += 1
+        return new
 
     def _note_rerun(self, why: str, old: Record | None) -> None:
         if old is not None and why.endswith(" is retried"):
@@ -406,20 +431,22 @@ class _Runner:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
             key, parts = keys.load_key(saved.details.get("artifact_sha256"), lenv.fingerprint, sc.sha256, fmt,
-                                       variant, sc.atol, sc.rtol)
+                                       variant)
             old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
             limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
             if full_limit:
                 limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
-            why = self.why_rerun(old, key, parts, limit)
+            judged = judge.judged_with(sc.atol, sc.rtol)
+            why = self.why_rerun(old, key, parts, limit, judged=judged)
             if why is None:
                 assert old is not None
+                if old.observed and old.judged_with != judged:
+                    old = self._rejudge(old, sc, judged)
                 self.count("load", old.outcome.value, cached=True, cid=cid)
                 continue
             self._note_rerun(why, old)
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
-                         "format": fmt, "artifact_dir": str(art), "variant": variant,
-                         "atol": sc.atol, "rtol": sc.rtol, "timeout_s": limit})
+                         "format": fmt, "artifact_dir": str(art), "variant": variant, "timeout_s": limit})
             # The previous record matters only when it is this key's timeout (timeouts in a
             # row); holding no other keeps a whole phase's plan small.
             same = old if old is not None and old.key == key and old.outcome is Outcome.TIMEOUT else None
@@ -541,9 +568,12 @@ class _Runner:
         res = {**res, "details": {**(res.get("details") or {}), "limit_rule": rule,
                                   "full_limit_s": self.opt.limit("load"),
                                   "artifact_sha256": saved.details.get("artifact_sha256")}}
+        res = judge.judge_load(res, judge.reference_of(self.store.artifact_dir(saver, sc.name, fmt)), fmt, variant,
+                               sc.atol, sc.rtol)
         return self._record_from_result("load", res, key=key, key_parts=parts, stack=lenv.stack.id, saver=saver,
                                         scenario=sc, fmt=fmt, loader=lenv.stack.id,
-                                        variant=variant, saver_env=saved.env, old=old, limit_s=limit)
+                                        variant=variant, saver_env=saved.env, old=old, limit_s=limit,
+                                        judged_with=judge.judged_with(sc.atol, sc.rtol))
 
     # ---------------------------------------------------------------------- helpers
     def _record_unavailable(self, phase: str, senv: StackEnv, sc: Scenario, fmt: str,
@@ -566,10 +596,11 @@ class _Runner:
                             saver: str, scenario: Scenario, fmt: str, loader: str | None = None,
                             variant: str | None = None,
                             saver_env: dict[str, Any] | None = None,
-                            old: Record | None = None, limit_s: float | None = None) -> Record:
+                            old: Record | None = None, limit_s: float | None = None,
+                            judged_with: str = "") -> Record:
         return record_from_result(phase, res, key=key, stack=stack, saver=saver, scenario=scenario.name,
                                   scenario_sha256=scenario.sha256, fmt=fmt, loader=loader, variant=variant,
-                                  saver_env=saver_env, old=old, key_parts=key_parts,
+                                  saver_env=saver_env, old=old, key_parts=key_parts, judged_with=judged_with,
                                   limit_s=self.opt.limit(phase) if limit_s is None else limit_s)
 
     def _run(self, senv: StackEnv, phase: str, todo: list[dict[str, Any]],
@@ -880,6 +911,7 @@ class DryRun:
 
     cached: Counter[str] = dataclasses.field(default_factory=Counter)
     reasons: dict[str, Counter[str]] = dataclasses.field(default_factory=dict)
+    rejudged: int = 0  # cached loads whose observations would be judged again (no run)
 
     def would_run(self, phase: str) -> int:
         return sum(self.reasons.get(phase, Counter()).values())
@@ -898,6 +930,8 @@ class DryRun:
             out.append(f"{phase}: {n} of {n + self.cached[phase]} cells would run")
             for why, count in sorted(self.reasons.get(phase, Counter()).items(), key=lambda kv: (-kv[1], kv[0])):
                 out.append(f"  {count:>7}  {why}")
+        out.append(f"judge: {self.rejudged} cached loads would be judged again (tolerance or judging code changed; "
+                   "nothing runs)")
         return out
 
 
@@ -948,12 +982,16 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
                                     why = f"environment: {first_line(lenv.reason)}"
                                 else:
                                     key, parts = keys.load_key(saved.details.get("artifact_sha256"),
-                                                               lenv.fingerprint, sc.sha256, fmt, variant,
-                                                               sc.atol, sc.rtol)
+                                                               lenv.fingerprint, sc.sha256, fmt, variant)
                                     limit, _ = load_limit(options.limit("load"), saved.duration_s,
                                                           runner._own_save_s(loader.id, sc))
-                                    why = runner.why_rerun(store.read(store.load_record_path(
-                                        loader.id, saver.id, sc.name, fmt, variant)), key, parts, limit)
+                                    old = store.read(store.load_record_path(loader.id, saver.id, sc.name,
+                                                                            fmt, variant))
+                                    judged = judge.judged_with(sc.atol, sc.rtol)
+                                    why = runner.why_rerun(old, key, parts, limit, judged=judged)
+                                    if why is None and old is not None and old.observed \
+                                            and old.judged_with != judged:
+                                        found.rejudged += 1
                                 found.add("load", why)
     return found
 

@@ -184,6 +184,10 @@ class Record:
     # The digests the key was made of, by name ("env", "scenario", "artifact",
     # "component:load.h5", ...): what lets a planner say *which* input changed.
     key_parts: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A load's observations (its predictions, its training step: runner/judge.py), judged on
+    # the host; ``judged_with`` names the judging code and tolerances of its verdict.
+    observed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    judged_with: str = ""
 
     @property
     def prediction(self) -> str | None:
@@ -227,6 +231,8 @@ class Record:
             "scenario_sha256": self.scenario_sha256,
             "details": self.details,
             "key_parts": self.key_parts,
+            "observed": self.observed,
+            "judged_with": self.judged_with,
         }
 
     @classmethod
@@ -271,6 +277,8 @@ class Record:
             scenario_sha256=d.get("scenario_sha256") or "",
             details=dict(d.get("details") or {}),
             key_parts={str(k): str(v) for k, v in (d.get("key_parts") or {}).items()},
+            observed=dict(d.get("observed") or {}),
+            judged_with=d.get("judged_with") or "",
         )
 
 
@@ -281,7 +289,8 @@ _FIELD_TYPES: dict[str, tuple[type, ...]] = {
     **dict.fromkeys(("key", "saver", "loader", "scenario", "format", "variant", "phase",
                      "worker_sha256", "scenario_sha256"), (str, type(None))),
     **dict.fromkeys(("max_abs_diff", "duration_s"), (int, float, type(None))),
-    **dict.fromkeys(("env", "saver_env", "details", "key_parts"), (dict, type(None))),
+    **dict.fromkeys(("env", "saver_env", "details", "key_parts", "observed"), (dict, type(None))),
+    "judged_with": (str, type(None)),
     "error": (dict, type(None)),
     "warnings": (list, type(None)),
 }
@@ -477,22 +486,20 @@ def atomic_write_set(files: Mapping[Path, str | bytes], fault_point: str = "reco
 # ------------------------------------------------------------------------------ index
 
 _OUTCOME_BY_VALUE = {o.value: o for o in Outcome}
+_PLAIN_FIELDS = tuple(f.name for f in dataclasses.fields(Record) if f.name not in ("outcome", "error", "warnings"))
 
 
 def _record_from_clean(d: dict[str, Any]) -> Record:
     """:meth:`Record.from_dict` of a dict that :meth:`Record.to_dict` wrote from a record
     this very code built (the index's rows): the same record, without the upgrade and the
-    type checks it already passed."""
+    type checks it already passed. Every field but the three below is taken by its own
+    name, so a field added to :class:`Record` can never be dropped here."""
     e = d["error"]
     return Record(
-        record_type=d["record_type"], cell_id=d["cell_id"], stack=d["stack"],
-        outcome=_OUTCOME_BY_VALUE[d["outcome"]], key=d["key"], saver=d["saver"], loader=d["loader"],
-        scenario=d["scenario"], format=d["format"], variant=d["variant"], phase=d["phase"],
+        outcome=_OUTCOME_BY_VALUE[d["outcome"]],
         error=ErrorInfo(e["type"], e["message"], e["traceback"]) if e is not None else None,
         warnings=tuple((w["category"], w["message"]) for w in d["warnings"]),
-        max_abs_diff=d["max_abs_diff"], duration_s=d["duration_s"], env=d["env"],
-        saver_env=d["saver_env"], worker_sha256=d["worker_sha256"],
-        scenario_sha256=d["scenario_sha256"], details=d["details"], key_parts=d["key_parts"])
+        **{name: d[name] for name in _PLAIN_FIELDS})
 
 
 Ident = tuple[int, int, int, int, int]  # st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns

@@ -25,7 +25,7 @@ ROOT = TESTS.parent
 if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) does not add the cwd
     sys.path.insert(0, str(ROOT))
 
-from runner import execute  # noqa: E402
+from runner import execute, judge  # noqa: E402
 
 FAKES = TESTS / "fakes"
 FAKE_SCENARIOS = FAKES / "scenarios"
@@ -154,7 +154,9 @@ class FakeStack:
             behavior: Mapping[str, Any] | None = None, *,
             stack_env: Mapping[str, str] | None = None, keras_module: str = "auto",
             cell_timeout: float = 30.0, import_timeout: float = 60.0,
-            isolate: bool = False) -> list[dict[str, Any]]:
+            isolate: bool = False, raw: bool = False) -> list[dict[str, Any]]:
+        """The cells' result events; a load's judged on the host as the matrix does
+        (runner/judge.py, with the cell's atol/rtol), unless ``raw`` (what the worker wrote)."""
         self.runs += 1
         workdir = self.tmp / "runs" / f"{self.runs:02d}-{command}"
         self.last_workdir = workdir
@@ -163,7 +165,17 @@ class FakeStack:
             env=self.env(behavior, stack_env), keras_module=keras_module,
             cell_timeout=cell_timeout, import_timeout=import_timeout, isolate=isolate,
             extra_sys_path=[str(FAKES)])
-        return consume(gen, workdir)
+        results = consume(gen, workdir)
+        if command != "load" or raw:
+            return results
+        by_id = {c["cell_id"]: c for c in cells}
+        judged = []
+        for res in results:
+            cell = by_id[res["cell_id"]]
+            judged.append(judge.judge_load(res, judge.reference_of(cell["artifact_dir"]), cell["format"],
+                                           cell.get("variant", "default"), cell.get("atol", 1e-6),
+                                           cell.get("rtol", 1e-6)))
+        return judged
 
     def save_ok(self, cells: Sequence[Mapping[str, Any]],
                 behavior: Mapping[str, Any] | None = None) -> None:

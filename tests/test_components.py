@@ -126,12 +126,12 @@ def test_a_scenario_key_covers_the_helpers_it_imports_and_not_its_tolerances(tmp
 
 
 def test_load_keys_follow_the_artifact_bytes_not_the_save() -> None:
-    args = ("env", "scen", "h5", "default", 1e-6, 1e-5)
+    args = ("env", "scen", "h5", "default")
     k1, p1 = keys.load_key("a" * 64, *args)
     k2, p2 = keys.load_key("b" * 64, *args)
     assert k1 != k2 and keys.changed_parts(p1, p2) == ["artifact"]
     # The scenario enters a load key only where the load imports it.
     assert "scenario" not in p1
-    _, p3 = keys.load_key("a" * 64, "env", "scen", "h5", "custom_objects", 1e-6, 1e-5)
+    _, p3 = keys.load_key("a" * 64, "env", "scen", "h5", "custom_objects")
     assert p3["scenario"] == "scen"
     assert keys.changed_parts({}, p1) == ["key scheme"]

@@ -31,7 +31,7 @@ from conftest import (
     live_pids_mentioning,
 )
 
-from runner import execute, scenario_catalog
+from runner import execute, judge, scenario_catalog
 from runner._worker import worker as w
 
 KERAS3 = {"version": "3.6.0", "tf_version": "2.18.0"}
@@ -878,16 +878,39 @@ def test_orphaned_worker_exits(fake: FakeStack) -> None:
 
 
 def test_compare_outputs() -> None:
+    """The host's comparison (runner/judge.py): the worker observes, it does not compare."""
     ref = [np.array([[1.0, 2.0]], "float32")]
-    assert w.compare_outputs(np, [ref[0].copy()], ref, 1e-6, 1e-6) == ("ok", 0.0, {})
-    outcome, diff, _ = w.compare_outputs(np, [ref[0] + 0.5], ref, 1e-6, 1e-6)
+    assert judge.compare_outputs([ref[0].copy()], ref, 1e-6, 1e-6) == ("ok", 0.0, {})
+    outcome, diff, _ = judge.compare_outputs([ref[0] + 0.5], ref, 1e-6, 1e-6)
     assert outcome == "mismatch" and math.isclose(diff, 0.5)
-    assert w.compare_outputs(np, [ref[0], ref[0]], ref, 1, 1)[0] == "mismatch"
-    outcome, diff, details = w.compare_outputs(np, [ref[0].T], ref, 1, 1)
+    assert judge.compare_outputs([ref[0], ref[0]], ref, 1, 1)[0] == "mismatch"
+    outcome, diff, details = judge.compare_outputs([ref[0].T], ref, 1, 1)
     assert (outcome, diff) == ("mismatch", None) and "shape" in details["reason"]
     nan = np.array([[np.nan, 2.0]], "float32")
-    assert w.compare_outputs(np, [nan], ref, 1, 1)[0] == "mismatch"
-    assert w.compare_outputs(np, [nan], [nan.copy()], 1e-6, 1e-6) == ("ok", 0.0, {})
+    assert judge.compare_outputs([nan], ref, 1, 1)[0] == "mismatch"
+    assert judge.compare_outputs([nan], [nan.copy()], 1e-6, 1e-6) == ("ok", 0.0, {})
+    assert not hasattr(w, "compare_outputs")
+
+
+def test_the_worker_only_observes_and_the_host_judges(fake: FakeStack) -> None:
+    """A load's worker result is "observed" with its predictions, whatever the tolerance;
+    the same observation is ok or a mismatch only by the host's judgement."""
+    save = fake.save_cell("observe")
+    fake.save_ok([save])
+    cell = fake.load_cell(save)
+    res = by_id(fake.run("load", [cell], {"load": {"action": "perturb", "arg": 1e-3}}, raw=True))[cell["cell_id"]]
+    assert res["outcome"] == "observed" and res["max_abs_diff"] is None
+    got = judge.decode_arrays(res["details"]["observed"]["outputs"])
+    ref = judge.reference_of(save["artifact_dir"])
+    assert ref is not None and len(got) == len(ref["outputs"])
+    assert float(np.max(np.abs(got[0] - ref["outputs"][0]))) == pytest.approx(1e-3, rel=1e-3)
+    loose = judge.judge_load(res, ref, "h5", "default", 1e-2, 0.0)
+    tight = judge.judge_load(res, ref, "h5", "default", 1e-4, 1e-4)
+    assert (loose["outcome"], tight["outcome"]) == ("ok", "mismatch")
+    assert loose["observed"]["worker_outcome"] == "observed" and "observed" not in loose["details"]
+    # Judged again later (a new tolerance): the same verdicts from the stored observations.
+    again = judge.rejudge(tight["details"], tight["observed"], ref, "h5", "default", 1e-2, 0.0)
+    assert again is not None and again["outcome"] == "ok" and again["details"]["prediction"] == "match"
 
 
 def test_sniff_artifact(tmp_path: Path) -> None:
