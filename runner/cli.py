@@ -39,6 +39,7 @@ from runner.stacks import DEFAULT_CATALOG, CatalogError, Stack, find_python, loa
 __all__ = ["main"]
 
 EXIT_USAGE = 2
+EXIT_STALE = 4  # a re-run cache hit differs from its record: no report is written
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, what a shell reports for a process it ended
 PUBLISHED = Path("reports")
@@ -107,6 +108,16 @@ def _selection(p: argparse.ArgumentParser) -> None:
                         "(the generated CI workflow passes its loader stacks)")
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a fraction from 0 to 1, not {text!r}")
+    return value
+
+
 def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     parser = _Parser(prog=prog, description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -117,6 +128,10 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         add_common(p)
         _selection(p)
+        p.add_argument("--verify-sample", type=_fraction, default=None, metavar="FRACTION",
+                       help="re-run this fraction of the cache hits (at least one per loader x format) and stop "
+                            "if any differs from its record (default: 0.005 whenever the runner's code changed "
+                            "since the store was last verified, else none; 0: never)")
         p.add_argument("--dry-run", action="store_true",
                        help="print, per phase, how many cells would run and why (which component, input or "
                             "outcome invalidated each record); builds and runs nothing, and writes no record, "
@@ -235,7 +250,7 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                              jobs=args.jobs, wait=args.wait, shard=args.shard, verbose=args.verbose,
                              elsewhere=tuple(args.elsewhere), runtime=args.runtime,
                              docker_base=args.docker_base, docker_memory=args.docker_memory,
-                             docker_cpus=args.docker_cpus)
+                             docker_cpus=args.docker_cpus, verify=args.verify_sample)
     if args.dry_run:
         if args.shard is not None:
             raise PreflightError("--dry-run predicts the whole selection; drop --shard")
@@ -263,6 +278,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if summary.retried:
         print("matrix: retried (per-run outcomes are never cached): "
               + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)
+    if summary.verified:
+        print(f"matrix: {summary.verified} cache hits re-run to verify the cache: each reproduced its record",
+              flush=True)
     if summary.rejudged:
         print(f"matrix: {summary.rejudged} cached loads judged again from their stored observations "
               "(tolerance or judging code changed; nothing ran)", flush=True)
@@ -471,6 +489,9 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             explain.CellError, StoreBusyError, PreflightError, merge.MergeError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except matrix.StaleCacheError as exc:
+        print(f"runner: error: verify: {exc}", file=sys.stderr)
+        return EXIT_STALE
     except OSError as exc:  # a full disk or a store made read-only mid-run
         where = f": {exc.filename}" if exc.filename else ""
         print(f"runner: error: {exc.strerror or exc}{where} (recorded cells are kept; "

@@ -10,8 +10,11 @@ from __future__ import annotations
 import dataclasses
 import errno
 import functools
+import hashlib
 import json
+import math
 import os
+import random
 import re
 import shutil
 import sys
@@ -64,6 +67,9 @@ class Options:
     elsewhere: tuple[str, ...] = ()  # stacks whose own job loads their cells: no remedy cells there
     verbose: bool = False  # per-cell lines on the console too (always in <store>/runs/run.log)
     progress_interval: float = 30.0  # seconds between plain progress lines (no terminal)
+    # Fraction of cache hits re-run and compared (at least one per loader x format); None:
+    # VERIFY_FRACTION when the runner's code changed since the store was last verified.
+    verify: float | None = None
 
     def runtime_settings(self) -> RuntimeSettings:
         return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
@@ -81,6 +87,39 @@ class Options:
 # genuine load stays well inside it; a hang costs the limit, not a fixed 20-60 s.
 LOAD_MULTIPLE = 10.0
 LOAD_FLOOR_S = 10.0
+
+
+VERIFY_FRACTION = 0.005
+VERIFIED_FILE = "verified.json"
+
+
+class StaleCacheError(Exception):
+    """A sampled cache hit does not reproduce: something its key does not cover changed."""
+
+
+def runner_code_digest() -> str:
+    """sha256 over every file of the runner package as bytes: any change at all, including
+    the harness no key covers, makes the next run re-check a sample of its cache hits."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.suffix in (".py", ".json", ".toml") and p.is_file()
+                       and "__pycache__" not in p.parts):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def verify_fraction(store: Store, options: Options) -> tuple[float, str]:
+    """(fraction of cache hits to re-run, why): the option when given, else
+    :data:`VERIFY_FRACTION` unless this very code already verified the store."""
+    if options.verify is not None:
+        return options.verify, "as asked (--verify-sample)"
+    try:
+        last = json.loads((store.root / VERIFIED_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        last = {}
+    if isinstance(last, dict) and last.get("code") == runner_code_digest():
+        return 0.0, f"the runner's code is the one that verified this store at {last.get('at', '?')}"
+    return VERIFY_FRACTION, "the runner's code changed since this store was last verified"
 
 
 NO_RECORD = "no record yet"
@@ -110,6 +149,7 @@ class RunSummary:
     shared: int = 0  # remedy cells that are table cells this very run computed (not "cached")
     resaved: int = 0  # cached saves whose artifact was gone or changed: redone
     rejudged: int = 0  # cached loads judged again (new tolerance or judging code): nothing ran
+    verified: int = 0  # cache hits re-run and found to reproduce their records
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
@@ -142,6 +182,8 @@ class _Runner:
         self._in_confirm = False  # full-limit re-runs of timeouts are counted as "confirm"
         self._below_full: list[Record] = []  # this run's load timeouts at a limit below the full one
         self._written: set[str] = set()  # cell ids recorded by this run
+        # This run's table load cells served from the cache: (loader, saver, scenario, format, variant).
+        self._hits: list[tuple[str, str, Scenario, str, str]] = []
         self.progress = Progress(out, store.root / "runs" / "run.log", verbose=options.verbose,
                                  interval=options.progress_interval)
 
@@ -412,10 +454,11 @@ class _Runner:
         return self.plan_load_cells(lenv, wanted)
 
     def plan_load_cells(self, lenv: StackEnv, wanted: Sequence[tuple[str, Scenario, str, str]],
-                        full_limit: bool = False) -> _Plan:
+                        full_limit: bool = False, verify: bool = False) -> _Plan:
         """The ``(saver, scenario, format, variant)`` load cells ``lenv`` must run (cache
         hits counted, not returned), and how a result becomes a record; ``full_limit``: at
-        the full load limit instead of the adaptive one (confirming a timeout)."""
+        the full load limit instead of the adaptive one (confirming a timeout); ``verify``:
+        every wanted cell runs, nothing is counted (re-checking cache hits)."""
         loader = lenv.stack
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, str, Record, str, Record | None, float, str, dict[str, str]]] = {}
@@ -437,12 +480,15 @@ class _Runner:
             if full_limit:
                 limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
             judged = judge.judged_with(sc.atol, sc.rtol)
-            why = self.why_rerun(old, key, parts, limit, judged=judged)
+            why = "verify" if verify else self.why_rerun(old, key, parts, limit, judged=judged)
             if why is None:
                 assert old is not None
                 if old.observed and old.judged_with != judged:
                     old = self._rejudge(old, sc, judged)
                 self.count("load", old.outcome.value, cached=True, cid=cid)
+                if not (self._in_remedy or self._in_confirm) and old.outcome.final:
+                    with self._lock:
+                        self._hits.append((loader.id, saver_id, sc, fmt, variant))
                 continue
             self._note_rerun(why, old)
             todo.append({"cell_id": cid, "scenario": sc.name, "scenario_path": str(sc.path),
@@ -629,6 +675,52 @@ class _Runner:
             for cell in (c for c in todo if c["artifact_dir"] == art):
                 self._void(self.store.read(self._load_path(cell["cell_id"])), art)
 
+    # ---------------------------------------------------------------- verification
+    def verify_hits(self, fraction: float, seed: int) -> tuple[int, list[str], list[str]]:
+        """Re-run a sample of this run's cache hits — about ``fraction`` of them and at least
+        one per loader x format — without writing, and compare each with its record:
+        (cells re-run, differences, inconclusive re-runs). A difference means something the
+        record's key does not cover changed what the cell does."""
+        if fraction <= 0 or not self._hits:
+            return 0, [], []
+        rng = random.Random(seed)
+        groups: dict[tuple[str, str], list[tuple[str, str, Scenario, str, str]]] = {}
+        for hit in self._hits:
+            groups.setdefault((hit[0], hit[3]), []).append(hit)
+        chosen = {rng.choice(sorted(g, key=lambda h: (h[1], h[2].name, h[4]))) for g in groups.values()}
+        rest = sorted(set(self._hits) - chosen, key=lambda h: (h[0], h[1], h[2].name, h[3], h[4]))
+        want = max(len(chosen), math.ceil(fraction * len(self._hits)))
+        chosen |= set(rng.sample(rest, min(len(rest), want - len(chosen))))
+        by_loader: dict[str, list[tuple[str, Scenario, str, str]]] = {}
+        for loader, saver, sc, fmt, variant in chosen:
+            by_loader.setdefault(loader, []).append((saver, sc, fmt, variant))
+        differ: list[str] = []
+        unsure: list[str] = []
+        for loader_id in sorted(by_loader):
+            lenv = self.summary.envs[loader_id]
+            todo, to_record = self.plan_load_cells(lenv, by_loader[loader_id], verify=True)
+            view = artifact_view(self.store, lenv, todo)
+            try:
+                for fresh in run_stack_cells(
+                        lenv, "load", [{**c, "artifact_dir": view(c["artifact_dir"])} for c in todo], self.store,
+                        functools.partial(_unviewed, to_record, view), cell_timeout=self.opt.limit("load"),
+                        import_timeout=self.opt.import_timeout, isolate=self.opt.isolate, cancel=self.cancel,
+                        write=False):
+                    old = self.store.read(self._load_path(fresh.cell_id))
+                    if old is None:
+                        continue
+                    if not fresh.outcome.final:  # a timeout or crash of this re-run: no evidence
+                        unsure.append(f"{fresh.cell_id}: {fresh.outcome.value} on re-run")
+                    elif _facts(fresh) != _facts(old):
+                        differ.append(f"{fresh.cell_id}: recorded {_describe_facts(old)}, a fresh run gives "
+                                      f"{_describe_facts(fresh)}; its key covers "
+                                      f"{', '.join(sorted(old.key_parts)) or 'nothing named (an old record)'}")
+            finally:
+                view.close()
+            if view.changed():
+                differ.append(f"{loader_id}: an artifact changed while it was re-loaded: {sorted(view.changed())[0]}")
+        return len(chosen), differ, unsure
+
     def _load_path(self, cid: str) -> Path:
         sc_name, fmt, saver, loader, variant = parse_load_cell_id(cid)
         return self.store.load_record_path(loader, saver, sc_name, fmt, variant)
@@ -658,6 +750,23 @@ class _Runner:
                                f"{rec.outcome.value}{msg}")
 
 
+def _unviewed(to_record: Callable[[dict[str, Any]], Record], view: _View, res: dict[str, Any]) -> Record:
+    return to_record(view.unview(res))
+
+
+def _facts(rec: Record) -> tuple[Any, ...]:
+    """What a re-run must reproduce for a record to stand: the outcome, the two verdicts and
+    the error's type (not durations, nor |Δ| digits, nor message wording)."""
+    return (rec.outcome, rec.prediction, rec.training, rec.error.type if rec.error else None)
+
+
+def _describe_facts(rec: Record) -> str:
+    outcome, prediction, training, error = _facts(rec)
+    parts = [outcome.value] + [f"{k} {v}" for k, v in (("prediction", prediction), ("training", training),
+                                                        ("error", error)) if v]
+    return " / ".join(parts)
+
+
 def build_env(factory: Callable[[Stack, Store], StackEnv], stack: Stack, store: Store) -> StackEnv:
     """``factory``'s environment of ``stack``; an unavailable one (with the reason) if it raises."""
     try:
@@ -670,11 +779,12 @@ def build_env(factory: Callable[[Stack, Store], StackEnv], stack: Stack, store: 
 def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], store: Store,
                     to_record: Callable[[dict[str, Any]], Record], *, cell_timeout: float,
                     import_timeout: float, isolate: bool = False, cancel: threading.Event | None = None,
-                    env: dict[str, str] | None = None, **run_cells: Any) -> Iterator[Record]:
+                    env: dict[str, str] | None = None, write: bool = True, **run_cells: Any) -> Iterator[Record]:
     """Run ``todo`` in ``senv``'s workers (:func:`runner.execute.run_cells`; ``env`` defaults
     to the stack's :func:`~runner.execute.child_env`, ``run_cells`` are further arguments
-    such as ``worker_path`` and ``spawn``); write and yield each cell's record
-    (``to_record(result)``): the matrix's cell loop, also ``check``'s."""
+    such as ``worker_path`` and ``spawn``); write (unless ``write`` is false: re-checking)
+    and yield each cell's record (``to_record(result)``): the matrix's cell loop, also
+    ``check``'s."""
     stack = senv.stack
     assert senv.python is not None
     forgot = False
@@ -709,7 +819,8 @@ def run_stack_cells(senv: StackEnv, command: str, todo: list[dict[str, Any]], st
                                 "message": f"the stack's own module {gone} is damaged (installed, files missing): "
                                            + message}}
         rec = to_record(result)
-        store.write(rec)
+        if write:
+            store.write(rec)
         yield rec
 
 
@@ -996,6 +1107,35 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
     return found
 
 
+def _verify(runner: _Runner, store: Store, options: Options) -> None:
+    """Re-run a sample of this run's cache hits (:meth:`_Runner.verify_hits`); stop with
+    :class:`StaleCacheError` on any difference, else remember that this code verified."""
+    fraction, why = verify_fraction(store, options)
+    if fraction <= 0 or not runner._hits:
+        runner.log(f"[verify] no cache hits re-checked: {why if fraction <= 0 else 'this run had none'}")
+    else:
+        seed = time.time_ns() % (1 << 32)
+        t0 = time.monotonic()
+        n, differ, unsure = runner.verify_hits(fraction, seed)
+        runner.summary.verified = n
+        runner.log(f"[verify] {n} of {len(runner._hits)} cache hits re-run ({why}; seed {seed}) in "
+                   f"{time.monotonic() - t0:.0f} s: {len(differ)} differ"
+                   + (f", {len(unsure)} inconclusive ({unsure[0]}{' ...' if len(unsure) > 1 else ''})"
+                      if unsure else ""))
+        if differ:
+            raise StaleCacheError(
+                f"{len(differ)} of {n} re-run cache hits differ from their records, so a cached answer is stale "
+                f"although its key did not change: {differ[0]}. Something outside those key parts (the harness, "
+                "a component's dependency missing from the key) changed what cells do; run with --fresh, and "
+                "make the key cover it (runner/components.py). Records were not changed.")
+        if unsure:
+            return  # not verified: the next run tries again
+    if options.shard is None:
+        atomic_write_text(store.root / VERIFIED_FILE, json.dumps(
+            {"code": runner_code_digest(), "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+             "re_run": runner.summary.verified, "cache_hits": len(runner._hits)}, indent=1, sort_keys=True) + "\n")
+
+
 def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequence[str],
          store: Store, options: Options, out: TextIO,
          env_factory: Callable[[Stack, Store], StackEnv], savers: Sequence[Stack] | None,
@@ -1023,6 +1163,8 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
                 runner.read_saved()
             runner.run_remedies(catalog)
             runner.confirm_timeouts(catalog)
+        if "load" in options.phases:
+            _verify(runner, store, options)
     finally:
         runner.progress.close()
     runner.summary.wall_s = round(time.monotonic() - t0, 1)

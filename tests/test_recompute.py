@@ -30,13 +30,13 @@ class Copy:
         self.worker = root / "runner" / "_worker" / "worker.py"
         self.pristine = self.worker.read_text()
 
-    def run(self, *args: str, scenarios: str = e2e.SCENARIOS) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, scenarios: str = e2e.SCENARIOS, status: int = 0) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "runner", "matrix", "--stacks", STACKS, "--scenarios", scenarios,
                 "--store", str(self.store), "--no-report", "--load-timeout", "20", *args]
         env = {**e2e.runner_env(self.envs_dir), "PYTHONPATH": str(self.root)}
         proc = subprocess.run(argv, cwd=self.root, env=env, capture_output=True, text=True, timeout=600,
                               check=False)
-        assert proc.returncode == 0, e2e.describe(proc)
+        assert proc.returncode == status, e2e.describe(proc)
         return proc
 
     def dry(self, scenarios: str = e2e.SCENARIOS) -> dict[str, Any]:
@@ -95,6 +95,35 @@ def test_a_harness_only_edit_recomputes_nothing(copy: Copy) -> None:
         proc = copy.run()
         assert re.search(r"matrix: 0 cells run", proc.stdout), proc.stdout
         assert copy.keys() == before
+        # No key changed, but the code did: a sample of the cache hits was re-run, and held.
+        assert re.search(r"matrix: \d+ cache hits re-run to verify the cache: each reproduced", proc.stdout), \
+            proc.stdout
+        again = copy.run("-v")
+        assert "[verify] no cache hits re-checked: the runner's code is the one that verified" in again.stdout
+        assert "re-run to verify" not in again.stdout
+    finally:
+        copy.restore()
+
+
+def test_a_stale_cache_is_caught_by_the_sampled_recheck(copy: Copy) -> None:
+    """A harness edit no key covers that does change outcomes (every load now fails): the
+    cache says ok, the sampled re-run says load_error, the run stops with one error line,
+    exit 4, and no record changes."""
+    before = copy.keys()
+    records = {p: p.read_bytes() for p in (copy.store / "records").rglob("*.json") if p.parent.name != "env"}
+    copy.edit('    return guarded_cell(load_cell, fw, cell, seed, "load", "load_error")\n',
+              '    return guarded_cell(_stale, fw, cell, seed, "load", "load_error")\n\n\n'
+              'def _stale(fw, cell, ctx, seed):\n    raise RuntimeError("a harness bug")\n')
+    try:
+        assert copy.dry()["load"][0] == 0  # no key sees it
+        proc = copy.run(status=4)
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("runner: error: verify: "), proc.stderr
+        assert "recorded ok" in lines[0] and "a fresh run gives load_error" in lines[0], lines[0]
+        assert "its key covers" in lines[0] and "worker:load" in lines[0], lines[0]
+        assert copy.keys() == before
+        assert {p: p.read_bytes() for p in (copy.store / "records").rglob("*.json")
+                if p.parent.name != "env"} == records
     finally:
         copy.restore()
 
