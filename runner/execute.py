@@ -246,7 +246,8 @@ class _Recycler:
         rss = _tree_rss(int(self._pid))
         if rss is None or rss <= self.limit:
             return None
-        self.retiring = {"rss_mib": rss >> 20, "limit_mib": self.limit >> 20, "after": cell_id}
+        mib = 1 << 20  # rounded up, so a worker just over its limit never reads as at it
+        self.retiring = {"rss_mib": -(-rss // mib), "limit_mib": self.limit // mib, "after": cell_id}
         return self.retiring
 
 
@@ -497,9 +498,10 @@ def _watch(proc: WorkerProcess, state: _BatchState, reader: _EventReader,
             note = recycler.check(str(res["cell_id"]))
             if note is not None:
                 # Said in the record of the cell after which the worker was over the limit
-                # (its outcome and key are untouched); the worker ends before its next cell.
+                # (its outcome and key are untouched). The worker is asked to end before its
+                # next cell: it does, unless it finished its batch first (fast cells).
                 res["details"] = {**(res.get("details") or {}),
-                                  "worker_retired": {k: note[k] for k in ("rss_mib", "limit_mib")}}
+                                  "worker_over_limit": {k: note[k] for k in ("rss_mib", "limit_mib")}}
                 with contextlib.suppress(OSError):  # (a planted link raises Tampered)
                     _retire(beat)
         yield from results
@@ -575,8 +577,9 @@ def run_cells(
         rss_limit: bytes of resident memory (the worker's process tree) over which a worker
             of a batch of at least :data:`RECYCLE_MIN_CELLS` cells is retired between cells
             and a fresh one continues; None: ``$COMPAT_WORKER_RSS_LIMIT`` or
-            :func:`default_rss_limit`; 0: never. The result after which a worker was over
-            the limit carries ``details["worker_retired"]`` (``rss_mib``, ``limit_mib``).
+            :func:`default_rss_limit`; 0: never. The result after which a worker was found
+            over the limit carries ``details["worker_over_limit"]`` (``rss_mib``,
+            ``limit_mib``); the worker then ends before its next cell, if it has one.
     """
     if command not in ("save", "load", "check"):
         raise ValueError(f"command must be save or load (or check, with the check worker), not {command!r}")

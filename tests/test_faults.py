@@ -486,15 +486,15 @@ def test_a_worker_over_its_memory_limit_is_recycled_between_cells(tmp_path: Path
         assert complete == len(arts) == 40  # no save was cut short, no temp dir left
         workers = sorted(p for p in workdir.iterdir() if p.is_dir())
         runs[name] = ({k: v["outcome"] for k, v in got.items()}, workers, time.monotonic() - t0,
-                      [r["details"]["worker_retired"]["rss_mib"] for r in results
-                       if "worker_retired" in r["details"]])
+                      [r["details"]["worker_over_limit"]["rss_mib"] for r in results
+                       if "worker_over_limit" in r["details"]])
     (off, off_workers, _t_off, off_rss), (on, on_workers, t_on, on_rss) = runs["off"], runs["on"]
     assert len(off_workers) == 1 and not off_rss
-    assert len(on_workers) >= 3 and len(on_rss) == len(on_workers) - 1
+    assert len(on_workers) >= 3 and len(on_workers) - 1 <= len(on_rss) <= len(on_workers)
     assert on == off and set(on.values()) == {"ok"}
     _row("a worker whose memory grows past its limit (16 MiB left behind per cell, a 160 MiB limit)",
          "retired between cells, never inside one; a fresh worker takes the rest; every cell recorded "
          "once, with the outcomes of the same batch in one worker",
-         f"{len(on_workers)} workers for 40 saves (retired at {', '.join(f'{m} MiB' for m in on_rss)}) "
+         f"{len(on_workers)} workers for 40 saves (over the limit at {', '.join(f'{m} MiB' for m in on_rss)}) "
          f"in {t_on:.1f} s; 40 results, none repeated, outcomes identical to one worker with recycling off; "
          "all 40 artifacts complete")

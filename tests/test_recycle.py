@@ -33,6 +33,7 @@ LEAK_MB = 16
 HOARDER = '''"""Fake-tier MLP whose build leaves MB MiB of live memory in the worker."""
 import os
 import sys
+import time
 import types
 
 ATOL = 1e-6
@@ -45,6 +46,7 @@ def build(keras):
     blocks = hoard.__dict__.setdefault("blocks", [])
     blocks.append(b"\\x01" * (MB << 20))  # written, so resident
     print("hoard pid=%d cells=%d" % (os.getpid(), len(blocks)), flush=True)
+    time.sleep(0.05)  # a cell's worth of time: the host reads each result before the next few
     layers = keras.layers
     return keras.Sequential([keras.Input(shape=(4,)), layers.Dense(2, name="out")], name="hoarder")
 
@@ -127,11 +129,13 @@ def test_a_growing_worker_is_recycled_and_every_cell_is_recorded_once(
     pids = [_pids(ctl) for ctl in ctls]
     assert all(len(p) == 1 for p in pids) and len(set().union(*pids)) == len(ctls)
     # The record says where it happened; outcomes are untouched.
-    notes = [r for r in results if "worker_retired" in r["details"]]
-    assert len(notes) == len(ctls) - 1
+    notes = [r for r in results if "worker_over_limit" in r["details"]]
+    # (The last worker may be found over the limit too, and finish its batch before it
+    # looks at the heartbeat: fast cells.)
+    assert len(ctls) - 1 <= len(notes) <= len(ctls)
     for rec in notes:
         assert rec["outcome"] == "ok"
-        note = rec["details"]["worker_retired"]
+        note = rec["details"]["worker_over_limit"]
         assert note["rss_mib"] > note["limit_mib"] == LIMIT // MIB
     # Nothing was killed inside a save: every artifact complete, no temp dir left behind.
     arts = sorted((tmp_path / "artifacts").iterdir())
@@ -155,7 +159,7 @@ def test_under_the_limit_one_worker_serves_every_cell(tmp_path: Path, worker_pyt
     [ctl] = sorted(p for p in workdir.iterdir() if p.is_dir())
     assert _request(ctl)["parent_pid"] is None
     assert len(_pids(ctl)) == 1
-    assert not any("worker_retired" in r["details"] for r in results)
+    assert not any("worker_over_limit" in r["details"] for r in results)
     assert execute.recycled_workers() == before
     assert _events(ctl)[-1]["event"] == "done"
 
@@ -168,7 +172,7 @@ def test_a_small_batch_keeps_its_parent_pid_and_is_never_recycled(tmp_path: Path
     assert {r["outcome"] for r in results} == {"ok"} and len(by_id(results)) == 6
     [ctl] = sorted(p for p in workdir.iterdir() if p.is_dir())
     assert _request(ctl)["parent_pid"] == os.getpid()
-    assert not any("worker_retired" in r["details"] for r in results)
+    assert not any("worker_over_limit" in r["details"] for r in results)
 
 
 def test_a_zero_limit_never_recycles(tmp_path: Path, worker_python: str) -> None:
