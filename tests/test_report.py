@@ -1048,7 +1048,7 @@ def test_a_matrix_of_a_trained_scenario_records_and_reports_both_facts(tmp_path:
                           timeout=600, check=False)
     assert proc.returncode == 0, e2e.describe(proc)
     loads = {cid: r for cid, r in e2e.records_by_id(store).items() if "->" in cid}
-    assert len(loads) == 18 and all(r["schema_version"] == 3 for r in loads.values())
+    assert len(loads) == 18 and all(r["schema_version"] == 4 for r in loads.values())
     by_loader: dict[str, set[tuple[str, str, str]]] = {}
     for r in loads.values():
         by_loader.setdefault(r["loader"], set()).add((r["outcome"], r["details"].get("prediction"),
