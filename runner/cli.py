@@ -278,6 +278,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if summary.retried:
         print("matrix: retried (per-run outcomes are never cached): "
               + ", ".join(f"{oc} {n}" for oc, n in sorted(summary.retried.items())), flush=True)
+    if summary.recycled:
+        print(f"matrix: {summary.recycled} workers retired over their memory limit and replaced between cells "
+              "(COMPAT_WORKER_RSS_LIMIT)", flush=True)
     if summary.verified:
         print(f"matrix: {summary.verified} cache hits re-run to verify the cache: each reproduced its record",
               flush=True)

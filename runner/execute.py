@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 from runner import safefs
 from runner._worker import worker as _w
-from runner.codehash import code_digest
 
 __all__ = [
     "WORKER_PATH",
@@ -45,7 +44,6 @@ __all__ = [
     "recycled_workers",
     "rss_limit_from_env",
     "run_cells",
-    "worker_sha256",
 ]
 
 WORKER_PATH = Path(_w.__file__).resolve()
@@ -109,11 +107,6 @@ class WorkerProcess(Protocol):
 # cannot see the host's pid, so the request names no parent_pid) and ``record_env`` (a
 # dict merged into every result's ``env``: the docker image id and digest).
 Spawn = Callable[[Sequence[str], Path, Mapping[str, str]], WorkerProcess]
-
-
-def worker_sha256() -> str:
-    """The worker's behaviour digest (its AST, not its bytes: see runner/codehash.py)."""
-    return code_digest(WORKER_PATH)
 
 
 def child_env(stack_env: Mapping[str, str], base: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -150,6 +150,7 @@ class RunSummary:
     resaved: int = 0  # cached saves whose artifact was gone or changed: redone
     rejudged: int = 0  # cached loads judged again (new tolerance or judging code): nothing ran
     verified: int = 0  # cache hits re-run and found to reproduce their records
+    recycled: int = 0  # workers retired over their memory limit and replaced (runner/execute.py)
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
     wall_s: float = 0.0
@@ -1142,6 +1143,7 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
          t0: float, catalog: Sequence[Stack]) -> RunSummary:
     runner = _Runner(stacks, stacks if savers is None else savers, scenarios, formats, store,
                      options, out, env_factory)
+    recycled = execute.recycled_workers()
     try:
         runner.build_envs()
         if "save" in options.phases:
@@ -1167,6 +1169,7 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             _verify(runner, store, options)
     finally:
         runner.progress.close()
+        runner.summary.recycled = execute.recycled_workers() - recycled
     runner.summary.wall_s = round(time.monotonic() - t0, 1)
     runner.summary.unreadable = len(store.unreadable)
     return runner.summary

@@ -543,12 +543,6 @@ def test_child_env_reaches_the_worker(scripted: type[Scripted], tmp_path: Path,
     assert "KERAS_BACKEND" not in seen[0] and seen[0]["TF_USE_LEGACY_KERAS"] == "1"
 
 
-def test_worker_digest_is_the_ast_digest_of_the_file() -> None:
-    from runner.codehash import code_digest
-
-    assert execute.worker_sha256() == code_digest(execute.WORKER_PATH)
-
-
 # ------------------------------------------------------------- batch integrity, cancel
 
 
