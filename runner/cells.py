@@ -9,7 +9,7 @@ the matrix.
 from __future__ import annotations
 
 import hashlib
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,17 +19,12 @@ from runner.records import ErrorInfo, Outcome, Record
 
 __all__ = [
     "artifact_digest",
-    "cache_key",
     "held_at_full_limit",
     "parse_load_cell_id",
     "record_from_result",
     "reusable",
+    "why_rerun",
 ]
-
-
-def cache_key(*parts: object) -> str:
-    """A record's cache key: the sha256 of its inputs, JSON-encoded."""
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def reusable(old: Record, limit: float, full: float | None = None) -> bool:
@@ -45,6 +40,25 @@ def reusable(old: Record, limit: float, full: float | None = None) -> bool:
     held = old.details.get("full_limit_s")
     same = old.details.get("limit_s") == limit if held is None else (full is None or held == full)
     return same and old.details.get("timeouts_in_a_row", 0) >= 2
+
+
+def why_rerun(old: Record | None, key: str, parts: Mapping[str, str], limit: float, full: float | None = None,
+              fresh: bool = False) -> str | None:
+    """The one reuse-or-rerun decision of every producer of cells (the matrix, ``check``):
+    None when ``old`` stands for this run, else why the cell runs — what ``--dry-run``
+    prints. ``parts``: the key's named parts, so a changed key names what changed."""
+    if fresh:
+        return "--fresh"
+    if old is None:
+        return NO_RECORD
+    if old.key != key:
+        return "changed: " + ", ".join(keys.changed_parts(old.key_parts, parts))
+    if not reusable(old, limit, full):
+        return f"{old.outcome.value} is retried"
+    return None
+
+
+NO_RECORD = "no record yet"
 
 
 def held_at_full_limit(rec: Record) -> bool:

@@ -45,12 +45,12 @@ from runner import components, diagnose, execute, judge, runtime_docker, safefs
 from runner._worker import check_worker as _cw
 from runner._worker import graph_scan, pbwire
 from runner._worker import worker as _w
-from runner.cells import cache_key, record_from_result, reusable
+from runner.cells import record_from_result, why_rerun
 from runner.cli_options import add_common, add_stacks, add_workers
 from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
-from runner.keys import worker_digest
+from runner.keys import key_of, worker_digest
 from runner.matrix import build_env, fan_out, run_stack_cells
 from runner.records import Outcome, Record, Store, atomic_write_set, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
@@ -640,8 +640,9 @@ class _Check:
                                                                                               else set()))
         digest = hashlib.sha256
         # The check's own files, and the matrix worker's components a check cell reaches
-        # through check_worker.py (its format's reader, every remedy): not the whole worker.
-        self.shas = (check_code_digest(), worker_digest(components.check_parts(model.format)),
+        # through check_worker.py (its format's reader, every remedy): key parts.
+        self.worker_parts = components.check_parts(model.format)
+        self.shas = (check_code_digest(), worker_digest(self.worker_parts),
                      digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
                      digest(opt.inputs.read_bytes()).hexdigest() if opt.inputs else "")
         self.given = given
@@ -689,17 +690,19 @@ class _Check:
         m = self.model
         todo, keys = [], {}
         for variant in variants:
-            key = cache_key("check", m.sha256, m.format, senv.fingerprint, variant, *self.shas[:2],
-                            self.shas[2] if "custom_objects" in variant else "", self.shas[3], SEED,
-                            *(["sandbox"] if self.boxed(stack.id) else []))
+            parts = {"model": m.sha256, "format": m.format, "env": senv.fingerprint, "variant": variant,
+                     "check": self.shas[0], **self.worker_parts,
+                     "custom_objects": self.shas[2] if "custom_objects" in variant else "", "inputs": self.shas[3],
+                     "seed": str(SEED), "sandbox": "yes" if self.boxed(stack.id) else "no"}
+            key = key_of("check", parts)
             old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
-            kept = old is not None and (old.outcome is not Outcome.OK or not self.unreadable_outputs(stack.id, variant))
-            if old is not None and not self.opt.fresh and old.key == key and reusable(old, self.opt.cell_timeout) \
-                    and kept:
+            why = why_rerun(old, key, parts, self.opt.cell_timeout, fresh=self.opt.fresh)
+            if why is None and old is not None and (
+                    old.outcome is not Outcome.OK or not self.unreadable_outputs(stack.id, variant)):
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
-            keys[cid] = (variant, key, old)
+            keys[cid] = (variant, key, old, parts)
             todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / _w.MODEL_FILES[m.format]),
                          "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
                          "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
@@ -711,14 +714,14 @@ class _Check:
             # Refused on the host: graph ops that may touch files run only where nothing of
             # the host is in reach (the sandbox), or with --unsafe. Recorded as every refusal.
             for cell in todo:
-                variant, key, old = keys[str(cell["cell_id"])]
+                variant, key, old, parts = keys[str(cell["cell_id"])]
                 rec = record_from_result("load", {
                     "cell_id": cell["cell_id"], "outcome": Outcome.LOAD_ERROR.value, "phase": "load",
                     "error": {"type": REFUSED, "message": GRAPH_REFUSAL.format(found=m.graph_ops), "traceback": ""},
                     "details": {"graph_ops": m.graph_ops, "code_in_file": [m.graph_ops]}, "env": senv.versions},
                     key=key, stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
                     fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                    limit_s=self.opt.cell_timeout, old=old)
+                    limit_s=self.opt.cell_timeout, old=old, key_parts=parts)
                 self.store.write(rec)
                 self.records[stack.id, variant] = rec
             print(f"[check {stack.id}] refused on the host: {m.graph_ops}", file=self.log, flush=True)
@@ -729,11 +732,11 @@ class _Check:
         except runtime_docker.DockerUnavailable as exc:
             self.envs[stack.id] = dataclasses.replace(senv, ok=False, reason=f"--sandbox: {exc}")
             return
-        print(f"[check {stack.id}] loading with {', '.join(v for v, _, _ in keys.values())}", file=self.log,
+        print(f"[check {stack.id}] loading with {', '.join(v for v, _, _, _ in keys.values())}", file=self.log,
               flush=True)
 
         def to_record(res: dict[str, Any]) -> Record:
-            variant, key, old = keys[res["cell_id"]]
+            variant, key, old, parts = keys[res["cell_id"]]
             why = self.unreadable_outputs(stack.id, variant) if res.get("outcome") == Outcome.OK.value else ""
             if why:  # "ok" from a worker whose outputs are a planted link, FIFO or flood: that attack
                 res = {**res, "outcome": Outcome.PROTOCOL_ERROR.value,
@@ -741,7 +744,7 @@ class _Check:
             return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
                                       stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
                                       fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                                      limit_s=self.opt.cell_timeout, old=old)
+                                      limit_s=self.opt.cell_timeout, old=old, key_parts=parts)
 
         for rec in run_stack_cells(senv, "check", todo, self.store, to_record, cell_timeout=self.opt.cell_timeout,
                                    import_timeout=self.opt.import_timeout, env=self.sandbox_env(senv.stack),

@@ -31,7 +31,7 @@ from runner.cells import (
     held_at_full_limit,
     parse_load_cell_id,
     record_from_result,
-    reusable,
+    why_rerun,
 )
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
 from runner.progress import Progress
@@ -122,7 +122,6 @@ def verify_fraction(store: Store, options: Options) -> tuple[float, str]:
     return VERIFY_FRACTION, "the runner's code changed since this store was last verified"
 
 
-NO_RECORD = "no record yet"
 ARTIFACT_CHANGED = "artifact missing or changed since it was saved"
 
 
@@ -367,14 +366,10 @@ class _Runner:
         (:func:`runner.judge.judged_with`): a record judged otherwise is judged again
         without running (:meth:`_rejudge`) unless its observations came from an
         interrupted cell."""
-        if self.opt.fresh:
-            return "--fresh"
-        if old is None:
-            return NO_RECORD
-        if old.key != key:
-            return "changed: " + ", ".join(keys.changed_parts(old.key_parts, parts))
-        if not reusable(old, limit, self.opt.limit("load") if old.record_type == "load" else None):
-            return f"{old.outcome.value} is retried"
+        why = why_rerun(old, key, parts, limit, self.opt.limit("load") if old and old.record_type == "load" else None,
+                        self.opt.fresh)
+        if why is not None or old is None:
+            return why
         if art is not None and old.outcome is Outcome.OK and not self._artifact_intact(old, art):
             return ARTIFACT_CHANGED
         if (judged is not None and old.observed and old.judged_with != judged
