@@ -45,6 +45,7 @@ __all__ = [
 WORKER_DIR = Path(__file__).resolve().parent / "_worker"
 WORKER_PATH = WORKER_DIR / "worker.py"
 CHECK_WORKER_PATH = WORKER_DIR / "check_worker.py"
+CHECK_HOST_PATH = Path(__file__).resolve().parent / "check.py"
 LOCK_PATH = Path(__file__).resolve().parent / "components.lock.json"
 
 _STDLIB = ("__future__", "faulthandler", "gc", "importlib", "inspect", "json", "os", "platform", "random",
@@ -143,13 +144,20 @@ def probe_parts() -> dict[str, str]:
     return _group(codehash.closure(_defs(), ("import_framework", "env_info")))
 
 
-def _check_worker_roots() -> tuple[str, ...]:
-    """The worker names check_worker.py uses as ``W.<name>`` (found in its syntax tree)."""
+def _attributes_of(path: Path, alias: str) -> set[str]:
+    """The names ``path`` uses as ``<alias>.<name>`` (found in its syntax tree)."""
     import ast
 
-    tree = ast.parse(CHECK_WORKER_PATH.read_text(encoding="utf-8"))
-    names = {node.attr for node in ast.walk(tree)
-             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "W"}
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    return {node.attr for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == alias}
+
+
+def _check_worker_roots() -> tuple[str, ...]:
+    """The worker names a check cell depends on: what check_worker.py uses as ``W.<name>``,
+    and what the host's check.py uses as ``_w.<name>`` (it sniffs a file's format with the
+    worker's own code, so an edit there changes check's answers too)."""
+    names = _attributes_of(CHECK_WORKER_PATH, "W") | _attributes_of(CHECK_HOST_PATH, "_w")
     return tuple(sorted(names - {"serve"}))  # serve is the harness, the same for every cell
 
 

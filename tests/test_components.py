@@ -45,6 +45,14 @@ def test_check_and_probe_keys_leave_the_harness_out_too() -> None:
         assert "worker:harness" not in parts and "worker:exports" in parts
 
 
+def test_a_check_key_covers_the_worker_code_the_host_check_calls() -> None:
+    """check.py sniffs a file's format with the worker's sniff_artifact: editing it must
+    change check keys (and, being in the save component, not every load's)."""
+    assert "sniff_artifact" in components._check_worker_roots()
+    assert "worker:save" in components.check_parts("h5")
+    assert "worker:save" not in components.cell_parts("load", "h5")
+
+
 def test_the_committed_lock_is_current() -> None:
     out = io.StringIO()
     assert components.cmd_components(argparse.Namespace(check=True, write=False), out) == 0, out.getvalue()
