@@ -311,19 +311,25 @@ def _report(store: Store, out: Path, print_summary: bool, catalog: Sequence[Stac
               "run `nox -s report` or pip install pandas tabulate", file=sys.stderr)
         return EXIT_USAGE
     try:
-        df = report.write_reports(store, out, scenario_dir=scenario_dir, catalog=catalog,
-                                  selection=selection, refuse_empty=refuse_empty)
+        done = report.update_reports(store, out, scenario_dir=scenario_dir, catalog=catalog,
+                                     selection=selection, refuse_empty=refuse_empty)
     except report.NothingToReport as exc:
         raise PreflightError(str(exc)) from None
     if print_summary:
-        print(report.terminal_summary(df))
+        print(done.summary)
     size = (f"{len(selection.stacks)} stacks × {len(selection.scenarios)} scenarios × "
             f"{len(selection.formats)} formats")
     where = (f"the published table; the whole default catalog, {size}" if selection.whole
              else f"NOT the published table; a subset, {size}: its README.md lists them")
-    print(f"report: {len(df)} cells -> {out}/ ({where})", flush=True)
-    _say_skipped("report", df.attrs.get("skipped") or [], df.attrs.get("unselected") or 0,
-                 "README.md names them")
+    print(f"report: {done.cells} cells -> {out}/ ({where})", flush=True)
+    if done.reused:  # (not "report: ": that line is the one above)
+        print(f"report (unchanged): the records, catalog, scenarios and report code are those of the last report "
+              f"written into {out}/ and its {done.files} files are as written: nothing rewritten", flush=True)
+    else:
+        wrote = done.files - done.kept
+        print(f"report (rewritten): {wrote} of {done.files} files written, the other {done.kept} already "
+              f"byte-identical (left as they were)" + (f"; {done.removed} removed" if done.removed else ""), flush=True)
+    _say_skipped("report", done.skipped, done.unselected, "README.md names them")
     return 0
 
 

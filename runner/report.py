@@ -33,6 +33,7 @@ import dataclasses
 import errno
 import glob
 import gzip
+import hashlib
 import json
 import os
 import re
@@ -40,6 +41,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -146,6 +148,9 @@ class _Scrubber:
                 pairs.append((os.environ[var], label))
         pairs += [(str(Path.home()), "~"), (tempfile.gettempdir().rstrip("/") + "/", "<tmp>/")]
         self.pairs = sorted({p for p in pairs if len(p[0]) > 1}, key=lambda p: -len(p[0]))
+        # Texts repeat across cells (one error under many loaders): each distinct text is
+        # scrubbed once (the full store's ~390,000 calls took most of a minute of regexes).
+        self._done: dict[str, str] = {}
 
     def _cut_path(self, m: re.Match[str]) -> str:
         """The label of the most general path of this machine the cut text begins."""
@@ -154,6 +159,12 @@ class _Scrubber:
 
     def __call__(self, text: str | None) -> str:
         text = text or ""
+        done = self._done.get(text)
+        if done is None:
+            done = self._done[text] = self._scrub(text)
+        return done
+
+    def _scrub(self, text: str) -> str:
         if _CUT in text:  # the worker cut a long text inside a path: "/home/us ...[truncated]"
             text = _CUT_PATH_RE.sub(self._cut_path, text)
         for old, new in self.pairs:
@@ -317,6 +328,10 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
         if key[3] in envs and key[4] not in info(str(key[1])).variants:
             rows.append(_row(load, scrub, loader_env=envs[str(key[3])].env or load.env, source="remedy"))
     df = pd.DataFrame(rows, columns=COLUMNS)
+    # Plain object columns, as before pandas 3's str dtype: the same values (a missing text
+    # stays NaN), but the report's loops over rows iterate numpy arrays instead of fetching
+    # each element of a python-backed StringArray (18 million calls on the full store).
+    df = df.astype({c: object for c in df.columns if isinstance(df[c].dtype, pd.StringDtype)})
     if df.empty:
         return df
     fmt_order = {f: i for i, f in enumerate(FORMATS)}
@@ -1239,14 +1254,27 @@ def _user_entries(out: Path) -> list[Path]:
             and not any(p.name.startswith(f".{n}.") and p.name.endswith(".tmp") for n in ours)]
 
 
-def _write_tree(root: Path, files: Mapping[str, str | bytes]) -> None:
-    """Write every file under ``root`` (a new, empty folder), each synced, then the folders."""
+def _write_tree(root: Path, files: Mapping[str, str | bytes], same: Iterable[str] = (),
+                old: Path | None = None) -> None:
+    """Write every file under ``root`` (a new, empty folder), each synced, then the folders.
+    A file of ``same`` (its bytes equal the file of that name in ``old``, the report being
+    replaced) is hard-linked from there instead, so it keeps its inode and mtime; where a
+    link cannot be made it is written."""
+    same = set(same) if old is not None else set()
     for rel, content in files.items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
+        if rel in same:
+            assert old is not None
+            try:
+                os.link(old / rel, path, follow_symlinks=False)
+                faults.point("report-file")
+                continue
+            except OSError:
+                pass  # another file system, no hard links here: written below
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
         with os.fdopen(fd, "wb") as fh:
-            fh.write(content if isinstance(content, bytes) else content.encode("utf-8"))
+            fh.write(_bytes(content))
             fh.flush()
             os.fsync(fh.fileno())
         faults.point("report-file")
@@ -1262,7 +1290,7 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _swap_in(out: Path, files: Mapping[str, str | bytes]) -> bool:
+def _swap_in(out: Path, files: Mapping[str, str | bytes], same: Iterable[str] = ()) -> bool:
     """Write the report into a new folder beside ``out`` and swap it in whole. False when
     that cannot be done here (``out`` is a mount point, or its parent cannot hold a new
     folder): the caller then writes in place.
@@ -1290,7 +1318,7 @@ def _swap_in(out: Path, files: Mapping[str, str | bytes]) -> bool:
                     shutil.copytree(entry, new / entry.name, symlinks=True)
                 else:
                     shutil.copy2(entry, new / entry.name, follow_symlinks=False)
-        _write_tree(new, files)
+        _write_tree(new, files, same, out if out.is_dir() else None)
         faults.point("report-write")
         if not os.path.lexists(out):
             new.rename(out)
@@ -1311,21 +1339,94 @@ def _swap_in(out: Path, files: Mapping[str, str | bytes]) -> bool:
     return True
 
 
-def _publish(out: Path, files: Mapping[str, str | bytes]) -> None:
-    """Replace the report in ``out`` by ``files``, whole: swapped in as a new folder, or
-    (a mount point, a parent not writable) written in place as a set of renames."""
+def _target(out: Path) -> Path:
+    """The folder a report into ``out`` writes: absolute, normalised, a symlink resolved."""
     out = Path(os.path.normpath(out.absolute()))
     if out.is_symlink():  # a link the user made to where the reports live: replace the target
         out = out.resolve()
+    return out
+
+
+def _publish(out: Path, files: Mapping[str, str | bytes]) -> list[str]:
+    """Replace the report in ``out`` by ``files``, whole: swapped in as a new folder, or
+    (a mount point, a parent not writable) written in place as a set of renames. Only the
+    files whose bytes differ are written: the others are hard-linked into the new folder
+    (their inode and mtime stay), and when no file differs and none is gone nothing is
+    touched. Returns the paths written or removed (relative, sorted)."""
+    out = _target(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _clean_leftovers(out)
     if os.path.lexists(out) and not out.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "the report directory is not a directory", str(out))
-    if _swap_in(out, files):
-        return
-    _remove_temp(out)
-    atomic_write_set({out / rel: content for rel, content in files.items()}, fault_point="report-write")
-    _remove_stale(out, files)
+    same, changed, gone = _differences(out, files)
+    if not changed and not gone:
+        return []
+    if not _swap_in(out, files, same):
+        _remove_temp(out)
+        atomic_write_set({out / rel: files[rel] for rel in changed}, fault_point="report-write")
+        _remove_stale(out, files)
+    return sorted(changed + gone)
+
+
+def _bytes(content: str | bytes) -> bytes:
+    return content if isinstance(content, bytes) else content.encode("utf-8")
+
+
+def _owned(out: Path) -> dict[str, str]:
+    """What of ``out`` is the report's (its top-level files, earlier layouts' files and
+    everything under its folders), by relative path: "file" (a regular file), "dir", or
+    "other" (a symlink, a FIFO, ...: never a report's, so a rewrite replaces it)."""
+    found: dict[str, str] = {}
+
+    def kind(mode: int) -> str:
+        return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
+
+    def walk(path: str, rel: str) -> None:
+        with os.scandir(path) as entries:
+            for e in entries:
+                if e.name.startswith(".") and e.name.endswith(".tmp"):
+                    continue  # an in-place write's temp file (removed by the next write)
+                k = kind(e.stat(follow_symlinks=False).st_mode)
+                found[rel + e.name] = k
+                if k == "dir":
+                    walk(e.path, rel + e.name + "/")
+
+    for name in (*REPORT_FILES, *LEGACY_FILES, *REPORT_DIRS):
+        try:
+            k = kind(os.lstat(out / name).st_mode)
+        except FileNotFoundError:
+            continue
+        except NotADirectoryError:
+            return {}
+        found[name] = k
+        if k == "dir" and name in REPORT_DIRS:
+            walk(str(out / name), name + "/")
+    return found
+
+
+def _dirs_of(files: Iterable[str]) -> set[str]:
+    """The folders a set of report files needs (``grids``, ``site``, ...)."""
+    return {rel.rsplit("/", 1)[0] for rel in files if "/" in rel} | {
+        "/".join(rel.split("/")[:i]) for rel in files for i in range(1, rel.count("/"))}
+
+
+def _differences(out: Path, files: Mapping[str, str | bytes]) -> tuple[set[str], list[str], list[str]]:
+    """(files of ``files`` whose bytes ``out`` already holds, files to write, paths of
+    ``out`` the report would no longer hold)."""
+    have = _owned(out) if out.is_dir() else {}
+    same = set()
+    for rel, content in files.items():
+        if have.get(rel) != "file":
+            continue
+        data = _bytes(content)
+        try:
+            if os.lstat(out / rel).st_size == len(data) and (out / rel).read_bytes() == data:
+                same.add(rel)
+        except OSError:
+            continue
+    wanted = set(files) | _dirs_of(files)
+    gone = sorted(rel for rel, k in have.items() if rel not in wanted or (k != "dir") != (rel in files))
+    return same, sorted(set(files) - same), [g for g in gone if g not in files]
 
 
 def _selected(selection: Selection | None, stack_ids: Sequence[str] | None,
@@ -1367,7 +1468,8 @@ class NothingToReport(ValueError):
 def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
                   stack_ids: Sequence[str] | None = None,
                   catalog: Sequence[Any] | None = None,
-                  selection: Selection | None = None, refuse_empty: bool = False) -> pd.DataFrame:
+                  selection: Selection | None = None, refuse_empty: bool = False,
+                  keep: dict[str, str | bytes] | None = None) -> pd.DataFrame:
     """Write the report set (see the module docstring) to ``out``; return the frame.
 
     ``selection`` (default: every record of ``stack_ids``) restricts the records to its
@@ -1375,7 +1477,8 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     outside it are not read; record files of it that cannot be used (truncated, a wrong
     field type, stray) are skipped and named in README.md and results.json.gz. The frame's
     ``attrs`` say what was left out: ``skipped`` ([(path from the store root, why)]) and
-    ``unselected`` (files not read).
+    ``unselected`` (files not read) and ``written``, the report files it wrote or removed
+    (only files whose bytes differ are written; ``keep``, a dict, receives every file).
 
     The report is swapped in whole (see :func:`_publish`): a failure or a kill at any
     point leaves ``out`` holding the complete previous report or the complete new one.
@@ -1420,9 +1523,12 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
         old_changes = None
     files = report_files(df, records, scrub, said, previous, old_changes, skipped=skipped,
                          docs=scenario_docs(scenario_dir))
-    _publish(out, files)
+    written = _publish(out, files)
     df.attrs["skipped"] = skipped
     df.attrs["unselected"] = scan.unselected
+    df.attrs["written"] = written
+    if keep is not None:
+        keep.update(files)
     return df
 
 
@@ -1443,3 +1549,246 @@ def cells_from_store(store: Path, out: TextIO = sys.stdout) -> dict[str, gate.Ce
                   + "; ".join(f"{path} ({why})" for path, why in skipped[:3])
                   + (f"; and {len(skipped) - 3} more" if len(skipped) > 3 else ""), file=out, flush=True)
         return gate.load_results(Path(tmp) / gate.RESULTS_JSON)
+
+
+# ------------------------------------------------------------------ the incremental report
+#
+# A report is a pure function of its inputs: the record files it reads, the catalog and
+# selection, the scenario files (variants and descriptions), the report code, the paths
+# the scrubber replaces, and the previous report in the folder (CHANGES.md). When all of
+# them are what they were at the last report written into the same folder, and the
+# folder's report files are still exactly the bytes written then, writing it again would
+# change no byte: :func:`update_reports` then skips the work. What it compares with is kept
+# in the store (``<store>/reports-manifest.json``, one entry per absolute report folder;
+# created by a run's report, as the record index is), never in the report folder, so
+# nothing of this machine enters ``reports/``.
+#
+# The record files are compared by identity (path, type, device, inode, size, mtime and
+# ctime in ns; no file is read), as the store's record index trusts them: the store
+# replaces a record by renaming a new file in (a new inode and ctime), and an edit in
+# place stamps the file system's clock, which nobody can set back for the ctime. A file
+# changed less than RACY_NS before the identities were taken (git's "racily clean" case)
+# is also compared by a digest of its bytes. A symlink among the records turns the check
+# off (the report runs), as does anything the manifest cannot say.
+
+MANIFEST_NAME = "reports-manifest.json"
+MANIFEST_VERSION = 1
+RACY_NS = 2_000_000_000
+_CODE = Path(__file__).resolve().parent  # runner/: the report code, its assets and data
+
+
+@dataclasses.dataclass(frozen=True)
+class Written:
+    """What :func:`update_reports` did: the report's cell count and terminal summary, the
+    record files skipped (path, why) and not selected, whether the work was skipped because
+    nothing changed (``reused``), the report files written or removed, how many files the
+    report has, and how many of them were already there, byte-identical (``kept``)."""
+
+    cells: int
+    summary: str
+    skipped: list[tuple[str, str]]
+    unselected: int
+    reused: bool
+    written: list[str]
+    files: int
+    kept: int
+    removed: int = 0
+
+
+class _Untrusted(Exception):
+    """The inputs cannot be compared by identity (a symlink among the records)."""
+
+
+def _record_entries(records_dir: Path) -> list[tuple[str, os.stat_result]]:
+    """Every entry under ``records/`` (relative path, lstat), in path order; none without it.
+
+    Raises:
+        _Untrusted: a symlink (what it points to could change behind an equal identity).
+    """
+    found: list[tuple[str, os.stat_result]] = []
+
+    def walk(path: str, rel: str) -> None:
+        with os.scandir(path) as entries:
+            for e in entries:
+                st = e.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    walk(e.path, f"{rel}{e.name}/")
+                elif stat.S_ISLNK(st.st_mode):
+                    raise _Untrusted(e.path)
+                else:
+                    found.append((rel + e.name, st))
+
+    if records_dir.is_dir():
+        walk(str(records_dir), "")
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def _records_digest(records_dir: Path, entries: Sequence[tuple[str, os.stat_result]],
+                    racy_from: int | None = None) -> str:
+    """The identity of the record files; with ``racy_from`` (ns), a file changed at or after
+    it adds the digest of its bytes."""
+    h = hashlib.sha256()
+    for rel, st in entries:
+        h.update(f"{rel}\0{st.st_mode}\0{st.st_dev}\0{st.st_ino}\0{st.st_size}\0{st.st_mtime_ns}\0"
+                 f"{st.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+        if racy_from is not None and max(st.st_mtime_ns, st.st_ctime_ns) >= racy_from \
+                and stat.S_ISREG(st.st_mode):
+            try:
+                h.update(hashlib.sha256((records_dir / rel).read_bytes()).digest())
+            except OSError as exc:
+                h.update(f"unreadable {exc.errno}".encode())
+    return h.hexdigest()
+
+
+def _folder_digest(root: Path, skip: Iterable[str] = ()) -> str:
+    """Names and bytes of every file under ``root`` (``__pycache__`` and ``skip`` aside)."""
+    h = hashlib.sha256()
+    if root.is_dir():
+        for path in sorted(root.rglob("*")):
+            rel = path.relative_to(root).as_posix()
+            if "__pycache__" in path.parts or rel in skip or not path.is_file():
+                continue
+            h.update(rel.encode("utf-8", "surrogateescape") + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    return h.hexdigest()
+
+
+_code_digest_cache: list[str] = []
+
+
+def _code_digest() -> str:
+    """The report code (all of runner/, its site assets and data) and the libraries that
+    shape its bytes: any change rewrites the report."""
+    if not _code_digest_cache:
+        import tabulate as tabulate_module
+
+        _code_digest_cache.append(hashlib.sha256(
+            f"{_folder_digest(_CODE)}|{sys.version}|pandas {pd.__version__}|tabulate "
+            f"{getattr(tabulate_module, '__version__', '?')}".encode()).hexdigest())
+    return _code_digest_cache[0]
+
+
+def _inputs_digest(records: str, store: Store, scenario_dir: Path, catalog: Sequence[Any] | None,
+                   selection: Selection | None, stack_ids: Sequence[str] | None) -> str:
+    parts = {
+        "records": records,
+        "catalog": repr(list(catalog)) if catalog is not None else "default",  # runner/stacks.toml: code
+        "selection": repr(selection), "stack_ids": repr(stack_ids),
+        "scenarios": f"{Path(scenario_dir).absolute()}:{_folder_digest(Path(scenario_dir))}",
+        "code": _code_digest(), "scrub": _Scrubber(store).pairs,
+        "fault": os.environ.get("COMPAT_FAULT", ""),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def _tree_digest(entries: Iterable[tuple[str, str, bytes | None]]) -> str:
+    """Digest of a report folder's own entries: (relative path, kind, bytes of a file)."""
+    h = hashlib.sha256()
+    for rel, kind, data in sorted(entries, key=lambda e: e[0]):
+        h.update(f"{rel}\0{kind}\0".encode("utf-8", "surrogateescape"))
+        if data is not None:
+            h.update(hashlib.sha256(data).digest())
+    return h.hexdigest()
+
+
+def _files_digest(files: Mapping[str, str | bytes]) -> str:
+    """The digest of the folder ``files`` make (see :func:`_tree_digest`)."""
+    return _tree_digest([*((rel, "file", _bytes(c)) for rel, c in files.items()),
+                         *((d, "dir", None) for d in _dirs_of(files))])
+
+
+def _out_digest(out: Path) -> str | None:
+    """The digest of the report files ``out`` holds now (None: it is not a folder, or a
+    file of it cannot be read)."""
+    if not out.is_dir() or out.is_symlink():
+        return None
+    try:
+        return _tree_digest([(rel, kind, (out / rel).read_bytes() if kind == "file" else None)
+                             for rel, kind in _owned(out).items()])
+    except OSError:
+        return None
+
+
+def _read_manifest(store: Store) -> dict[str, Any]:
+    try:
+        data = json.loads((store.root / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not isinstance(
+            data.get("reports"), dict):
+        return {}
+    return {k: v for k, v in data["reports"].items() if isinstance(v, dict)}
+
+
+def _write_manifest(store: Store, key: str, entry: dict[str, Any] | None) -> None:
+    """Set (None: drop) the manifest entry of the report folder ``key``; entries of folders
+    that no longer exist are dropped. Only a run that may create the store's record index
+    (it holds the store's lock as a writer, not as the report's reader) creates the file;
+    a report that only reads the store updates an existing one and otherwise adds nothing
+    to the store. A store that cannot be written keeps no manifest: the next report is
+    then built in full (never skipped)."""
+    path = store.root / MANIFEST_NAME
+    if not path.is_file() and not (store.index is not None and store.index.create):
+        return
+    reports = _read_manifest(store)
+    if entry is None:
+        reports.pop(key, None)
+    else:
+        reports[key] = entry
+    reports = {k: v for k, v in reports.items() if Path(k).is_dir()}
+    try:
+        if store.root.is_dir():
+            atomic_write_set({store.root / MANIFEST_NAME: json.dumps(
+                {"version": MANIFEST_VERSION, "reports": reports}, sort_keys=True, indent=1) + "\n"})
+    except OSError:
+        pass
+
+
+def update_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIOS,
+                   stack_ids: Sequence[str] | None = None, catalog: Sequence[Any] | None = None,
+                   selection: Selection | None = None, refuse_empty: bool = False) -> Written:
+    """:func:`write_reports`, unless nothing it reads changed since the last report written
+    into ``out`` and ``out`` still holds exactly what was written then: that work is skipped
+    (``reused``) and no file is touched. Otherwise the report is built, and only the files
+    whose bytes differ are written (see :func:`_publish`).
+
+    Raises:
+        NothingToReport: as :func:`write_reports`.
+    """
+    target = _target(out)
+    key = str(target)
+    clock = time.time_ns()  # before the identities are taken (see the section's comment)
+    try:
+        entries: list[tuple[str, os.stat_result]] | None = _record_entries(store.records_dir)
+    except (_Untrusted, OSError):
+        entries = None
+    entry = _read_manifest(store).get(key)
+    identity = None if entries is None else _records_digest(store.records_dir, entries)
+    if entries is not None and entry is not None and isinstance(entry.get("racy_from"), int) \
+            and identity == entry.get("identity"):
+        inputs: str | None = _inputs_digest(_records_digest(store.records_dir, entries, entry["racy_from"]), store,
+                                scenario_dir, catalog, selection, stack_ids)
+        if inputs == entry.get("inputs"):
+            _clean_leftovers(target)
+            if _out_digest(target) == entry.get("outputs"):
+                try:
+                    return Written(int(entry["cells"]), str(entry["summary"]),
+                                   [(str(p), str(w)) for p, w in entry["skipped"]], int(entry["unselected"]),
+                                   True, [], int(entry["files"]), int(entry["files"]))
+                except (KeyError, TypeError, ValueError):
+                    pass
+    racy_from = clock - RACY_NS
+    inputs = None if entries is None else _inputs_digest(
+        _records_digest(store.records_dir, entries, racy_from), store, scenario_dir, catalog, selection, stack_ids)
+    files: dict[str, str | bytes] = {}
+    df = write_reports(store, out, scenario_dir, stack_ids=stack_ids, catalog=catalog, selection=selection,
+                       refuse_empty=refuse_empty, keep=files)
+    written = list(df.attrs.get("written") or [])
+    done = Written(len(df), terminal_summary(df), list(df.attrs.get("skipped") or []),
+                   int(df.attrs.get("unselected") or 0), False, written, len(files),
+                   kept=len(set(files) - set(written)), removed=len(set(written) - set(files)))
+    _write_manifest(store, key, None if inputs is None else {
+        "identity": identity, "inputs": inputs, "racy_from": racy_from, "outputs": _files_digest(files),
+        "cells": done.cells, "summary": done.summary, "skipped": done.skipped, "unselected": done.unselected,
+        "files": done.files})
+    return done

@@ -880,6 +880,7 @@ def test_a_rewrite_is_a_swapped_in_plain_folder(paths: Paths, scenario_dir: Path
     first = _files(out)
     out.chmod(0o750)
     (out / "notes.txt").write_text("mine\n")
+    (out / "matrix.md").unlink()  # something to write (a rewrite that changes no byte touches nothing)
     inode = out.stat().st_ino
     _write(paths, scenario_dir, out)
     assert out.stat().st_ino != inode and out.is_dir() and not out.is_symlink()
