@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 import sys
 from collections.abc import Sequence
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from runner.cells import artifact_digest
-from runner.records import Outcome, Record, RecordError, Store, atomic_write_many
+from runner.records import SCHEMA_VERSION, Outcome, Record, RecordError, Store, atomic_write_many
 from runner.stacks import DEFAULT_CATALOG, load_catalog
 
 __all__ = ["EXIT_CONFLICT", "MergeError", "MergeResult", "add_parser", "cmd_merge", "merge"]
@@ -70,16 +71,17 @@ def _digest(data: bytes) -> bytes:
     return hashlib.blake2b(data, digest_size=16).digest()
 
 
-def _parse(part: Path, path: Path, data: bytes, known: set[str]) -> Record:
+def _parse(part: Path, path: Path, data: bytes, known: set[str]) -> tuple[dict[str, Any], Record]:
     try:
-        rec = Record.from_dict(json.loads(data.decode("utf-8")))
+        raw = json.loads(data.decode("utf-8"))
+        rec = Record.from_dict(raw)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise MergeError(f"part {part}: {path.relative_to(part)}: {exc}") from None
     for stack in (rec.stack, rec.saver, rec.loader):
         if stack is not None and stack not in known:
             raise MergeError(f"part {part}: {path.relative_to(part)} names stack {stack!r}, "
                              "which the catalog does not have (merging parts of another catalog?)")
-    return rec
+    return raw, rec
 
 
 def _read_part(part: Path, known: set[str], store: Store,
@@ -94,22 +96,26 @@ def _read_part(part: Path, known: set[str], store: Store,
         raise MergeError(f"part {part}: not a directory")
     records_dir = part / "records"
     found: list[tuple[str, bytes]] = []
-    for path in sorted(records_dir.rglob("*.json")) if records_dir.is_dir() else []:
+    base = len(str(records_dir)) + 1
+    paths = sorted(records_dir.rglob("*.json"), key=lambda p: p.parts) if records_dir.is_dir() else []
+    for path in paths:
         try:
             data = path.read_bytes()
         except OSError as exc:
             raise MergeError(f"part {part}: {path.relative_to(part)}: {exc}") from None
-        rel = path.relative_to(records_dir).as_posix()
-        ident = (rel, _digest(data))
+        ident = (str(path)[base:], _digest(data))
         if ident not in items:
-            rec = _parse(part, path, data, known)
-            text = (json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
+            raw, rec = _parse(part, path, data, known)
+            # The part's file is copied as it is (the bytes the store it came from holds);
+            # a record of an older schema is written upgraded, as this runner writes it.
+            text = None if raw.get("schema_version") == SCHEMA_VERSION else (
+                json.dumps(rec.to_dict(), indent=1, sort_keys=True) + "\n").encode("utf-8")
             artifact = None
             if rec.record_type == "save" and rec.outcome is Outcome.OK:
                 assert rec.saver and rec.scenario and rec.format
                 artifact = (rec.saver, rec.scenario, rec.format, str(rec.details.get("artifact_sha256")))
-            items[ident] = _Item(store.record_path(rec).relative_to(store.records_dir).as_posix(), rec.key,
-                                 rec.outcome, rec.cell_id, artifact, None if text == data else text, path)
+            items[ident] = _Item(store.record_relpath(rec), rec.key, rec.outcome, rec.cell_id,
+                                 artifact, text, path)
         found.append(ident)
     return found
 
@@ -137,7 +143,8 @@ def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeR
     # What this merge put at a target (copied, or found there): later parts' records of the
     # same cell are compared with it, as if it had been written already.
     placed: dict[str, _Item] = {}
-    writes: list[tuple[Path, _Item]] = []
+    writes: list[tuple[str, _Item]] = []
+    records_base = str(store.records_dir)
     for part, found in every:
         result.per_part[str(part)] = len(found)
         for ident in found:
@@ -149,9 +156,10 @@ def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeR
                 else:
                     result.conflicts.append((_record(have_item), _record(item), part))
                 continue
-            target = store.records_dir / item.target
+            target = os.path.join(records_base, item.target)  # noqa: PTH118 - no Path per record
             try:
-                current = target.read_bytes()
+                with open(target, "rb") as fh:  # noqa: PTH123
+                    current = fh.read()
             except (FileNotFoundError, NotADirectoryError):
                 current = None
             except OSError:
@@ -161,7 +169,7 @@ def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeR
                     result.identical += 1
                     placed[item.target] = item
                     continue
-                have = store.read(target)
+                have = store.read(Path(target))
                 if have is not None:
                     if have.key == item.key and have.outcome is item.outcome:
                         result.identical += 1
@@ -185,7 +193,7 @@ def merge(parts: Sequence[Path], store: Store, known_stacks: set[str]) -> MergeR
             placed[item.target] = item
             writes.append((target, item))
             result.copied += 1
-    atomic_write_many((target, item.canonical or item.source.read_bytes()) for target, item in writes)
+    atomic_write_many((Path(target), item.canonical or item.source.read_bytes()) for target, item in writes)
     return result
 
 

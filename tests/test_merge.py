@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from runner import cli
+from runner import cli, records
 from runner.cells import artifact_digest
 from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
 
@@ -140,3 +141,49 @@ def test_bad_parts_are_one_line_exit_2_and_copy_nothing(tmp_path: Path, catalog:
     assert code == 2 and len(err) == 1 and err[0].startswith("runner: error: "), err
     if fault != "artifact_mismatch":  # found while reading the parts: nothing copied
         assert not (target / "records").exists()
+
+
+def test_a_file_many_parts_carry_is_parsed_once_and_a_different_one_still_conflicts(
+        tmp_path: Path, catalog: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every load job's part carries every save record: the same bytes are validated once.
+    Twin: the same cell with other bytes (another key) is parsed and is a conflict."""
+    parsed: list[str] = []
+    real = Record.from_dict.__func__  # type: ignore[attr-defined]
+
+    def counting(cls: type[Record], raw: dict) -> Record:
+        parsed.append(raw.get("cell_id", ""))
+        return real(cls, raw)
+
+    monkeypatch.setattr(Record, "from_dict", classmethod(counting))
+    parts = [Store(tmp_path / f"p{i}") for i in range(4)]
+    for part in parts:
+        _save(part, "a1")  # byte-identical in all four
+    _load(parts[0], "a1", "b2")
+    assert _merge(catalog, tmp_path / "merged", *(p.root for p in parts)) == 0
+    assert "2 records copied, 3 identical" in capsys.readouterr().out
+    assert sorted(parsed) == ["dense:h5:a1", "dense:h5:a1->b2:default"]
+    odd = Store(tmp_path / "odd")
+    _save(odd, "a1", key="another-key")
+    parsed.clear()
+    assert _merge(catalog, tmp_path / "merged2", *(p.root for p in parts), odd.root) == 1
+    out = capsys.readouterr().out
+    assert "CONFLICT dense:h5:a1:" in out and "another-key"[:12] in out
+    assert sorted(parsed).count("dense:h5:a1") >= 2  # the other bytes were read as a record
+
+
+def test_records_are_copied_as_they_are_and_older_schemas_upgraded(tmp_path: Path, catalog: Path) -> None:
+    part = Store(tmp_path / "p1")
+    rec = _load(part, "a1", "b2")
+    path = part.record_path(rec)
+    raw = json.loads(path.read_text())
+    path.write_text(json.dumps(raw, indent=2) + "\n")  # the same record, formatted otherwise
+    old = _load(part, "b2", "a1")
+    raw_old = {k: v for k, v in old.to_dict().items() if k != "key_parts"}
+    raw_old["schema_version"] = 3
+    part.record_path(old).write_text(json.dumps(raw_old))
+    assert _merge(catalog, tmp_path / "merged", part.root) == 0
+    merged = Store(tmp_path / "merged")
+    assert merged.record_path(rec).read_bytes() == path.read_bytes()  # a copy: the part's bytes
+    upgraded = json.loads(merged.record_path(old).read_text())
+    assert upgraded["schema_version"] == records.SCHEMA_VERSION and upgraded["key_parts"] == {}
+    assert merged.read(merged.record_path(old)) == dataclasses.replace(old)

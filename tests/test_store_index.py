@@ -21,8 +21,16 @@ from pathlib import Path
 import pytest
 
 from runner import records
-from runner.records import (ErrorInfo, NewerSchemaError, Outcome, Record, RecordIndex, Store, atomic_write_many,
-                            load_cell_id)
+from runner.records import (
+    ErrorInfo,
+    NewerSchemaError,
+    Outcome,
+    Record,
+    RecordIndex,
+    Store,
+    atomic_write_many,
+    load_cell_id,
+)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -316,7 +324,7 @@ def test_concurrent_readers_and_a_writer_see_old_or_new_records_only(tmp_path: P
         t.start()
     with st.running():
         for key in ("x", "y", "k", "x"):
-            for i, p in enumerate(paths):
+            for i in range(len(paths)):
                 store.write(_rec(i, key=key))
             time.sleep(0.06)
     stop.set()
@@ -336,9 +344,21 @@ def test_atomic_write_many_writes_everything_or_leaves_the_old_files(tmp_path: P
     assert atomic_write_many(files, chunk=7, threads=4) == 50
     assert all(p.read_bytes() == data for p, data in files)
     assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {p.stat().st_mode & 0o777 for p, _ in files} == {0o666 & ~umask}  # not mkstemp's 0600
     blocked = tmp_path / "blocked"
     blocked.write_text("a file where a directory should be")
     with pytest.raises(OSError):
         atomic_write_many([(p, b"new\n") for p, _ in files[:5]] + [(blocked / "x.json", b"y")], chunk=10)
     assert all(p.read_bytes() == data for p, data in files)  # the failing chunk changed nothing
     assert sorted(p.name for p in tmp_path.rglob(".*")) == []
+
+
+def test_record_relpath_is_record_path_under_records(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s")
+    recs = [_rec(1), Record(record_type="env", cell_id="env:a1", stack="a1", outcome=Outcome.OK),
+            Record(record_type="save", cell_id="sc:h5:a1", stack="a1", outcome=Outcome.OK, saver="a1",
+                   scenario="sc", format="json+weights")]
+    for rec in recs:
+        assert store.records_dir / store.record_relpath(rec) == store.record_path(rec)
