@@ -87,6 +87,7 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
     "variant.compile_false": ("_variant_compile_false",),
     "variant.unsafe": ("_variant_unsafe", "_safe_mode_scope", "_accepts"),
     "variant.tfsm": ("_variant_tfsm",),
+    "variant.signature": ("_variant_signature", "_load_by_signature"),
     "observe": ("_encode_arrays",),
     "train": ("_resume_training", "_optimizer_steps"),
     # The names check_worker.py uses (``W.load_model`` ...): in check cells' keys only.
@@ -165,7 +166,7 @@ def check_parts(fmt: str) -> dict[str, str]:
     """The worker components a ``check`` cell reaches through check_worker.py."""
     return _group(codehash.closure(_defs(), (*_CELL_ROOTS, *_check_worker_roots()),
                                    {"LOADERS": (fmt,), "VARIANT_STEPS": ("custom_objects", "compile_false",
-                                                                           "unsafe", "tfsm")}))
+                                                                           "unsafe", "tfsm", "signature")}))
 
 
 def component_digests() -> dict[str, str]:

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import components, diagnose
+from runner import components, diagnose, judge
 from runner._worker import worker as _w
 from runner.codehash import code_digest
 from runner.keys import worker_digest
@@ -83,6 +83,7 @@ def _has_custom_objects(scenario: str | None, scenario_dir: Path) -> bool:
 # recorded code is only ever said after comparing them.
 
 _WORKER_FILE = Path(_w.__file__)
+_JUDGE_FILE = Path(judge.__file__)
 _COMPONENTS = ("worker", "scenario")
 
 
@@ -303,6 +304,10 @@ def main(phase):
     cell = dict(CELL, scenario_path=os.path.join(HERE, "scenario.py"),
                 artifact_dir=os.path.join(HERE, "artifact"))
     result = w.run_cell(fw, phase, cell, SEED)
+    if phase == "load":  # the worker observes; the matrix judges on its host, as here
+        import compat_judge
+        result = compat_judge.judge_load(result, compat_judge.reference_of(cell["artifact_dir"]), cell["format"],
+                                         cell["variant"], cell["atol"], cell["rtol"])
     error = result.get("error") or {{}}
     print(json.dumps({{k: result.get(k) for k in ("outcome", "phase", "max_abs_diff", "details")}},
                      sort_keys=True))
@@ -495,7 +500,8 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
         "    model = scenario.build(keras)   # scenario.py",
         f"    {_PLAIN_SAVE[rec.format]}",
         f"    # {rec.loader}: {_env_line(rec.env)}",
-        "    " + ("tf.saved_model.load / TFSMLayer('savedmodel')" if "tfsm" in flags else
+        "    " + ("tf.saved_model.load('savedmodel').signatures['serving_default'](**inputs)" if "signature" in flags
+                  else "tf.saved_model.load / TFSMLayer('savedmodel')" if "tfsm" in flags else
                   _PLAIN_LOAD[rec.format].format(kw="".join(kw[f] for f in sorted(flags) if f in kw))),
     ])
     cell = {"cell_id": rec.cell_id, "scenario": rec.scenario, "format": rec.format,
@@ -532,9 +538,10 @@ def write_repro(store: Store, rec: Record, out: Path, scenario_dir: Path = DEFAU
     (out / "setup.sh").chmod(0o755)
     shutil.copyfile(scenario_path, out / "scenario.py")
     shutil.copyfile(_WORKER_FILE, out / "compat_worker.py")
+    shutil.copyfile(_JUDGE_FILE, out / "compat_judge.py")
     for line in code:
         print(f"repro: code: {line}", file=echo or sys.stdout)
-    return [*written, out / "scenario.py", out / "compat_worker.py"]
+    return [*written, out / "scenario.py", out / "compat_worker.py", out / "compat_judge.py"]
 
 
 def _tolerances(scenario_path: Path) -> tuple[float, float]:

@@ -8,6 +8,9 @@ tolerance or comparison change re-judges stored observations without re-running 
 each judged record carries ``judged_with`` (:func:`judged_with`), and a record judged
 otherwise than today is judged again (``matrix`` rewrites it; nothing runs).
 
+This file also runs alone, as compat_judge.py of a repro (``explain --repro``), in a
+stack's own Python (3.7+): stdlib and numpy only at module level.
+
 The arrays travel and are stored as the worker encodes them (dtype, shape, zlib + base64
 of the bytes; :func:`decode_arrays`), so a record stays one inspectable JSON file.
 """
@@ -20,8 +23,6 @@ import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
-
-from runner.codehash import code_digest
 
 __all__ = [
     "compare_outputs",
@@ -65,7 +66,7 @@ def compare_outputs(got: Sequence[Any], ref: Sequence[Any], atol: float, rtol: f
         return "mismatch", None, {"reason": f"{len(got)} outputs, reference has {len(ref)}"}
     worst = 0.0
     close = True
-    for g_in, r_in in zip(got, ref, strict=True):
+    for g_in, r_in in zip(got, ref):  # noqa: B905 - a repro runs this in a stack's Python (3.7+)
         g, r = np.asarray(g_in), np.asarray(r_in)
         if g.shape != r.shape:
             return "mismatch", None, {"reason": f"output shape {list(g.shape)}, reference {list(r.shape)}"}
@@ -82,6 +83,8 @@ def compare_outputs(got: Sequence[Any], ref: Sequence[Any], atol: float, rtol: f
 def judged_with(atol: float, rtol: float) -> str:
     """What a verdict depends on besides the observations: this file's code and the
     tolerances (a different value re-judges the record)."""
+    from runner.codehash import code_digest  # here, not at the top: a repro runs this file alone
+
     return hashlib.sha256(f"{code_digest(Path(__file__))} atol={atol!r} rtol={rtol!r}".encode()).hexdigest()
 
 
@@ -203,7 +206,7 @@ def judge_load(result: Mapping[str, Any], reference: Mapping[str, Sequence[Any]]
             out.update(max_abs_diff=diff, details=details)
         return out
     if trained:
-        inference = sorted(set(variant.split("+")) & {"compile_false", "tfsm"})
+        inference = sorted(set(variant.split("+")) & {"compile_false", "tfsm", "signature"})
         if outcome != "ok":
             details["training"] = "not_checked"
             details["training_reason"] = "predictions differ from the saver's, so the resumed step was not tried"

@@ -96,7 +96,7 @@ def test_repro_writes_a_standalone_reproduction(tmp_path: Path) -> None:
     store = _store(tmp_path / "s")
     out = tmp_path / "repro"
     files = explain.write_repro(store, explain.find_cell(store, CID), out)
-    assert sorted(p.name for p in files) == ["README.md", "compat_worker.py", "repro.py",
+    assert sorted(p.name for p in files) == ["README.md", "compat_judge.py", "compat_worker.py", "repro.py",
                                             "scenario.py", "setup.sh"]
     setup = (out / "setup.sh").read_text()
     # exact pins of what the record saw, the catalog's ranges replaced by them
@@ -110,6 +110,9 @@ def test_repro_writes_a_standalone_reproduction(tmp_path: Path) -> None:
     assert "keras.models.load_model('model.h5')" in repro
     assert str(tmp_path) not in setup + repro  # nothing of this machine
     assert (out / "compat_worker.py").read_bytes() == (REPO / "runner/_worker/worker.py").read_bytes()
+    # the worker observes; the repro judges a load as the matrix's host does, with its code
+    assert (out / "compat_judge.py").read_bytes() == (REPO / "runner/judge.py").read_bytes()
+    assert "compat_judge.judge_load(result, compat_judge.reference_of(" in repro
     assert "recorded outcome: **load_error**" in (out / "README.md").read_text()
     # never overwrite a reproduction already written
     with pytest.raises(explain.CellError, match="exists and is not empty"):

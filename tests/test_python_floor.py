@@ -1,7 +1,7 @@
 """Code that runs inside the stacks must stay Python 3.7 and stdlib-only at import.
 
-``runner/_worker/`` and ``scenarios/`` (and ``tests/fakes/`` when it exists) execute under
-the stack's interpreter, which can be as old as 3.7 (TF 1.15). Checked statically here:
+``runner/_worker/``, ``scenarios/``, ``runner/judge.py`` (a repro's compat_judge.py) and
+``tests/fakes/`` (when it exists) execute under the stack's interpreter, which can be as old as 3.7 (TF 1.15). Checked statically here:
 
 * parses with ``feature_version=(3, 7)`` (walrus, positional-only parameters, ``match``,
   ``f"{x=}"``, parenthesised context managers, ``except*`` are all rejected), plus an
@@ -34,8 +34,12 @@ NEWER_STDLIB = {"graphlib", "tomllib", "zoneinfo", "_zoneinfo", "importlib.metad
 BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 
 
+# Host modules that also run inside a stack: a repro copies judge.py beside the worker.
+FLOOR_FILES = [REPO / "runner" / "judge.py"]
+
+
 def _floor_files() -> list[Path]:
-    files: list[Path] = []
+    files: list[Path] = list(FLOOR_FILES)
     for d in FLOOR_DIRS:
         if d.is_dir():
             files += sorted(p for p in d.rglob("*.py") if "__pycache__" not in p.parts)

@@ -93,7 +93,9 @@ FORMATS = ("h5", "savedmodel", "keras", "json+weights", "export")
 #   unsafe          turn Keras safe mode off (safe_mode=False / SafeModeScope(False))
 #   tfsm            read a TF SavedModel directory for inference only (TFSMLayer in
 #                   Keras 3, tf.saved_model.load in TF 2, a TF 1 session)
-VARIANT_FLAGS = ("custom_objects", "compile_false", "unsafe", "tfsm")
+#   signature       Keras 3: call a SavedModel's serving signature with named inputs
+#                   (tf.saved_model.load), past TFSMLayer's positional call
+VARIANT_FLAGS = ("custom_objects", "compile_false", "unsafe", "tfsm", "signature")
 VARIANTS = ("default", *VARIANT_FLAGS)
 MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras",
                "json+weights": "model.json", "export": "export"}
@@ -694,6 +696,18 @@ def _variant_unsafe(fw, fmt, opts):
     opts["scope"] = scope
 
 
+def _variant_signature(fw, fmt, opts):
+    """signature: call the SavedModel's serving signature with named inputs
+    (tf.saved_model.load(path).signatures["serving_default"](**inputs)), the way past
+    TFSMLayer's positional call for a multi-input signature (keras#20813)."""
+    if fmt not in ("export", "savedmodel"):
+        raise NotApplicable("the signature remedy reads TF SavedModel directories; this is %s" % fmt)
+    if fw.keras_major < 3:
+        raise NotApplicable("Keras %s reads a SavedModel's signature with named inputs already (tfsm)"
+                            % fw.keras_version)
+    opts["loader"] = _load_by_signature
+
+
 def _variant_tfsm(fw, fmt, opts):
     if fmt != "savedmodel":
         raise NotApplicable("the tfsm remedy reads TF SavedModel directories; this is %s" % fmt)
@@ -703,7 +717,7 @@ def _variant_tfsm(fw, fmt, opts):
 # A load variant's flags, applied in VARIANT_FLAGS order; a dispatch table like SAVERS
 # (a load cell's key covers the entries of its own flags only).
 VARIANT_STEPS = {"custom_objects": _variant_custom_objects, "compile_false": _variant_compile_false,
-                 "unsafe": _variant_unsafe, "tfsm": _variant_tfsm}
+                 "unsafe": _variant_unsafe, "tfsm": _variant_tfsm, "signature": _variant_signature}
 
 
 def _load_with_load_model(fw, path, saved, opts):
@@ -746,6 +760,11 @@ def _load_json_weights(fw, path, saved, opts):
     return model, predict
 
 
+def _load_by_signature(fw, path, saved, opts):
+    """A SavedModel read through its serving signature, called with named inputs."""
+    return None, _export_predictor(fw, path, saved, by_signature=True)
+
+
 def _load_for_inference(fw, path, saved, opts):
     """An exported (or, with tfsm, any) SavedModel read for inference: no Keras model."""
     return None, _export_predictor(fw, path, saved)
@@ -769,8 +788,10 @@ def _load_model(fw, path, custom_objects, saved, flags=frozenset(), cell=None):
             "cell": cell}
     if "custom_objects" in flags:
         VARIANT_STEPS["custom_objects"](fw, fmt, opts)
-    if "tfsm" in flags:  # inference only: the other remedies do not apply to what it reads
-        VARIANT_STEPS["tfsm"](fw, fmt, opts)
+    if "tfsm" in flags or "signature" in flags:  # inference only: the other remedies do not apply
+        for flag in ("tfsm", "signature"):
+            if flag in flags:
+                VARIANT_STEPS[flag](fw, fmt, opts)
     else:
         for flag in ("compile_false", "unsafe"):
             if flag in flags:
@@ -788,19 +809,22 @@ class _NoScope(object):
         return False
 
 
-def _export_predictor(fw, path, saved):
-    """A callable over an exported inference SavedModel (no Keras model comes back)."""
+def _export_predictor(fw, path, saved, by_signature=False):
+    """A callable over an exported inference SavedModel (no Keras model comes back).
+
+    Keras 3 users read it with keras.layers.TFSMLayer, as Keras documents ("serve" for
+    model.export(), else the signature TF writes by default); TFSMLayer passes its inputs
+    positionally, which a multi-input serving_default signature (keyword-only) refuses
+    (keras#20813): that failure is the cell's finding. ``by_signature`` (the ``signature``
+    remedy, and every TF 2 user's way) calls the serving signature with named inputs
+    through tf.saved_model.load."""
     keys = saved.get("export_keys") or {}
     if fw.tf is None:
         raise NotApplicable("an exported TF SavedModel can only be loaded with TensorFlow, "
                             "which this stack does not have")
     tf = fw.tf
     endpoint = "serve" if saved.get("export_endpoint") == "serve" else "serving_default"
-    if fw.keras_major >= 3 and (endpoint == "serve" or int(saved.get("n_inputs", 1)) < 2):
-        # Keras 3 users: keras.layers.TFSMLayer; "serve" for model.export(), else the
-        # signature TF writes by default. TFSMLayer passes its inputs positionally, which
-        # a multi-input serving_default signature (keyword-only) refuses: those are
-        # called through tf.saved_model.load below, as a Keras 3 user on TF would.
+    if fw.keras_major >= 3 and not by_signature:
         layer = fw.keras.layers.TFSMLayer(path, call_endpoint=endpoint)
 
         def predict_tfsm(xs):
@@ -1097,7 +1121,7 @@ def load_cell(fw, cell, ctx, seed):
                "written_as": saved.get("written_as")}
     # What is observed survives an interrupt of the training step.
     ctx["details"] = details
-    if "n_z" in saved and saved["format"] != "export" and not flags & {"compile_false", "tfsm"}:
+    if "n_z" in saved and saved["format"] != "export" and not flags & {"compile_false", "tfsm", "signature"}:
         observed["training"] = _resume_training(fw, model, ref, saved, ctx)
     return "observed", None, details
 
