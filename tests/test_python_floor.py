@@ -1,7 +1,8 @@
 """Code that runs inside the stacks must stay Python 3.7 and stdlib-only at import.
 
 ``runner/_worker/``, ``scenarios/``, ``runner/judge.py`` (a repro's compat_judge.py) and
-``tests/fakes/`` (when it exists) execute under the stack's interpreter, which can be as old as 3.7 (TF 1.15). Checked statically here:
+``tests/fakes/`` (when it exists) execute under the stack's interpreter, which can be as
+old as 3.7 (TF 1.15). Checked statically here:
 
 * parses with ``feature_version=(3, 7)`` (walrus, positional-only parameters, ``match``,
   ``f"{x=}"``, parenthesised context managers, ``except*`` are all rejected), plus an
