@@ -26,6 +26,7 @@ import signal
 import sys
 import tempfile
 import threading
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
@@ -162,10 +163,17 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     merge.add_parser(sub)
     ci_workflow.add_parsers(sub)
     p = sub.add_parser("explain", help="one cell's full story: versions, outcome, message, "
-                                      "traceback tail, category, explanation, verified remedies")
+                                      "traceback tail, category, explanation, verified remedies; or, with "
+                                      "--from/--format/--to, an upgrade path's verdict")
     add_common(p)
-    p.add_argument("cell", help="a cell id (scenario:format:saver->loader:variant) or text "
-                                "contained in exactly one")
+    p.add_argument("cell", nargs="?", help="a cell id (scenario:format:saver->loader:variant) or text "
+                                           "contained in exactly one")
+    p.add_argument("--from", dest="saver", metavar="STACK", help="the stack that saved (with --format and --to: "
+                                                                 "one line per upgrade path, from a results table)")
+    p.add_argument("--format", dest="fmt", choices=scenario_catalog.FORMATS, help="the format it saved")
+    p.add_argument("--to", dest="loader", metavar="STACK", help="the stack that loads")
+    p.add_argument("--results", type=Path, default=PUBLISHED / gate.RESULTS_JSON,
+                   help="the results table to read the verdict from (default: the published one)")
     p = sub.add_parser("repro", help="write a standalone reproduction of one load cell "
                                     "(setup.sh + repro.py), runnable without this project")
     add_common(p)
@@ -482,7 +490,21 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             return ci_workflow.cmd_ci_plan(args)
         if args.command == "components":
             return components.cmd_components(args)
+        if args.command == "explain" and (args.saver or args.fmt or args.loader):
+            if args.cell or not (args.saver and args.fmt and args.loader):
+                raise PreflightError("explain: give a cell, or all of --from STACK --format FORMAT --to STACK")
+            if not args.results.is_file():
+                raise PreflightError(f"explain: no results table at {args.results} (run the matrix, or pass --results)")
+            try:
+                data = json.loads(gate.read_results_text(args.results))
+            except (OSError, ValueError, EOFError, zlib.error) as exc:
+                raise PreflightError(f"explain: {args.results} is not a results table: {exc}") from None
+            rows = list(gate.results_rows(data))
+            print("\n".join(explain.upgrade_verdict(rows, args.saver, args.fmt, args.loader)))
+            return 0
         if args.command == "explain":
+            if not args.cell:
+                raise PreflightError("explain: give a cell, or all of --from STACK --format FORMAT --to STACK")
             store = _existing_store(args.store)
             print(explain.explain_text(store, explain.find_cell(store, args.cell),
                                        load_catalog(args.catalog)), end="")

@@ -15,7 +15,7 @@ import shlex
 import shutil
 import sys
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -567,3 +567,76 @@ def _readme(rec: Record, code: list[str]) -> str:
         "is needed: `compat_worker.py` is its worker and `scenario.py` defines the model, both "
         "copied verbatim as they were when this reproduction was written (the code lines say "
         "whether that is the recorded run's code).", ""])
+
+
+# ------------------------------------------------------------------- upgrade verdict
+
+# How a user spells each remedy the table verifies (a sibling stack's remedy is named by
+# its id in the table: "tf_keras in tf2.21-tfkeras").
+_REMEDY_WORDS = {"compile_false": "compile=False", "custom_objects": "custom_objects", "unsafe": "safe_mode=False",
+                 "tfsm": "TFSMLayer / tf.saved_model.load", "signature": "the signature called by name",
+                 "tf_keras": "tf_keras (TF_USE_LEGACY_KERAS=1)", "pin_jax": "jax pinned to its era",
+                 "pin_h5py2": "h5py<3"}
+_FIXED = re.compile(r"fixed by (\S+)(?: in \S+)? \(verified\)")
+
+
+def upgrade_verdict(rows: Sequence[Mapping[str, Any]], saver: str, fmt: str, loader: str) -> list[str]:
+    """"I saved with ``saver`` as ``fmt``; will it load in ``loader``?" in one line, then
+    the scenarios behind each count. ``rows``: a results table's cells
+    (:func:`runner.gate.results_rows`). Each scenario counts once, loaded the documented
+    way: with its custom objects where it has them (a load without them is shown beside,
+    never mixed in).
+
+    Raises:
+        CellError: the table has no cell of that saver, format and loader.
+    """
+    mine = [r for r in rows if r["saver"] == saver and r["format"] == fmt and r["loader"] == loader
+            and r["source"] in ("load", "save", "env", "none")]
+    if not mine:
+        known = sorted({r["saver"] for r in rows}) if not any(r["saver"] == saver for r in rows) else []
+        raise CellError(f"the table has no cell saved by {saver} as {fmt} and loaded in {loader}"
+                        + (f" (savers: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''})" if known else ""))
+    by_scenario: dict[str, dict[str, Mapping[str, Any]]] = {}
+    for r in mine:
+        by_scenario.setdefault(r["scenario"], {})[r["variant"]] = r
+    ok: list[str] = []
+    fixed: dict[str, list[str]] = {}
+    failed: list[str] = []
+    cannot: list[str] = []
+    without: list[str] = []
+    for scenario in sorted(by_scenario, key=natural_key):
+        variants = by_scenario[scenario]
+        documented = "custom_objects" if "custom_objects" in variants else "default"
+        r = variants.get(documented) or next(iter(variants.values()))
+        if documented == "custom_objects" and "default" in variants:
+            without.append(f"{scenario} {variants['default']['outcome']}")
+        m = _FIXED.match(r.get("remedy") or "")
+        if r["outcome"] == "ok":
+            ok.append(scenario)
+        elif r["outcome"] == "not_applicable":
+            cannot.append(f"{scenario} (cannot exist as {fmt})")
+        elif m:
+            fixed.setdefault(_REMEDY_WORDS.get(m.group(1), m.group(1)), []).append(scenario)
+        else:
+            why = (r.get("category") or r["outcome"]) if r["source"] == "load" else \
+                f"its {fmt} save fails in {saver}" if r["source"] == "save" else r["outcome"]
+            failed.append(f"{scenario} ({why})")
+    n = len(by_scenario) - len(cannot)
+    fixes = ", ".join(f"{name} ×{len(v)}" for name, v in sorted(fixed.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    line = (f"{saver} {fmt} → {loader}: {len(ok)} of {n} scenarios load and match"
+            + (f"; +{sum(len(v) for v in fixed.values())} with a verified fix ({fixes})" if fixed else "")
+            + f"; {len(failed)} fail")
+    out = [line]
+    if ok:
+        out.append(f"  load and match: {', '.join(ok)}")
+    for name, v in sorted(fixed.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        out.append(f"  with {name}: {', '.join(v)}")
+    if failed:
+        out.append(f"  fail: {', '.join(failed)}")
+    if cannot:
+        out.append(f"  not counted: {', '.join(cannot)}")
+    if without:
+        out.append("  beside (loaded without the custom objects the scenario defines, as a user who forgot them): "
+                   + ", ".join(without))
+    return out
+

@@ -510,3 +510,53 @@ def test_explain_tells_the_two_facts_of_a_trained_load(tmp_path: Path) -> None:
     text = explain.explain_text(store, explain.find_cell(store, CID), load_catalog())
     assert "predictions match (max |diff| 1e-07)" in text
     assert "training    state_lost (max |diff| 0.031): the optimizer's step count is 1, expected 2" in text
+
+
+# ------------------------------------------------------------------- upgrade verdict
+
+
+def _row(scenario: str, variant: str, outcome: str, *, remedy: str = "", category: str = "",
+         source: str = "load", loader: str = "k3") -> dict[str, str]:
+    return {"saver": "tf2", "format": "h5", "loader": loader, "scenario": scenario, "variant": variant,
+            "outcome": outcome, "remedy": remedy, "category": category, "source": source}
+
+
+def test_the_upgrade_verdict_counts_each_scenario_once_the_documented_way() -> None:
+    rows = [_row("dense", "default", "ok"),
+            _row("custom", "default", "load_error", category="custom_object_unknown",
+                 remedy="fixed by custom_objects (verified)"),
+            _row("custom", "custom_objects", "ok"),
+            _row("adam", "default", "load_error", category="compile_config",
+                 remedy="fixed by compile_false (verified)"),
+            _row("legacy", "default", "load_error", category="x", remedy="fixed by tf_keras in tf2-tfkeras (verified)"),
+            _row("rnn", "default", "load_error", category="config_key_removed",
+                 remedy="compile_false tried, still fails (load_error, x)"),
+            _row("sub", "default", "save_error", source="save"),
+            _row("export_only", "default", "not_applicable", source="save"),
+            _row("dense", "default", "load_error", loader="other")]
+    lines = explain.upgrade_verdict(rows, "tf2", "h5", "k3")
+    assert lines[0] == ("tf2 h5 → k3: 2 of 6 scenarios load and match; +2 with a verified fix "
+                        "(compile=False ×1, tf_keras (TF_USE_LEGACY_KERAS=1) ×1); 2 fail")
+    assert "  load and match: custom, dense" in lines
+    assert "  fail: rnn (config_key_removed), sub (its h5 save fails in tf2)" in lines
+    assert "  not counted: export_only (cannot exist as h5)" in lines
+    # the load without the classes is beside, never in the counts
+    assert lines[-1].endswith("custom load_error")
+    with pytest.raises(explain.CellError, match="no cell saved by tf9 as h5 and loaded in k3"):
+        explain.upgrade_verdict(rows, "tf9", "h5", "k3")
+
+
+def test_cli_explain_gives_the_published_verdict_or_one_error_line(tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "runner", "explain", *args], cwd=REPO, capture_output=True,
+                              text=True, timeout=120, check=False)
+
+    proc = run("--from", "tf2.15", "--format", "h5", "--to", "keras3.15-jax")
+    assert proc.returncode == 0, proc.stderr
+    first = proc.stdout.splitlines()[0]
+    assert first.startswith("tf2.15 h5 → keras3.15-jax: ") and " scenarios load and match" in first, first
+    for args in (("--from", "tf2.15", "--to", "keras3.15-jax"), ("cell-id", "--from", "tf2.15"),
+                 ("--from", "tf2.15", "--format", "h5", "--to", "keras3.15-jax", "--results", str(tmp_path / "no"))):
+        bad = run(*args)
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1 and lines[0].startswith("runner: error: explain: "), bad.stderr
