@@ -257,7 +257,7 @@ def synthetic_store(table: Path, store: Path) -> int:
     return n
 
 
-def store_index(store: Path, tmp: Path, catalog: Path | None = None) -> list[list[object]]:
+def store_index(store: Path, tmp: Path, catalog: Path | None = None, merge: bool = True) -> list[list[object]]:
     """The store's read paths on ``store`` (each in a fresh process, so no memory of the
     last): the matrix's planning reads (``Store.read`` of every cell's record path, saves
     then loads per loader, as ``plan_saves`` / ``read_saved`` / ``plan_loads`` order them)
@@ -269,13 +269,19 @@ def store_index(store: Path, tmp: Path, catalog: Path | None = None) -> list[lis
     prog = ("import sys, time, hashlib\nfrom pathlib import Path\nsys.path.insert(0, {repo!r})\n"
             "from runner.records import Store\nst = Store({store!r})\nlock = st.running()\nlock.__enter__()\n"
             "t = time.perf_counter()\n{body}\nst.index and st.index.flush()\n"
-            "print(round(time.perf_counter() - t, 2), n, d.hexdigest())\n")
-    reads = ("d = hashlib.sha256(); n = 0\n"
+            "print(round(time.perf_counter() - t, 2), n, d.hexdigest(), round(cpu, 2))\n")
+    # wall and CPU seconds of the reads alone (hashing what they return is not timed)
+    reads = ("d = hashlib.sha256(); n = 0; cpu = 0.0\n"
              "paths = sorted(st.records_dir.glob('save/*/*.json')) + sorted(st.records_dir.glob('load/*/*/*.json'))\n"
-             "t = time.perf_counter()\n"
-             "for p in paths:\n    r = st.read(p)\n    n += 1\n    d.update(repr(r).encode())\n")
-    scan = ("d = hashlib.sha256(); s = st.scan(); n = len(s.records)\n"
-            "for r in s.records:\n    d.update(repr(r).encode())\n")
+             "t = time.perf_counter(); wall = 0.0\n"
+             "for p in paths:\n    w, c = time.perf_counter(), time.process_time()\n    r = st.read(p)\n"
+             "    wall += time.perf_counter() - w; cpu += time.process_time() - c\n"
+             "    n += 1\n    d.update(repr(r).encode())\n"
+             "t = time.perf_counter() - wall\n")
+    scan = ("w, c = time.perf_counter(), time.process_time()\ns = st.scan()\n"
+            "wall, cpu = time.perf_counter() - w, time.process_time() - c\nn = len(s.records)\n"
+            "d = hashlib.sha256()\nfor r in s.records:\n    d.update(repr(r).encode())\n"
+            "t = time.perf_counter() - wall\n")
 
     def run(label: str, body: str, index_on: bool = True) -> str:
         env = {**os.environ, "COMPAT_STORE_INDEX": "on" if index_on else "off"}
@@ -283,8 +289,8 @@ def store_index(store: Path, tmp: Path, catalog: Path | None = None) -> list[lis
                               env=env, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.exit(f"bench: {label} failed:\n{proc.stderr[-2000:]}")
-        wall, n, digest = proc.stdout.split()
-        rows.append([label, int(n), wall, digest[:12]])
+        wall, n, digest, cpu = proc.stdout.split()
+        rows.append([label, int(n), f"{wall} (CPU {cpu})", digest[:12]])
         return digest
 
     for f in store.glob(".records-index.sqlite*"):
@@ -298,6 +304,8 @@ def store_index(store: Path, tmp: Path, catalog: Path | None = None) -> list[lis
     scans = {run("scan(), files only (index off)", scan, index_on=False)}
     scans.add(run("scan(), index warm", scan))
     rows.append(["same records in every pass", "", "", "yes" if len(digests) == 1 and len(scans) == 1 else "NO"])
+    if not merge:
+        return rows
     parts = split_parts(store, tmp / "parts")
     merged = tmp / "merged"
     env = {**os.environ}
