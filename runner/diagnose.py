@@ -14,7 +14,8 @@ one) and in upstream threads: keras-team/keras#18468 (Keras 3 cannot read legacy
 SavedModel), tensorflow/tensorflow#44467 (h5py 3 ``'str' object has no attribute
 'decode'``), keras-team/keras#19441 (``batch_shape`` in Keras 2 readers),
 keras-team/tf-keras#97 / keras#18558 (Lambda safe mode), keras#19282 (Keras 2 h5
-``time_major``), tensorflow#60359 (op not registered in older TF).
+``time_major``; keras#20750 its GRU form), keras#19959 (a Functional model inside a Sequential),
+tensorflow#60359 (op not registered in older TF).
 """
 
 from __future__ import annotations
@@ -469,6 +470,12 @@ _COMPILE_CONFIG = (
     rf"Expected one of .{{0,200}}Received: reduction=auto|Could not deserialize class '(?:{_OPTIMIZER_RE})' "
     r"because its parent module|"
     rf"Unknown optimizer: '?(?:Custom>)?(?:{_OPTIMIZER_RE})'?(?![\w>])")
+# Keras 2's recurrent-layer argument Keras 3 removed (keras-team/keras#20750).
+_RNN_TIME_MAJOR = r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'time_major'"
+# A Keras 3 Sequential rebuild feeding a nested Functional model's output twice
+# (keras-team/keras#19959): the Keras >= 3.4 wording, and the older one of tensorflow#63853.
+_SEQUENTIAL_TWO_INPUTS = (r"Layer [\"'][\w/]+[\"'] (?:expects 1 input\(s\), but it received 2 input tensors|"
+                          r"expected 1 input\(s\)\. Received 2 instead)")
 # A policy class unknown to the loader, or a policy it cannot parse (Keras 2 "Policy" in Keras 3.0;
 # any Keras 3 DTypePolicy class name a release lacks).
 _DTYPE_POLICY = (r"Could not locate class '(?:\w*DTypePolicy\w*|Policy)'|Unknown dtype policy|"
@@ -701,6 +708,33 @@ RULES: tuple[Rule, ...] = (
          r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'",
          outcomes=(Outcome.LOAD_ERROR,), remedies=("tf_keras",), family="version",
          defining=r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'"),
+    Rule("keras3_rnn_time_major", "Keras 3 refuses time_major in a Keras 2 recurrent layer",
+         "Keras 2 (TF 2.x tf.keras, tf_keras) writes time_major (False unless set) into the config of "
+         "its LSTM and GRU layers; Keras 3 removed the argument and refuses any constructor argument it "
+         "does not know (\"Unrecognized keyword arguments passed to GRU: {'time_major': False}\", "
+         "keras-team/keras#20750; measured: TF 2.13-2.15 and tf_keras 2.21 .h5 and .keras files in Keras "
+         "3.4-3.15, where Keras 3.0-3.3 stop earlier at the Orthogonal initializer), so the model cannot "
+         "be rebuilt and compile=False does not help. Load the file through tf_keras "
+         "(TF_USE_LEGACY_KERAS=1) where TensorFlow is installed; for an .h5 file, passing "
+         "custom_objects={'GRU': a GRU subclass whose __init__ drops time_major} (the same for LSTM) "
+         "also works, while Keras 3's .keras reader keeps its built-in class and fails again; or "
+         "rebuild the model in code and load only the weights.",
+         _RNN_TIME_MAJOR, remedies=("custom_objects", "tf_keras"), family="version",
+         defining=_RNN_TIME_MAJOR),
+    Rule("functional_in_sequential", "A Sequential holding a Functional model not rebuilt by this Keras 3",
+         "The file is a Sequential model with a Functional model among its layers (model.add(base_model): "
+         "a transfer-learning head on a keras.applications base). Some Keras 3 releases rebuild it with the "
+         "nested model's output reaching the next layer twice (\"Layer 'dense' expects 1 input(s), but it "
+         "received 2 input tensors\"; keras-team/keras#19959, tensorflow/tensorflow#63853). Measured: "
+         "Keras 3.4.1 fails so on Keras 2 .h5 files, on the files of Keras 3.3.3-3.6.0 and on its own; "
+         "Keras 3.13.2 and 3.15.1 on Keras 2 .h5 files and the files of Keras 3.3.3-3.6.0 (3.6.0: .keras "
+         "measured), while they read their own; Keras 3.3.3 and 3.5.0 read all of these, 3.6.0 the .keras "
+         "ones. A Sequential nested in a Sequential alone loads. The file is fine and compile=False does "
+         "not help: load it with a release that reads it (the saver's, or 3.5/3.6 for an older file; a "
+         "Keras 2 file through tf_keras, TF_USE_LEGACY_KERAS=1), or rebuild the model in code and load "
+         "only the weights.",
+         _SEQUENTIAL_TWO_INPUTS, when=lambda rec: (_keras(rec.env) or (0, 0))[0] >= 3, family="version",
+         defining=_SEQUENTIAL_TWO_INPUTS),
     Rule("batchnorm_axis_list", "BatchNormalization axis saved as a list by Keras 2",
          "Keras 2.13-2.15 and tf_keras write a BatchNormalization layer's axis into a .keras file "
          "as a list ('axis': [3]). Every Keras 3 release (measured: 3.0.5 to 3.15.1) converts it "

@@ -268,9 +268,9 @@ def test_issue15_families_have_their_own_categories() -> None:
         diag = diagnose.diagnose(_load_failure(batch, "2.15.0", loader_env=loader_env))
         assert diag is not None and diag.category == "keras3_batch_input_shape"
         assert [r.id for r in diag.remedies] == ["tf_keras"]
-    # the generic direction rules still take other removed keys
-    other = diagnose.diagnose(_load_failure("Unrecognized keyword arguments passed to LSTM: {'time_major': False}",
-                                            "2.15.0", "3.15.1"))
+    # the generic direction rules still take other removed keys (time_major has its own rule)
+    other = diagnose.diagnose(_load_failure("Unrecognized keyword arguments passed to Conv2DTranspose: {'groups': 1}",
+                                            "2.4.0", "3.0.5"))
     assert other is not None and other.category == "config_key_removed"
     fn = ("Error when deserializing class 'Dense' using config={'activation': {'module': 'builtins', "
           "'class_name': 'function', 'config': 'scaled_tanh', 'registered_name': 'function'}}.\n\n"
@@ -464,3 +464,36 @@ def test_a_timeout_is_named_by_whether_it_held_at_the_full_limit() -> None:
     assert [d.category if d else None for d in got] == [
         "timeout_not_final", "timeout_full_limit", "timeout_full_limit", "timeout_not_final"]
     assert got[0] is not None and got[0].remedies == ()
+
+
+def test_issue25_rnn_time_major_and_nested_functional_in_sequential() -> None:
+    """The two breaks of issue 25 item 2 (real messages in diagnose_cases.json). Keras 3
+    refusing a Keras 2 LSTM/GRU's ``time_major`` (keras-team/keras#20750) is its own category
+    whatever the layer, with the remedies the matrix verified: custom_objects (a subclass that
+    drops the key: fixes .h5, not .keras) and tf_keras. A Keras 3 Sequential rebuilding a
+    nested Functional model with two inputs to the next layer (keras-team/keras#19959) has no
+    remedy to try but tf_keras for a Keras 2 file, and the same wording from a Keras 2 loader is
+    not that break."""
+    for layer in ("GRU", "LSTM"):
+        msg = f"Unrecognized keyword arguments passed to {layer}: {{'time_major': False}}"
+        for saver, loader in (("2.15.0", "3.15.1"), ("2.13.1", "3.4.1"), ("2.21.0", "3.13.2")):
+            diag = diagnose.diagnose(_load_failure(msg, saver, loader))
+            assert diag is not None and diag.category == "keras3_rnn_time_major", (layer, saver, loader)
+            assert [r.id for r in diag.remedies] == ["custom_objects", "tf_keras"]
+    # another removed key next to time_major is still time_major's cause
+    both = "Unrecognized keyword arguments passed to GRU: {'implementation': 2, 'time_major': False}"
+    assert diagnose.diagnose(_load_failure(both, "2.15.0", "3.15.1")).category == "keras3_rnn_time_major"  # type: ignore[union-attr]
+    two = ('Layer "dense" expects 1 input(s), but it received 2 input tensors. Inputs received: '
+           "[<KerasTensor shape=(None, 8, 8, 4), dtype=float32, sparse=False, name=keras_tensor_14>, ...]")
+    old = "Layer 'dense' expected 1 input(s). Received 2 instead."
+    for msg in (two, old):
+        for saver, loader in (("3.4.1", "3.4.1"), ("3.3.3", "3.15.1"), ("2.15.0", "3.13.2")):
+            diag = diagnose.diagnose(_load_failure(msg, saver, loader, fmt="keras"))
+            assert diag is not None and diag.category == "functional_in_sequential"
+            # only a Keras 2 file has one: tf_keras next to the same TensorFlow (verified in the matrix)
+            assert [r.id for r in diag.remedies] == (["tf_keras"] if saver.startswith("2.") else [])
+    keras2 = diagnose.diagnose(_load_failure(two, "2.15.0", "2.15.0"))
+    assert keras2 is not None and keras2.category != "functional_in_sequential"
+    # a layer expecting one input and given three is another matter
+    three = diagnose.diagnose(_load_failure(two.replace("received 2", "received 3"), "3.4.1", "3.4.1"))
+    assert three is not None and three.category != "functional_in_sequential"

@@ -7,7 +7,9 @@ in ``tf2.15`` (Keras 2.15) and ``keras3.15-numpy`` (Keras 3.15, no TensorFlow), 
 20-60 s there, so the untrained ones stay on NumPy); ``string_lookup`` needs string
 tensors, which Keras 3 has on TensorFlow only, so it round-trips in ``tf2.18`` (Keras 3.6).
 Same-stack failures that are real Keras behaviour (not scenario bugs) are asserted as
-such, and so is the Keras 2 -> Keras 3 ``input_shape=`` family with its category.
+such, and so is the Keras 2 -> Keras 3 ``input_shape=`` family with its category. The two
+scenarios of issue 25 item 2 (``gru_time_major``, ``nested_sequential``) get their own light
+run: each reported break where it happens, and its benign twin.
 
 Run: ``pytest -m real tests/test_real_scenarios.py``.
 """
@@ -142,3 +144,67 @@ def test_keras36_routes_a_loss_dict_by_sorted_key(store: Path) -> None:
     diag = diagnose.diagnose(rec)
     assert diag is not None and diag.category == "loss_dict_misrouted"
     assert recs["multi_output_losses:keras:keras3.15-jax->keras3.15-jax:default"].outcome is Outcome.OK
+
+
+# ---------------------------------------------------------------- issue 25 item 2
+# Two breaks users reported, each with its benign twin, in light stacks only: Keras 2.15
+# (tf2.15), Keras 3.3.3 and 3.15.1 on the NumPy backend. The Keras 3.4.1 failure of
+# nested_sequential (its own files too) needs tf2.17 and was observed in a matrix run of
+# tf2.15, keras3.3-numpy, keras3.5-jax, keras3.15-jax, tf2.17, tf2.18, tf2.21, tf2.21-tfkeras.
+ISSUE25_STACKS = "tf2.15,keras3.3-numpy,keras3.15-numpy"
+ISSUE25_SCENARIOS = ("gru_time_major", "nested_sequential")
+TIME_MAJOR = "Unrecognized keyword arguments passed to GRU: {'time_major': False}"
+TWO_INPUTS = 'Layer "dense" expects 1 input(s), but it received 2 input tensors'
+
+
+@pytest.fixture(scope="module")
+def store25(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("real-issue25")
+    _runner("matrix", "--stacks", ISSUE25_STACKS, "--scenarios", ",".join(ISSUE25_SCENARIOS),
+            "--formats", ",".join(FORMATS), "--no-report", store=path)
+    return path
+
+
+def _ok(rec: Record) -> None:
+    assert rec.outcome is Outcome.OK, (rec.cell_id, rec.error, rec.details.get("reason"))
+    assert rec.max_abs_diff is not None and rec.max_abs_diff <= 1e-4, rec.cell_id
+
+
+def _fails(rec: Record, text: str, category: str) -> None:
+    assert rec.outcome is Outcome.LOAD_ERROR and rec.phase == "load", (rec.cell_id, rec.outcome, rec.error)
+    assert rec.error and text in rec.error.message, (rec.cell_id, rec.error)
+    diag = diagnose.diagnose(rec)
+    assert diag is not None and diag.category == category, (rec.cell_id, diag)
+
+
+def test_keras2_gru_time_major_refused_by_keras3(store25: Path) -> None:
+    """keras-team/keras#20750: a Keras 2 GRU (.h5 and .keras) in Keras 3.15 fails on
+    ``time_major``; Keras 3.3 stops earlier (the Orthogonal initializer). Twin: the same files
+    load and match in Keras 2.15, and Keras 3 loads its own GRU files. The custom_objects
+    remedy (a GRU that drops the key) is verified: it fixes the .h5 file, not the .keras one."""
+    recs = _records(store25)
+    for fmt in FORMATS:
+        _fails(recs[f"gru_time_major:{fmt}:tf2.15->keras3.15-numpy:default"], TIME_MAJOR, "keras3_rnn_time_major")
+        old = recs[f"gru_time_major:{fmt}:tf2.15->keras3.3-numpy:default"]
+        _fails(old, "Could not interpret initializer identifier", "builtin_renamed")
+        _ok(recs[f"gru_time_major:{fmt}:tf2.15->tf2.15:default"])
+        for stack in ("keras3.3-numpy", "keras3.15-numpy"):
+            _ok(recs[f"gru_time_major:{fmt}:{stack}->{stack}:default"])
+    _ok(recs["gru_time_major:h5:tf2.15->keras3.15-numpy:custom_objects"])
+    _fails(recs["gru_time_major:keras:tf2.15->keras3.15-numpy:custom_objects"], TIME_MAJOR, "keras3_rnn_time_major")
+
+
+def test_functional_in_sequential_not_rebuilt_by_newer_keras3(store25: Path) -> None:
+    """keras-team/keras#19959: a Sequential holding a Sequential block and a Functional base.
+    Keras 3.15 feeds the base's output twice to the next Dense when it reads the file of
+    Keras 3.3.3 (.h5 and .keras) or Keras 2.15 (.h5). Twin: Keras 3.3 reads all of them (its
+    own and Keras 2's .h5), and each release reads its own file."""
+    recs = _records(store25)
+    for fmt in FORMATS:
+        _fails(recs[f"nested_sequential:{fmt}:keras3.3-numpy->keras3.15-numpy:default"], TWO_INPUTS,
+               "functional_in_sequential")
+        for stack in ("tf2.15", "keras3.3-numpy", "keras3.15-numpy"):
+            _ok(recs[f"nested_sequential:{fmt}:{stack}->{stack}:default"])
+    _fails(recs["nested_sequential:h5:tf2.15->keras3.15-numpy:default"], TWO_INPUTS,
+           "functional_in_sequential")
+    _ok(recs["nested_sequential:h5:tf2.15->keras3.3-numpy:default"])
