@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -211,11 +211,12 @@ def not_final_reason(rec: Record) -> str | None:
 def _row(rec: Record, scrub: _Scrubber, *, outcome: str | None = None,
          loader: str | None = None, variant: str | None = None, source: str = "load",
          loader_env: dict[str, Any] | None = None, saver_env: dict[str, Any] | None = None,
-         cell_id: str | None = None, remedy: str = "") -> dict[str, Any]:
+         cell_id: str | None = None, remedy: str = "",
+         diagnosis: Callable[[Record], Any] = diagnose.diagnose) -> dict[str, Any]:
     err = rec.error
     # A mismatch has no exception but a reason (shape, NaN, optimizer state not restored).
     message = scrub(err.message if err else str(rec.details.get("reason") or ""))
-    diag = diagnose.diagnose(rec)
+    diag = diagnosis(rec)
     unfinished = not_final_reason(rec) if outcome is None else None
     if unfinished is not None:  # not a result: shown as not run, with why
         outcome, err, message, diag = Outcome.NOT_RUN.value, None, unfinished, None
@@ -276,6 +277,13 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
     loads = {(r.saver, r.scenario, r.format, r.loader, r.variant): r
              for r in recs if r.record_type == "load"}
     loaders = sorted(envs, key=natural_key)
+    diagnosed: dict[int, Any] = {}  # by id(): every record stays alive in ``recs`` meanwhile
+
+    def diagnosis(rec: Record) -> Any:
+        """Each record diagnosed once (a failed load's row and its remedy lookup both ask)."""
+        if id(rec) not in diagnosed:
+            diagnosed[id(rec)] = diagnose.diagnose(rec)
+        return diagnosed[id(rec)]
 
     seen: dict[str, set[str]] = {}
     for key in loads:
@@ -292,7 +300,7 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
             return None if got is None or not_final_reason(got) else got
 
         found = diagnose.remedy_results(
-            load, diagnose.diagnose(load), lookup,
+            load, diagnosis(load), lookup,
             has_custom_objects=info(str(load.scenario)).has_custom_objects, siblings=siblings)
         return "; ".join(r.text() for r in found)
 
@@ -305,17 +313,17 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                 load = loads.get((saver, scenario, fmt, loader, variant))
                 lenv = envs[loader].env
                 if load is not None:
-                    rows.append(_row(load, scrub, loader_env=lenv or load.env,
+                    rows.append(_row(load, scrub, loader_env=lenv or load.env, diagnosis=diagnosis,
                                      remedy=remedy_text(load) if load.outcome.failed and not not_final_reason(load)
                                      else ""))
                 elif save.outcome is not Outcome.OK:
                     rows.append(_row(save, scrub, outcome=save.outcome.value, loader=loader,
                                      variant=variant, source="save", loader_env=lenv,
-                                     saver_env=save.env, cell_id=cid))
+                                     saver_env=save.env, cell_id=cid, diagnosis=diagnosis))
                 elif envs[loader].outcome is not Outcome.OK:
                     rows.append(_row(envs[loader], scrub, outcome="env_unavailable",
                                      loader=loader, variant=variant, source="env",
-                                     saver_env=save.env, cell_id=cid) | {
+                                     saver_env=save.env, cell_id=cid, diagnosis=diagnosis) | {
                         "scenario": scenario, "format": fmt, "saver": saver})
                 else:
                     rows.append({**dict.fromkeys(COLUMNS, None), "cell_id": cid,
@@ -326,7 +334,8 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
                                  **_versions("saver", save.env), **_versions("loader", lenv)})
     for key, load in loads.items():
         if key[3] in envs and key[4] not in info(str(key[1])).variants:
-            rows.append(_row(load, scrub, loader_env=envs[str(key[3])].env or load.env, source="remedy"))
+            rows.append(_row(load, scrub, loader_env=envs[str(key[3])].env or load.env, source="remedy",
+                             diagnosis=diagnosis))
     df = pd.DataFrame(rows, columns=COLUMNS)
     # Plain object columns, as before pandas 3's str dtype: the same values (a missing text
     # stays NaN), but the report's loops over rows iterate numpy arrays instead of fetching
@@ -893,13 +902,19 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
     many of its own artifacts other stacks load and match (cells that could exist only)."""
     if df.empty:
         return "(no cells)"
-    cross = df[(df["saver"] != df["loader"]) & (df["outcome"] != "not_applicable")]
+    possible = df[df["outcome"] != "not_applicable"]
+    same = possible["saver"] == possible["loader"]
+    cross, own = possible[~same], possible[same]
+
+    def counts(part: pd.DataFrame, by: str) -> dict[str, tuple[int, int]]:
+        """``{stack: (ok, cells)}`` of ``part`` grouped by one column (one pass, not a mask per stack)."""
+        got = (part["outcome"] == "ok").groupby(part[by]).agg(["sum", "count"])
+        return {str(k): (int(ok), int(n)) for k, ok, n in zip(got.index, got["sum"], got["count"], strict=True)}
+
+    as_loader, as_saver, own_trip = counts(cross, "loader"), counts(cross, "saver"), counts(own, "saver")
     rows = []
     for stack in sorted(set(df["saver"]) | set(df["loader"]), key=natural_key):
-        as_loader = cross[cross["loader"] == stack]
-        as_saver = cross[cross["saver"] == stack]
-        own = df[(df["saver"] == stack) & (df["loader"] == stack) & (df["outcome"] != "not_applicable")]
-        rows.append([stack, _ratio(as_loader), _ratio(as_saver), _ratio(own)])
+        rows.append([stack, *(_ratio_of(*part.get(stack, (0, 0))) for part in (as_loader, as_saver, own_trip))])
     return tabulate(rows, headers=["stack", "loads others' artifacts (ok / cells)",
                                    "its artifacts load elsewhere", "own round trip"],
                     tablefmt=tablefmt)
@@ -937,10 +952,11 @@ def _pair_overview(df: pd.DataFrame, tablefmt: str) -> str:
 
 
 def _ratio(part: pd.DataFrame) -> str:
-    if part.empty:
-        return "—"
-    ok = int((part["outcome"] == "ok").sum())
-    return f"{ok} / {len(part)} ({100 * ok / len(part):.0f} %)"
+    return _ratio_of(int((part["outcome"] == "ok").sum()), len(part))
+
+
+def _ratio_of(ok: int, n: int) -> str:
+    return f"{ok} / {n} ({100 * ok / n:.0f} %)" if n else "—"
 
 
 def terminal_summary(df: pd.DataFrame) -> str:
@@ -1085,8 +1101,9 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     if old_changes is not None and previous.text == table:
         changes = old_changes
     else:
-        changes = changes_markdown(previous, gate.cells_from_rows(table_cells(clean).to_dict(orient="records")),
-                                   said)
+        cells = table_cells(clean)  # rows as dicts (DataFrame.to_dict boxes each of ~4 million values)
+        changes = changes_markdown(previous, gate.cells_from_rows(
+            dict(zip(cells.columns, row, strict=True)) for row in cells.itertuples(index=False, name=None)), said)
     csv_df = df[CSV_COLUMNS].assign(**{col: [_first_line("" if pd.isna(m) else str(m))[:CSV_MESSAGE_CHARS]
                                              for m in df[col]] for col in ("error_message", "training_reason")})
     cells = table_cells(df)
