@@ -133,6 +133,26 @@ def test_records_round_trip_through_the_index_unchanged(tmp_path: Path) -> None:
     assert st.index.hits == len(odd)
 
 
+def test_every_record_field_survives_the_index(tmp_path: Path) -> None:
+    """Each field of Record set away from its default comes back from the index as written:
+    a field added to Record can never be dropped by the index's fast path."""
+    rec = dataclasses.replace(
+        _rec(0, outcome=Outcome.TRAINING_MISMATCH, error=ErrorInfo("t", "m", "tb")), phase="compare",
+        warnings=(("W", "w"),), saver_env={"python": "3.8"}, worker_sha256="w" * 64, scenario_sha256="s" * 64,
+        observed={"outputs": [{"dtype": "<f4", "shape": [1], "zlib": "eJw="}], "worker_outcome": "observed"},
+        judged_with="j" * 64)
+    defaults = Record(record_type="load", cell_id="x", stack="y", outcome=Outcome.OK)
+    unset = [f.name for f in dataclasses.fields(Record) if getattr(rec, f.name) == getattr(defaults, f.name)
+             and f.name not in ("record_type",)]
+    assert unset == [], f"set these fields in the test too: {unset}"
+    store = Store(tmp_path / "s")
+    path = store.write(rec)
+    _settle()
+    _warm(store.root, [path])
+    st = _fresh(store.root)
+    assert st.read(path) == rec and st.index.hits == 1
+
+
 def test_a_rewrite_of_the_same_size_in_the_same_tick_is_read_again(tmp_path: Path) -> None:
     store, paths = _store(tmp_path)
     _warm(store.root, paths)
