@@ -68,6 +68,8 @@ REMEDIES: dict[str, Remedy] = {r.id: r for r in (
     Remedy("unsafe", "safe_mode=False (only for files you made or trust)", variant="unsafe"),
     Remedy("tfsm", "read the SavedModel for inference only (keras.layers.TFSMLayer / "
                    "tf.saved_model.load)", variant="tfsm"),
+    Remedy("signature", "call the SavedModel's serving signature with named inputs: "
+                        "tf.saved_model.load(path).signatures['serving_default'](**inputs)", variant="signature"),
     Remedy("tf_keras", "load through tf_keras: pip install tf-keras, TF_USE_LEGACY_KERAS=1",
            sibling="tf_keras"),
     Remedy("pin_h5py2", "pin h5py<3", sibling="pin_h5py2"),
@@ -708,6 +710,17 @@ RULES: tuple[Rule, ...] = (
          r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'",
          outcomes=(Outcome.LOAD_ERROR,), remedies=("tf_keras",), family="version",
          defining=r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'batch_input_shape'"),
+    Rule("tfsm_positional_inputs", "TFSMLayer passes a multi-input signature's inputs by position",
+         "Keras 3 reads a TF SavedModel (a Keras 2 model.save SavedModel, or an export) through "
+         "keras.layers.TFSMLayer, as its error message and docs say; TFSMLayer hands its inputs to the "
+         "serving signature positionally, and the serving_default signature of a model with several inputs "
+         "takes them by name only (\"Binding inputs to tf.function failed due to `too many positional "
+         "arguments`\", keras-team/keras#20813; measured: a TF 2.15 two-input model, exported or saved as a "
+         "SavedModel, in Keras 3.13 on TF 2.21). Load the SavedModel with tf.saved_model.load and call "
+         "signatures['serving_default'] with the inputs by name.",
+         r"Binding inputs to tf\.function failed due to `too many positional arguments`", types=("TypeError",),
+         remedies=("signature",), family="version",
+         defining=r"Binding inputs to tf\.function failed due to `too many positional arguments`"),
     Rule("keras3_rnn_time_major", "Keras 3 refuses time_major in a Keras 2 recurrent layer",
          "Keras 2 (TF 2.x tf.keras, tf_keras) writes time_major (False unless set) into the config of "
          "its LSTM and GRU layers; Keras 3 removed the argument and refuses any constructor argument it "
@@ -1185,6 +1198,8 @@ def remedy_targets(rec: Record, diag: Diagnosis | None, *, has_custom_objects: b
     for remedy in diag.remedies:
         if remedy.variant is not None:
             if remedy.variant in flags or (remedy.variant == "custom_objects" and not has_custom_objects):
+                continue
+            if remedy.variant == "signature" and rec.format not in ("savedmodel", "export"):
                 continue
             if remedy.variant == "tfsm" and rec.format != "savedmodel":
                 continue

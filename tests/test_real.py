@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -199,7 +200,7 @@ def test_kill_and_resume(tmp_path: Path) -> None:
     assert len(table) == (3 + 2) * 3 * 2
     assert len(loads) > len(table)  # remedy re-runs (tfsm, compile_false, ...) are cells too
     assert not list(store.rglob("*.tmp")), "a temp file was left behind"
-    ran = int(rerun.stdout.split("matrix: ")[-1].split(" cells run")[0])
+    ran = int(re.search(r"^matrix: (\d+) cells run", rerun.stdout, re.M).group(1))  # type: ignore[union-attr]
     assert ran == len(loads) - done_before, rerun.stdout[-1500:]
 
 
