@@ -1692,7 +1692,7 @@ def _inputs_digest(records: str, store: Store, scenario_dir: Path, catalog: Sequ
         "catalog": repr(list(catalog)) if catalog is not None else "default",  # runner/stacks.toml: code
         "selection": repr(selection), "stack_ids": repr(stack_ids),
         "scenarios": f"{Path(scenario_dir).absolute()}:{_folder_digest(Path(scenario_dir))}",
-        "code": _code_digest(), "scrub": _Scrubber(store).pairs,
+        "code": _code_digest(), "scrub": sorted(_Scrubber(store).pairs),  # (its order of equal lengths varies)
         "fault": os.environ.get("COMPAT_FAULT", ""),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()

@@ -260,3 +260,24 @@ def test_only_a_run_creates_the_manifest(paths: Paths, scenario_dir: Path, tmp_p
         _edit_record(store, Outcome.MISMATCH)
         assert not _update(store, scenario_dir, out).reused
         assert _update(store, scenario_dir, out).reused == run
+
+
+def test_the_inputs_digest_is_the_same_in_every_process(paths: Paths, scenario_dir: Path) -> None:  # noqa: F811
+    """Nothing of a process (set order under hash randomisation, ...) enters the digest: two
+    interpreters with different hash seeds agree (the scrubber's paths once came in set order)."""
+    import subprocess
+    import sys
+
+    store = make_store(paths)
+    code = ("import sys; from pathlib import Path; from runner import report; from runner.records import Store\n"
+            "from runner.scenario_catalog import Selection\n"
+            "st = Store(sys.argv[1]); e = report._record_entries(st.records_dir)\n"
+            "print(report._inputs_digest(report._records_digest(st.records_dir, e, 0), st, Path(sys.argv[2]), [],\n"
+            "      Selection(('a',), ('b',), ('h5',)), None))\n")
+    seen = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(report.__file__).parent.parent),
+               "TMPDIR": "/tmp", "HOME": str(paths.home), "PYENV_ROOT": str(paths.pyenv)}
+        seen.add(subprocess.run([sys.executable, "-c", code, str(store.root), str(scenario_dir)], env=env,
+                                capture_output=True, text=True, check=True).stdout)
+    assert len(seen) == 1, seen
