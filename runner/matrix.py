@@ -1,8 +1,13 @@
 """Plan and run the matrix: environments, then saves, then loads, with a result cache.
 
-Stdlib only. A cell is recomputed only when its cache key changes: the key of a save is
-(saver fingerprint, scenario source hash, worker hash, format); the key of a load adds
-the save's key, the loader fingerprint and the variant. ``fresh=True`` recomputes all.
+Stdlib only. A cell is recomputed only when its cache key changes (runner/keys.py): a
+save's is made of the saver's environment, the scenario with its helper files, the format
+and the worker components the save runs; a load's of the artifact's content digest, the
+loader's environment, the format, the variant and the worker components the load runs.
+A load's observations are judged on the host (runner/judge.py), so a tolerance change
+re-judges cached loads without running them. ``fresh=True`` recomputes all; ``dry_run``
+says what a run would recompute and why; a run whose runner code changed re-runs a
+sample of its cache hits and stops if any differs (:class:`StaleCacheError`).
 """
 
 from __future__ import annotations
