@@ -269,6 +269,7 @@ def test_the_inputs_digest_is_the_same_in_every_process(paths: Paths, scenario_d
     import sys
 
     store = make_store(paths)
+    home, pyenv = store.root.parent / "homes", store.root.parent / "pyenv"  # as long as .../store
     code = ("import sys; from pathlib import Path; from runner import report; from runner.records import Store\n"
             "from runner.scenario_catalog import Selection\n"
             "st = Store(sys.argv[1]); e = report._record_entries(st.records_dir)\n"
@@ -277,7 +278,7 @@ def test_the_inputs_digest_is_the_same_in_every_process(paths: Paths, scenario_d
     seen = set()
     for seed in ("1", "2", "3", "4"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(Path(report.__file__).parent.parent),
-               "TMPDIR": "/tmp", "HOME": str(paths.home), "PYENV_ROOT": str(paths.pyenv)}
+               "TMPDIR": "/tmp", "HOME": str(home), "PYENV_ROOT": str(pyenv)}
         seen.add(subprocess.run([sys.executable, "-c", code, str(store.root), str(scenario_dir)], env=env,
                                 capture_output=True, text=True, check=True).stdout)
     assert len(seen) == 1, seen
