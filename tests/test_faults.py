@@ -88,6 +88,19 @@ def _recover(catalog: Path, store: Path, out: Path, envs_dir: Path,
     return proc, int(ran.split("matrix: ", 1)[1].split(" cells run")[0])
 
 
+def _redescribed(tmp_path: Path) -> tuple[str, str]:
+    """``--scenario-dir`` arguments of a copy of the fake scenarios whose mlp has another
+    description: the next report differs (its tables show descriptions) while no cell key
+    does (a docstring is not behaviour), so a report really is written, and nothing else."""
+    copy = tmp_path / "scenarios-redescribed"
+    shutil.copytree(e2e.FAKE_SCENARIOS, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    mlp = copy / "mlp.py"
+    text = mlp.read_text()
+    assert text.startswith('"""Fake-tier Sequential MLP')
+    mlp.write_text(text.replace('"""Fake-tier Sequential MLP', '"""Fake-tier Sequential MLP, described again', 1))
+    return "--scenario-dir", str(copy)
+
+
 def _all_readable(store: Path) -> int:
     n = 0
     for path in (store / "records").rglob("*.json"):
@@ -119,8 +132,8 @@ def test_sigkill_during_report_write_keeps_the_old_reports(tmp_path: Path, catal
     store, out = tmp_path / "store", tmp_path / "out"
     assert e2e.run_matrix(catalog, store, out, envs_dir).returncode == 0
     before = e2e.report_files(out)
-    (store / "records" / "env" / "fk3.9.json").unlink()  # the next report differs
-    proc = e2e.run_matrix(catalog, store, out, envs_dir, env={"COMPAT_FAULT": "kill:report-write:1"})
+    proc = e2e.run_matrix(catalog, store, out, envs_dir, *_redescribed(tmp_path),
+                          env={"COMPAT_FAULT": "kill:report-write:1"})
     assert proc.returncode == -signal.SIGKILL, e2e.describe(proc)
     after = e2e.report_files(out)  # temp files aside
     assert after == before
@@ -396,10 +409,10 @@ def test_a_full_reports_disk_leaves_the_old_reports(tmp_path: Path, catalog: Pat
         out = fs / "reports"
         assert e2e.run_matrix(catalog, store, out, envs_dir).returncode == 0
         before = e2e.report_files(out)
-        (store / "records" / "env" / "fk3.9.json").unlink()  # the next report differs
+        args = _redescribed(tmp_path)
         free = shutil.disk_usage(fs).free
-        (fs / "filler").write_bytes(b"\0" * max(0, free - 60 * 1024))
-        proc = e2e.run_matrix(catalog, store, out, envs_dir)
+        (fs / "filler").write_bytes(b"\0" * max(0, free - 4 * 1024))  # the changed files do not fit
+        proc = e2e.run_matrix(catalog, store, out, envs_dir, *args)
         line = e2e.one_error_line(proc, "No space left on device")
         assert e2e.report_files(out) == before and not e2e.temp_files(out)  # all old, no temp
         (fs / "filler").unlink()
