@@ -582,6 +582,7 @@ class RecordIndex:
             try:
                 conn = sqlite3.connect(self.db, timeout=2.0, isolation_level=None, check_same_thread=False)
                 conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("PRAGMA page_size=16384")  # a new file only: rows of ~0.5 KB, fewer pages
                 conn.execute("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)")
                 conn.execute("CREATE TABLE IF NOT EXISTS rec(path TEXT PRIMARY KEY, dev INTEGER, ino INTEGER, "
                              "size INTEGER, mtime INTEGER, ctime INTEGER, crc INTEGER, body BLOB)")
@@ -680,8 +681,8 @@ class RecordIndex:
         try:
             if not isinstance(body, bytes) or zlib.crc32(body) != row[5]:
                 return None
-            rec = _record_from_clean(marshal.loads(body))
-        except (ValueError, KeyError, TypeError, AttributeError, EOFError):
+            rec = _record_from_clean(marshal.loads(zlib.decompress(body)))
+        except (ValueError, KeyError, TypeError, AttributeError, EOFError, zlib.error):
             return None
         self.hits += 1
         return rec
@@ -706,7 +707,9 @@ class RecordIndex:
         changed for :data:`RACY_NS` before ``clock`` (read before the file was)."""
         if clock is None or max(ident[3], ident[4]) >= clock - self.RACY_NS:
             return
-        body = marshal.dumps(rec.to_dict())
+        # zlib level 1: a 2.2 KB row becomes ~0.5 KB (the index was as large as the store)
+        # for ~5 us of decompression a read
+        body = zlib.compress(marshal.dumps(rec.to_dict()), 1)
         row = (*ident, zlib.crc32(body), body)
         with self._lock:
             if self._state != "open":

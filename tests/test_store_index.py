@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from pathlib import Path
 
 import pytest
@@ -224,11 +225,12 @@ def test_a_damaged_index_costs_speed_only(tmp_path: Path, damage: str) -> None:
         db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
     elif damage == "zeroed-page":
         data = bytearray(db.read_bytes())
-        data[4096:8192] = bytes(4096)
+        page = int.from_bytes(data[16:18], "big") or 65536  # the file's own page size (header)
+        data[page:2 * page] = bytes(page)  # the second page: rows
         db.write_bytes(bytes(data))
     elif damage == "body":  # every row's record replaced by another valid one; the CRCs kept
         with sqlite3.connect(db) as conn:
-            other = marshal.dumps(_rec(1, key="WRONG").to_dict())
+            other = zlib.compress(marshal.dumps(_rec(1, key="WRONG").to_dict()), 1)
             conn.execute("UPDATE rec SET body = ?", (other,))
     elif damage == "stamp":  # written by another version of the record code
         with sqlite3.connect(db) as conn:
