@@ -7,6 +7,7 @@
     nox -s bench -- --breakdown .matrix           # where a store's in-cell time went; the floor
     nox -s bench -- --split-merge .matrix         # the workflow's parts of a whole store, merged back
     nox -s bench -- --site reports [--screenshots docs]  # the site's timings in headless Chromium
+    nox -s bench -- --report [--keep DIR]         # the report of a full-size store: skipped when unchanged
 
 Each figure is one wall-clock measurement of ``python -m runner`` in a fresh temporary
 store (and, with ``--cold``, a fresh uv cache), so the numbers include process start,
@@ -318,6 +319,63 @@ def store_index(store: Path, tmp: Path, catalog: Path | None = None, merge: bool
     return rows
 
 
+def report_incremental(store: Path, tmp: Path) -> list[list[object]]:
+    """The report of ``store``, each step in a fresh process: as a run writes it (the store's
+    write lock held, as ``matrix`` does) into an empty folder; again with nothing changed,
+    by ``python -m runner report`` and by a run (skipped: nothing read or written); with the
+    manifest gone (rebuilt, no byte written); with one load record changed (only the files
+    that differ written); with it changed back. Wall and CPU seconds (the machine may be
+    shared) and what the report said."""
+    out = tmp / "reports"
+    prog = ("import sys\nfrom pathlib import Path\nsys.path.insert(0, {repo!r})\n"
+            "from runner import cli, scenario_catalog as sc\nfrom runner.records import Store\n"
+            "from runner.stacks import load_catalog\n"
+            "cat = load_catalog(); names = [s.name for s in sc.discover_scenarios(sc.DEFAULT_SCENARIOS)]\n"
+            "st = Store({store!r})\n"
+            "whole = all(st.save_record_path(s.id, n, f).is_file() for s in cat for n in names for f in sc.FORMATS)\n"
+            "sel = sc.Selection(tuple(s.id for s in cat), tuple(names), tuple(sc.FORMATS), whole=whole)\n"
+            "with st.running():\n    sys.exit(cli._report(st, Path({out!r}), False, cat, sel))\n")
+    run = [sys.executable, "-c", prog.format(repo=str(REPO), store=str(store), out=str(out))]
+    reader = [sys.executable, "-m", "runner", "report", "--store", str(store), "--out", str(out)]
+    rows: list[list[object]] = []
+
+    def step(label: str, argv: list[str]) -> None:
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False)
+        wall = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        if proc.returncode != 0:
+            sys.exit(f"bench: {label} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        said = next((ln for ln in proc.stdout.splitlines() if ln.startswith("report (")), "?")
+        cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+        rows.append([label, f"{wall:.1f}", f"{cpu:.1f}", said.split(" (left as")[0].split(": the records")[0]])
+
+    if out.exists():
+        import shutil
+
+        shutil.rmtree(out)
+    step("a run's report into an empty folder", run)
+    step("nothing changed: python -m runner report", reader)
+    step("nothing changed: a run's report", run)
+    (store / "reports-manifest.json").unlink(missing_ok=True)
+    step("nothing changed, no manifest: a run's report", run)
+    path = next(p for p in sorted((store / "records" / "load").rglob("*.json")) if '"outcome": "ok"' in p.read_text())
+    original = path.read_bytes()
+    changed = json.loads(original)
+    changed.update(outcome="mismatch")
+    changed["details"].update(prediction="differ", reason="bench: one changed record")
+    try:
+        path.with_name(".bench.tmp").write_text(json.dumps(changed, indent=1, sort_keys=True) + "\n")
+        path.with_name(".bench.tmp").replace(path)
+        step(f"one load record changed ({path.relative_to(store).as_posix()}: ok -> mismatch)", run)
+    finally:
+        path.with_name(".bench.tmp").write_bytes(original)
+        path.with_name(".bench.tmp").replace(path)
+    step("that record changed back", run)
+    return rows
+
+
 def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> list[list[object]]:
     """Where a store's time inside cells went (the records' ``duration_s``), by kind of
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
@@ -434,7 +492,12 @@ def main() -> int:
                         help="only: a synthetic store of one record per cell of TABLE (default the published "
                              "reports/results.json.gz): planning reads and scan() with the index off/cold/warm, "
                              "then a merge of its 66 parts")
-    parser.add_argument("--keep", metavar="DIR", type=Path, help="with --store-index: build (or reuse) the store here")
+    parser.add_argument("--report", metavar="TABLE", type=Path, nargs="?", const=REPO / "reports/results.json.gz",
+                        help="only: the report of a synthetic store of TABLE (as --store-index): into an empty "
+                             "folder, again with nothing changed (skipped), without its manifest, after one "
+                             "changed record")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="with --store-index or --report: build (or reuse) the store here")
     parser.add_argument("--site", metavar="REPORTS", type=Path,
                         help="only: the offline site's timings in headless Chromium (REPORTS/index.html)")
     parser.add_argument("--screenshots", metavar="DIR", type=Path, help="with --site: write the two screenshots")
@@ -453,6 +516,14 @@ def main() -> int:
             rows = store_index(store, Path(tmp))
         print(tabulate(rows, headers=["step", "records", "wall s", "result"], tablefmt="github"))
         return 0 if all("DIFFER" not in str(r[3]) and r[3] != "NO" for r in rows) else 1
+    if args.report:
+        with tempfile.TemporaryDirectory(prefix="bench-report-", dir=args.keep) as tmp:
+            store = (args.keep or Path(tmp)) / "store"
+            n = synthetic_store(args.report, store) if not store.is_dir() else "reused"
+            print(f"synthetic store: {n} records from {args.report}", flush=True)
+            steps = report_incremental(store, Path(tmp))
+        print(tabulate(steps, headers=["step", "wall s", "CPU s", "the report said"], tablefmt="github"))
+        return 0
     if args.site:
         rows = site_timings(args.site, args.screenshots)
         print(tabulate(rows, headers=["step", "median ms", "each run ms"], tablefmt="github"))
