@@ -309,8 +309,29 @@ class _Runner:
                      "reused": senv.reused}))
 
     # ------------------------------------------------------------------------ saves
-    def _save_key(self, senv: StackEnv, sc: Scenario, fmt: str) -> tuple[str, dict[str, str]]:
-        return keys.save_key(senv.fingerprint, sc.sha256, fmt)
+    def save_decision(self, senv: StackEnv, sc: Scenario, fmt: str
+                      ) -> tuple[str, dict[str, str], Record | None, Path, str | None]:
+        """A save cell's (key, key parts, record, artifact dir, why it runs or None): what
+        the run and ``--dry-run`` both decide by."""
+        stack = senv.stack.id
+        key, parts = keys.save_key(senv.fingerprint, sc.sha256, fmt)
+        old = self.store.read(self.store.save_record_path(stack, sc.name, fmt))
+        art = self.store.artifact_dir(stack, sc.name, fmt)
+        return key, parts, old, art, self.why_rerun(old, key, parts, self.opt.limit("save"), art)
+
+    def load_decision(self, lenv: StackEnv, saved: Record, saver_id: str, sc: Scenario, fmt: str, variant: str,
+                      full_limit: bool = False
+                      ) -> tuple[str, dict[str, str], Record | None, float, str, str, str | None]:
+        """A load cell's (key, key parts, record, limit, limit rule, judging, why it runs or
+        None): what the run and ``--dry-run`` both decide by."""
+        loader = lenv.stack.id
+        key, parts = keys.load_key(saved.details.get("artifact_sha256"), lenv.fingerprint, sc.sha256, fmt, variant)
+        old = self.store.read(self.store.load_record_path(loader, saver_id, sc.name, fmt, variant))
+        limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader, sc))
+        if full_limit:
+            limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
+        judged = judge.judged_with(sc.atol, sc.rtol)
+        return key, parts, old, limit, rule, judged, self.why_rerun(old, key, parts, limit, judged=judged)
 
     def run_phase(self, phase: str, stacks: Sequence[Stack],
                   plan: Callable[[StackEnv], _Plan]) -> None:
@@ -339,14 +360,10 @@ class _Runner:
                 cid = save_cell_id(sc.name, fmt, stack.id)
                 if not self._mine(cid):
                     continue
-                path = self.store.save_record_path(stack.id, sc.name, fmt)
                 if not senv.ok:
                     self._record_unavailable("save", senv, sc, fmt, stack.id, None, None)
                     continue
-                key, parts = self._save_key(senv, sc, fmt)
-                old = self.store.read(path)
-                art = self.store.artifact_dir(stack.id, sc.name, fmt)
-                why = self.why_rerun(old, key, parts, self.opt.limit("save"), art)
+                key, parts, old, art, why = self.save_decision(senv, sc, fmt)
                 if why is None:
                     assert old is not None
                     self.count("save", old.outcome.value, cached=True, cid=cid)
@@ -474,14 +491,10 @@ class _Runner:
             if not lenv.ok:
                 self._record_unavailable("load", lenv, sc, fmt, saver_id, loader.id, variant, saved)
                 continue
-            key, parts = keys.load_key(saved.details.get("artifact_sha256"), lenv.fingerprint, sc.sha256, fmt,
-                                       variant)
-            old = self.store.read(self.store.load_record_path(loader.id, saver_id, sc.name, fmt, variant))
-            limit, rule = load_limit(self.opt.limit("load"), saved.duration_s, self._own_save_s(loader.id, sc))
-            if full_limit:
-                limit, rule = self.opt.limit("load"), f"the full limit, confirming a timeout at {limit:g} s"
-            judged = judge.judged_with(sc.atol, sc.rtol)
-            why = "verify" if verify else self.why_rerun(old, key, parts, limit, judged=judged)
+            key, parts, old, limit, rule, judged, why = self.load_decision(lenv, saved, saver_id, sc, fmt, variant,
+                                                                           full_limit)
+            if verify:
+                why = "verify"
             if why is None:
                 assert old is not None
                 if old.observed and old.judged_with != judged:
@@ -1035,8 +1048,8 @@ class DryRun:
             self.reasons.setdefault(phase, Counter())[why] += 1
 
     def lines(self) -> list[str]:
-        out = ["dry run: nothing was built, run or written; the remedy and confirm phases depend on "
-               "this run's outcomes and are not predicted"]
+        out = ["dry run: no stack was built, no cell run, no record, artifact or log written; the remedy "
+               "and confirm phases depend on this run's outcomes and are not predicted"]
         for phase in ("save", "load"):
             n = self.would_run(phase)
             out.append(f"{phase}: {n} of {n + self.cached[phase]} cells would run")
@@ -1067,13 +1080,8 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
                 senv = peeked[stack.id]
                 for sc in runner.scenarios:
                     for fmt in runner.formats:
-                        if not senv.ok:
-                            why: str | None = f"environment: {first_line(senv.reason)}"
-                        else:
-                            key, parts = runner._save_key(senv, sc, fmt)
-                            why = runner.why_rerun(store.read(store.save_record_path(stack.id, sc.name, fmt)),
-                                                   key, parts, options.limit("save"),
-                                                   store.artifact_dir(stack.id, sc.name, fmt))
+                        why = (runner.save_decision(senv, sc, fmt)[-1] if senv.ok
+                               else f"environment: {first_line(senv.reason)}")
                         found.add("save", why)
                         if why is not None:
                             resaved.add((stack.id, sc.name, fmt))
@@ -1093,14 +1101,8 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
                                 elif not lenv.ok:
                                     why = f"environment: {first_line(lenv.reason)}"
                                 else:
-                                    key, parts = keys.load_key(saved.details.get("artifact_sha256"),
-                                                               lenv.fingerprint, sc.sha256, fmt, variant)
-                                    limit, _ = load_limit(options.limit("load"), saved.duration_s,
-                                                          runner._own_save_s(loader.id, sc))
-                                    old = store.read(store.load_record_path(loader.id, saver.id, sc.name,
-                                                                            fmt, variant))
-                                    judged = judge.judged_with(sc.atol, sc.rtol)
-                                    why = runner.why_rerun(old, key, parts, limit, judged=judged)
+                                    *_, old, _limit, _rule, judged, why = runner.load_decision(
+                                        lenv, saved, saver.id, sc, fmt, variant)
                                     if why is None and old is not None and old.observed \
                                             and old.judged_with != judged:
                                         found.rejudged += 1
