@@ -292,6 +292,9 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
     if summary.verified:
         print(f"matrix: {summary.verified} cache hits re-run to verify the cache: each reproduced its record",
               flush=True)
+    if summary.inconclusive:
+        print(f"matrix: {summary.inconclusive} re-run cache hits timed out or crashed: no evidence either way; "
+              "the next run re-checks", flush=True)
     if summary.rejudged:
         print(f"matrix: {summary.rejudged} cached loads judged again from their stored observations "
               "(tolerance or judging code changed; nothing ran)", flush=True)

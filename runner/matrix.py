@@ -154,6 +154,7 @@ class RunSummary:
     resaved: int = 0  # cached saves whose artifact was gone or changed: redone
     rejudged: int = 0  # cached loads judged again (new tolerance or judging code): nothing ran
     verified: int = 0  # cache hits re-run and found to reproduce their records
+    inconclusive: int = 0  # cache hits whose re-run timed out or crashed: no evidence either way
     recycled: int = 0  # workers retired over their memory limit and replaced (runner/execute.py)
     unreadable: int = 0  # record files that could not be read: recomputed
     envs: dict[str, StackEnv] = dataclasses.field(default_factory=dict)
@@ -1120,7 +1121,8 @@ def _verify(runner: _Runner, store: Store, options: Options) -> None:
         seed = time.time_ns() % (1 << 32)
         t0 = time.monotonic()
         n, differ, unsure = runner.verify_hits(fraction, seed)
-        runner.summary.verified = n
+        runner.summary.verified = n - len(unsure) - len(differ)
+        runner.summary.inconclusive = len(unsure)
         runner.log(f"[verify] {n} of {len(runner._hits)} cache hits re-run ({why}; seed {seed}) in "
                    f"{time.monotonic() - t0:.0f} s: {len(differ)} differ"
                    + (f", {len(unsure)} inconclusive ({unsure[0]}{' ...' if len(unsure) > 1 else ''})"
