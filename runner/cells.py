@@ -9,22 +9,36 @@ the matrix.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from runner import keys
+from runner import components, keys
 from runner._worker import worker as _w
 from runner.records import ErrorInfo, Outcome, Record
 
 __all__ = [
+    "DEFAULT_SEED",
+    "MODEL_FILES",
+    "REFUSED",
     "artifact_digest",
+    "check_key",
     "held_at_full_limit",
     "parse_load_cell_id",
     "record_from_result",
     "reusable",
     "why_rerun",
 ]
+
+
+# The worker's vocabulary, read here so that the producers of cells import its constants
+# from one place (runner._worker.__init__: the host reads the worker's constants, never
+# calls its functions).
+DEFAULT_SEED: int = _w.DEFAULT_SEED
+MODEL_FILES: dict[str, str] = dict(_w.MODEL_FILES)
+# The error type of a load refused before loading, because it would run code from the file
+# (check_worker.Refused; tests/test_check.py pins that the two agree).
+REFUSED = "runner.refused_unsafe"
 
 
 def reusable(old: Record, limit: float, full: float | None = None) -> bool:
@@ -43,10 +57,12 @@ def reusable(old: Record, limit: float, full: float | None = None) -> bool:
 
 
 def why_rerun(old: Record | None, key: str, parts: Mapping[str, str], limit: float, full: float | None = None,
-              fresh: bool = False) -> str | None:
+              fresh: bool = False, product: Callable[[Record], str] | None = None) -> str | None:
     """The one reuse-or-rerun decision of every producer of cells (the matrix, ``check``):
     None when ``old`` stands for this run, else why the cell runs — what ``--dry-run``
-    prints. ``parts``: the key's named parts, so a changed key names what changed."""
+    prints. ``parts``: the key's named parts, so a changed key names what changed.
+    ``product``: why what an ``ok`` record stands for (a save's artifact, a check's
+    outputs) can no longer be used, "" when it can; such a record runs again."""
     if fresh:
         return "--fresh"
     if old is None:
@@ -55,7 +71,25 @@ def why_rerun(old: Record | None, key: str, parts: Mapping[str, str], limit: flo
         return "changed: " + ", ".join(keys.changed_parts(old.key_parts, parts))
     if not reusable(old, limit, full):
         return f"{old.outcome.value} is retried"
+    if product is not None and old.outcome is Outcome.OK:
+        return product(old) or None
     return None
+
+
+def check_key(model_sha256: str, env_fingerprint: str, fmt: str, variant: str, *, custom_objects: str,
+              inputs: str, seed: int, sandbox: bool) -> tuple[str, dict[str, str]]:
+    """A ``check`` cell's key: a load cell of a user's file. Its parts are a matrix load's
+    (:func:`runner.keys.load_key`: the file's content digest as ``artifact``, the loader's
+    env, the format, the variant and the worker components the load runs, following only
+    its own format and flags) plus what only a check has: the check files
+    (:func:`runner.components.check_parts`), the custom-objects file (when the variant
+    imports it), the inputs, the seed and whether it loads in the sandbox."""
+    parts = {"artifact": model_sha256, "env": env_fingerprint, "format": fmt, "variant": variant,
+             **components.check_parts(fmt, variant), "inputs": inputs, "seed": str(seed),
+             "sandbox": "yes" if sandbox else "no"}
+    if "custom_objects" in variant.split("+"):
+        parts["custom_objects"] = custom_objects  # only this variant imports the file
+    return keys.key_of("check", parts), parts
 
 
 NO_RECORD = "no record yet"

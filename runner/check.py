@@ -41,16 +41,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from runner import components, diagnose, execute, judge, runtime_docker, safefs
-from runner._worker import check_worker as _cw
-from runner._worker import graph_scan, pbwire
-from runner._worker import worker as _w
+from runner import cells, components, diagnose, execute, judge, runtime_docker, safefs
 from runner.cells import record_from_result, why_rerun
 from runner.cli_options import add_common, add_stacks, add_workers
-from runner.codehash import code_digest
 from runner.diagnose import major_minor, variant_name
 from runner.envs import RuntimeSettings, StackEnv, ensure_env
-from runner.keys import key_of, worker_digest
 from runner.matrix import build_env, fan_out, run_stack_cells
 from runner.records import Outcome, Record, Store, atomic_write_set, default_store_root, first_line, load_cell_id
 from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, select
@@ -58,15 +53,17 @@ from runner.stacks import DEFAULT_CATALOG, Stack, load_catalog, natural_key, sel
 __all__ = ["CHECK_WORKER_PATH", "CheckInputError", "Options", "add_parser", "compare", "inspect_model",
            "run_check", "tolerance"]
 
-CHECK_WORKER_PATH = Path(_cw.__file__).resolve()
+# The check worker: the stacks' loader of a user's file, and the host's reader of it
+# (``inspect``, run as a process: the host imports and calls nothing of the worker files).
+CHECK_WORKER_PATH = components.CHECK_WORKER_PATH
 DEFAULT_STORE = ".matrix-check"
 DEFAULT_TAGS = ("quick",)
 SAVER = "model"  # the records' saver field: the file the user brought
-SEED = _w.DEFAULT_SEED  # the matrix worker's seed
+SEED = cells.DEFAULT_SEED  # the matrix worker's seed
 USER_ERRORS = {"check_worker.BadInputs": "inputs file {inputs} does not fit the model: ",
                "check_worker.CustomObjectsError": "custom-objects file {custom} fails to import: ",
                "check_worker.NoSignature": "cannot generate inputs: "}
-REFUSED = _cw.REFUSED
+REFUSED = cells.REFUSED  # the error type of a load the safety policy refused
 EXIT_OK, EXIT_FAIL = 0, 1
 EXTRA_SYS_PATH: tuple[str, ...] = ()  # a seam for the fast tier's fake frameworks
 # k per output dtype: float32 sums over ~1e4-1e5 terms (a conv layer) reordered by another
@@ -82,31 +79,64 @@ GRAPH_REFUSAL = ("refused on the host before loading: the SavedModel's graph has
 
 
 def check_code_digest() -> str:
-    """Everything a check cell's verdict depends on besides the matrix worker: the check
-    worker, the config scan and wire reader it loads, the graph scan and its allowlist (the
-    host's refusal) — a change to any of them is a new key, never a stale cached verdict."""
-    here = CHECK_WORKER_PATH.parent
-    parts = [code_digest(here / name) for name in ("check_worker.py", "config_scan.py", "pbwire.py", "graph_scan.py")]
-    parts.append(hashlib.sha256((here / "graph_ops.json").read_bytes()).hexdigest())
-    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    """One digest of check's own files (``Record.worker_sha256`` of nothing but them): the
+    check worker, the config scan and wire reader it loads, the graph scan and its
+    allowlist. Each is also a named part of every check key
+    (:func:`runner.components.check_file_parts`): a change to any is a new key, never a
+    stale cached verdict."""
+    parts = components.check_file_parts(CHECK_WORKER_PATH.parent)
+    return hashlib.sha256("\n".join(f"{k}={v}" for k, v in sorted(parts.items())).encode()).hexdigest()
+
+
+INSPECT_TIMEOUT_S = 600.0  # one inspect request (a 1 GiB saved_model.pb is parsed in it)
+
+
+def inspect_op(op: str, **args: Any) -> dict[str, Any]:
+    """The check worker's answer to one ``inspect`` request about a user's file: run as
+    ``python -I check_worker.py inspect`` under the host's interpreter (no framework, no
+    host variables), request on stdin, answer on stdout. The reading code is the one the
+    stacks use, and the host calls none of it in its own process.
+
+    Raises:
+        CheckInputError: the reader died or overran :data:`INSPECT_TIMEOUT_S` (on a file
+            built to exhaust it), or answered something else than one JSON object.
+    """
+    import subprocess
+
+    env = {k: os.environ[k] for k in ENV_ALLOW if k in os.environ}
+    try:
+        proc = subprocess.run([sys.executable, "-I", str(CHECK_WORKER_PATH), "inspect"],
+                              input=json.dumps({"op": op, **args}), capture_output=True, text=True, env=env,
+                              timeout=INSPECT_TIMEOUT_S, check=False)
+    except subprocess.TimeoutExpired:
+        raise CheckInputError(f"{args.get('path')}: reading it took over {INSPECT_TIMEOUT_S:g} s "
+                              "(a file built to exhaust its reader?)") from None
+    try:
+        answer = json.loads(proc.stdout) if proc.returncode == 0 else None
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        tail = first_line((proc.stderr.strip().splitlines() or [""])[-1])[:200]
+        raise CheckInputError(f"{args.get('path')}: its reader failed (exit {proc.returncode}): {tail}")
+    return answer
 
 
 def _sniff(path: Path) -> str:
-    return str(_w.sniff_artifact(str(path)))  # type: ignore[no-untyped-call]
+    return str(inspect_op("sniff", path=str(path))["kind"])
 
 
-def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], list[tuple[str, Any]]]:
-    """The check worker's reader of a file's provenance and parsed configs (the one both
-    sides use: bounded, no recursion).
+def _stored_config(path: Path, fmt: str) -> tuple[dict[str, str], Any]:
+    """(provenance, parsed architecture or None) of a model file, read by the check worker's
+    reader (the one the stacks scan it with: bounded, no recursion).
 
     Raises:
         CheckInputError: a config that cannot be parsed within the limits.
     """
-    try:
-        prov, configs = _cw.stored_config(str(path), fmt)  # type: ignore[no-untyped-call]
-    except _cw.CS.BadConfig as exc:
-        raise CheckInputError(f"model file {path}: its stored config cannot be read safely: {exc}") from None
-    return {str(k): str(v) for k, v in prov.items()}, list(configs)
+    answer = inspect_op("stored_config", path=str(path), format=fmt)
+    if "error" in answer:
+        raise CheckInputError(f"model file {path}: its stored config cannot be read safely: "
+                              f"{answer['error']['message']}")
+    return {str(k): str(v) for k, v in answer["provenance"].items()}, answer.get("config")
 
 
 class CheckInputError(ValueError):
@@ -220,34 +250,25 @@ def _h5_check(path: Path, what: str) -> None:
 def _saved_model(path: Path) -> tuple[str, dict[str, str], str]:
     """A SavedModel is Keras's when ``keras_metadata.pb`` (TF >= 2.5) or the object graph of
     ``saved_model.pb`` (TF 2.0-2.4) holds Keras metadata; otherwise it is an export."""
-    try:
-        data = pbwire.read_capped(str(path / "saved_model.pb"), MAX_SAVED_MODEL_PB)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise CheckInputError(f"SavedModel {path}: {exc}") from None
-    except OSError as exc:
-        raise CheckInputError(f"SavedModel {path}: saved_model.pb cannot be read as a plain file "
-                              f"({exc.strerror})") from None
-    try:  # SavedModel.meta_graphs[0].meta_info_def.tensorflow_version (fields 2 -> 1 -> 5)
-        graph = next((v for f, w, v in pbwire.fields(data) if f == 2 and w == 2), b"")  # type: ignore[no-untyped-call]
-        info = next((v for f, w, v in pbwire.fields(graph) if f == 1 and w == 2), b"")  # type: ignore[no-untyped-call]
-        version = next((v for f, w, v in pbwire.fields(info) if f == 5 and w == 2), None)  # type: ignore[no-untyped-call]
-    except ValueError as exc:
-        raise CheckInputError(f"SavedModel {path} is truncated or damaged: saved_model.pb does not parse "
-                              f"({exc})") from None
-    if not data:
-        raise CheckInputError(f"SavedModel {path} is damaged: saved_model.pb is empty")
-    out, _ = _stored_config(path, "savedmodel")  # keras_version, backend from the Keras metadata
-    if version:
-        out["tensorflow_version"] = bytes(version).decode("utf-8", "replace")
+    answer = inspect_op("saved_model", path=str(path), max_bytes=MAX_SAVED_MODEL_PB)
+    error = answer.get("error") or {}
+    why = {"not_plain": f"SavedModel {path}: {error.get('message')}",
+           "unreadable": f"SavedModel {path}: saved_model.pb cannot be read as a plain file ({error.get('message')})",
+           "damaged": f"SavedModel {path} is truncated or damaged: saved_model.pb does not parse "
+                      f"({error.get('message')})",
+           "empty": f"SavedModel {path} is damaged: saved_model.pb is empty",
+           "bad_config": f"model file {path}: its stored config cannot be read safely: {error.get('message')}",
+           "bad_graph": f"SavedModel {path}: {error.get('message')}"}
+    if error:
+        raise CheckInputError(why.get(str(error.get("type")), f"SavedModel {path}: {error.get('message')}"))
+    out = {str(k): str(v) for k, v in answer["provenance"].items()}  # keras_version, backend from the Keras metadata
+    if answer.get("tensorflow_version"):
+        out["tensorflow_version"] = str(answer["tensorflow_version"])
     meta = (path / "keras_metadata.pb").is_file()
     keras = meta or "keras_version" in out
     out["source"] = ("keras_metadata.pb and saved_model.pb" if meta else
                      "the object graph of saved_model.pb" if keras else "saved_model.pb")
-    try:  # the graph scan parses the bytes already read (saved_model.pb can be 1 GiB)
-        found = graph_scan.scan_bytes(data)  # type: ignore[no-untyped-call]
-    except graph_scan.BadGraph as exc:
-        raise CheckInputError(f"SavedModel {path}: {exc}") from None
-    return ("savedmodel" if keras else "export"), out, graph_scan.describe(found) if found else ""  # type: ignore[no-untyped-call]
+    return ("savedmodel" if keras else "export"), out, str(answer.get("graph_ops") or "")
 
 
 def _json_config(path: Path) -> dict[str, Any] | None:
@@ -300,12 +321,6 @@ def _zip_members(path: Path) -> list[str]:
     return members
 
 
-def _parsed(path: Path, fmt: str) -> tuple[dict[str, str], Any]:
-    """(provenance, parsed architecture) of a .keras or architecture JSON, via the stacks' reader."""
-    prov, configs = _stored_config(path, fmt)
-    return prov, configs[0][1] if configs else None
-
-
 def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
     """Detect the format from the content and read the provenance. Runs nothing from the
     file; reads it in bounded pieces (the caps above), never a FIFO, device or link inside a
@@ -326,14 +341,14 @@ def inspect_model(path: Path, weights: Path | None = None) -> ModelFile:
         fmt = "keras"
         if "config.json" not in _zip_members(path):
             raise CheckInputError(f"model file {path} is a zip but not a Keras v3 file (no config.json)")
-        prov, config = _parsed(path, fmt)
+        prov, config = _stored_config(path, fmt)
     elif kind == "savedmodel":
         fmt, prov, graph_ops = _saved_model(path)
     elif kind == "json":
         if path.stat().st_size > MAX_CONFIG_BYTES:
             raise CheckInputError(f"model file {path} has {path.stat().st_size} bytes, over the cap of "
                                   f"{MAX_CONFIG_BYTES} for an architecture JSON (see check --help)")
-        prov, config = _parsed(path, "json+weights")
+        prov, config = _stored_config(path, "json+weights")
         if not isinstance(config, dict) or "class_name" not in config:
             raise CheckInputError(f"model file {path} is JSON but not a Keras model architecture (no class_name)")
         names = (f"{path.stem}.weights.h5", "model.weights.h5", f"{path.stem}.h5", "weights.h5")
@@ -376,7 +391,7 @@ def stage(model: ModelFile, folder: Path) -> None:
     Raises:
         CheckInputError: the model changed since it was inspected.
     """
-    names = {"model": _w.MODEL_FILES[model.format], "weights": "model.weights.h5"}
+    names = {"model": cells.MODEL_FILES[model.format], "weights": "model.weights.h5"}
     if folder.is_dir() and not folder.is_symlink():
         with contextlib.suppress(CheckInputError, OSError):
             staged = [(part, _tree(folder / names[part], "staged model")) for part, _ in _parts(model.path,
@@ -484,10 +499,10 @@ def read_inputs(path: Path, model: ModelFile) -> tuple[list[Any], list[Any]]:
         if a.shape[0] != xs[0].shape[0]:
             raise CheckInputError(f"inputs file {path}: {name} has {a.shape[0]} rows, x0 has {xs[0].shape[0]}")
     signature = [{"name": "", "shape": s} for s in input_shapes(model.config) or []]
-    try:  # the rule (and words) each stack applies to the signature it loads
-        _cw.check_inputs(xs, signature)  # type: ignore[no-untyped-call]
-    except _cw.BadInputs as exc:
-        raise CheckInputError(USER_ERRORS["check_worker.BadInputs"].format(inputs=path) + str(exc)) from None
+    # the rule (and words) each stack applies to the signature it loads
+    answer = inspect_op("check_shapes", path=str(path), shapes=[list(x.shape) for x in xs], signature=signature)
+    if "error" in answer:
+        raise CheckInputError(USER_ERRORS["check_worker.BadInputs"].format(inputs=path) + answer["error"]["message"])
     return xs, ys
 
 
@@ -639,11 +654,8 @@ class _Check:
         self.base = variant_name(({"custom_objects"} if opt.custom_objects else set()) | ({"unsafe"} if opt.unsafe
                                                                                               else set()))
         digest = hashlib.sha256
-        # The check's own files, and the matrix worker's components a check cell reaches
-        # through check_worker.py (its format's reader, every remedy): key parts.
-        self.worker_parts = components.check_parts(model.format)
-        self.shas = (check_code_digest(), worker_digest(self.worker_parts),
-                     digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
+        # What a check cell's key holds besides a matrix load's parts (cells.check_key).
+        self.shas = (digest(opt.custom_objects.read_bytes()).hexdigest() if opt.custom_objects else "",
                      digest(opt.inputs.read_bytes()).hexdigest() if opt.inputs else "")
         self.given = given
         self.envs: dict[str, StackEnv] = {}
@@ -682,6 +694,18 @@ class _Check:
                 self.envs[stack.id] = build_env(ensure_env, stack, self.store)  # auto: the venv (said in the report)
         return self.envs[stack.id]
 
+    def decision(self, senv: StackEnv, variant: str) -> tuple[str, dict[str, str], Record | None, str | None]:
+        """A check cell's (key, key parts, record, why it runs or None): the matrix's one
+        decision (:func:`runner.cells.why_rerun`) for a load cell of the user's file, whose
+        product is its outputs (an ``ok`` whose outputs cannot be read back runs again)."""
+        m = self.model
+        key, parts = cells.check_key(m.sha256, senv.fingerprint, m.format, variant, custom_objects=self.shas[0],
+                                     inputs=self.shas[1], seed=SEED, sandbox=self.boxed(senv.stack.id))
+        old = self.store.read(self.store.load_record_path(senv.stack.id, SAVER, m.model_id, m.format, variant))
+        why = why_rerun(old, key, parts, self.opt.cell_timeout, fresh=self.opt.fresh,
+                        product=lambda rec: self.unreadable_outputs(senv.stack.id, variant))
+        return key, parts, old, why
+
     def run(self, stack: Stack, variants: Sequence[str]) -> None:
         """Run (or take from the cache: the matrix's rule) one cell per variant in ``stack``."""
         senv = self.env(stack)
@@ -690,20 +714,14 @@ class _Check:
         m = self.model
         todo, keys = [], {}
         for variant in variants:
-            parts = {"model": m.sha256, "format": m.format, "env": senv.fingerprint, "variant": variant,
-                     "check": self.shas[0], **self.worker_parts,
-                     "custom_objects": self.shas[2] if "custom_objects" in variant else "", "inputs": self.shas[3],
-                     "seed": str(SEED), "sandbox": "yes" if self.boxed(stack.id) else "no"}
-            key = key_of("check", parts)
-            old = self.store.read(self.store.load_record_path(stack.id, SAVER, m.model_id, m.format, variant))
-            why = why_rerun(old, key, parts, self.opt.cell_timeout, fresh=self.opt.fresh)
-            if why is None and old is not None and (
-                    old.outcome is not Outcome.OK or not self.unreadable_outputs(stack.id, variant)):
+            key, parts, old, why = self.decision(senv, variant)
+            if why is None and old is not None:
                 self.records[stack.id, variant] = old
                 continue
             cid = load_cell_id(m.model_id, m.format, SAVER, stack.id, variant)
             keys[cid] = (variant, key, old, parts)
-            todo.append({"cell_id": cid, "format": m.format, "model_path": str(self.staged / _w.MODEL_FILES[m.format]),
+            todo.append({"cell_id": cid, "format": m.format,
+                         "model_path": str(self.staged / cells.MODEL_FILES[m.format]),
                          "weights_file": "model.weights.h5" if m.weights else None, "variant": variant,
                          "custom_objects_path": str(self.opt.custom_objects.absolute()) if self.opt.custom_objects
                          else None, "inputs_path": str(self.opt.inputs.absolute()) if self.opt.inputs else None,
@@ -720,7 +738,7 @@ class _Check:
                     "error": {"type": REFUSED, "message": GRAPH_REFUSAL.format(found=m.graph_ops), "traceback": ""},
                     "details": {"graph_ops": m.graph_ops, "code_in_file": [m.graph_ops]}, "env": senv.versions},
                     key=key, stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
-                    fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
+                    fmt=m.format, worker_sha256=check_code_digest(), loader=stack.id, variant=variant,
                     limit_s=self.opt.cell_timeout, old=old, key_parts=parts)
                 self.store.write(rec)
                 self.records[stack.id, variant] = rec
@@ -743,8 +761,8 @@ class _Check:
                        "error": {"type": execute.TAMPERED, "message": why, "traceback": ""}}
             return record_from_result("load", {**res, "env": res.get("env") or senv.versions}, key=key,
                                       stack=stack.id, saver=SAVER, scenario=m.model_id, scenario_sha256=m.sha256,
-                                      fmt=m.format, worker_sha256=self.shas[0], loader=stack.id, variant=variant,
-                                      limit_s=self.opt.cell_timeout, old=old, key_parts=parts)
+                                      fmt=m.format, worker_sha256=check_code_digest(), loader=stack.id,
+                                      variant=variant, limit_s=self.opt.cell_timeout, old=old, key_parts=parts)
 
         for rec in run_stack_cells(senv, "check", todo, self.store, to_record, cell_timeout=self.opt.cell_timeout,
                                    import_timeout=self.opt.import_timeout, env=self.sandbox_env(senv.stack),

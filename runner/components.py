@@ -30,11 +30,13 @@ from typing import TextIO
 from runner import codehash
 
 __all__ = [
+    "CHECK_FILES",
     "CHECK_WORKER_PATH",
     "COMPONENTS",
     "LOCK_PATH",
     "WORKER_PATH",
     "cell_parts",
+    "check_file_parts",
     "check_parts",
     "component_digests",
     "component_of",
@@ -45,7 +47,6 @@ __all__ = [
 WORKER_DIR = Path(__file__).resolve().parent / "_worker"
 WORKER_PATH = WORKER_DIR / "worker.py"
 CHECK_WORKER_PATH = WORKER_DIR / "check_worker.py"
-CHECK_HOST_PATH = Path(__file__).resolve().parent / "check.py"
 LOCK_PATH = Path(__file__).resolve().parent / "components.lock.json"
 
 _STDLIB = ("__future__", "faulthandler", "gc", "importlib", "inspect", "json", "os", "platform", "random",
@@ -156,17 +157,34 @@ def _attributes_of(path: Path, alias: str) -> set[str]:
 
 def _check_worker_roots() -> tuple[str, ...]:
     """The worker names a check cell depends on: what check_worker.py uses as ``W.<name>``,
-    and what the host's check.py uses as ``_w.<name>`` (it sniffs a file's format with the
-    worker's own code, so an edit there changes check's answers too)."""
-    names = _attributes_of(CHECK_WORKER_PATH, "W") | _attributes_of(CHECK_HOST_PATH, "_w")
-    return tuple(sorted(names - {"serve"}))  # serve is the harness, the same for every cell
+    in its load cells and in ``inspect`` (the host's reading of the file, run as a process:
+    the host calls no worker function itself, so nothing else of the worker decides a
+    check's answer)."""
+    return tuple(sorted(_attributes_of(CHECK_WORKER_PATH, "W") - {"serve"}))  # serve: the harness
 
 
-def check_parts(fmt: str) -> dict[str, str]:
-    """The worker components a ``check`` cell reaches through check_worker.py."""
-    return _group(codehash.closure(_defs(), (*_CELL_ROOTS, *_check_worker_roots()),
-                                   {"LOADERS": (fmt,), "VARIANT_STEPS": ("custom_objects", "compile_false",
-                                                                           "unsafe", "tfsm", "signature")}))
+# The files of check's own cells besides worker.py: the check worker, the config scan and
+# wire reader it loads, the graph scan and its allowlist (the host's refusal, read by the
+# check worker's ``inspect``). Each is a component of its own, in every check key and in
+# the lock, so a change to the refusal code is a reviewed diff and never a stale verdict.
+CHECK_FILES = ("check_worker.py", "config_scan.py", "pbwire.py", "graph_scan.py", "graph_ops.json")
+
+
+def check_file_parts(folder: Path = WORKER_DIR) -> dict[str, str]:
+    """``check:<file>`` -> its digest (code: :func:`codehash.code_digest`; data: sha256)."""
+    return {f"check:{name}": (codehash.code_digest(folder / name) if name.endswith(".py")
+                              else hashlib.sha256((folder / name).read_bytes()).hexdigest())
+            for name in CHECK_FILES}
+
+
+def check_parts(fmt: str, variant: str = "default") -> dict[str, str]:
+    """What a ``check`` cell of ``fmt`` in ``variant`` runs, as key parts: the worker
+    components it reaches through check_worker.py (following, like a matrix load, only its
+    own format's reader and its own variant's flags) and the check files."""
+    flags = () if variant in ("", "default") else tuple(variant.split("+"))
+    return {**_group(codehash.closure(_defs(), (*_CELL_ROOTS, *_check_worker_roots()),
+                                      {"LOADERS": (fmt,), "VARIANT_STEPS": flags})),
+            **check_file_parts()}
 
 
 def component_digests() -> dict[str, str]:
@@ -180,7 +198,8 @@ def component_digests() -> dict[str, str]:
 
 
 def _lock_text() -> str:
-    return json.dumps({"cache_protocol": codehash.CACHE_PROTOCOL, "components": component_digests()},
+    return json.dumps({"cache_protocol": codehash.CACHE_PROTOCOL,
+                       "components": {**component_digests(), **check_file_parts()}},
                       indent=1, sort_keys=True) + "\n"
 
 

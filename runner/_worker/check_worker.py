@@ -188,16 +188,23 @@ def generate_inputs(np, signature, seed):
 
 
 def check_inputs(xs, signature):
+    check_shapes([tuple(x.shape) for x in xs], signature)
+
+
+def check_shapes(shapes, signature):
+    """The one rule (and words) for inputs of these ``shapes`` against a model's input
+    ``signature``: each stack applies it to the signature it loads, the host (through
+    ``inspect``) to the architecture's before any stack runs."""
     if not signature:
         return
-    if len(xs) != len(signature):
+    if len(shapes) != len(signature):
         raise BadInputs("the inputs file has %d input array(s) (x0..), the model takes %d"
-                        % (len(xs), len(signature)))
-    for i, (x, spec) in enumerate(zip(xs, signature)):
-        dims = spec["shape"]
-        if dims is not None and (x.ndim != len(dims) or any(d not in (None, s) for d, s in zip(dims, x.shape))):
+                        % (len(shapes), len(signature)))
+    for i, (shape, spec) in enumerate(zip(shapes, signature)):
+        dims, shape = spec["shape"], tuple(shape)
+        if dims is not None and (len(shape) != len(dims) or any(d not in (None, s) for d, s in zip(dims, shape))):
             raise BadInputs("x%d has shape %s, the model's input %s expects (%s)" % (
-                i, tuple(x.shape), spec["name"] or i, ", ".join(str(d) for d in dims)))
+                i, shape, spec["name"] or i, ", ".join(str(d) for d in dims)))
 
 
 def _serving(fw, path):
@@ -309,5 +316,89 @@ def run_cell(fw, command, cell, seed):
     return W.guarded_cell(check_cell, fw, cell, int(cell.get("seed", seed)), "load", "load_error")
 
 
+# ------------------------------------------------------------------ inspect (no stack)
+# What the host needs to know of a user's file before any stack runs: its format, its
+# provenance and architecture, a SavedModel's TF version and graph ops, whether --inputs
+# fit. The host runs ``python -I check_worker.py inspect`` (its own interpreter, no
+# framework) with one request on stdin and reads one answer on stdout, so it calls no
+# function of the worker files and the parsing of a file it does not trust runs in a
+# process of its own. A file problem is an answer ``{"error": {"type", "message"}}``.
+
+
+def _error(kind, message):
+    return {"error": {"type": kind, "message": str(message)}}
+
+
+def _stored(path, fmt):
+    try:
+        prov, configs = stored_config(path, fmt)
+    except CS.BadConfig as exc:
+        return _error("bad_config", exc)
+    return {"provenance": {str(k): str(v) for k, v in prov.items()},
+            "config": configs[0][1] if configs else None}
+
+
+def _inspect_saved_model(path, max_bytes):
+    """A SavedModel's ``tensorflow_version`` (``meta_graphs[0].meta_info_def``, fields 2 ->
+    1 -> 5), its Keras provenance and its graph's ops not known to be inert (``graph_ops``,
+    described; "" when every op is inert), read from one bounded read of saved_model.pb."""
+    pb = CS.pbwire
+    try:
+        data = pb.read_capped(os.path.join(path, "saved_model.pb"), max_bytes)
+    except ValueError as exc:
+        return _error("not_plain", exc)
+    except OSError as exc:
+        return _error("unreadable", exc.strerror or exc)
+    try:
+        graph = next((v for f, w, v in pb.fields(data) if f == 2 and w == 2), b"")
+        info = next((v for f, w, v in pb.fields(graph) if f == 1 and w == 2), b"")
+        version = next((v for f, w, v in pb.fields(info) if f == 5 and w == 2), None)
+    except ValueError as exc:
+        return _error("damaged", exc)
+    if not data:
+        return _error("empty", "saved_model.pb is empty")
+    out = _stored(path, "savedmodel")
+    if "error" in out:
+        return out
+    if version:
+        out["tensorflow_version"] = bytes(version).decode("utf-8", "replace")
+    GS = _load_sibling("graph_scan.py", "compat_matrix_graph_scan")
+    try:  # the graph scan parses the bytes already read (saved_model.pb can be 1 GiB)
+        found = GS.scan_bytes(data)
+    except GS.BadGraph as exc:
+        return _error("bad_graph", exc)
+    out["graph_ops"] = GS.describe(found) if found else ""
+    return out
+
+
+def inspect(request):
+    """One host request (``op`` and its arguments) -> its answer (a JSON-able dict)."""
+    op = request.get("op")
+    if op == "sniff":
+        return {"kind": W.sniff_artifact(request["path"])}
+    if op == "stored_config":
+        return _stored(request["path"], request["format"])
+    if op == "saved_model":
+        return _inspect_saved_model(request["path"], int(request["max_bytes"]))
+    if op == "check_shapes":
+        try:
+            check_shapes(request["shapes"], request["signature"])
+        except BadInputs as exc:
+            return _error("bad_inputs", exc)
+        return {}
+    raise ValueError("unknown inspect op %r" % (op,))
+
+
+def _inspect_main():
+    import json
+
+    answer = inspect(json.loads(sys.stdin.read()))
+    sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["inspect"]:
+        sys.exit(_inspect_main())
     sys.exit(W.serve(sys.argv, (COMMAND,), run_cell))
