@@ -390,7 +390,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     catalog = load_catalog(args.catalog)
     stacks = select(catalog, args.stacks, args.tags)
     all_scenarios = scenario_catalog.discover_scenarios(args.scenario_dir)
-    scenarios = [sc.name for sc in scenario_catalog.select_scenarios(all_scenarios, args.scenarios)]
+    chosen = scenario_catalog.select_scenarios(all_scenarios, args.scenarios)
+    scenarios = [sc.name for sc in chosen]
     bad = [f for f in args.formats if f not in scenario_catalog.FORMATS]
     if bad:
         raise CatalogError(f"unknown format {bad[0]!r} (known: {', '.join(scenario_catalog.FORMATS)})")
@@ -398,8 +399,8 @@ def _cmd_report(args: argparse.Namespace) -> int:
     store = _existing_store(args.store)
     with store.running(wait=args.wait, reader=True):
         _existing_store(args.store)  # the run it waited for may have ended without records
-        complete = all(store.save_record_path(s.id, sc, f).is_file()
-                       for s in stacks for sc in scenarios for f in formats)
+        complete = all(store.save_record_path(s.id, sc.name, f).is_file()
+                       for s in stacks for sc in chosen for f in formats if sc.uses(f))
         selection = scenario_catalog.Selection(
             tuple(s.id for s in stacks), tuple(scenarios), formats,
             whole=(_is_default_catalog(args.catalog) and len(stacks) == len(catalog) and complete

@@ -474,6 +474,12 @@ _COMPILE_CONFIG = (
     rf"Unknown optimizer: '?(?:Custom>)?(?:{_OPTIMIZER_RE})'?(?![\w>])")
 # Keras 2's recurrent-layer argument Keras 3 removed (keras-team/keras#20750).
 _RNN_TIME_MAJOR = r"Unrecognized keyword arguments? passed to \w+: \{[^}]*'time_major'"
+# The worker's finding for a .keras file whose neighbour model.weights.h5 the load removed
+# or rewrote (Keras 3.4.0/3.4.1, keras-team/keras#19921).
+_WEIGHTS_BESIDE_DELETED = r"load_model\('[^']+'\) (?:deleted|overwrote) model\.weights\.h5, the weights file beside it"
+_LEGACY_OPTIMIZER_CHECKPOINT = r"restore a checkpoint from a legacy (?:TF-)?Keras optimizer into a v2\.11\+ Optimizer"
+_OPTIMIZER_NOT_TRACKABLE = r"`Checkpoint` was expecting optimizer to be a trackable object"
+_CHECKPOINT_SHAPES = r"Received incompatible tensor with shape \S+ when attempting to restore variable"
 # A Keras 3 Sequential rebuild feeding a nested Functional model's output twice
 # (keras-team/keras#19959): the Keras >= 3.4 wording, and the older one of tensorflow#63853.
 _SEQUENTIAL_TWO_INPUTS = (r"Layer [\"'][\w/]+[\"'] (?:expects 1 input\(s\), but it received 2 input tensors|"
@@ -612,7 +618,7 @@ RULES: tuple[Rule, ...] = (
          r"SavedModel file does not exist at: .*\.keras|No model found in config file|"
          r"Unable to (?:synchronously )?open file \(file signature not found\)|"
          r"No model config found in the file at (?:<tensorflow\.python\.platform\.gfile|\S*\.keras)",
-         when=lambda rec: rec.format == "keras", family="version"),
+         when=lambda rec: rec.format in ("keras", "keras+weights"), family="version"),
     Rule("hdf5_named_keras", "HDF5 written under a .keras name",
          "Releases before TF 2.12 write HDF5 when given a .keras file name; Keras 3 checks "
          "the content, finds no zip archive and reports 'File not found ... accessible .keras "
@@ -721,6 +727,38 @@ RULES: tuple[Rule, ...] = (
          r"Binding inputs to tf\.function failed due to `too many positional arguments`", types=("TypeError",),
          remedies=("signature",), family="version",
          defining=r"Binding inputs to tf\.function failed due to `too many positional arguments`"),
+    Rule("keras_deletes_weights_beside", "load_model deleted the model.weights.h5 beside the .keras file",
+         "Keras 3.4.0 and 3.4.1 load a .keras archive by extracting its own model.weights.h5 into the "
+         "folder of the .keras file and deleting it afterwards: a user's weights file of that name in the "
+         "same folder is overwritten, then gone (\"No such file or directory: 'model.weights.h5'\", "
+         "keras-team/keras#19921, fixed by keras-team/keras#19924; measured: Keras 3.4.1 deletes it, for "
+         "the files of every saver it reads). The model itself loads; the file beside it does not survive "
+         "the load. Keep the .keras file in a folder of its own (or name the weights file otherwise), or "
+         "load with a Keras release before 3.4 or from 3.5 on. No load option avoids it.",
+         _WEIGHTS_BESIDE_DELETED, types=("RuntimeError",), family="version", defining=_WEIGHTS_BESIDE_DELETED),
+    Rule("legacy_optimizer_checkpoint", "A TF checkpoint of a legacy optimizer in TF >= 2.11",
+         "The checkpoint holds the state of a Keras optimizer from before TensorFlow 2.11 (now "
+         "tf.keras.optimizers.legacy); the TF 2.11+ optimizers refuse to restore it (\"You are trying to "
+         "restore a checkpoint from a legacy Keras optimizer into a v2.11+ Optimizer\"; keras-team/keras-io"
+         "#1426). The weights are fine: compile the model with the legacy optimizer class "
+         "(tf.keras.optimizers.legacy.Adam) before load_weights, or load with TF <= 2.10 and save again.",
+         _LEGACY_OPTIMIZER_CHECKPOINT, family="version", defining=_LEGACY_OPTIMIZER_CHECKPOINT),
+    Rule("keras3_optimizer_not_trackable", "tf.train.Checkpoint refuses this Keras 3 optimizer",
+         "tf.train.Checkpoint takes TensorFlow trackable objects only; the optimizers of Keras 3.3 on "
+         "TensorFlow are not (\"`Checkpoint` was expecting optimizer to be a trackable object\"), so a TF "
+         "checkpoint with the optimizer's state can be neither written nor read there (measured: Keras "
+         "3.3.3 refuses both; 3.4.1 and later write and read it). Checkpoint the model alone "
+         "(tf.train.Checkpoint(model=...)) and lose the optimizer's state, or save .keras / .weights.h5.",
+         _OPTIMIZER_NOT_TRACKABLE, outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="version",
+         defining=_OPTIMIZER_NOT_TRACKABLE),
+    Rule("tf_checkpoint_keras2_layout", "A Keras 2 TF checkpoint read into a Keras 3 model",
+         "A TF checkpoint matches variables by the object graph that wrote it; Keras 2's (model.save_weights "
+         "without .h5) and Keras 3's (tf.train.Checkpoint(model=, optimizer=)) differ, so the restore pairs "
+         "variables of different shapes and stops (\"Received incompatible tensor with shape ... when "
+         "attempting to restore variable\"). Keras 3's own load_weights reads no TF checkpoint at all. Read "
+         "it through tf_keras (TF_USE_LEGACY_KERAS=1) and save it again as .weights.h5.",
+         _CHECKPOINT_SHAPES, when=lambda rec: rec.format == "tf_checkpoint", remedies=("tf_keras",),
+         family="version"),
     Rule("keras3_rnn_time_major", "Keras 3 refuses time_major in a Keras 2 recurrent layer",
          "Keras 2 (TF 2.x tf.keras, tf_keras) writes time_major (False unless set) into the config of "
          "its LSTM and GRU layers; Keras 3 removed the argument and refuses any constructor argument it "
@@ -1044,6 +1082,18 @@ RULES: tuple[Rule, ...] = (
          r"optimizer state|optimizer's step count|no optimizer",
          outcomes=_RESUMED, family="numeric",
          defining=r"optimizer state (?:lost|not restored|was not restored)"),
+    Rule("tf_checkpoint_partial_restore", "A TF checkpoint of the other Keras major, read without an error",
+         "Keras 2 and Keras 3 write TF checkpoints with different object graphs (model.save_weights "
+         "without .h5 vs tf.train.Checkpoint(model=, optimizer=)). Reading one with the other's way "
+         "raises no error when the restore only checks that something matched, while the layers keep "
+         "their fresh initial weights: the predictions are wrong, silently. Measured: Keras 3.4-3.15 "
+         "checkpoints read by Keras 2.15, and TF 1.15-2.10 checkpoints (legacy optimizers) read by "
+         "Keras 3.4-3.15; TF 2.11-2.15 checkpoints fail loudly in Keras 3 instead. Move weights between "
+         "the majors as .weights.h5/.h5, or read the checkpoint with its own major (tf_keras for Keras 2).",
+         outcomes=(Outcome.MISMATCH,), family="version",
+         when=lambda rec: (rec.format == "tf_checkpoint" and _keras(rec.saver_env) is not None
+                           and _keras(rec.env) is not None
+                           and (_keras(rec.saver_env) or (0, 0))[0] != (_keras(rec.env) or (0, 0))[0])),
     Rule("numerical_mismatch_backend", "Predictions differ across backends",
          "The model loaded, but its predictions differ from the saver's beyond the tolerance, "
          "and saver and loader run different backends: kernels and layouts differ.",
@@ -1232,19 +1282,34 @@ class RemedyResult:
         return f"{self.remedy.id}{where} tried, still fails ({why})"
 
 
+# How far a chain of remedies is followed: runner/matrix.py runs as many rounds (REMEDY_ROUNDS).
+REMEDY_DEPTH = 3
+
+
 def remedy_results(rec: Record, diag: Diagnosis | None, lookup: Callable[[str, str], Record | None],
                    *, has_custom_objects: bool, siblings: Siblings) -> list[RemedyResult]:
     """The remedies of ``rec`` that were actually run (``lookup(loader, variant)`` finds
-    the record of the same artifact there); remedies never run are left out."""
-    out = []
-    for remedy, loader, variant in remedy_targets(rec, diag, has_custom_objects=has_custom_objects,
-                                                  siblings=siblings):
-        got = lookup(loader, variant)
-        if got is None or got.outcome is Outcome.NOT_APPLICABLE:
-            continue
-        sub = diagnose(got)
-        out.append(RemedyResult(remedy, loader, variant, got.outcome.value,
-                                sub.category if sub else ""))
+    the record of the same artifact there), and the remedies of those that failed for a
+    cause with a remedy of its own (tfsm, then signature), as run by the matrix's remedy
+    rounds; remedies never run are left out."""
+    out: list[RemedyResult] = []
+    seen: set[tuple[str, str]] = set()
+    todo = [(rec, diag, 1)]
+    while todo:  # a remedy that failed further on is followed by its own (the matrix's rounds)
+        failed, why, depth = todo.pop(0)
+        for remedy, loader, variant in remedy_targets(failed, why, has_custom_objects=has_custom_objects,
+                                                      siblings=siblings):
+            if (loader, variant) in seen:
+                continue
+            seen.add((loader, variant))
+            got = lookup(loader, variant)
+            if got is None or got.outcome is Outcome.NOT_APPLICABLE:
+                continue
+            sub = diagnose(got)
+            out.append(RemedyResult(remedy, loader, variant, got.outcome.value,
+                                    sub.category if sub else ""))
+            if sub is not None and depth < REMEDY_DEPTH:
+                todo.append((got, sub, depth + 1))
     return out
 
 

@@ -54,6 +54,11 @@ __all__ = [
 ]
 
 
+# Remedy rounds: the remedies of the failing loads, then those of the remedy cells that got
+# further and failed for another cause with a remedy of its own (tfsm, then signature).
+REMEDY_ROUNDS = 3  # = diagnose.REMEDY_DEPTH (tests/test_remedies.py)
+
+
 @dataclasses.dataclass(frozen=True)
 class Options:
     fresh: bool = False
@@ -224,13 +229,17 @@ class _Runner:
     def _mine(self, cid: str) -> bool:
         return self._shard_cells is None or cid in self._shard_cells
 
+    def formats_of(self, sc: Scenario) -> list[str]:
+        """The run's formats this scenario has cells in (opt-in formats only where it names them)."""
+        return [f for f in self.formats if sc.uses(f)]
+
     def save_plan(self) -> list[tuple[str, Path]]:
         return [(save_cell_id(sc.name, f, s.id), self.store.save_record_path(s.id, sc.name, f))
-                for s in self.stacks for sc in self.scenarios for f in self.formats]
+                for s in self.stacks for sc in self.scenarios for f in self.formats_of(sc)]
 
     def load_plan(self) -> list[tuple[str, Path]]:
         return [(load_cell_id(sc.name, f, sv.id, lo.id, v), self.store.load_record_path(lo.id, sv.id, sc.name, f, v))
-                for lo in self.stacks for sv in self.savers for sc in self.scenarios for f in self.formats
+                for lo in self.stacks for sv in self.savers for sc in self.scenarios for f in self.formats_of(sc)
                 for v in sc.variants]
 
     def log(self, text: str) -> None:
@@ -357,7 +366,7 @@ class _Runner:
         todo: list[dict[str, Any]] = []
         meta: dict[str, tuple[Scenario, str, str, Record | None, dict[str, str]]] = {}
         for sc in self.scenarios:
-            for fmt in self.formats:
+            for fmt in self.formats_of(sc):
                 cid = save_cell_id(sc.name, fmt, stack.id)
                 if not self._mine(cid):
                     continue
@@ -458,7 +467,7 @@ class _Runner:
         self.saved: dict[tuple[str, str, str], Record] = {}
         for saver in self.savers:
             for sc in self.scenarios:
-                for fmt in self.formats:
+                for fmt in self.formats_of(sc):
                     saved = self.store.read(self.store.save_record_path(saver.id, sc.name, fmt))
                     art = self.store.artifact_dir(saver.id, sc.name, fmt)
                     if saved is not None and saved.outcome is Outcome.OK and self._artifact_intact(saved, art):
@@ -468,7 +477,7 @@ class _Runner:
     def plan_loads(self, lenv: StackEnv) -> _Plan:
         """Every artifact in ``lenv``, in every variant of its scenario (see :meth:`plan_load_cells`)."""
         wanted = [(saver.id, sc, fmt, variant)
-                  for saver in self.savers for sc in self.scenarios for fmt in self.formats
+                  for saver in self.savers for sc in self.scenarios for fmt in self.formats_of(sc)
                   for variant in sc.variants]
         return self.plan_load_cells(lenv, wanted)
 
@@ -515,49 +524,64 @@ class _Runner:
         return todo, lambda res: self._load_record(lenv, meta, res)
 
     # --------------------------------------------------------------------- remedies
-    def plan_remedies(self, catalog: Sequence[Stack]) -> dict[str, list[tuple[str, Scenario, str, str]]]:
+    def plan_remedies(self, catalog: Sequence[Stack],
+                      after: dict[str, list[tuple[str, Scenario, str, str]]] | None = None,
+                      seen: set[tuple[str, str, str, str, str]] | None = None,
+                      ) -> dict[str, list[tuple[str, Scenario, str, str]]]:
         """Cells to re-run so every remedy the diagnosis names for a failing load is verified.
 
         A variant remedy re-runs the cell in the same loader with one more flag; a sibling
         remedy runs it in each catalog stack declared ``sibling_of`` the loader with that
-        ``remedy``. Returned per stack id, in the order of the loads they verify.
+        ``remedy``. Returned per stack id, in the order of the loads they verify. With
+        ``after`` (the remedy cells of the round before), the failing ones are diagnosed in
+        turn: a remedy that gets further and fails for a cause with its own remedy (a legacy
+        SavedModel read through TFSMLayer, then refused for a multi-input signature) is
+        followed by that one. ``seen`` holds the cells planned already (never planned twice).
         """
         plan: dict[str, list[tuple[str, Scenario, str, str]]] = {}
-        seen: set[tuple[str, str, str, str, str]] = set()
+        seen = set() if seen is None else seen
         own = {s.id for s in self.stacks}
-        for loader in self.stacks:
-            for saver in self.savers:
-                for sc in self.scenarios:
-                    for fmt in self.formats:
-                        for variant in sc.variants:
-                            rec = self.store.read(self.store.load_record_path(
-                                loader.id, saver.id, sc.name, fmt, variant))
-                            if rec is None:
-                                continue
-                            for stack_id, cell in remedy_cells(rec, sc, catalog):
-                                if stack_id in self.opt.elsewhere and stack_id not in own:
-                                    continue  # that stack's own job loads this very cell
-                                key = (stack_id, cell[0], cell[1].name, cell[2], cell[3])
-                                if key not in seen:  # two failures may share a remedy cell
-                                    seen.add(key)
-                                    plan.setdefault(stack_id, []).append(cell)
+        if after is None:
+            sources = [(loader.id, saver.id, sc, fmt, variant)
+                       for loader in self.stacks for saver in self.savers for sc in self.scenarios
+                       for fmt in self.formats_of(sc) for variant in sc.variants]
+        else:
+            sources = [(stack_id, saver_id, sc, fmt, variant)
+                       for stack_id, cells in after.items() for saver_id, sc, fmt, variant in cells]
+        for loader_id, saver_id, sc, fmt, variant in sources:
+            rec = self.store.read(self.store.load_record_path(loader_id, saver_id, sc.name, fmt, variant))
+            if rec is None:
+                continue
+            for stack_id, cell in remedy_cells(rec, sc, catalog):
+                if stack_id in self.opt.elsewhere and stack_id not in own:
+                    continue  # that stack's own job loads this very cell
+                key = (stack_id, cell[0], cell[1].name, cell[2], cell[3])
+                if key not in seen:  # two failures may share a remedy cell
+                    seen.add(key)
+                    plan.setdefault(stack_id, []).append(cell)
         return plan
 
     def run_remedies(self, catalog: Sequence[Stack]) -> None:
         # A shard re-runs the remedies of the failures in its own store (its own loads):
         # no second partition, which could hand a failure's remedy to a shard without it.
         self._shard_cells = None
-        plan = self.plan_remedies(catalog)
+        seen: set[tuple[str, str, str, str, str]] = set()
+        plan = self.plan_remedies(catalog, seen=seen)
         by_id = {s.id: s for s in catalog}
-        missing = [by_id[sid] for sid in plan if sid not in self.summary.envs]
-        if missing:
-            self.log(f"[remedy] building sibling stacks: {', '.join(s.id for s in missing)}")
-            self.each(self._build_env, missing)
-        self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks")
         self._in_remedy = True
-        self.progress.phase("remedy", sum(len(v) for v in plan.values()))
-        self.run_phase("remedy", [by_id[sid] for sid in plan],
-                       lambda env: self.plan_load_cells(env, plan[env.stack.id]))
+        for round_no in range(1, REMEDY_ROUNDS + 1):
+            if round_no > 1 and not plan:
+                break
+            missing = [by_id[sid] for sid in plan if sid not in self.summary.envs]
+            if missing:
+                self.log(f"[remedy] building sibling stacks: {', '.join(s.id for s in missing)}")
+                self.each(self._build_env, missing)
+            then = "" if round_no == 1 else f" (round {round_no}: remedies of remedies that failed further on)"
+            self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks{then}")
+            self.progress.phase("remedy", sum(len(v) for v in plan.values()))
+            self.run_phase("remedy", [by_id[sid] for sid in plan],
+                           lambda env, cells=plan: self.plan_load_cells(env, cells[env.stack.id]))
+            plan = self.plan_remedies(catalog, after=plan, seen=seen)
 
     def confirm_timeouts(self, catalog: Sequence[Stack]) -> None:
         """A timeout is a result only when it held at the full load limit. This run's
@@ -1080,7 +1104,7 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
             for stack in runner.stacks:
                 senv = peeked[stack.id]
                 for sc in runner.scenarios:
-                    for fmt in runner.formats:
+                    for fmt in runner.formats_of(sc):
                         why = (runner.save_decision(senv, sc, fmt)[-1] if senv.ok
                                else f"environment: {first_line(senv.reason)}")
                         found.add("save", why)
@@ -1092,7 +1116,7 @@ def dry_run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Seq
                 lenv = peeked[loader.id]
                 for saver in runner.savers:
                     for sc in runner.scenarios:
-                        for fmt in runner.formats:
+                        for fmt in runner.formats_of(sc):
                             saved = runner.saved.get((saver.id, sc.name, fmt))
                             for variant in sc.variants:
                                 if (saver.id, sc.name, fmt) in resaved:

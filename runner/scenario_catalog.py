@@ -18,9 +18,11 @@ from runner.keys import scenario_digest
 
 __all__ = [
     "DEFAULT_ATOL",
+    "DEFAULT_FORMATS",
     "DEFAULT_RTOL",
     "DEFAULT_SCENARIOS",
     "FORMATS",
+    "OPT_IN_FORMATS",
     "Scenario",
     "ScenarioError",
     "Selection",
@@ -33,7 +35,12 @@ __all__ = [
 DEFAULT_SCENARIOS = next((d for d in (Path(__file__).resolve().parent.parent / "scenarios",
                                       Path(__file__).resolve().parent / "scenarios") if d.is_dir()),
                          Path(__file__).resolve().parent.parent / "scenarios")
-FORMATS: tuple[str, ...] = _w.FORMATS
+# Every scenario is saved in the default formats; an opt-in format (a finding of its own:
+# a TF checkpoint, a .keras file with its weights beside it) only by the scenarios that
+# name it in their FORMATS.
+DEFAULT_FORMATS: tuple[str, ...] = _w.FORMATS
+OPT_IN_FORMATS: tuple[str, ...] = _w.OPT_IN_FORMATS
+FORMATS: tuple[str, ...] = DEFAULT_FORMATS + OPT_IN_FORMATS
 DEFAULT_ATOL = 1e-6
 DEFAULT_RTOL = 1e-6
 
@@ -55,6 +62,12 @@ class Scenario:
     variants: tuple[str, ...] = ("default",)
     doc: str = ""
     has_custom_objects: bool = False  # defines custom_objects(keras): the remedy can be tried
+
+    def uses(self, fmt: str) -> bool:
+        """Whether the grid has this scenario's cells of ``fmt``: every default format (a
+        scenario whose FORMATS leaves one out records it as not applicable), and the
+        opt-in formats it names."""
+        return fmt not in OPT_IN_FORMATS or fmt in (self.formats or ())
 
 
 def read_scenario(path: Path) -> Scenario:

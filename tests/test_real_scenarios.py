@@ -170,8 +170,8 @@ def _ok(rec: Record) -> None:
     assert rec.max_abs_diff is not None and rec.max_abs_diff <= 1e-4, rec.cell_id
 
 
-def _fails(rec: Record, text: str, category: str) -> None:
-    assert rec.outcome is Outcome.LOAD_ERROR and rec.phase == "load", (rec.cell_id, rec.outcome, rec.error)
+def _fails(rec: Record, text: str, category: str, phase: str = "load") -> None:
+    assert rec.outcome is Outcome.LOAD_ERROR and rec.phase == phase, (rec.cell_id, rec.outcome, rec.phase, rec.error)
     assert rec.error and text in rec.error.message, (rec.cell_id, rec.error)
     diag = diagnose.diagnose(rec)
     assert diag is not None and diag.category == category, (rec.cell_id, diag)
@@ -208,3 +208,83 @@ def test_functional_in_sequential_not_rebuilt_by_newer_keras3(store25: Path) -> 
     _fails(recs["nested_sequential:h5:tf2.15->keras3.15-numpy:default"], TWO_INPUTS,
            "functional_in_sequential")
     _ok(recs["nested_sequential:h5:tf2.15->keras3.3-numpy:default"])
+
+
+# Issue 25 item 2, the two opt-in formats: a TF checkpoint of weights + Adam state, and a
+# .keras file with model.weights.h5 beside it (Keras 3.4.1 is tf2.17's Keras).
+OPT_IN_STACKS = "tf2.15,tf2.17"
+OPT_IN_SCENARIOS = ("tf_checkpoint_adam", "keras_weights_beside")
+DELETED = "keras.models.load_model('model.keras') deleted model.weights.h5, the weights file beside it"
+
+
+@pytest.fixture(scope="module")
+def store_opt_in(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("real-opt-in")
+    _runner("matrix", "--stacks", OPT_IN_STACKS, "--scenarios", ",".join(OPT_IN_SCENARIOS), "--no-report",
+            store=path)
+    return path
+
+
+def test_keras34_deletes_the_weights_file_beside_a_keras_file(store_opt_in: Path) -> None:
+    """keras-team/keras#19921: Keras 3.4.1 (tf2.17) loads a .keras file and removes the
+    user's model.weights.h5 beside it, for a Keras 2 file and for its own. Twin: Keras 2.15
+    loads the same pair (its own) and the weights file, and matches. The store's artifacts
+    still hold the file afterwards: the loader worked on its own copy, so no later cell is
+    affected, and no load was voided."""
+    recs = _records(store_opt_in)
+    for saver in ("tf2.15", "tf2.17"):
+        _fails(recs[f"keras_weights_beside:keras+weights:{saver}->tf2.17:default"], DELETED,
+               "keras_deletes_weights_beside")
+    _ok(recs["keras_weights_beside:keras+weights:tf2.15->tf2.15:default"])
+    assert not any(r.error and "artifact_changed" in r.error.type for r in recs.values())
+    for saver in ("tf2.15", "tf2.17"):
+        art = Store(store_opt_in).artifact_dir(saver, "keras_weights_beside", "keras+weights")
+        assert (art / "model.weights.h5").is_file() and (art / "model.keras").is_file(), art
+    # Only the scenarios that name an opt-in format have its cells, and only in it.
+    assert not any(r.format == "tf_checkpoint" and r.scenario == "keras_weights_beside" for r in recs.values())
+
+
+def test_tf_checkpoint_carries_weights_and_adam_within_keras2_not_across(store_opt_in: Path) -> None:
+    """A TF checkpoint written by Keras 2.15 (save_weights) reads back in Keras 2.15 with
+    Adam's state (the resumed step matches). Keras 3.4's reader (tf.train.Checkpoint) pairs
+    variables of other shapes; Keras 2.15 reads Keras 3.4's checkpoint without an error but
+    with the layers' weights not restored: predictions differ, with its own category."""
+    recs = _records(store_opt_in)
+    own = recs["tf_checkpoint_adam:tf_checkpoint:tf2.15->tf2.15:default"]
+    _ok(own)
+    assert own.details.get("training") == "resumed", own.details  # Adam's moments and step came back
+    _fails(recs["tf_checkpoint_adam:tf_checkpoint:tf2.15->tf2.17:default"],
+           "when attempting to restore variable", "tf_checkpoint_keras2_layout")
+    _ok(recs["tf_checkpoint_adam:tf_checkpoint:tf2.17->tf2.17:default"])
+    half = recs["tf_checkpoint_adam:tf_checkpoint:tf2.17->tf2.15:default"]
+    assert half.outcome is Outcome.MISMATCH, (half.outcome, half.error)
+    diag = diagnose.diagnose(half)
+    assert diag is not None and diag.category == "tf_checkpoint_partial_restore"
+
+
+@pytest.fixture(scope="module")
+def store_signature(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("real-signature")
+    _runner("matrix", "--stacks", "tf2.15,tf2.17", "--scenarios", "multi_io", "--formats", "savedmodel,export",
+            "--no-report", store=path)
+    return path
+
+
+def test_multi_input_savedmodel_chain_of_remedies_in_keras3(store_signature: Path) -> None:
+    """keras-team/keras#20813: Keras 3 (3.4.1) reads a SavedModel through TFSMLayer, whose
+    positional call a multi-input signature refuses. A legacy SavedModel: the default load is
+    refused, the tfsm remedy gets further and fails so, and the next remedy round (tfsm +
+    signature: the serving signature called with named inputs) loads and matches. An export:
+    signature fixes it in one step. Twin: Keras 2.15 loads both."""
+    recs = _records(store_signature)
+    cell = "multi_io:{fmt}:tf2.15->{loader}:{variant}"
+    refused = recs[cell.format(fmt="savedmodel", loader="tf2.17", variant="default")]
+    assert refused.outcome is Outcome.LOAD_ERROR, refused.error
+    _fails(recs[cell.format(fmt="savedmodel", loader="tf2.17", variant="tfsm")],
+           "too many positional arguments", "tfsm_positional_inputs", phase="predict")
+    _ok(recs[cell.format(fmt="savedmodel", loader="tf2.17", variant="tfsm+signature")])
+    _fails(recs[cell.format(fmt="export", loader="tf2.17", variant="default")],
+           "too many positional arguments", "tfsm_positional_inputs", phase="predict")
+    _ok(recs[cell.format(fmt="export", loader="tf2.17", variant="signature")])
+    for fmt in ("savedmodel", "export"):
+        _ok(recs[cell.format(fmt=fmt, loader="tf2.15", variant="default")])

@@ -28,11 +28,11 @@ def _scenario(tmp: Path, name: str, custom: bool) -> scenario_catalog.Scenario:
 
 
 def _fail(store: Store, saver: str, loader: str, sc: str, fmt: str, message: str,
-          variant: str = "default") -> None:
+          variant: str = "default", etype: str = "builtins.ValueError") -> None:
     store.write(Record(record_type="load", cell_id=load_cell_id(sc, fmt, saver, loader, variant),
                        stack=loader, outcome=Outcome.LOAD_ERROR, saver=saver, loader=loader,
                        scenario=sc, format=fmt, variant=variant, phase="load",
-                       error=ErrorInfo("builtins.ValueError", message), env=K3, saver_env=K2))
+                       error=ErrorInfo(etype, message), env=K3, saver_env=K2))
 
 
 def test_plan_names_variant_and_sibling_remedies_once(tmp_path: Path) -> None:
@@ -91,3 +91,56 @@ def test_plan_tries_tf_keras_for_every_keras2_file_failing_in_keras3_on_tf(tmp_p
         "tf2.16-tfkeras": [("trained_adam", "export", "default"), ("trained_adam", "h5", "default")],
         "keras3.0-jax": [("trained_adam", "h5", "compile_false")],
     }
+
+
+POSITIONAL = ("Exception encountered when calling TFSMLayer.call().\n\nBinding inputs to tf.function failed due "
+              "to `too many positional arguments`. Received args: ([...],) and kwargs: {} for signature")
+
+
+def test_a_remedy_that_fails_further_on_is_followed_by_its_own(tmp_path: Path) -> None:
+    """A legacy SavedModel in Keras 3: the default load is refused (tfsm remedy); read through
+    TFSMLayer it fails on a multi-input signature, whose own remedy (signature) is planned in
+    the next round on top of tfsm, once; the report's remedy results follow the same chain.
+    Twin: a tfsm remedy that loads plans nothing further."""
+    from runner import diagnose
+
+    store = Store(tmp_path / "store")
+    saver, loader = _stack("tf2.15"), _stack("tf2.16")
+    multi = _scenario(tmp_path, "multi_io", False)
+    _fail(store, "tf2.15", "tf2.16", "multi_io", "savedmodel", SAVEDMODEL)
+    runner = matrix._Runner([loader], [saver], [multi], ["savedmodel"], store,
+                            matrix.Options(), io.StringIO(), env_factory=lambda s, st: None)  # type: ignore[arg-type,return-value]
+    seen: set[tuple[str, str, str, str, str]] = set()
+    first = runner.plan_remedies([saver, loader], seen=seen)
+    assert {sid: [c[3] for c in cells] for sid, cells in first.items()} == {"tf2.16": ["tfsm"]}
+    assert runner.plan_remedies([saver, loader], after=first, seen=set(seen)) == {}  # not run yet: nothing
+    _fail(store, "tf2.15", "tf2.16", "multi_io", "savedmodel", POSITIONAL, variant="tfsm", etype="builtins.TypeError")
+    second = runner.plan_remedies([saver, loader], after=first, seen=seen)
+    assert {sid: [c[3] for c in cells] for sid, cells in second.items()} == {"tf2.16": ["tfsm+signature"]}
+    assert runner.plan_remedies([saver, loader], after=first, seen=seen) == {}  # planned once
+    store.write(Record(record_type="load", cell_id=load_cell_id("multi_io", "savedmodel", "tf2.15", "tf2.16",
+                                                                "tfsm+signature"),
+                       stack="tf2.16", outcome=Outcome.OK, saver="tf2.15", loader="tf2.16", scenario="multi_io",
+                       format="savedmodel", variant="tfsm+signature", env=K3, saver_env=K2))
+    default = store.read(store.load_record_path("tf2.16", "tf2.15", "multi_io", "savedmodel", "default"))
+    assert default is not None
+
+    def lookup(stack: str, variant: str) -> Record | None:
+        return store.read(store.load_record_path(stack, "tf2.15", "multi_io", "savedmodel", variant))
+
+    results = diagnose.remedy_results(default, diagnose.diagnose(default), lookup, has_custom_objects=False,
+                                      siblings={})
+    assert [(r.variant, r.outcome, r.fixed) for r in results] == [
+        ("tfsm", "load_error", False), ("tfsm+signature", "ok", True)]
+    assert results[0].category == "tfsm_positional_inputs"
+    # Twin: the tfsm load works, so no further round.
+    store.write(Record(record_type="load", cell_id=load_cell_id("multi_io", "savedmodel", "tf2.15", "tf2.16", "tfsm"),
+                       stack="tf2.16", outcome=Outcome.OK, saver="tf2.15", loader="tf2.16", scenario="multi_io",
+                       format="savedmodel", variant="tfsm", env=K3, saver_env=K2))
+    assert runner.plan_remedies([saver, loader], after=first, seen=set()) == {}
+
+
+def test_remedy_rounds_and_report_depth_agree() -> None:
+    from runner import diagnose
+
+    assert matrix.REMEDY_ROUNDS == diagnose.REMEDY_DEPTH

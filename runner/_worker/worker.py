@@ -99,6 +99,10 @@ VARIANT_FLAGS = ("custom_objects", "compile_false", "unsafe", "tfsm", "signature
 VARIANTS = ("default", *VARIANT_FLAGS)
 MODEL_FILES = {"h5": "model.h5", "savedmodel": "savedmodel", "keras": "model.keras",
                "json+weights": "model.json", "export": "export"}
+# Formats only the scenarios that name them in their FORMATS use (their own finding, not
+# a column for every scenario): a TF checkpoint of weights and optimizer read into a model
+# built from code; a .keras file with its weights saved beside it as model.weights.h5.
+OPT_IN_FORMATS = ("tf_checkpoint", "keras+weights")
 REQUEST_FILE = "request.json"
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "log.txt"
@@ -620,10 +624,52 @@ def _save_export(fw, model, tmp, xs, ys):
     return info
 
 
+def _tf_checkpoint_impossible(fw):
+    if fw.tf is None:
+        return "a TF checkpoint needs TensorFlow, which this stack does not have"
+    if fw.keras_major >= 3 and _backend_name(fw) != "tensorflow":
+        return ("Keras %s on %s keeps its variables outside TensorFlow: tf.train.Checkpoint cannot write "
+                "or read them" % (fw.keras_version, _backend_name(fw)))
+    return None
+
+
+def _save_tf_checkpoint(fw, model, tmp, xs, ys):
+    """Weights and optimizer state as a TF checkpoint (``ckpt.index`` + ``ckpt.data-*``):
+    what Keras 2's ``model.save_weights(path)`` writes for a path without ``.h5``. Keras 3
+    writes no TF checkpoint with ``save_weights``; its TensorFlow users write one with
+    ``tf.train.Checkpoint(model=..., optimizer=...)``, and its loaders read it that way."""
+    impossible = _tf_checkpoint_impossible(fw)
+    if impossible:
+        raise NotApplicable(impossible)
+    folder = os.path.join(tmp, "checkpoint")
+    os.makedirs(folder)
+    prefix = os.path.join(folder, "ckpt")
+    if fw.keras_major >= 3:
+        fw.tf.train.Checkpoint(model=model, optimizer=model.optimizer).write(prefix)
+        writer = "tf.train.Checkpoint(model=, optimizer=).write"
+    else:
+        model.save_weights(prefix, save_format="tf")
+        writer = "model.save_weights(save_format='tf')"
+    return {"model_file": "checkpoint", "checkpoint_prefix": "ckpt", "checkpoint_writer": writer}
+
+
+def _save_keras_weights_beside(fw, model, tmp, xs, ys):
+    """A ``.keras`` file and, in the same folder, the model's weights as ``model.weights.h5``
+    (``save_weights``): the pair users keep side by side, which Keras 3.4.0/3.4.1's
+    ``load_model`` overwrites and deletes (it extracts the archive's own weights file of
+    that name next to the ``.keras`` file, then removes it: keras#19921)."""
+    model.save(os.path.join(tmp, "model.keras"))
+    if sniff_artifact(os.path.join(tmp, "model.keras")) != "keras_v3":
+        raise NotApplicable("Keras %s writes no Keras v3 archive for model.save('*.keras')" % fw.keras_version)
+    model.save_weights(os.path.join(tmp, "model.weights.h5"))
+    return {"model_file": "model.keras", "weights_file": "model.weights.h5"}
+
+
 # One writer per format. A dispatch table: a save cell's key covers only its own entry
 # (runner/components.py), so editing how h5 is written recomputes h5 saves only.
 SAVERS = {"h5": _save_h5, "savedmodel": _save_savedmodel, "keras": _save_keras,
-          "json+weights": _save_json_weights, "export": _save_export}
+          "json+weights": _save_json_weights, "export": _save_export,
+          "tf_checkpoint": _save_tf_checkpoint, "keras+weights": _save_keras_weights_beside}
 
 
 def _save_model(fw, model, fmt, tmp, xs, ys):
@@ -770,9 +816,80 @@ def _load_for_inference(fw, path, saved, opts):
     return None, _export_predictor(fw, path, saved)
 
 
+def _only_default_load(fmt, opts):
+    """A load of ``fmt`` takes no remedy that changes how ``load_model`` is called."""
+    kwargs = set(opts["kwargs"]) - {"custom_objects"}
+    if kwargs or opts.get("scope") is not None:
+        raise NotApplicable("%s does not apply to a %s load" % (", ".join(sorted(kwargs)) or "safe mode", fmt))
+
+
+def _load_tf_checkpoint(fw, path, saved, opts):
+    """The scenario's model built from its code (a checkpoint holds no architecture), then
+    the checkpoint read into it as its stack's users do: ``model.load_weights(prefix)``
+    in Keras 2 (which restores the optimizer's slots when training resumes), and in
+    Keras 3 ``tf.train.Checkpoint(model=, optimizer=).read(prefix)`` after building the
+    optimizer, asserting that something matched (as Keras 2's load_weights does)."""
+    _only_default_load("tf_checkpoint", opts)
+    impossible = _tf_checkpoint_impossible(fw)
+    if impossible:
+        raise NotApplicable(impossible)
+    cell = opts.get("cell")
+    if cell is None:
+        raise NotApplicable("a TF checkpoint holds weights only: the model comes from the scenario's code")
+    scenario = load_scenario(cell["scenario"], cell["scenario_path"])
+    model = scenario.build(fw.keras)
+    prefix = os.path.join(path, saved["checkpoint_prefix"])
+    if fw.keras_major >= 3:
+        optimizer = getattr(model, "optimizer", None)
+        if optimizer is not None and not getattr(optimizer, "built", True):
+            optimizer.build(model.trainable_variables)
+        fw.tf.train.Checkpoint(model=model, optimizer=optimizer).read(prefix).assert_nontrivial_match()
+    else:
+        model.load_weights(prefix)
+
+    def predict(xs):
+        return predict_outputs(fw, model, xs)
+
+    return model, predict
+
+
+def _file_digest(path):
+    import hashlib
+
+    with open(path, "rb") as fh:
+        return hashlib.sha256(fh.read()).hexdigest()
+
+
+def _load_keras_weights_beside(fw, path, saved, opts):
+    """``load_model`` of the ``.keras`` file with the weights file beside it, then that
+    weights file loaded into the model. Both are copied to a private folder first: what
+    the load does to its folder (Keras 3.4.0/3.4.1 overwrite and delete model.weights.h5
+    there) is the finding, and never reaches the artifact the next loader reads."""
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="compat-beside-")
+    try:
+        for name in (saved["model_file"], saved["weights_file"]):
+            shutil.copyfile(os.path.join(os.path.dirname(path), name), os.path.join(folder, name))
+        beside = os.path.join(folder, saved["weights_file"])
+        before = _file_digest(beside)
+        model, predict = _load_with_load_model(fw, os.path.join(folder, saved["model_file"]), saved, opts)
+        if not os.path.exists(beside):
+            raise RuntimeError("keras.models.load_model(%r) deleted %s, the weights file beside it"
+                               % (saved["model_file"], saved["weights_file"]))
+        if _file_digest(beside) != before:
+            raise RuntimeError("keras.models.load_model(%r) overwrote %s, the weights file beside it"
+                               % (saved["model_file"], saved["weights_file"]))
+        model.load_weights(beside)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    return model, predict
+
+
 # One reader per format, a dispatch table like SAVERS.
 LOADERS = {"h5": _load_h5, "savedmodel": _load_savedmodel, "keras": _load_keras,
-           "json+weights": _load_json_weights, "export": _load_for_inference}
+           "json+weights": _load_json_weights, "export": _load_for_inference,
+           "tf_checkpoint": _load_tf_checkpoint, "keras+weights": _load_keras_weights_beside}
 
 
 def _load_model(fw, path, custom_objects, saved, flags=frozenset(), cell=None):

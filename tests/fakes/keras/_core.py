@@ -423,6 +423,26 @@ class Model(object):
     def save(self, filepath, overwrite=True, save_format=None, **kwargs):
         save_model(self, filepath, save_format=save_format)
 
+    def save_weights(self, filepath, overwrite=True, save_format=None, **kwargs):
+        """The weights alone, as HDF5 (the magic bytes, then JSON), whatever the name."""
+        filepath = os.fspath(filepath)
+        _behavior.fire("save", filepath)
+        payload = json.dumps({"weights": [{"dtype": str(w.dtype), "shape": list(w.shape), "data": w.tolist()}
+                                          for w in self.get_weights()]}).encode("utf-8")
+        with open(filepath, "wb") as fh:
+            fh.write(H5_MAGIC + payload)
+
+    def load_weights(self, filepath, **kwargs):
+        filepath = os.fspath(filepath)
+        if not os.path.exists(filepath):
+            raise FileNotFoundError("[Errno 2] Unable to open file (name = '%s')" % filepath)
+        with open(filepath, "rb") as fh:
+            data = fh.read()
+        if not data.startswith(H5_MAGIC):
+            raise ValueError("fake keras: %s is not a weights file" % filepath)
+        weights = json.loads(data[len(H5_MAGIC):].decode("utf-8"))["weights"]
+        self.set_weights([np.array(w["data"], dtype=w["dtype"]).reshape(w["shape"]) for w in weights])
+
     def summary(self, print_fn=None):
         (print_fn or print)("fake model %s: %d layers" % (self.name, len(self._layers)))
 
