@@ -50,7 +50,7 @@ from typing import Any, TextIO
 import pandas as pd
 from tabulate import tabulate
 
-from runner import diagnose, faults, gate, heatmap, site
+from runner import diagnose, faults, gate, heatmap, history, site
 from runner.cells import held_at_full_limit
 from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
@@ -120,7 +120,7 @@ CSV_MESSAGE_CHARS = 160
 RESULTS_JSON = gate.RESULTS_JSON
 REPORT_FILES = ("README.md", "matrix.md", "errors.md", "CHANGES.md", "heatmap.svg", "index.html",
                 "results.csv.gz", RESULTS_JSON)
-REPORT_DIRS = ("grids", "heatmaps", "site", "data")  # wholly the report's: stale files removed
+REPORT_DIRS = ("grids", "heatmaps", "site", "data", history.FOLDER)  # wholly the report's: stale files removed
 LEGACY_FILES = ("results.csv", "results.json")  # written by earlier layouts; a rewrite removes them
 RESULTS_SCHEMA = gate.RESULTS_SCHEMAS[-1]
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
@@ -788,17 +788,7 @@ def changes_markdown(previous: Previous, current: Mapping[str, gate.Cell], said:
                                   "cells that changed since this one."]) + "\n"
     old = {k: c for k, c in previous.cells.items() if not c.remedy}
     new = {k: c for k, c in current.items() if not c.remedy}
-    res = gate.compare(old, new)
-    flagged = {n.cell_id for _, n in res.regressions} | {n.cell_id for _, n in res.fixed} | {
-        n.cell_id for _, n in res.changed}
-    other = [(old[c], new[c]) for c in sorted(set(old) & set(new))
-             if c not in flagged and old[c].outcome != new[c].outcome]
-    kinds: dict[str, list[tuple[gate.Cell, gate.Cell]]] = {
-        "now failing (was ok)": [(o, n) for o, n in res.regressions if o.outcome in gate.PASSING],
-        "now ok (was failing)": list(res.fixed),
-        # a regression of the prediction fact in a cell that failed already (training_mismatch before)
-        "predictions no longer match": [(o, n) for o, n in res.regressions if o.outcome not in gate.PASSING],
-        "failure changed": list(res.changed), "other outcome change": other}
+    res, kinds = history.change_kinds(old, new)  # the kinds the history's feed shows too
     lines += [f"Compared with the previous published table ({previous.selection or 'selection not stated'}) "
               "by the regression gate's comparison (`runner/gate.py`), table cells only (remedy runs aside). "
               "\"Predictions no longer match\": predictions matched (a trained model whose training did not "
@@ -1085,7 +1075,8 @@ def _site_cells(clean: pd.DataFrame) -> list[dict[str, Any]]:
 def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str,
                  previous: Previous, old_changes: str | None = None,
                  skipped: Sequence[tuple[str, str]] = (),
-                 docs: Mapping[str, str] | None = None) -> dict[str, str | bytes]:
+                 docs: Mapping[str, str] | None = None,
+                 past: history.Past | None = None) -> dict[str, str | bytes]:
     """Every file of the report, by path relative to the report folder.
 
     ``previous`` is the table the folder held before (for CHANGES.md); when this write's
@@ -1093,17 +1084,20 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     is kept, so a no-op rerun changes no byte. ``skipped`` (record files that could not be
     used: path from the store root, why) are named in README.md and results.json.gz. ``docs``:
     each scenario's one-line description (:func:`scenario_docs`), on the grid pages, README.md
-    and the site.
+    and the site. ``past``: the folder's history (:mod:`runner.history`): a table that
+    differs from ``previous`` adds a publication to it.
     """
     docs = docs or {}
     clean = df.astype(object).where(df.notna(), None)
     table = results_json(clean, records, said, skipped)
+    current: dict[str, gate.Cell] | None = None
     if old_changes is not None and previous.text == table:
         changes = old_changes
     else:
         cells = table_cells(clean)  # rows as dicts (DataFrame.to_dict boxes each of ~4 million values)
-        changes = changes_markdown(previous, gate.cells_from_rows(
-            dict(zip(cells.columns, row, strict=True)) for row in cells.itertuples(index=False, name=None)), said)
+        current = gate.cells_from_rows(
+            dict(zip(cells.columns, row, strict=True)) for row in cells.itertuples(index=False, name=None))
+        changes = changes_markdown(previous, current, said)
     csv_df = df[CSV_COLUMNS].assign(**{col: [_first_line("" if pd.isna(m) else str(m))[:CSV_MESSAGE_CHARS]
                                              for m in df[col]] for col in ("error_message", "training_reason")})
     cells = table_cells(df)
@@ -1139,6 +1133,8 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         formats=[f for f in FORMATS if not cells.empty and f in set(cells["format"])],
         changes_md=changes, fixed_mark=FIXED_MARK, slug=slug, headline=headline(df),
         scenario_docs={s: d for s, d in docs.items() if not cells.empty and s in set(cells["scenario"])}))
+    files.update(history.history_files(past or history.Past([], {}), previous.text, previous.cells,
+                                       previous.selection, table, _bytes(files[RESULTS_JSON]), current, said))
     assert len(str(files["README.md"]).encode("utf-8")) <= INDEX_MAX_BYTES, "README.md over its size limit"
     return files
 
@@ -1539,7 +1535,7 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     except (OSError, UnicodeDecodeError):
         old_changes = None
     files = report_files(df, records, scrub, said, previous, old_changes, skipped=skipped,
-                         docs=scenario_docs(scenario_dir))
+                         docs=scenario_docs(scenario_dir), past=history.read_history(_target(out)))
     written = _publish(out, files)
     df.attrs["skipped"] = skipped
     df.attrs["unselected"] = scan.unselected

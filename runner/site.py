@@ -46,7 +46,7 @@ def find_chromium() -> str | None:
 __all__ = ["ASSETS", "site_files"]
 
 ASSETS = Path(__file__).resolve().parent / "site_assets"
-ASSET_FILES = ("app.js", "style.css")
+ASSET_FILES = ("app.js", "style.css", "history.js")  # history.js: the History view (runner.history)
 STRIDE = 5  # integers per cell in a grid's flat list (meta.stride tells the page)
 
 

@@ -82,4 +82,4 @@ def test_the_site_assets_travel_as_package_data(installed: Path, tmp_path: Path)
              "str(s.ASSETS).startswith(str(__import__('pathlib').Path(runner.__file__).parent)))")
     out = subprocess.run([str(installed.parent / "python"), "-c", "import runner; " + probe], cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["app.js", "index.html", "style.css", "True"]
+    assert out == ["app.js", "history.js", "index.html", "style.css", "True"]

@@ -11,7 +11,7 @@
   var D = (window.COMPAT_DATA = window.COMPAT_DATA || {});
   var M = D.meta;
   var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cell"];
-  var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "about"];
+  var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "history", "about"];
   var state = {};
   var renderToken = 0;
   var pending = {};
@@ -511,7 +511,11 @@
     return Promise.resolve();
   }
   var RENDER = { overview: viewOverview, upgrade: viewUpgrade, grid: viewGrid, pair: viewPair, search: viewSearch,
-    changes: viewChanges, about: viewAbout };
+    changes: viewChanges, about: viewAbout,
+    history: function (token, root) { return window.COMPAT_HISTORY.view(root, HOOK, token); } };
+  // site/history.js (the History view and a cell's history across publications) is handed these
+  var HOOK = { el: el, openCell: function (id) { return openCell(id, false); }, findCell: findCell,
+    current: function (t) { return t === renderToken; } };
 
   // ----------------------------------------------------------------- details
   function copyRow(label, value) {
@@ -575,6 +579,7 @@
     if (c.source === "load") box.appendChild(copyRow("repro command", "python -m runner repro '" + c.id + "' --out repro"));
     var link = location.href.split("#")[0] + "#" + hashOf({ cell: c.id });
     box.appendChild(el("p", null, el("a", { id: "d-permalink", href: link, text: "Permalink to this cell" })));
+    if (window.COMPAT_HISTORY) box.appendChild(window.COMPAT_HISTORY.cellPanel(c, HOOK));
   }
   function markSelected(id) {
     Array.prototype.forEach.call(document.querySelectorAll("td.sel"), function (td) { td.classList.remove("sel"); });
