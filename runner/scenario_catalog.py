@@ -137,7 +137,11 @@ class Selection:
     whole: bool = False
 
     def describe(self) -> str:
-        size = f"{len(self.stacks)} stacks × {len(self.scenarios)} scenarios × {len(self.formats)} formats"
+        default = [f for f in self.formats if f not in OPT_IN_FORMATS]
+        opt_in = [f for f in self.formats if f in OPT_IN_FORMATS]
+        size = f"{len(self.stacks)} stacks × {len(self.scenarios)} scenarios × {len(default)} formats"
+        if opt_in:  # only the scenarios naming them have these cells
+            size += f" (and {', '.join(opt_in)} for the scenarios that name {'it' if len(opt_in) == 1 else 'them'})"
         variants = "each scenario's declared load variants, plus the remedy re-runs"
         if self.whole:
             return f"the whole default catalog: {size}; load variants: {variants}."
