@@ -1,5 +1,5 @@
 """Command line: ``python -m runner COMMAND`` (matrix, save, load, report, stacks, check, gate,
-merge, ci-workflow, ci-plan, explain, repro, show).
+merge, ci-workflow, ci-plan, explain, repro, bisect, show).
 
 Bad input (unknown stack, tag, scenario or format; an empty list; a non-positive number;
 invalid catalog; a store or report directory that cannot be written) is one
@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
-from runner import check, ci_workflow, components, explain, gate, matrix, merge, scenario_catalog
+from runner import bisect, check, ci_workflow, components, explain, gate, matrix, merge, scenario_catalog
 from runner.cli_options import add_common, add_stacks, add_workers, csv_list, positive, positive_seconds
 from runner.records import RecordError, Store, StoreBusyError, default_store_root
 from runner.runtime_docker import RUN_RUNTIMES, parse_memory
@@ -142,6 +142,9 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
                            help="report directory (default: reports/ for the whole default catalog, "
                                 "<store>/reports/ for any other selection)")
             p.add_argument("--no-report", action="store_true")
+            p.add_argument("--no-bisect", action="store_true",
+                           help="skip the bisect phase (after loads and remedies: the first release "
+                                "between adjacent Keras 3 stacks where a cell's outcome changes)")
             gate.add_options(p, baseline_required=False)
     p = sub.add_parser("report", help="write reports from the records already in the store")
     add_common(p)
@@ -179,6 +182,7 @@ def _parser(prog: str = "python -m runner") -> argparse.ArgumentParser:
     add_common(p)
     p.add_argument("cell", help="a load cell id or text contained in exactly one")
     p.add_argument("--out", type=Path, required=True, help="new (or empty) directory to write to")
+    bisect.add_parser(sub)
     p = sub.add_parser("show", help="print the records of cells whose id contains TEXT")
     add_common(p)
     p.add_argument("text")
@@ -258,7 +262,8 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
                              jobs=args.jobs, wait=args.wait, shard=args.shard, verbose=args.verbose,
                              elsewhere=tuple(args.elsewhere), runtime=args.runtime,
                              docker_base=args.docker_base, docker_memory=args.docker_memory,
-                             docker_cpus=args.docker_cpus, verify=args.verify_sample)
+                             docker_cpus=args.docker_cpus, verify=args.verify_sample,
+                             bisect=None if args.command != "matrix" or args.no_bisect else bisect.bisect_phase)
     if args.dry_run:
         if args.shard is not None:
             raise PreflightError("--dry-run predicts the whole selection; drop --shard")
@@ -513,6 +518,8 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             print(explain.explain_text(store, explain.find_cell(store, args.cell),
                                        load_catalog(args.catalog)), end="")
             return 0
+        if args.command == "bisect":
+            return bisect.cmd_bisect(args)
         if args.command == "repro":
             store = _existing_store(args.store)
             files = explain.write_repro(store, explain.find_cell(store, args.cell), args.out)
@@ -521,7 +528,7 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
             return 0
         return _cmd_show(args)
     except (CatalogError, scenario_catalog.ScenarioError, RecordError, check.CheckInputError, gate.GateError,
-            explain.CellError, StoreBusyError, PreflightError, merge.MergeError) as exc:
+            explain.CellError, StoreBusyError, PreflightError, merge.MergeError, bisect.BisectError) as exc:
         print(f"runner: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except matrix.StaleCacheError as exc:

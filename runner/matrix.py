@@ -80,6 +80,9 @@ class Options:
     # Fraction of cache hits re-run and compared (at least one per loader x format); None:
     # VERIFY_FRACTION when the runner's code changed since the store was last verified.
     verify: float | None = None
+    # The bisect phase, run after loads and remedies (runner/bisect.py ``bisect_phase``, which
+    # the command line passes: this module does not import it); None, the default: no bisect.
+    bisect: Callable[[Any, Sequence[Stack]], None] | None = None
 
     def runtime_settings(self) -> RuntimeSettings:
         return RuntimeSettings(self.runtime, self.docker_base, self.docker_memory, self.docker_cpus)
@@ -1195,6 +1198,8 @@ def _run(stacks: Sequence[Stack], scenarios: Sequence[Scenario], formats: Sequen
             runner.confirm_timeouts(catalog)
         if "load" in options.phases:
             _verify(runner, store, options)
+        if options.bisect is not None and "load" in options.phases:
+            options.bisect(runner, catalog)
     finally:
         runner.progress.close()
         runner.summary.recycled = execute.recycled_workers() - recycled

@@ -51,6 +51,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from runner import diagnose, faults, gate, heatmap, history, site
+from runner.bisect_results import results_digest, table_annotations
 from runner.cells import held_at_full_limit
 from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
@@ -101,20 +102,23 @@ COLORS: dict[str, str] = {
     "not_applicable": "#eeeeee", "timeout": "#d1c4e9", "crash": "#b39ddb",
     "protocol_error": "#b0bec5", "env_unavailable": "#cfd8dc", "not_run": "#fafafa",
 }
+# A table cell's bisect (runner/bisect.py): the first release where its outcome changed, the
+# release before it and the first one's notes; empty when not bisected (docs/reports-schema.md).
+BISECT_COLUMNS = ("first_bad_release", "last_good_release", "release_notes")
 COLUMNS = [
     "cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
     "error_type", "error_message", "category", "remedy", "max_abs_diff",
     "prediction", "training", "training_diff", "training_reason", "written_as",
     "saver_python", "saver_tensorflow", "saver_keras", "saver_backend",
     "loader_python", "loader_tensorflow", "loader_keras", "loader_backend",
-    "source", "traceback_tail",
+    "source", "traceback_tail", *BISECT_COLUMNS,
 ]
 VERSION_KEYS = ("python", "tensorflow", "keras", "backend")
 # The published files: results.csv.gz is the flat table a spreadsheet or pandas reads
 # (messages cut to their first line); results.json.gz keeps every distinct error once.
 CSV_COLUMNS = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase",
                "category", "remedy", "error_type", "error_message", "max_abs_diff", "prediction", "training",
-               "training_diff", "training_reason", "written_as", "source"]
+               "training_diff", "training_reason", "written_as", "source", *BISECT_COLUMNS]
 CSV_MESSAGE_CHARS = 160
 # Top-level files every report writes; the folders below hold the rest of the set.
 RESULTS_JSON = gate.RESULTS_JSON
@@ -125,7 +129,7 @@ LEGACY_FILES = ("results.csv", "results.json")  # written by earlier layouts; a 
 RESULTS_SCHEMA = gate.RESULTS_SCHEMAS[-1]
 JSON_COLUMNS = ["scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
                 "remedy", "max_abs_diff", "prediction", "training", "training_diff", "training_reason",
-                "written_as", "source", "error_id"]
+                "written_as", "source", *BISECT_COLUMNS, "error_id"]
 JSON_MESSAGE_CHARS = 600
 JSON_TRACEBACK_CHARS = 800
 INDEX_MAX_BYTES = 200_000  # GitHub renders Markdown up to a size; stay well below it
@@ -965,6 +969,40 @@ def category_anchor(category: str) -> str:
     return f"cat-{slug(category)}"
 
 
+def with_bisect(df: pd.DataFrame, store_root: Path) -> pd.DataFrame:
+    """``df`` with :data:`BISECT_COLUMNS` filled from the store's bisect results
+    (:func:`runner.bisect_results.table_annotations`) on the table cells they explain, "" on
+    every other row; ``_bisect_was`` (the outcome the cell had before, for errors.md) beside."""
+    df = df.assign(**dict.fromkeys((*BISECT_COLUMNS, "_bisect_was"), ""))
+    if df.empty:
+        return df
+    table = (df["source"] != "remedy").to_numpy()
+    found = table_annotations(store_root, dict(zip(df["cell_id"][table], df["outcome"][table],
+                                                                  strict=True)))
+    if found:
+        mask = table & df["cell_id"].isin(found).to_numpy()
+        for col, key in ((*zip(BISECT_COLUMNS, BISECT_COLUMNS, strict=True), ("_bisect_was", "was"))):
+            df.loc[mask, col] = [found[cid][key] for cid in df.loc[mask, "cell_id"]]
+    return df
+
+
+def _first_failing(part: pd.DataFrame) -> str:
+    """errors.md's bisect cell of one signature: each distinct first failing release of its
+    cells, "keras 3.11.3 (was ok in 3.11.2)" with a link to the release's notes."""
+    seen: dict[str, int] = {}
+    for first, last, notes, was in zip(part[BISECT_COLUMNS[0]].fillna(""), part[BISECT_COLUMNS[1]].fillna(""),
+                                       part[BISECT_COLUMNS[2]].fillna(""), part["_bisect_was"].fillna(""),
+                                       strict=True):
+        if first:
+            text = f"[{first}]({notes}) (was {was} in {str(last).rsplit(' ', 1)[-1]})"
+            seen[text] = seen.get(text, 0) + 1
+    if not seen:
+        return "—"
+    shown = sorted(seen, key=lambda t: (-seen[t], t))
+    counts = {t: f" ×{n}" if len(seen) > 1 else "" for t, n in seen.items()}
+    return "; ".join(t + counts[t] for t in shown[:3]) + (f"; and {len(shown) - 3} more" if len(shown) > 3 else "")
+
+
 def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
     """errors.md: each distinct error signature with its category, span and verified remedies."""
     failed = failing_cells(df)
@@ -986,6 +1024,8 @@ def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
         diagnose.normalise(f"{str(t).rsplit('.', 1)[-1]}: {m}" if t else str(m or o))
         for t, m, o in zip(failed["error_type"], failed["error_message"], failed["outcome"], strict=True)])
     order = failed["category"].value_counts()
+    # A column for the bisects only when there are some (runner/bisect.py; a report without leaves errors.md as it was).
+    bisected = BISECT_COLUMNS[0] in failed and bool((failed[BISECT_COLUMNS[0]].fillna("") != "").any())
     for cat in order.index:
         rule = diagnose.CATEGORIES.get(str(cat), diagnose.OTHER)
         part = failed[failed["category"] == cat]
@@ -1000,9 +1040,11 @@ def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
             rows.append([f"`{sig}`".replace("|", "\\|"), len(sp), _span(sp["saver"]), _span(sp["loader"]),
                          ", ".join(sorted(set(sp["format"].dropna()), key=FORMATS.index)),
                          ", ".join(f"{n}: fixed {ok}/{tried}" for n, (ok, tried) in sorted(tally.items()))
-                         or "—"])
+                         or "—", *([_first_failing(sp)] if bisected else [])])
         lines += [tabulate(rows, headers=["signature", "cells", "savers", "loaders", "formats",
-                                          "remedies re-run (fixed / tried)"], tablefmt="github"), ""]
+                                          "remedies re-run (fixed / tried)",
+                                          *(["first failing release (bisect)"] if bisected else [])],
+                           tablefmt="github"), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -1523,7 +1565,7 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
                      for s in discover_scenarios(scenario_dir)}
     except ScenarioError:
         scenarios = {}
-    df = build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog))
+    df = with_bisect(build_frame(records, scrub, scenarios, siblings=diagnose.sibling_map(catalog)), store.root)
     if refuse_empty and df.empty:
         raise NothingToReport(
             f"the store {store.root} holds no cell of this selection ({len(records)} usable records of it, "
@@ -1690,6 +1732,7 @@ def _inputs_digest(records: str, store: Store, scenario_dir: Path, catalog: Sequ
         "scenarios": f"{Path(scenario_dir).absolute()}:{_folder_digest(Path(scenario_dir))}",
         "code": _code_digest(), "scrub": sorted(_Scrubber(store).pairs),  # (its order of equal lengths varies)
         "fault": os.environ.get("COMPAT_FAULT", ""),
+        "bisect": results_digest(store.root),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode("utf-8", "surrogateescape")).hexdigest()
 

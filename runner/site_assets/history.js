@@ -132,11 +132,12 @@
     H.kinds.forEach(function (kind, i) {
       var rows = kinds[i];
       if (!rows) return;
+      var first = !any;  // the first kind with cells is open
       any = true;
       var ul = el("ul", { cls: "cells" });
       rows.slice(0, SHOWN).forEach(function (f) { ul.appendChild(cellLink(hook, f[0], stateText([f[2], f[3]]) + " → " + stateText([f[4], f[5]]))); });
       if (rows.length > SHOWN) ul.appendChild(el("li", { text: "… and " + (rows.length - SHOWN) + " more (history/" + P.id + ".changes.json.gz lists them all)" }));
-      box.appendChild(el("details", { open: i === 0 ? "open" : null, "data-kind": kind }, el("summary", { text: kind + " (" + rows.length + ")" }), ul));
+      box.appendChild(el("details", { open: first ? "open" : null, "data-kind": kind }, el("summary", { text: kind + " (" + rows.length + ")" }), ul));
     });
     var nNew = P.counts["new cells"] || 0, gone = P.gone;
     if (nNew) box.appendChild(el("p", { cls: "note", text: nNew + " new cells (not in the publication before)." }));
@@ -176,7 +177,7 @@
       root.appendChild(el("form", { id: "history-form", onsubmit: function (ev) { ev.preventDefault(); lookup(H, hook, out, input.value); } },
         input, " ", el("button", { type: "submit", text: "Show its history" })));
       root.appendChild(out);
-      var list = el("ol", { id: "history-feed", reversed: "reversed" });
+      var list = el("ul", { id: "history-feed", style: "list-style:none;padding-left:0" });  // the ids hold the numbers
       H.publications.slice().reverse().forEach(function (P, r) {
         var c = P.counts, flips = P.flips.length;
         var head = P.id + (P.date ? " (" + P.date + ")" : " (undated: the table before the history began)") + " — " +
