@@ -1,12 +1,20 @@
 """``python -m runner check MODEL``: is *my* model safe to load in these releases?
 
 The host reads the model file without running anything from it (format, integrity,
-provenance: with the check worker's ``stored_config``, the reader the stacks inspect the
-file with) and checks ``--inputs`` before any stack runs. Each selected stack loads the
-file in ``runner/_worker/check_worker.py`` (the matrix worker's loading code), through the
-matrix's executor and record schema, with a scrubbed environment and a throwaway HOME/TMPDIR.
-The check worker refuses a file whose stored config carries code (Lambda bytecode, imported
-functions) unless ``--unsafe``.
+provenance, a SavedModel's graph ops) and checks ``--inputs`` before any stack runs: its own
+checks (sizes, links, FIFOs, the HDF5 superblock, the zip's declared sizes) in this process,
+and the parsing through the check worker's ``inspect`` process (:func:`inspect_op`: the
+reader the stacks scan the file with, under the host's interpreter), so the host imports
+and calls nothing of the worker files. Each selected stack loads the file in
+``runner/_worker/check_worker.py`` (the matrix worker's loading code), through the matrix's
+executor and record schema, with a scrubbed environment and a throwaway HOME/TMPDIR. A check
+cell is a load cell of the user's file: the matrix's key scheme (:func:`runner.cells.check_key`),
+reuse-or-rerun decision (:func:`runner.cells.why_rerun`), remedy targets
+(:func:`runner.diagnose.remedy_targets`) and comparison (:func:`runner.judge.compare_outputs`).
+What is check's own: provenance, input validation, the reference, the safety policy. The
+check worker refuses a file whose stored config carries code (Lambda bytecode, imported
+functions) unless ``--unsafe``; the host refuses a SavedModel graph with ops that may touch
+files outside the sandbox unless ``--unsafe``.
 
 Reference: the ``y0..`` arrays of ``--inputs``; else the catalog stack matching the file's
 provenance (same Keras, else TF, major.minor), added to the run when not selected; else

@@ -402,11 +402,10 @@ class _Runner:
         without running (:meth:`_rejudge`) unless its observations came from an
         interrupted cell."""
         why = why_rerun(old, key, parts, limit, self.opt.limit("load") if old and old.record_type == "load" else None,
-                        self.opt.fresh)
+                        self.opt.fresh, product=None if art is None else (
+                            lambda rec: "" if self._artifact_intact(rec, art) else ARTIFACT_CHANGED))
         if why is not None or old is None:
             return why
-        if art is not None and old.outcome is Outcome.OK and not self._artifact_intact(old, art):
-            return ARTIFACT_CHANGED
         if (judged is not None and old.observed and old.judged_with != judged
                 and old.observed.get("worker_outcome") != judge.OBSERVED):
             return "judged otherwise, and observed by an interrupted cell"

@@ -31,10 +31,12 @@ def _attacks_section() -> Iterator[None]:
 
 
 def _peak_rss_mb(code: str) -> tuple[float, subprocess.CompletedProcess[str]]:
-    """Run ``code`` in a fresh interpreter; (its own peak resident memory in MB, the process)."""
-    # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's across exec)
-    probe = ("\nimport re\nprint('PEAK-KB', re.search(r'VmHWM:\\s+(\\d+)', "
-             "open('/proc/self/status').read()).group(1))\n")
+    """Run ``code`` in a fresh interpreter; (the peak resident memory in MB of it and of the
+    check worker's ``inspect`` processes it ran, the process)."""
+    # VmHWM: this process's own peak (ru_maxrss would carry the forking parent's across exec);
+    # ru_maxrss of the children: the largest reader process's (at most this one's at the fork).
+    probe = ("\nimport re, resource\nprint('PEAK-KB', max(int(re.search(r'VmHWM:\\s+(\\d+)', "
+             "open('/proc/self/status').read()).group(1)), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss))\n")
     proc = subprocess.run([sys.executable, "-c", code + probe], cwd=REPO, capture_output=True, text=True,
                           timeout=300, check=False)
     kb = [line.split()[1] for line in proc.stdout.splitlines() if line.startswith("PEAK-KB ")]
