@@ -46,8 +46,9 @@ def test_check_and_probe_keys_leave_the_harness_out_too() -> None:
 
 
 def test_a_check_key_covers_the_worker_code_the_host_check_calls() -> None:
-    """check.py sniffs a file's format with the worker's sniff_artifact: editing it must
-    change check keys (and, being in the save component, not every load's)."""
+    """check's ``inspect`` (the host's reading of a user's file, run as a check worker
+    process) sniffs its format with the worker's sniff_artifact: editing it must change
+    check keys (and, being in the save component, not every load's)."""
     assert "sniff_artifact" in components._check_worker_roots()
     assert "worker:save" in components.check_parts("h5")
     assert "worker:save" not in components.cell_parts("load", "h5")
