@@ -215,12 +215,16 @@ def plan_phase(work: Mapping[str, float], overhead: float, *, runners: int = RUN
     """Jobs per stack for one phase: the fewest-jobs choice among those of least projected
     wall time, a job lasting ``overhead`` + its stack's ``work`` / (jobs x ``lanes``), the
     jobs queued longest first on ``runners``. Candidates: every per-lane target that makes
-    some stack change its job count (up to ``max_jobs`` in all)."""
+    some stack change its job count (up to ``max_jobs`` in all), then single steps. A shard
+    of a stack with more than one job holds at least ``overhead`` of work: no machine is
+    started for less work than its set-up (the projection leaves a job's start-up and
+    transfers out, so tiny jobs would look cheaper than they are)."""
     stacks = sorted(work)
     if not stacks:
         return {}
     if len(stacks) > max_jobs:
         raise ValueError(f"{len(stacks)} stacks need more than {max_jobs} jobs in one matrix")
+    most = {s: max(1, math.floor(work[s] / (lanes * overhead))) if overhead > 0 else max_jobs for s in stacks}
 
     def score(groups: Mapping[str, int]) -> tuple[float, int]:
         durations = sorted((overhead + work[s] / (lanes * groups[s]) for s in stacks for _ in range(groups[s])),
@@ -238,32 +242,38 @@ def plan_phase(work: Mapping[str, float], overhead: float, *, runners: int = RUN
     # One target per lane for every stack ...
     targets = {work[s] / (lanes * g) for s in stacks for g in range(1, max_jobs + 1) if work[s] > 0}
     for t in sorted(targets | {math.inf}, reverse=True):
-        groups = {s: max(1, math.ceil(work[s] / (lanes * t) - 1e-9)) if t < math.inf else 1 for s in stacks}
+        groups = {s: min(most[s], max(1, math.ceil(work[s] / (lanes * t) - 1e-9))) if t < math.inf else 1
+                  for s in stacks}
         if sum(groups.values()) > max_jobs:
             break  # smaller targets only add jobs
         consider(groups)
     # ... and one more job at a time for the stack whose jobs are longest (fills the waves).
     groups = dict.fromkeys(stacks, 1)
     while sum(groups.values()) < max_jobs:
-        s = max(stacks, key=lambda x: (work[x] / groups[x], x))
-        if work[s] <= 0:
+        open_ = [x for x in stacks if work[x] > 0 and groups[x] < most[x]]
+        if not open_:
             break
+        s = max(open_, key=lambda x: (work[x] / groups[x], x))
         groups = {**groups, s: groups[s] + 1}
         consider(groups)
-    # Then one stack's job count up or down at a time while that shortens the phase.
+    # Then single steps while one shortens the phase: one stack's job count up or down, or
+    # one stack's up and another's down or up (moves work between the waves).
     assert best is not None
+    moves = [(a, da, b, db) for a in stacks for b in stacks if a != b
+             for da, db in ((1, -1), (1, 1), (2, -1))] + [(a, d, a, 0) for a in stacks for d in (1, -1)]
     improved = True
     while improved:
         improved = False
         start = best[1]
-        for s in stacks:
-            for g in (start[s] - 1, start[s] + 1):
-                if g >= 1 and sum(start.values()) - start[s] + g <= max_jobs:
-                    before = best[0]
-                    consider({**start, s: g})
-                    improved = improved or best[0] < before
-            if improved:
-                break
+        for a, da, b, db in moves:
+            cand = {**start, a: start[a] + da}
+            cand[b] += db
+            if all(1 <= cand[x] <= most[x] for x in (a, b)) and sum(cand.values()) <= max_jobs:
+                before = best[0]
+                consider(cand)
+                if best[0] < before:
+                    improved = True
+                    break
     return best[1]
 
 
