@@ -581,7 +581,12 @@ def describe(result: Mapping[str, Any]) -> str:
 def bisect_phase(runner: Any, catalog: Sequence[Stack]) -> None:
     """The matrix's bisect phase (``Options.bisect``): every flip of this run's table cells
     between adjacent Keras 3 stacks, searched with the run's executor, progress and envs; a
-    flip whose releases cannot be listed is logged and left out."""
+    flip whose releases cannot be listed is logged and left out. A shard (``--shard``) holds
+    only part of the cells and its store's ``bisect/`` is not merged: it bisects nothing."""
+    if runner.opt.shard is not None:
+        runner.log("[bisect] skipped: a shard holds only part of the table (bisect the merged store's cells "
+                   "with `python -m runner bisect CELL`)")
+        return
     try:
         flips = find_flips(catalog, runner.store, runner.stacks, runner.savers, runner.scenarios,
                            runner.formats)
