@@ -10,15 +10,20 @@ its number, so the colour is never the only carrier of the value.
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from xml.sax.saxutils import escape
 
-__all__ = ["VIRIDIS", "colour", "heatmap_svg", "text_colour"]
+__all__ = ["VIRIDIS", "colour", "contrast", "heatmap_svg", "luminance", "text_colour"]
 
 # viridis at 0, 0.125, ..., 1 (matplotlib's table, sampled): interpolated linearly in RGB.
 VIRIDIS = ("#440154", "#472d7b", "#3b528b", "#2c728e", "#21918c", "#28ae80", "#5ec962", "#addc30", "#fde725")
 EMPTY = "#ffffff"
 CELL = 22
+SUB_FONT = 11  # the subtitle's font size, its line height and a character's widest advance (em)
+SUB_LINE = 14
+TITLE_FONT = 15
+CHAR_EM = 0.62
 FONT = "DejaVu Sans, Verdana, sans-serif"
 
 
@@ -36,10 +41,24 @@ def colour(share: float) -> str:
     return "#" + "".join(f"{round(a + (b - a) * frac):02x}" for a, b in zip(lo, hi, strict=True))
 
 
+def luminance(fill: str) -> float:
+    """WCAG 2 relative luminance of ``#rrggbb``."""
+    def lin(c: int) -> float:
+        x = c / 255
+        return x / 12.92 if x <= 0.03928 else ((x + 0.055) / 1.055) ** 2.4
+    r, g, b = (lin(c) for c in _rgb(fill))
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a: str, b: str) -> float:
+    """WCAG 2 contrast ratio of two ``#rrggbb`` colours (1 to 21)."""
+    hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
 def text_colour(fill: str) -> str:
-    """Black on light cells, white on dark ones (relative luminance)."""
-    r, g, b = (c / 255 for c in _rgb(fill))
-    return "#000000" if 0.2126 * r + 0.7152 * g + 0.0722 * b > 0.45 else "#ffffff"
+    """Black or white, whichever contrasts more with ``fill`` (at least 4.58:1 either way)."""
+    return "#000000" if contrast("#000000", fill) >= contrast("#ffffff", fill) else "#ffffff"
 
 
 def heatmap_svg(title: str, savers: Sequence[str], loaders: Sequence[str],
@@ -48,8 +67,12 @@ def heatmap_svg(title: str, savers: Sequence[str], loaders: Sequence[str],
     from ``stats[(saver, loader)] = (ok, n)``; a pair without cells is white with a dash."""
     label_w = 8 + 7 * max((len(s) for s in savers), default=4)
     label_h = 8 + 6 * max((len(s) for s in loaders), default=4)
-    top = 46 + label_h
-    width = max(label_w + CELL * len(loaders) + 20, 420)
+    width = max(label_w + CELL * len(loaders) + 20, 420, 16 + int(len(title) * TITLE_FONT * CHAR_EM))
+    # the subtitle wrapped to the width (a character is at most ~0.62 em wide in DejaVu Sans), the
+    # axis label on its own line under it: nothing is cut off and nothing overlaps
+    sub_lines = textwrap.wrap(subtitle, max(20, int((width - 16) / (SUB_FONT * CHAR_EM)))) if subtitle else []
+    axis_y = 37 + SUB_LINE * len(sub_lines)
+    top = axis_y + 6 + label_h
     grid_bottom = top + CELL * len(savers)
     height = grid_bottom + 74
     out = [
@@ -59,12 +82,11 @@ def heatmap_svg(title: str, savers: Sequence[str], loaders: Sequence[str],
         f'<desc id="d">{escape(subtitle or title)} Rows: saving stack; columns: loading stack; '
         'each cell: per cent of the cells that loaded and matched.</desc>',
         f'<rect width="{width}" height="{height}" fill="#ffffff"/>',
-        f'<text x="8" y="20" font-size="15" font-weight="bold">{escape(title)}</text>',
+        f'<text x="8" y="20" font-size="{TITLE_FONT}" font-weight="bold">{escape(title)}</text>',
     ]
-    if subtitle:
-        out.append(f'<text x="8" y="37" font-size="11">{escape(subtitle)}</text>')
-    out.append(f'<text x="{label_w}" y="{top - label_h - 2}" font-size="10" fill="#333333">'
-               'loader (column) →</text>')
+    for k, line in enumerate(sub_lines):
+        out.append(f'<text x="8" y="{37 + SUB_LINE * k}" font-size="{SUB_FONT}">{escape(line)}</text>')
+    out.append(f'<text x="{label_w}" y="{axis_y}" font-size="10" fill="#333333">loader (column) →</text>')
     for j, lo in enumerate(loaders):
         x = label_w + CELL * j + CELL // 2 + 4
         out.append(f'<text x="{x}" y="{top - 4}" font-size="10" transform="rotate(-90 {x} {top - 4})">'

@@ -50,7 +50,7 @@ from typing import Any, TextIO
 import pandas as pd
 from tabulate import tabulate
 
-from runner import diagnose, faults, gate, heatmap, history, site
+from runner import diagnose, explain, faults, gate, heatmap, history, site
 from runner.bisect_results import results_digest, table_annotations
 from runner.cells import held_at_full_limit
 from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
@@ -96,11 +96,14 @@ MEANINGS: dict[str, str] = {
     "not_run": "no final result yet: the cell has not been run, or it timed out below the full limit "
                "(the message says)",
 }
+# Light tints of the Okabe-Ito hues, so that ok (bluish green) and the failures (vermillion, orange,
+# yellow, reddish purple) stay apart for deuteranopes and protanopes (tests/test_site_browser.py
+# simulates both); every symbol is dark ink on its fill (>= 4.5:1).
 COLORS: dict[str, str] = {
-    "ok": "#c8e6c9", "mismatch": "#ffe0b2", "training_mismatch": "#fff59d", "load_error": "#ffcdd2",
-    "save_error": "#f8bbd0",
-    "not_applicable": "#eeeeee", "timeout": "#d1c4e9", "crash": "#b39ddb",
-    "protocol_error": "#b0bec5", "env_unavailable": "#cfd8dc", "not_run": "#fafafa",
+    "ok": "#a6e3d0", "mismatch": "#ffdd99", "training_mismatch": "#fff3a0", "load_error": "#f6b89a",
+    "save_error": "#eab8d6",
+    "not_applicable": "#eeeeee", "timeout": "#cfc6ee", "crash": "#c7b5e6",
+    "protocol_error": "#b0bec5", "env_unavailable": "#d6d6d6", "not_run": "#fafafa",
 }
 # A table cell's bisect (runner/bisect.py): the first release where its outcome changed, the
 # release before it and the first one's notes; empty when not bisected (docs/reports-schema.md).
@@ -570,6 +573,7 @@ def _pages_table(cells: pd.DataFrame, docs: Mapping[str, str] | None = None) -> 
     if cells.empty:
         return "(no cells)"
     formats = [f for f in FORMATS if f in set(cells["format"])]
+    cells = cells[~meant_to_fail(cells)]
     rows = []
     for scenario, part in sorted(cells.groupby("scenario"), key=lambda kv: str(kv[0])):
         line = [f"[`{scenario}`](grids/{slug(scenario)}.md)"]
@@ -585,7 +589,8 @@ def _pages_table(cells: pd.DataFrame, docs: Mapping[str, str] | None = None) -> 
 
 
 def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str = "",
-                    skipped: Sequence[tuple[str, str]] = (), docs: Mapping[str, str] | None = None) -> str:
+                    skipped: Sequence[tuple[str, str]] = (), docs: Mapping[str, str] | None = None,
+                    verdict_lines: Sequence[str] = ()) -> str:
     cells = table_cells(df)
     formats = [f for f in FORMATS if not cells.empty and f in set(cells["format"])]
     lines = ["# TF/Keras compatibility matrix", "", *([f"**{said}**", ""] if said else []),
@@ -597,9 +602,12 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
              "per format and load variant; the footnotes give each failure's category, error, the remedies "
              "re-run on it and its cells as `SAVER->LOADER` (a cell's id, for `python -m runner explain CELL` and "
              "`python -m runner repro CELL --out DIR`, is `SCENARIO:FORMAT:SAVER->LOADER:VARIANT`).",
-             "- **Site**: [`index.html`](index.html) — open it from a checkout or a download (it works from "
-             "`file://`, no network): overview heatmap, filters, search by error text or category, the upgrade "
-             "path from one saving stack and format to every loader, each cell's details and a permalink.",
+             "- **Site**: [`index.html`](index.html) — GitHub shows it as source: open it from a checkout or a "
+             "download (it works from `file://`, no network), or on this repository's GitHub Pages "
+             "(`https://OWNER.github.io/REPO/`, deployed by the `compat-matrix` workflow when a whole-catalog run is "
+             "published): overview heatmap, filters, search by error text, category, scenario, layer or stack, the "
+             "upgrade path from one saving stack and format to every loader with its verdict, each cell's details "
+             "and a permalink.",
              "- [`errors.md`](errors.md): the failure catalogue; [`CHANGES.md`](CHANGES.md): what changed since "
              "the previous published table.",
              "- Data: [`results.csv.gz`](results.csv.gz) (one row per cell, gzip'd CSV) and "
@@ -611,8 +619,9 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
              OVERVIEW_TEXT.replace("The grids below give each cell.", "Per format: "
                                    + ", ".join(f"[`{f}`](heatmaps/{slug(f)}.svg)" for f in formats) + "."), "",
              "## Scenarios × formats", "",
-             "Per cent of the cells that could exist (all load variants) that load and match; each links to "
-             "its grid; the last column is the scenario's description (its file's docstring).", "",
+             "Per cent of the cells that could exist (all load variants; " + MEANT_TO_FAIL_TEXT + ") that load "
+             "and match; each links to its grid; the last column is the scenario's description (its file's "
+             "docstring).", "",
              _pages_table(cells, docs), "",
              "## Stacks (versions actually installed)", "",
              tabulate([[_pipe(c) for c in row] for row in _stack_table(records, scrub)],
@@ -624,9 +633,9 @@ def _index_markdown(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubbe
              "model does not resume training like the saver's (the `training` column of `results.csv.gz` says how).",
              "", _summary_table(cells, "github"), "",
              "## Per-stack summary", "",
-             "Cells between different stacks only, `not_applicable` excluded: a load counts as "
-             "ok when the model loaded and its predictions matched.", "",
-             _per_stack(cells, "github"), "",
+             "Cells between different stacks only, `not_applicable` excluded and " + MEANT_TO_FAIL_TEXT
+             + ": a load counts as ok when the model loaded and its predictions matched.", "",
+             _per_stack(cells, "github"), "", *verdict_lines,
              "## Saver × loader overview (table)", "", OVERVIEW_TEXT, "",
              _pair_overview(cells, "github"), ""]
     if len(formats) > 1:
@@ -647,42 +656,57 @@ def _pointer_markdown(said: str) -> str:
                       "and the offline site [`index.html`](index.html)."]) + "\n"
 
 
+LOADERS_PER_TABLE = 12  # a grid page's table shows at most this many loader columns (GitHub's width)
+SITE_TEXT = ("The interactive site is [`index.html`](../index.html): GitHub shows it as source, so open it from a "
+             "checkout or a download (it works from `file://`, no network), or on this repository's GitHub Pages "
+             "(`https://OWNER.github.io/REPO/`, deployed by the `compat-matrix` workflow when a whole-catalog run "
+             "is published).")
+
+
+def _loader_groups(loaders: Sequence[str]) -> list[list[str]]:
+    """``loaders`` (in order) cut into near-equal runs of at most :data:`LOADERS_PER_TABLE`."""
+    n = max(1, -(-len(loaders) // LOADERS_PER_TABLE))
+    size = -(-len(loaders) // n) if loaders else 0
+    return [list(loaders[i:i + size]) for i in range(0, len(loaders), size)] if loaders else [[]]
+
+
 def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | None = None,
-                   doc: str = "") -> str:
-    """One scenario's grids (format x load variant) with footnotes naming each failure's cells."""
+                   doc: str = "") -> tuple[str, str]:
+    """One scenario's grids (format x load variant, at most :data:`LOADERS_PER_TABLE` loader
+    columns per table) with linked footnotes naming each failure; and the page of the
+    footnotes' cell ids (``grids/cells/<scenario>.md``), which the grid page links to."""
     notes = _Footnotes()
     ids: dict[int, list[tuple[str, str, str]]] = {}  # footnote -> (format, variant, "SAVER->LOADER")
     grids = [(str(f), str(v), g) for (f, v), g in part.groupby(["format", "variant"], sort=False)]
+    cells_page = f"cells/{slug(scenario)}.md"
     lines = [f"# `{scenario}`: saver × loader grids", "", *([f"Scenario: {doc}", ""] if doc else []),
              *([f"**{said}**", ""] if said else []),
-             "[Index](../README.md) · [failure catalogue](../errors.md) · "
+             "[Index](../README.md) · [failure catalogue](../errors.md) · [cell ids of the footnotes]("
+             + cells_page + ") · "
              + " · ".join(f"[`{f}`" + (f" `{v}`" if v != "default" else "") + f"](#{_grid_anchor(f, v)})"
                           for f, v, _ in grids), "",
-             "Rows: the stack that **saved** the model; columns: the stack that **loaded** it. "
-             "A superscript number points to the footnote with the failure's category, error, the remedies "
-             "re-run on it and its cells as `SAVER->LOADER` per format and load variant: a cell's id (for "
-             f"`python -m runner explain CELL` / `repro CELL`) is `{scenario}:FORMAT:SAVER->LOADER:VARIANT`, "
-             "e.g. a footnote's `h5`: `tf2.15->tf2.18` is "
-             f"`{scenario}:h5:tf2.15->tf2.18:default`.", "",
-             LEGEND_LINE, ""]
+             "Rows: the stack that **saved** the model; columns: the stack that **loaded** it (at most "
+             f"{LOADERS_PER_TABLE} loaders per table: a wide grid is cut into several). A superscript number links "
+             "to the footnote with the failure's category, error and the remedies re-run on it; the footnote "
+             f"links to its cells' ids. A cell's id (for `python -m runner explain CELL` / `repro CELL`) is "
+             f"`{scenario}:FORMAT:SAVER->LOADER:VARIANT`, e.g. `{scenario}:h5:tf2.15->tf2.18:default`.", "",
+             SITE_TEXT, "", LEGEND_LINE, ""]
     for fmt, variant, grid in grids:
         savers = sorted(grid["saver"].unique(), key=natural_key)
         loaders = sorted(grid["loader"].unique(), key=natural_key)
         cells = {(r.saver, r.loader): r for r in _rows(grid, *_GRID_MD)}
-        table = []
+        marks: dict[tuple[str, str], str] = {}
         for s in savers:
-            line = [f"**{s}**"]
             for lo in loaders:
                 r = cells.get((s, lo))
                 if r is None:
-                    line.append(SYMBOLS["not_run"])
+                    marks[(s, lo)] = SYMBOLS["not_run"]
                     continue
                 n = notes.number(r)
                 if n is not None:
                     ids.setdefault(n, []).append((fmt, variant, f"{s}->{lo}"))
-                line.append(SYMBOLS[r.outcome] + (f"<sup>{n}</sup>" if n else "")
-                            + (FIXED_MARK if _fixed(r) else ""))
-            table.append(line)
+                marks[(s, lo)] = (SYMBOLS[r.outcome] + (f"<sup>[{n}](#fn-{n})</sup>" if n else "")
+                                  + (FIXED_MARK if _fixed(r) else ""))
         odd = grid[grid["written_as"].notna() & (grid["written_as"] != "")
                    & (grid["written_as"] != _EXPECTED_WRITE.get(fmt, fmt))]
         title = f"## `{scenario}` · `{fmt}`" + (f" · load variant `{variant}`" if variant != "default" else "")
@@ -690,23 +714,38 @@ def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | N
                   *([f"`{scenario}`: {doc}", ""] if doc else []),
                   f"Load and match: {_share(grid)} of the cells that could exist.{_kinds_of_mismatch(grid)} "
                   f"Cell ids: `{scenario}:{fmt}:SAVER->LOADER:{variant}`.", ""]
+        if bool(meant_to_fail(grid).any()) or (variant == "default" and "custom_objects" in set(part["variant"])):
+            lines += ["Meant to fail: these loads do not pass the scenario's custom objects (the `custom_objects` "
+                      "grid does); the headline percentages leave them out.", ""]
         for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
                                   key=lambda p: natural_key(p[0])):
             lines += [f"`{saver}` wrote `{what}` when asked for `{fmt}` (see `written_as`).", ""]
-        lines += [_compact_table(["saver \\ loader", *loaders], table), ""]
+        groups = _loader_groups(loaders)
+        for k, group in enumerate(groups):
+            if len(groups) > 1:
+                lines += [f"Loaders {k + 1} of {len(groups)}: `{group[0]}` … `{group[-1]}`", ""]
+            lines += [_compact_table(["saver \\ loader", *group],
+                                     [[f"**{s}**", *(marks[(s, lo)] for lo in group)] for s in savers]), ""]
     lines += ["## Footnotes", ""]
-    if id_cap is not None:
-        lines += [f"This page would be over {PAGE_MAX_BYTES // 1000} KB, so a footnote lists at most {id_cap} of its "
-                  "cells and counts the rest (`+N more`): every cell is in `results.csv.gz` and the site's search.",
+    cell_lines = [f"# `{scenario}`: the cells of each footnote", "", *([f"**{said}**", ""] if said else []),
+                  f"[The grids](../{slug(scenario)}.md) · [index](../../README.md). Per footnote of the grid page, "
+                  "its cells as `SAVER->LOADER` per format and load variant: a cell's id is "
+                  f"`{scenario}:FORMAT:SAVER->LOADER:VARIANT` (every cell is also in `results.csv.gz` and the site).",
                   ""]
+    if id_cap is not None:
+        cell_lines += [f"This page would be over {PAGE_MAX_BYTES // 1000} KB, so a footnote lists at most {id_cap} "
+                       "of its cells and counts the rest (`+N more`): every cell is in `results.csv.gz` and the "
+                       "site's search.", ""]
     fixes = _fixes_by_note(part, notes)
     for key, n in sorted(notes.index.items(), key=lambda kv: kv[1]):
-        lines.append(f"{n}. {_note_text(key)}{fixes.get(n, '')}")
         these = ids.get(n, [])
+        lines.append(f'{n}. <a name="fn-{n}"></a>{_note_text(key)}{fixes.get(n, "")} '
+                     f"([{len(these)} cell{'s' if len(these) != 1 else ''}]({cells_page}#fn-{n}))")
         shown = these if id_cap is None else these[:id_cap]
         more = f", +{len(these) - len(shown)} more" if len(shown) < len(these) else ""
-        lines.append(f"   cells ({len(these)}): " + _pairs_by_grid(shown) + more)
-    return "\n".join(lines).rstrip() + "\n"
+        cell_lines += [f'<a name="fn-{n}"></a>', "", f"{n}. {_note_text(key)}",
+                       f"   cells ({len(these)}): " + _pairs_by_grid(shown) + more, ""]
+    return "\n".join(lines).rstrip() + "\n", "\n".join(cell_lines).rstrip() + "\n"
 
 
 def _pairs_by_grid(cells: Sequence[tuple[str, str, str]]) -> str:
@@ -721,21 +760,31 @@ def _pairs_by_grid(cells: Sequence[tuple[str, str, str]]) -> str:
                      + ", ".join(f"`{p}`" for p in pairs) for (fmt, variant), pairs in groups.items())
 
 
-def scenario_pages(df: pd.DataFrame, said: str = "", docs: Mapping[str, str] | None = None) -> dict[str, str]:
-    """``{scenario: page}``; a page over :data:`PAGE_MAX_BYTES` lists fewer cell ids per footnote.
-    ``docs``: each scenario's one-line description, shown under the page's and each grid's heading."""
+def scenario_files(df: pd.DataFrame, said: str = "", docs: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{path under grids/: text}``: per scenario its grid page (``<scenario>.md``) and the page of
+    its footnotes' cell ids (``cells/<scenario>.md``), which lists fewer ids per footnote when it
+    would be over :data:`PAGE_MAX_BYTES`. ``docs``: each scenario's one-line description, shown
+    under the page's and each grid's heading."""
     docs = docs or {}
-    pages = {}
+    files = {}
     cells = table_cells(df)
     for scenario, part in cells.groupby("scenario", sort=True) if not cells.empty else ():
         doc = docs.get(str(scenario), "")
-        page = _scenario_page(str(scenario), part, said, doc=doc)
+        page, ids = _scenario_page(str(scenario), part, said, doc=doc)
         cap = 64
-        while len(page.encode("utf-8")) > PAGE_MAX_BYTES and cap >= 1:
-            page = _scenario_page(str(scenario), part, said, id_cap=cap, doc=doc)
+        while len(ids.encode("utf-8")) > PAGE_MAX_BYTES and cap >= 1:
+            ids = _scenario_page(str(scenario), part, said, id_cap=cap, doc=doc)[1]
             cap //= 2
-        pages[str(scenario)] = page
-    return pages
+        files[f"{slug(str(scenario))}.md"] = page
+        files[f"cells/{slug(str(scenario))}.md"] = ids
+    return files
+
+
+def scenario_pages(df: pd.DataFrame, said: str = "", docs: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``{scenario: grid page}`` (:func:`scenario_files` without the cell-id pages)."""
+    files = scenario_files(df, said, docs)
+    return {str(s): files[f"{slug(str(s))}.md"] for s in sorted(set(table_cells(df)["scenario"]))} \
+        if not df.empty else {}
 
 
 # ----------------------------------------------------------------------- what changed
@@ -896,7 +945,7 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
     many of its own artifacts other stacks load and match (cells that could exist only)."""
     if df.empty:
         return "(no cells)"
-    possible = df[df["outcome"] != "not_applicable"]
+    possible = df[(df["outcome"] != "not_applicable") & ~meant_to_fail(df)]
     same = possible["saver"] == possible["loader"]
     cross, own = possible[~same], possible[same]
 
@@ -914,16 +963,31 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
                     tablefmt=tablefmt)
 
 
+MEANT_TO_FAIL_TEXT = ("loads of a custom-object scenario without its custom objects (variant `default` where the "
+                      "scenario has a `custom_objects` variant) are meant to fail and left out")
+
+
 OVERVIEW_TEXT = (
     "Per cent of the cells between a saver (row) and a loader (column) that loaded and matched, "
     "over every scenario, format and load variant (`not_applicable` excluded, a failed save "
-    "counts as a failure, and so does a trained model that does not resume training; rounded "
-    "down, so 100 means every cell). The grids below give each cell.")
+    "counts as a failure, and so does a trained model that does not resume training; "
+    + MEANT_TO_FAIL_TEXT + "; rounded down, so 100 means every cell). The grids below give each cell.")
+
+
+def meant_to_fail(df: pd.DataFrame) -> pd.Series:
+    """The cells meant to fail: a custom-object scenario loaded without its class (its
+    ``default`` variant where the table has a ``custom_objects`` one, as explain's verdict
+    decides the documented way of loading); headline percentages leave them out."""
+    if df.empty or "variant" not in df.columns:
+        return pd.Series(False, dtype=bool, index=df.index)
+    custom = set(df.loc[df["variant"] == "custom_objects", "scenario"])
+    return (df["variant"] == "default") & df["scenario"].isin(custom)
 
 
 def pair_stats(df: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, str], tuple[int, int]]]:
-    """Savers, loaders (natural order) and ``{(saver, loader): (ok, cells that could exist)}``."""
-    cells = df[df["outcome"] != "not_applicable"]
+    """Savers, loaders (natural order) and ``{(saver, loader): (ok, cells that could exist)}``,
+    the cells :func:`meant_to_fail` left out."""
+    cells = df[(df["outcome"] != "not_applicable") & ~meant_to_fail(df)]
     counts = (cells["outcome"] == "ok").groupby([cells["saver"], cells["loader"]]).agg(["sum", "count"])
     stats = {(str(k[0]), str(k[1])): (int(ok), int(n))
              for k, ok, n in zip(counts.index, counts["sum"], counts["count"], strict=True)}
@@ -967,6 +1031,12 @@ def _span(values: Iterable[Any]) -> str:
 
 def category_anchor(category: str) -> str:
     return f"cat-{slug(category)}"
+
+
+def error_signature(etype: Any, message: Any, outcome: Any) -> str:
+    """An error's signature: its type's last name and its normalised first line (paths,
+    numbers, addresses out), what errors.md and the site's search group by."""
+    return diagnose.normalise(f"{str(etype).rsplit('.', 1)[-1]}: {message}" if etype else str(message or outcome))
 
 
 def with_bisect(df: pd.DataFrame, store_root: Path) -> pd.DataFrame:
@@ -1020,9 +1090,8 @@ def errors_markdown(df: pd.DataFrame, said: str = "") -> str:
               f"named category, {len(failed) - named} in `other`.** Failing cells: loads that ran "
               "and failed, plus each failed save once.", "",
               "## Categories", "", _category_table(df, "github"), ""]
-    failed = failed.assign(sig=[
-        diagnose.normalise(f"{str(t).rsplit('.', 1)[-1]}: {m}" if t else str(m or o))
-        for t, m, o in zip(failed["error_type"], failed["error_message"], failed["outcome"], strict=True)])
+    failed = failed.assign(sig=[error_signature(t, m, o) for t, m, o in
+                                zip(failed["error_type"], failed["error_message"], failed["outcome"], strict=True)])
     order = failed["category"].value_counts()
     # A column for the bisects only when there are some (runner/bisect.py; a report without leaves errors.md as it was).
     bisected = BISECT_COLUMNS[0] in failed and bool((failed[BISECT_COLUMNS[0]].fillna("") != "").any())
@@ -1100,18 +1169,72 @@ def _gzip(text: str) -> bytes:
 
 
 def _site_cells(clean: pd.DataFrame) -> list[dict[str, Any]]:
+    """The table cells as the site's rows: the report's columns, the error's signature
+    (:func:`error_signature`), whether the cell is :func:`meant_to_fail`, and the bisect
+    columns where the table has them."""
     cells = table_cells(clean)
     keys = ["cell_id", "scenario", "format", "variant", "saver", "loader", "outcome", "phase", "category",
             "remedy", "max_abs_diff", "prediction", "training", "training_diff", "training_reason", "written_as",
-            "source", "error_type", "error_message", "traceback_tail"]
+            "source", "error_type", "error_message", "traceback_tail",
+            *(c for c in site.BISECT_KEYS if c in cells.columns)]
+    failing_by_design = meant_to_fail(cells).tolist()
     out = []
-    for row in cells[keys].itertuples(index=False):
+    for row, by_design in zip(cells[keys].itertuples(index=False), failing_by_design, strict=True):
         d = dict(zip(keys, row, strict=True))
+        d["meant_to_fail"] = bool(by_design)
+        d["signature"] = error_signature(d["error_type"], d["error_message"], d["outcome"]) \
+            if d["error_type"] or d["error_message"] else ""
         d["error_message"] = str(d["error_message"] or "")[:JSON_MESSAGE_CHARS]
         d["training_reason"] = str(d["training_reason"] or "")[:JSON_MESSAGE_CHARS]
         d["traceback_tail"] = str(d["traceback_tail"] or "")[-JSON_TRACEBACK_CHARS:]
         out.append(d)
     return out
+
+
+def upgrade_verdicts(cells: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str, str], list[str]]:
+    """``{(saver, format, loader): lines}``: explain's upgrade verdict (:func:`runner.explain.
+    upgrade_verdict`, the line ``explain --from S --format F --to L`` prints, then the scenarios
+    behind each count) for every upgrade path of a table's cells, grouped once so that each
+    call reads only its own cells. The site and README.md show these lines, never a recount."""
+    groups: dict[tuple[str, str, str], list[Mapping[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault((str(c["saver"]), str(c["format"]), str(c["loader"])), []).append(c)
+    out = {}
+    for key in sorted(groups, key=lambda k: (natural_key(k[0]), FORMATS.index(k[1]) if k[1] in FORMATS else 99,
+                                             natural_key(k[2]))):
+        with contextlib.suppress(explain.CellError):  # no cell the verdict counts (e.g. remedy runs only)
+            out[key] = explain.upgrade_verdict(groups[key], *key)
+    return out
+
+
+def _keras_version(text: Any) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", str(text or ""))[:3])
+
+
+def verdict_target(stacks: Sequence[Mapping[str, Any]], loaders: Iterable[str]) -> str | None:
+    """The loader README.md's verdicts go to: the one with the newest installed Keras (ties: the
+    first in natural order), so that each saving stack reads "will it load in today's Keras"."""
+    versions = {str(s["id"]): _keras_version(s.get("keras")) for s in stacks}
+    have = sorted(set(loaders), key=natural_key)
+    return max(have, key=lambda lo: (versions.get(lo, ()), -have.index(lo)), default=None)
+
+
+def _verdict_section(verdicts: Mapping[tuple[str, str, str], Sequence[str]], target: str | None) -> list[str]:
+    """README.md's upgrade verdicts: per saving stack, one line per format into ``target``."""
+    if target is None:
+        return []
+    lines = [f"### Upgrade verdicts: loaded in `{target}`", "",
+             f"Per saving stack and format, the verdict `python -m runner explain --from SAVER --format FORMAT --to "
+             f"{target}` prints ({target}: the newest Keras installed): scenarios that load and match loaded the "
+             "documented way (custom objects passed where the scenario has them), those a verified fix makes load, "
+             "and those that fail. Any other pair: the same command, or the site's upgrade path.", ""]
+    savers = sorted({k[0] for k in verdicts if k[2] == target}, key=natural_key)
+    for saver in savers:
+        lines.append(f"- **{saver}**")
+        for (sv, _fmt, lo), text in verdicts.items():
+            if sv == saver and lo == target:
+                lines.append(f"  - {_pipe(text[0])}")
+    return [*lines, ""]
 
 
 def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, said: str,
@@ -1143,8 +1266,13 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     csv_df = df[CSV_COLUMNS].assign(**{col: [_first_line("" if pd.isna(m) else str(m))[:CSV_MESSAGE_CHARS]
                                              for m in df[col]] for col in ("error_message", "training_reason")})
     cells = table_cells(df)
+    site_cells = _site_cells(clean)
+    verdicts = upgrade_verdicts(site_cells)
+    stacks = [dict(zip(["id", "python", "tensorflow", "keras", "backend", "keras_api", "env", "status"], row,
+                       strict=True)) for row in _stack_table(records, scrub)]
+    target = verdict_target(stacks, {k[2] for k in verdicts})
     files: dict[str, str | bytes] = {
-        "README.md": _index_markdown(df, records, scrub, said, skipped, docs),
+        "README.md": _index_markdown(df, records, scrub, said, skipped, docs, _verdict_section(verdicts, target)),
         "matrix.md": _pointer_markdown(said),
         "errors.md": errors_markdown(df, said),
         "CHANGES.md": changes,
@@ -1153,23 +1281,23 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
         # line made pandas' comment="#" the recipe, which drops every row with a "#").
         "results.csv.gz": _gzip(csv_df.to_csv(index=False, lineterminator="\n")),
     }
-    for scenario, page in scenario_pages(df, said, docs).items():
-        files[f"grids/{slug(scenario)}.md"] = page
+    for path, page in scenario_files(df, said, docs).items():
+        files[f"grids/{path}"] = page
     title = "TF/Keras compatibility: saver × loader"
     if cells.empty:
         files["heatmap.svg"] = heatmap.heatmap_svg(title, [], [], {}, "no cells")
     else:
         files["heatmap.svg"] = heatmap.heatmap_svg(title, *pair_stats(cells), subtitle=(
             "Per cent of cells that load and match (a trained model: and resume training), every scenario, "
-            "format and load variant. " + said)[:300])
+            "format and load variant; a custom-object scenario loaded without its custom objects (meant to fail) "
+            "left out. " + said)[:400])
         for fmt in [f for f in FORMATS if f in set(cells["format"])]:
             files[f"heatmaps/{slug(fmt)}.svg"] = heatmap.heatmap_svg(
                 f"{title}, format {fmt}", *pair_stats(cells[cells["format"] == fmt]),
-                subtitle=f"Per cent of {fmt} cells that load and match, every scenario and load variant.")
-    stacks = [dict(zip(["id", "python", "tensorflow", "keras", "backend", "keras_api", "env", "status"], row,
-                       strict=True)) for row in _stack_table(records, scrub)]
+                subtitle=f"Per cent of {fmt} cells that load and match, every scenario and load variant; a "
+                         "custom-object scenario loaded without its custom objects (meant to fail) left out.")
     files.update(site.site_files(
-        selection=said, stacks=stacks, cells=_site_cells(clean),
+        selection=said, stacks=stacks, cells=site_cells, verdicts=verdicts,
         outcomes=[{"id": o, "symbol": SYMBOLS[o], "meaning": MEANINGS[o], "color": COLORS[o]} for o in SYMBOLS],
         categories={c: (r.title, r.explanation) for c, r in diagnose.CATEGORIES.items()},
         formats=[f for f in FORMATS if not cells.empty and f in set(cells["format"])],

@@ -48,6 +48,7 @@ __all__ = ["ASSETS", "site_files"]
 ASSETS = Path(__file__).resolve().parent / "site_assets"
 ASSET_FILES = ("app.js", "style.css", "history.js")  # history.js: the History view (runner.history)
 STRIDE = 5  # integers per cell in a grid's flat list (meta.stride tells the page)
+BISECT_KEYS = ("first_bad_release", "last_good_release", "release_notes")  # a note's last three fields
 
 
 def _js(name: str, payload: Any) -> str:
@@ -102,14 +103,17 @@ def _format_data(fmt: str, cells: Sequence[Mapping[str, Any]], stack_ix: Mapping
                 note = notes((str(c["category"] or ""), str(c["phase"] or ""), str(c["error_type"] or ""),
                               msgs(str(c["error_message"] or "")), str(c["source"] or ""),
                               tbs(str(c["traceback_tail"] or "")), str(c.get("prediction") or ""),
-                              str(c.get("training") or ""), msgs(str(c.get("training_reason") or ""))))
+                              str(c.get("training") or ""), msgs(str(c.get("training_reason") or "")),
+                              msgs(str(c.get("signature") or "")),
+                              *(str(c.get(k) or "") for k in BISECT_KEYS)))
                 rem = remedies(str(c["remedy"])) + 1 if c["remedy"] else 0
                 d, td = _diff(c["max_abs_diff"]), _diff(c.get("training_diff"))
                 flat += [outcome_ix[str(c["outcome"])], note, rem, diffs(d) + 1 if d is not None else 0,
                          diffs(td) + 1 if td is not None else 0]
                 if c["written_as"] and sv not in wrote:
                     wrote[sv] = written(str(c["written_as"]))
-        grids[(scenario, variant)] = {"s": scenario_ix[scenario], "v": variant,
+        by_design = any(c.get("meant_to_fail") for c in part.values())
+        grids[(scenario, variant)] = {"s": scenario_ix[scenario], "v": variant, **({"x": 1} if by_design else {}),
                                       "sv": [stack_ix[s] for s in savers], "lo": [stack_ix[lo] for lo in loaders],
                                       "c": flat, "w": [wrote.get(s, -1) for s in savers]}
     payload = {"format": fmt, "grids": list(grids.values()), "notes": [list(n) for n in notes.values()],
@@ -119,11 +123,12 @@ def _format_data(fmt: str, cells: Sequence[Mapping[str, Any]], stack_ix: Mapping
 
 
 def _overview(cells: Sequence[Mapping[str, Any]], stacks: Sequence[str]) -> list[list[int]]:
-    """Per saver x loader (flattened, stack order): [ok, cells that could exist]."""
+    """Per saver x loader (flattened, stack order): [ok, cells that could exist], the cells
+    meant to fail (a custom-object scenario loaded without its class) left out."""
     ix = {s: i for i, s in enumerate(stacks)}
     grid = [[0, 0] for _ in range(len(stacks) * len(stacks))]
     for c in cells:
-        if c["outcome"] == "not_applicable":
+        if c["outcome"] == "not_applicable" or c.get("meant_to_fail"):
             continue
         k = ix[str(c["saver"])] * len(stacks) + ix[str(c["loader"])]
         grid[k][1] += 1
@@ -135,7 +140,8 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
                outcomes: Sequence[Mapping[str, str]], categories: Mapping[str, tuple[str, str]],
                formats: Sequence[str], changes_md: str, fixed_mark: str,
                slug: Callable[[str], str], headline: str = "",
-               scenario_docs: Mapping[str, str] | None = None) -> dict[str, str]:
+               scenario_docs: Mapping[str, str] | None = None,
+               verdicts: Mapping[tuple[str, str, str], Sequence[str]] | None = None) -> dict[str, str]:
     """Every file of the site, by path relative to the report folder.
 
     ``cells``: the table cells (no remedy runs), each a dict with the report's columns
@@ -143,7 +149,12 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
     training_diff, training_reason, written_as, source, error_type, error_message,
     traceback_tail). ``stacks``: the versions table rows (id first). ``headline``: the
     report's one-sentence counts, shown under the selection. ``scenario_docs``: each
-    scenario's one-line description (Markdown code quotes dropped on the page).
+    scenario's one-line description (Markdown code quotes dropped on the page). ``verdicts``:
+    ``{(saver, format, loader): lines}`` of explain's upgrade verdict (report.upgrade_verdicts),
+    one data file per format and saver (``data/verdicts/<format>/<saver>.js``, loaded by the
+    upgrade path and a cell's details). A cell may also carry ``signature`` (its error's
+    normalised message: search groups by it), ``meant_to_fail`` (left out of the overview's
+    percentages) and the bisect columns :data:`BISECT_KEYS`.
     """
     ids = sorted({str(c["saver"]) for c in cells} | {str(c["loader"]) for c in cells}
                  | {str(s["id"]) for s in stacks}, key=natural_key)
@@ -184,6 +195,13 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
         "overview": overview, "files": data_files, "changes": changes_md, "fixedMark": fixed_mark,
         "viridis": list(VIRIDIS), "cells": len(cells), "stride": STRIDE, "headline": headline,
     }
+    by_path: dict[tuple[str, str], dict[str, list[str]]] = {}
+    for (saver, fmt, loader), lines in (verdicts or {}).items():
+        by_path.setdefault((fmt, saver), {})[loader] = list(lines)
+    for (fmt, saver), per_loader in by_path.items():
+        name = f"verdict:{fmt}:{saver}"
+        data_files[name] = f"data/verdicts/{slug(fmt)}/{slug(saver)}.js"
+        files[data_files[name]] = _js(name, per_loader)
     files["data/meta.js"] = _js("meta", meta)
     for name in ASSET_FILES:
         files[f"site/{name}"] = (ASSETS / name).read_text(encoding="utf-8")

@@ -328,10 +328,15 @@ SET = {*REPORT_FILES, "grids/custom.md", "grids/dense.md", "heatmaps/h5.svg", "h
        "data/keras.tb.js", "site/history.js", "data/history.js"}
 
 
+# explain's upgrade verdicts per format and saver (the site), and each grid page's page of cell ids
+VERDICT_FILES = {f"data/verdicts/{f}/{s}.js" for f in ("h5", "keras") for s in ("tf2.4", "tf2.15", "tf2.18")}
+CELL_PAGES = {"grids/cells/custom.md", "grids/cells/dense.md"}
+
+
 def test_write_reports_files(paths: Paths, scenario_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     df = _write(paths, scenario_dir, out)
-    assert set(_files(out)) == SET  # no temp files
+    assert set(_files(out)) == SET | VERDICT_FILES | CELL_PAGES  # no temp files
     first, rows = _csv(out)
     assert first.startswith("# Selection: a subset, NOT the published table: ")
     assert len(rows) == len(df) == 30
@@ -476,8 +481,8 @@ def test_pages_name_every_failing_cell_in_a_footnote(paths: Paths, scenario_dir:
     assert len(failing) >= 10
     for cid in failing:
         scenario = cid.split(":")[0]
-        page = (out / "grids" / f"{scenario}.md").read_text(encoding="utf-8")
-        assert cid in _footnote_ids(scenario, page.split("## Footnotes", 1)[1]), cid
+        page = (out / "grids" / "cells" / f"{scenario}.md").read_text(encoding="utf-8")  # linked from the grid page
+        assert cid in _footnote_ids(scenario, page), cid
 
 
 def _footnote_ids(scenario: str, notes: str) -> set[str]:
@@ -498,9 +503,9 @@ def test_a_page_over_its_size_limit_lists_fewer_ids(paths: Paths, scenario_dir: 
     base = _frame(paths, scenarios={"custom": report.ScenarioInfo(("default", "custom_objects"))})
     # 40 copies of each loader: footnotes of dozens of cells, as in the full catalog's pages
     df = pd.concat([base.assign(loader=base["loader"] + f"-{i}") for i in range(40)], ignore_index=True)
-    full = report.scenario_pages(df)["dense"]
+    full = report.scenario_files(df)["cells/dense.md"]
     monkeypatch.setattr(report, "PAGE_MAX_BYTES", len(full.encode("utf-8")) * 2 // 3)
-    short = report.scenario_pages(df)["dense"]
+    short = report.scenario_files(df)["cells/dense.md"]
     assert len(short.encode("utf-8")) <= report.PAGE_MAX_BYTES
     assert re.search(r", \+\d+ more$", short, flags=re.M)
     assert "every cell is in `results.csv.gz` and the site's search" in short
@@ -518,7 +523,7 @@ def test_markdown_links_and_anchors_resolve(paths: Paths, scenario_dir: Path, tm
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
     checked = 0
-    for page in [out / "README.md", out / "matrix.md", out / "errors.md", *(out / "grids").glob("*.md")]:
+    for page in [out / "README.md", out / "matrix.md", out / "errors.md", *(out / "grids").rglob("*.md")]:
         for link in _LINK.findall(page.read_text(encoding="utf-8")):
             assert not re.match(r"[a-z]+:", link), f"{page.name}: external link {link}"
             target, _, anchor = link.partition("#")
@@ -536,7 +541,7 @@ def test_sizes_stay_within_limits(paths: Paths, scenario_dir: Path, tmp_path: Pa
     out = tmp_path / "out"
     _write(paths, scenario_dir, out)
     assert (out / "README.md").stat().st_size <= report.INDEX_MAX_BYTES
-    for page in (out / "grids").glob("*.md"):
+    for page in (out / "grids").rglob("*.md"):
         assert page.stat().st_size <= report.PAGE_MAX_BYTES, page.name
 
 
@@ -557,7 +562,8 @@ def test_stale_files_of_the_set_are_removed(paths: Paths, scenario_dir: Path, tm
     report.write_reports(store, out, scenario_dir)
     assert not (out / "grids" / "custom.md").exists() and (out / "grids" / "dense.md").exists()
     got = set(_files(out))  # a table published over another: history/ holds both (tests/test_history.py)
-    assert {f for f in got if not f.startswith("history/")} == (SET - {"grids/custom.md"}) | {"notes.txt"}
+    assert {f for f in got if not f.startswith("history/")} == (SET - {"grids/custom.md"}) | VERDICT_FILES | {
+        "grids/cells/dense.md", "notes.txt"}
     assert len(json.loads((out / "history" / "index.json").read_text())["publications"]) == 2
 
 
@@ -701,7 +707,10 @@ def test_site_data_matches_the_table(paths: Paths, scenario_dir: Path, tmp_path:
                     o, note, rem, diff, tdiff = g["c"][(i * len(g["lo"]) + j) * stride:][:stride]
                     cid = f"{meta['scenarios'][g['s']]}:{fmt}:{stacks[s]}->{stacks[lo]}:{g['v']}"
                     row = df.loc[cid]
-                    cat, _phase, etype, msg, source, tb, prediction, training, why = data["notes"][note]
+                    cat, _phase, etype, msg, source, tb, prediction, training, why, sig, *bisect = data["notes"][note]
+                    assert data["msgs"][sig] == (report.error_signature(row.error_type, row.error_message, row.outcome)
+                                                 if _s(row.error_type) or _s(row.error_message) else ""), cid
+                    assert bisect == [_s(getattr(row, c, "")) for c in report.site.BISECT_KEYS], cid
                     assert (outcomes[o], cat, etype, source) == (row.outcome, _s(row.category),
                                                                  _s(row.error_type), row.source), cid
                     assert (prediction, training, data["msgs"][why]) == (

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import json
 import os
 import random
 import subprocess
@@ -185,20 +186,78 @@ def test_permalink_reopens_the_cell(page: Page, shots: Path) -> None:
 
 
 def test_upgrade_path_matches_results_csv(page: Page, rows: dict[str, dict[str, str]], shots: Path) -> None:
+    """Every variant when the filter says "all variants" (the default variant alone when chosen)."""
     pairs = sorted({(r["saver"], r["format"]) for r in rows.values()})
     for saver, fmt in random.Random(14).sample(pairs, min(20, len(pairs))):
-        pg = page.open(f"view=upgrade&saver={saver}&format={fmt}")
-        want = {cid: r["outcome"] for cid, r in rows.items()
-                if (r["saver"], r["format"], r["variant"]) == (saver, fmt, "default")}
-        got = {b.get_attribute("data-cell"): b.get_attribute("data-outcome")
-               for b in pg.locator("#view td button").all()}
-        assert got == want, (saver, fmt)
+        for variant in ("", "default"):
+            pg = page.open(f"view=upgrade&saver={saver}&format={fmt}" + (f"&variant={variant}" if variant else ""))
+            want = {cid: r["outcome"] for cid, r in rows.items() if (r["saver"], r["format"]) == (saver, fmt)
+                    and r["variant"] == (variant or r["variant"])}
+            got = {b.get_attribute("data-cell"): b.get_attribute("data-outcome")
+                   for b in pg.locator("#view td button").all()}
+            assert got == want, (saver, fmt, variant)
+    assert any(r["variant"] == "custom_objects" for r in rows.values())
     pg = page.open("view=upgrade&saver=tf2.15&format=h5")
     fixed = pg.locator(f"button[data-cell='{FIXED}']")
     assert report.FIXED_MARK in fixed.inner_text()
-    row = fixed.locator("xpath=ancestor::tr")
-    assert "custom: custom_objects" in row.locator("td.sum").inner_text()
+    assert pg.locator("#view td button[data-cell$=':custom_objects']").count() > 0
     pg.screenshot(path=str(shots / "site-upgrade.png"))
+
+
+def _verdicts(site: Path) -> dict[tuple[str, str, str], list[str]]:
+    """explain's upgrade verdicts from the published results.json.gz, as the terminal prints them."""
+    from runner import explain, gate
+
+    data = json.loads(gzip.decompress((site / report.RESULTS_JSON).read_bytes()))
+    cells = [r for r in gate.results_rows(data) if r["source"] != "remedy"]
+    paths = {(r["saver"], r["format"], r["loader"]) for r in cells}
+    out = {}
+    for key in paths:
+        try:
+            out[key] = explain.upgrade_verdict(cells, *key)
+        except explain.CellError:
+            continue
+    return out
+
+
+def test_the_verdict_is_explains_line(page: Page, site: Path) -> None:
+    """The upgrade path's verdict column, its verdict above the table and a cell's details say what
+    `python -m runner explain --from S --format F --to L` prints for that path (one pipeline)."""
+    want = _verdicts(site)
+    pg = page.open("view=upgrade&saver=tf2.15&format=h5")
+    for row in pg.locator("#view tbody tr").all():
+        loader = row.locator("th.row").inner_text()
+        line = want[("tf2.15", "h5", loader)][0]
+        span = row.locator("td.sum span")
+        assert span.get_attribute("title") == line and line.endswith(span.inner_text()), loader
+    assert "Choose a loader" in pg.inner_text("#verdict")
+    pg.click("#view button.pick[data-pick='tf2.4']")  # a loader's name opens its verdict in full
+    page.ready()
+    assert "loader=tf2.4" in pg.url
+    assert pg.inner_text("#verdict .vline") == want[("tf2.15", "h5", "tf2.4")][0]
+    assert "load and match: custom" in (pg.text_content("#verdict") or "")  # custom objects passed: documented way
+    pg.click(f"button[data-cell='{FIXED}']")
+    page.details_id()
+    pg.wait_for_selector("#d-verdict")
+    assert pg.inner_text("#d-verdict .vline") == want[("tf2.15", "h5", "tf2.4")][0]
+    assert pg.locator("#d-bisect").count() == 0  # not bisected: no line
+
+
+def test_overview_leaves_out_the_cells_meant_to_fail(page: Page, rows: dict[str, dict[str, str]]) -> None:
+    """A custom-object scenario loaded without its class is meant to fail: the overview's per cent leaves
+    it out, and says so (also when filtered, which the page recounts)."""
+    custom = {r["scenario"] for r in rows.values() if r["variant"] == "custom_objects"}
+    for hash_, key, value in (("", "", ""), ("format=h5", "format", "h5"), ("variant=default", "variant", "default")):
+        pg = page.open(hash_)
+        assert "meant to fail and left out" in pg.inner_text("#view")
+        for saver, loader in [("tf2.15", "tf2.4"), ("tf2.4", "tf2.4"), ("tf2.15", "tf2.15")]:
+            these = [r for r in rows.values() if (r["saver"], r["loader"]) == (saver, loader)
+                     and r["outcome"] != "not_applicable" and (not key or r[key] == value)]
+            kept = [r for r in these if not (r["variant"] == "default" and r["scenario"] in custom)]
+            assert len(kept) < len(these)
+            ok = sum(r["outcome"] == "ok" for r in kept)
+            label = pg.get_attribute(f"button[data-saver='{saver}'][data-loader='{loader}']", "aria-label") or ""
+            assert f"({ok} of {len(kept)} cells load and match)" in label, (hash_, saver, loader, label)
 
 
 def test_keyboard_navigation(page: Page) -> None:
@@ -336,6 +395,7 @@ def test_details_cleared_on_view_or_filter_change(page: Page) -> None:
 WIDE_LOADERS = [f"tf2.{n}" for n in range(1, 22)] + [f"keras3.{n}-{b}" for n in range(4, 12)
                                                      for b in ("jax", "tensorflow")]
 WIDE_SCENARIOS = [f"scenario_{n:02d}_with_a_long_name" for n in range(45)]
+BISECT_LOADER = "keras3.11-jax"
 
 
 @pytest.fixture(scope="module")
@@ -359,16 +419,34 @@ def wide_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "remedy": "fixed by compile=False (verified)" if bad and k % 2 else "",
                 "max_abs_diff": None if bad else 0.0, "prediction": "" if bad else "match", "training": "",
                 "training_diff": None, "training_reason": "", "written_as": "h5", "source": "load",
-                "error_type": "builtins.ValueError" if bad else "", "error_message": "bad" if bad else "",
+                # one message in three spellings that differ only in line numbers and paths: one search group
+                "error_type": "builtins.ValueError" if bad else "",
+                "error_message": f"bad config at line {k + m} of /tmp/run{m % 3}/model.py" if bad else "",
                 "traceback_tail": ""})
+    cells.append({**cells[1], "cell_id": f"{WIDE_SCENARIOS[0]}:h5:tf2.15->{WIDE_LOADERS[1]}:custom_objects",
+                  "variant": "custom_objects", "outcome": "ok", "phase": None, "category": None, "remedy": "",
+                  "error_type": "", "error_message": ""})
+    bisected = next(c for c in cells if c["loader"] == BISECT_LOADER and c["outcome"] == "load_error")
+    bisected.update(first_bad_release="keras 3.11.3", last_good_release="3.11.2",
+                    release_notes="https://github.com/keras-team/keras/releases/tag/v3.11.3")
+    for c in cells:  # what report._site_cells adds to each row
+        c["meant_to_fail"] = c["scenario"] == WIDE_SCENARIOS[0] and c["variant"] == "default"
+        c["signature"] = report.error_signature(c["error_type"], c["error_message"], c["outcome"]) \
+            if c["error_message"] else ""
     files = site_mod.site_files(
         selection="Selection: wide test", stacks=[{"id": s, "python": "3.11"} for s in ["tf2.15", *WIDE_LOADERS]],
         cells=cells,
         outcomes=[{"id": o, "symbol": report.SYMBOLS[o], "meaning": report.MEANINGS[o], "color": report.COLORS[o]}
                   for o in report.SYMBOLS],
         categories={c: (r.title, r.explanation) for c, r in diagnose.CATEGORIES.items()}, formats=["h5"],
-        changes_md="", fixed_mark=report.FIXED_MARK, slug=report.slug,
-        scenario_docs={s: f"Scenario number {n} (``test``)." for n, s in enumerate(WIDE_SCENARIOS)})
+        changes_md="", fixed_mark=report.FIXED_MARK, slug=report.slug, headline="A headline. " * 30,
+        scenario_docs={s: f"Scenario number {n} (``test``)" + (", a Conv2DTranspose layer." if n == 7 else ".")
+                       for n, s in enumerate(WIDE_SCENARIOS)},
+        verdicts=report.upgrade_verdicts(cells))
+    if "site/history.js" in files:  # the History view's data (runner/history.py): no publication yet
+        from runner import history
+
+        files.setdefault(history.SITE_DATA, history._site_data([], {}, ""))
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
@@ -394,7 +472,8 @@ def test_upgrade_path_verdict_first_one_line_and_sticky(browser: Any, wide_site:
         assert max(heights) < 40, heights  # one line per row
         long = pg.evaluate("""Array.from(document.querySelectorAll('#view td.sum span'))
             .filter(s => s.scrollWidth > s.clientWidth).map(s => [s.title, s.textContent])""")
-        assert long and all(t == x and "fixed (verified):" in t for t, x in long)  # truncated, full text on hover
+        # truncated, the full line on hover
+        assert long and all(t.endswith(x) and "with a verified fix (compile=False" in t for t, x in long)
         assert pg.get_attribute("#view thead th:nth-child(2)", "class") == "corner sumhead"
         assert "Scenario number 3 (test)." in (pg.get_attribute(f"#view thead th[title^='{WIDE_SCENARIOS[3]}']",
                                                                 "title") or "")
@@ -424,3 +503,207 @@ def test_upgrade_path_verdict_first_one_line_and_sticky(browser: Any, wide_site:
     finally:
         page.page.close()
     assert page.errors == [], page.errors
+
+
+def _wide_verdict(wide_site: Path, loader: str) -> str:
+    text = (wide_site / "data" / "verdicts" / "h5" / "tf2.15.js").read_text(encoding="utf-8")
+    return str(json.loads(text.splitlines()[-1].split(" = ", 1)[1].rstrip(";"))[loader][0])
+
+
+@pytest.mark.parametrize("size", [(1400, 1000), (390, 844)])
+def test_the_verdict_is_in_the_first_viewport(browser: Any, wide_site: Path, shots: Path,
+                                              size: tuple[int, int]) -> None:
+    """tf2.15 h5 -> one loader: its verdict line is on the first screen, on a desktop and on a phone,
+    whose header takes at most a fifth of the screen."""
+    width, height = size
+    page = Page(browser, wide_site)
+    page.page.set_viewport_size({"width": width, "height": height})
+    try:
+        pg = page.open(f"view=upgrade&saver=tf2.15&format=h5&loader={BISECT_LOADER}")
+        line = pg.locator("#verdict .vline")
+        assert line.inner_text() == _wide_verdict(wide_site, BISECT_LOADER)
+        assert "with a verified fix" in line.inner_text()
+        box = line.bounding_box()
+        assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, box
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width + 1, box
+        header = pg.locator("header").bounding_box()
+        assert header is not None
+        if width < 600:
+            assert header["height"] <= 0.2 * height, header
+        pg.screenshot(path=str(shots / f"site-verdict-{width}.png"))
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors
+
+
+def test_phone_details_open_on_the_first_screen(browser: Any, wide_site: Path, shots: Path) -> None:
+    """At 390 x 844 a tapped cell's details are on screen at once (over the bottom of the page, not
+    below the table), the filters open on demand, and the close button clears the details."""
+    page = Page(browser, wide_site)
+    page.page.set_viewport_size({"width": 390, "height": 844})
+    try:
+        pg = page.open("view=upgrade&saver=tf2.15&format=h5")
+        assert not pg.is_visible("#f-saver") and pg.is_visible("#f-toggle")
+        pg.click("#f-toggle")
+        assert pg.is_visible("#f-saver") and pg.get_attribute("#f-toggle", "aria-expanded") == "true"
+        pg.click("#f-toggle")
+        cell = pg.locator("#view td button").nth(40)
+        cell.scroll_into_view_if_needed()
+        scrolled = pg.evaluate("window.scrollY")
+        cell.click()
+        assert page.details_id() == cell.get_attribute("data-cell")
+        assert pg.evaluate("window.scrollY") == scrolled  # nothing to scroll to
+        for sel in ("#details", "#d-id", "#d-outcome"):
+            box = pg.locator(sel).bounding_box()
+            assert box is not None and box["y"] >= 0 and box["y"] + min(box["height"], 20) <= 844, (sel, box)
+        pg.screenshot(path=str(shots / "site-phone-details.png"))
+        pg.click("#details button.close")
+        page.ready()
+        assert pg.locator("#d-id").count() == 0 and "cell=" not in pg.url
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors
+
+
+def test_bisect_result_in_the_cell_details(browser: Any, wide_site: Path) -> None:
+    """A bisected cell says its first failing release, the release it was ok in and links the notes;
+    a cell without a bisect says nothing of it."""
+    page = Page(browser, wide_site)
+    try:
+        meta = (wide_site / "data" / "h5.js").read_text(encoding="utf-8")
+        assert "keras 3.11.3" in meta
+        cid = next(f"{s}:h5:tf2.15->{BISECT_LOADER}:default" for k, s in enumerate(WIDE_SCENARIOS)
+                   if (k + WIDE_LOADERS.index(BISECT_LOADER)) % 3 == 0)
+        pg = page.open("cell=" + urllib.parse.quote(cid, safe=""))
+        assert page.details_id() == cid
+        assert pg.inner_text("#d-bisect") == ("first failing release: keras 3.11.3 (was ok in 3.11.2) — "
+                                             "release notes")
+        assert pg.get_attribute("#d-bisect a", "href") == "https://github.com/keras-team/keras/releases/tag/v3.11.3"
+        other = next(f"{s}:h5:tf2.15->tf2.1:default" for k, s in enumerate(WIDE_SCENARIOS) if k % 3 == 0)
+        pg = page.open("cell=" + urllib.parse.quote(other, safe=""))
+        assert page.details_id() == other and pg.locator("#d-bisect").count() == 0
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors
+
+
+def test_search_groups_by_normalised_message_and_finds_names(browser: Any, wide_site: Path) -> None:
+    """One group for messages that differ only in line numbers and paths (with its category, its
+    explanation and the stacks it spans); scenarios (by name or a layer in their description) and
+    stacks are found too."""
+    page = Page(browser, wide_site)
+    try:
+        pg = page.open("view=search&q=bad%20config")
+        bad = sum((k + m) % 3 == 0 for k in range(len(WIDE_SCENARIOS)) for m in range(len(WIDE_LOADERS)))
+        spellings = pg.evaluate("new Set(window.COMPAT_DATA.h5.msgs.filter(m => m.startsWith('bad config'))).size")
+        assert spellings > 10  # the messages differ (line numbers, paths) ...
+        # ... one group
+        assert pg.inner_text("#search-count") == f"{bad} cells in 1 error signatures match “bad config”."
+        group = pg.inner_text("#search-groups li.group")
+        assert "ValueError: bad config at line N of <path>" in group
+        assert f"{bad} cells · savers tf2.15 · loaders " in group and f"({len(WIDE_LOADERS)})" in group
+        category = next(iter(diagnose_categories()))
+        assert group.startswith(category) and diagnose_categories()[category].explanation in group
+        pg = page.open("view=search&q=conv2dtranspose")  # a layer named in a scenario's description
+        assert pg.inner_text("#search-scenarios").startswith(WIDE_SCENARIOS[7])
+        pg = page.open("view=search&q=keras3.11")
+        assert [b.get_attribute("data-stack") for b in pg.locator("#search-stacks button").all()] == [
+            "keras3.11-jax", "keras3.11-tensorflow"]
+        pg.click("#search-stacks button[data-stack='keras3.11-jax']")
+        page.ready()
+        assert "view=upgrade" in pg.url and "saver=keras3.11-jax" in pg.url
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors
+
+
+def diagnose_categories() -> dict[str, Any]:
+    from runner import diagnose
+
+    return dict(diagnose.CATEGORIES)
+
+
+def test_skip_link_keeps_the_page_and_filters(page: Page) -> None:
+    pg = page.open("view=grid&scenario=dense&format=h5&saver=tf2.4")
+    url = pg.url
+    pg.keyboard.press("Tab")
+    assert pg.evaluate("document.activeElement.className") == "skip"
+    pg.keyboard.press("Enter")
+    assert pg.url == url
+    assert pg.evaluate("document.activeElement.dataset.cell") == "dense:h5:tf2.4->tf2.4:default"
+    assert pg.locator("#view table.grid tbody tr").count() == 1 and pg.input_value("#f-saver") == "tf2.4"
+
+
+def test_grid_shows_every_variant(page: Page) -> None:
+    pg = page.open("view=grid&scenario=custom&format=h5")
+    assert [h.get_attribute("data-variant") for h in pg.locator("#view h3[data-variant]").all()] == [
+        "default", "custom_objects"]
+    assert "meant to fail" in pg.inner_text("#view h3[data-variant='default']")
+    assert pg.locator("#view table.grid").count() == 2
+    pg = page.open("view=grid&scenario=custom&format=h5&variant=custom_objects")
+    assert pg.locator("#view table.grid").count() == 1
+    assert pg.locator("#view td button[data-cell$=':default']").count() == 0
+
+
+def _rgb(css: str) -> list[str]:
+    """Every rgb()/rgba() colour of a computed style value, as #rrggbb (alpha 0 left out)."""
+    import re
+
+    out = []
+    for m in re.finditer(r"rgba?\(([\d.]+), ([\d.]+), ([\d.]+)(?:, ([\d.]+))?\)", css):
+        if m.group(4) is not None and float(m.group(4)) == 0:
+            continue
+        out.append("#" + "".join(f"{round(float(m.group(k))):02x}" for k in (1, 2, 3)))
+    return out
+
+
+def test_focus_ring_contrasts_with_every_cell_fill(page: Page) -> None:
+    """The focused cell's ring (its computed outline and inset shadow colours) contrasts at least 3:1
+    with every fill a cell can have: each outcome's colour and the overview's whole viridis scale."""
+    from runner import heatmap
+
+    fills = set(report.COLORS.values()) | {heatmap.colour(k / 50) for k in range(51)} | {"#ffffff"}
+    for hash_ in ("", "view=grid&scenario=custom&format=h5"):
+        pg = page.open(hash_)
+        button = pg.locator("#view td button").first
+        button.focus()
+        style = pg.evaluate("""b => { const s = getComputedStyle(b);
+            return [s.outlineStyle, s.outlineWidth, s.outlineColor, s.boxShadow]; }""", button.element_handle())
+        assert style[0] == "solid" and float(style[1].rstrip("px")) >= 2, style
+        ring = _rgb(style[2]) + _rgb(style[3])
+        shown = pg.evaluate("Array.from(document.querySelectorAll('#view td'), "
+                            "td => getComputedStyle(td).backgroundColor)")
+        worst = min(max(heatmap.contrast(c, f) for c in ring) for f in fills | {c for s in shown for c in _rgb(s)})
+        assert worst >= 3, (ring, worst)
+
+
+_TEXT_PAIRS = """() => {
+  const out = [];
+  const bg = e => { for (; e; e = e.parentElement) { const c = getComputedStyle(e).backgroundColor;
+    if (c && c !== 'rgba(0, 0, 0, 0)' && c !== 'transparent') return c; } return 'rgb(255, 255, 255)'; };
+  for (const e of document.querySelectorAll('body *')) {
+    if (!Array.from(e.childNodes).some(n => n.nodeType === 3 && n.textContent.trim())) continue;
+    const r = e.getBoundingClientRect(), s = getComputedStyle(e);
+    if (!r.width || !r.height || s.visibility === 'hidden') continue;
+    out.push([e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className, s.color, bg(e), e.textContent.slice(0, 30)]);
+  }
+  return out;
+}"""
+
+
+def test_every_text_contrasts_4_5_with_its_fill(page: Page) -> None:
+    """Each visible text's computed colour against the fill behind it (the nearest background) is at
+    least 4.5:1, in every view and the details panel."""
+    from runner import heatmap
+
+    checked = 0
+    for hash_ in ("", "view=upgrade&saver=tf2.15&format=h5", "view=about", "view=search&q=Unknown",
+                  "cell=" + urllib.parse.quote(FIXED, safe="")):
+        pg = page.open(hash_)
+        if "cell=" in hash_:
+            page.details_id()
+        for where, fg, bg, text in pg.evaluate(_TEXT_PAIRS):
+            ratio = heatmap.contrast(_rgb(fg)[0], _rgb(bg)[0])
+            assert ratio >= 4.5, (hash_, where, fg, bg, text, round(ratio, 2))
+            checked += 1
+    assert checked > 200

@@ -21,6 +21,8 @@
   M.outcomes.forEach(function (o, i) { outIx[o.id] = i; });
   var STACKS = M.stacks.map(function (s) { return s.id; });
   var S = M.stride || 4;  // integers per cell in a grid's flat list
+  var MEANT_TO_FAIL = "loads of a custom-object scenario without its custom objects (variant default where the " +
+    "scenario has a custom_objects variant) are meant to fail and left out";
   var TRAINING = { resumed: "resumed: one more training step lands where the saver's did",
     state_lost: "optimizer state lost", diverges: "the resumed step diverges from the saver's",
     cannot_resume: "training cannot run", not_checked: "not checked" };
@@ -66,9 +68,13 @@
     var i = Math.min(Math.floor(pos), t.length - 2), f = pos - i, a = hex(t[i]), b = hex(t[i + 1]);
     return "#" + a.map(function (x, k) { return ("0" + Math.round(x + (b[k] - x) * f).toString(16)).slice(-2); }).join("");
   }
-  function ink(fill) {
-    var c = hex(fill).map(function (x) { return x / 255; });
-    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2] > 0.45 ? "#000" : "#fff";
+  function luminance(fill) {  // WCAG relative luminance
+    var c = hex(fill).map(function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+  function ink(fill) {  // black or white, whichever contrasts more with the fill (>= 4.58:1 either way)
+    var y = luminance(fill);
+    return (y + 0.05) / 0.05 >= 1.05 / (y + 0.05) ? "#000" : "#fff";
   }
   function cellId(scenario, format, saver, loader, variant) {
     return scenario + ":" + format + ":" + saver + "->" + loader + ":" + variant;
@@ -92,6 +98,22 @@
     return m ? m[1] : "";
   }
 
+  // The upgrade verdicts (explain's, written by the report): {loader: [line, detail lines...]} per
+  // format and saver, or {} when the table has none for that saver.
+  function loadVerdicts(fmt, saver) {
+    var key = "verdict:" + fmt + ":" + saver;
+    return M.files[key] ? load(key) : Promise.resolve({});
+  }
+  function verdictBox(lines, id) {  // the verdict line first, the scenarios behind each count under it
+    var box = el("div", { id: id, cls: "verdict" }, el("p", { cls: "vline", text: lines[0] }));
+    if (lines.length > 1) {
+      var ul = el("ul");
+      lines.slice(1).forEach(function (l) { ul.appendChild(el("li", { text: l.trim() })); });
+      box.appendChild(el("details", null, el("summary", { text: "which scenarios" }), ul));
+    }
+    return box;
+  }
+
   // -------------------------------------------------------------- cell access
   function gridsOf(F, scenario, variant) {
     var s = M.scenarios.indexOf(scenario);
@@ -109,7 +131,9 @@
       message: F.msgs[note[3]], source: note[4], tb: note[5], remedy: remedy, fixed: fixName(remedy),
       diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : "",
       prediction: note[6] || "", training: note[7] || "", trainingReason: note[8] !== undefined ? F.msgs[note[8]] : "",
-      trainingDiff: S > 4 && c[k + 4] ? F.diffs[c[k + 4] - 1] : null
+      trainingDiff: S > 4 && c[k + 4] ? F.diffs[c[k + 4] - 1] : null,
+      signature: note[9] !== undefined ? F.msgs[note[9]] : "",
+      firstBad: note[10] || "", lastGood: note[11] || "", releaseNotes: note[12] || ""
     };
   }
   function findCell(id) {
@@ -196,8 +220,10 @@
     });
     var body = el("tbody");
     rows.forEach(function (r) {
-      var tr = el("tr", null, el("th", { cls: "row", scope: "row", title: r.title || null, text: r.label }));
-      if (sumHead) tr.appendChild(el("td", { cls: "sum" }, el("span", { title: r.sum, text: r.sum })));
+      var name = r.pick ? el("button", { type: "button", cls: "link pick", "data-pick": r.label, title: "the verdict for " + r.label + " in full",
+        text: r.label, onclick: function () { go({ loader: r.label, cell: "" }); } }) : r.label;
+      var tr = el("tr", null, el("th", { cls: "row", scope: "row", title: r.title || null }, name));
+      if (sumHead) tr.appendChild(el("td", { cls: "sum" }, el("span", { title: r.sumTitle || r.sum, text: r.sum })));
       r.cells.forEach(function (td) { tr.appendChild(td || el("td", { cls: "empty" })); });
       body.appendChild(tr);
     });
@@ -222,7 +248,7 @@
       for (var k = 0; k < n * n; k++) stats.push([0, 0]);
       all.forEach(function (F) {
         F.grids.forEach(function (g) {
-          if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant)) return;
+          if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant) || g.x) return;
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
               var o = g.c[(i * g.lo.length + j) * S];
@@ -247,10 +273,11 @@
       var savers = STACKS.filter(function (s, i) { return (state.saver ? s === state.saver : used(0, i)); });
       var loaders = STACKS.filter(function (s, i) { return (state.loader ? s === state.loader : used(1, i)); });
       var what = [state.format || "every format", state.scenario || "every scenario", state.variant || "every load variant"].join(", ");
+      if (M.headline) root.appendChild(el("p", { cls: "note headline-copy", text: M.headline.replace(/`/g, "") }));  // a phone's header leaves it out
       root.appendChild(el("h2", { text: "Saver × loader: per cent of cells that load and match (" + what + ")" }));
       root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. " +
         "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched " +
-        "(a trained model: and whose training resumed like the saver's); " +
+        "(a trained model: and whose training resumed like the saver's); " + MEANT_TO_FAIL + "; " +
         "– where no cell could exist. Select a cell for every scenario and format of that pair." }));
       var rows = savers.map(function (sv) {
         return {
@@ -288,67 +315,90 @@
     }
     if (changed) { syncControls(); writeHash(); }
   }
+  // The (scenario, variant) grids a view shows: the chosen variant, or every variant (default first).
+  function variantsShown(F, s) {
+    return M.variants.filter(function (v) { return (!state.variant || v === state.variant) && gridsOf(F, s, v).length; });
+  }
   function viewUpgrade(token, root) {
     pickDefaults(["saver", "format"]);
-    var variant = state.variant || "default";
-    return load(state.format).then(function (F) {
+    return Promise.all([load(state.format), loadVerdicts(state.format, state.saver)]).then(function (got) {
       if (token !== renderToken) return;
+      var F = got[0], V = got[1];
       var saverIx = stackIx[state.saver];
       var scenarios = M.scenarios.filter(function (s) { return !state.scenario || s === state.scenario; });
-      var byScenario = {};
+      var cols = [];  // [scenario, variant, grid]
       scenarios.forEach(function (s) {
-        var g = gridsOf(F, s, variant)[0];
-        if (g && g.sv.indexOf(saverIx) >= 0) byScenario[s] = g;
+        variantsShown(F, s).forEach(function (v) {
+          var g = gridsOf(F, s, v)[0];
+          if (g.sv.indexOf(saverIx) >= 0) cols.push([s, v, g]);
+        });
       });
-      var shown = scenarios.filter(function (s) { return byScenario[s]; });
-      root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (load variant " + variant + ")" }));
-      root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). " + M.fixedMark +
-        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs); the column after the loader " +
-        "gives its verdict and names the fixes. Select a cell for its details; change the saver, format or variant with the filters above." }));
-      if (!shown.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
+      var which = state.variant ? "load variant " + state.variant : "every load variant";
+      if (state.loader && V[state.loader]) root.appendChild(verdictBox(V[state.loader], "verdict"));
+      else root.appendChild(el("p", { id: "verdict", cls: "verdict vline" }, state.loader ?
+        "No verdict: " + state.saver + " " + state.format + " → " + state.loader + " has no cell in this table." :
+        "Choose a loader (the filter above, or a loader's name in the table) for its verdict in full; each loader's " +
+        "verdict is the column after its name."));
+      root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (" + which + ")" }));
+      root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). The verdict " +
+        "(as python -m runner explain --from SAVER --format FORMAT --to LOADER prints it) counts each scenario once, " +
+        "loaded the documented way (with its custom objects where it has them); " + M.fixedMark +
+        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs). " +
+        "Select a cell for its details; change the saver, format or variant with the filters above." }));
+      if (!cols.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
       var loaders = STACKS.filter(function (lo) { return !state.loader || lo === state.loader; });
       var rows = [];
       loaders.forEach(function (lo) {
-        var ok = 0, total = 0, fixes = [];
-        var tds = shown.map(function (s) {
-          var g = byScenario[s], i = g.sv.indexOf(saverIx), j = g.lo.indexOf(stackIx[lo]);
+        var tds = cols.map(function (sv) {
+          var g = sv[2], i = g.sv.indexOf(saverIx), j = g.lo.indexOf(stackIx[lo]);
           if (j < 0) return null;
           var c = cellOf(F, g, i, j);
-          if (!c) return null;
-          if (c.outcome.id !== "not_applicable") { total += 1; ok += c.outcome.id === "ok" ? 1 : 0; }
-          if (c.fixed) fixes.push(s + ": " + c.fixed);
-          return cellButton(c, lo + " loads " + s);
+          return c ? cellButton(c, lo + " loads " + sv[0] + (sv[1] !== "default" ? " (" + sv[1] + ")" : "")) : null;
         });
         if (tds.every(function (t) { return !t; })) return;
-        rows.push({ label: lo, cells: tds, sum: ok + "/" + total + " ok" + (fixes.length ? "; fixed (verified): " + fixes.join(", ") : "") });
+        var line = V[lo] ? V[lo][0] : "";
+        rows.push({ label: lo, pick: true, cells: tds, sum: line.slice(line.indexOf(": ") + 2), sumTitle: line });
       });
       root.appendChild(matrixTable("loader \\ scenario", "loader \\ scenario",
-        shown.map(function (s) { return { text: s, title: s + (scenarioDoc(s) ? ": " + scenarioDoc(s) : "") }; }),
-        rows, "upgrade", "loads and matches; verified fixes"));
+        cols.map(function (sv) {
+          return { text: sv[0] + (sv[1] !== "default" ? " · " + sv[1] : ""),
+            title: sv[0] + (scenarioDoc(sv[0]) ? ": " + scenarioDoc(sv[0]) : "") + (sv[1] !== "default" ? " (load variant " + sv[1] + ")" : "") };
+        }), rows, "upgrade", "verdict (documented way of loading)"));
       root.appendChild(legend());
-      var notes = scenarioNotes(shown);
+      var notes = scenarioNotes(scenarios.filter(function (s) { return cols.some(function (c) { return c[0] === s; }); }));
       if (notes) root.appendChild(notes);
     });
   }
   function viewGrid(token, root) {
     pickDefaults(["format", "scenario"]);
-    var variant = state.variant || "default";
     return load(state.format).then(function (F) {
       if (token !== renderToken) return;
-      var g = gridsOf(F, state.scenario, variant)[0];
-      root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (variant !== "default" ? " · load variant " + variant : "") }));
+      var variants = variantsShown(F, state.scenario);
+      root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (state.variant ? " · load variant " + state.variant : "") }));
       if (scenarioDoc(state.scenario)) root.appendChild(el("p", { id: "scenario-doc", text: state.scenario + ": " + scenarioDoc(state.scenario) }));
-      if (!g) { root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells with load variant " + variant + "." })); return; }
-      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. Arrow keys move between cells; Enter shows a cell's details." }));
-      var si = [], lj = [];
-      g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
-      g.lo.forEach(function (s, j) { if (!state.loader || STACKS[s] === state.loader) lj.push(j); });
-      var rows = si.map(function (i) {
-        return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
-      });
-      root.appendChild(matrixTable("saver \\ loader", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+      if (!variants.length) {
+        root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells" +
+          (state.variant ? " with load variant " + state.variant : "") + "." }));
+        return;
+      }
+      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it; " +
+        (variants.length > 1 ? "one grid per load variant. " : "") + "Arrow keys move between cells; Enter shows a cell's details." }));
       var kinds = { mismatch: 0, training_mismatch: 0 };
-      for (var k = 0; k < g.c.length; k += S) if (g.c[k] >= 0 && kinds[M.outcomes[g.c[k]].id] !== undefined) kinds[M.outcomes[g.c[k]].id] += 1;
+      variants.forEach(function (variant) {
+        var g = gridsOf(F, state.scenario, variant)[0];
+        if (variants.length > 1 || variant !== "default") {
+          root.appendChild(el("h3", { cls: "note", "data-variant": variant, text: "load variant " + variant +
+            (g.x ? " (meant to fail: the scenario's custom objects are not passed; left out of the overview's percentages)" : "") }));
+        }
+        var si = [], lj = [];
+        g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
+        g.lo.forEach(function (s, j) { if (!state.loader || STACKS[s] === state.loader) lj.push(j); });
+        var rows = si.map(function (i) {
+          return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
+        });
+        root.appendChild(matrixTable("saver \\ loader (" + variant + ")", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+        for (var k = 0; k < g.c.length; k += S) if (g.c[k] >= 0 && kinds[M.outcomes[g.c[k]].id] !== undefined) kinds[M.outcomes[g.c[k]].id] += 1;
+      });
       if (kinds.mismatch || kinds.training_mismatch) {
         root.appendChild(el("p", { id: "grid-kinds", cls: "note", text: "Predictions differ: " + kinds.mismatch + " (" +
           M.outcomes[outIx.mismatch].symbol + "); predictions match, training does not resume: " + kinds.training_mismatch +
@@ -394,25 +444,54 @@
       if (notes) root.appendChild(notes);
     });
   }
+  function span(ids) {  // "first … last (n)" in stack order, as errors.md spells a span
+    var got = STACKS.filter(function (s) { return ids[s]; });
+    return got.length === 1 ? got[0] : got[0] + " … " + got[got.length - 1] + " (" + got.length + ")";
+  }
+  function searchNames(q, root) {  // scenarios (name or description, which names its layers) and stacks (id or versions)
+    var scen = M.scenarios.filter(function (s) { return (s + "\n" + scenarioDoc(s)).toLowerCase().indexOf(q) >= 0; });
+    var stacks = M.stacks.filter(function (st) {
+      return Object.keys(st).some(function (k) { return String(st[k] === null || st[k] === undefined ? "" : st[k]).toLowerCase().indexOf(q) >= 0; });
+    });
+    if (scen.length) {
+      var ul = el("ul", { id: "search-scenarios", cls: "results" });
+      scen.forEach(function (s) {
+        ul.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-scenario": s, text: s,
+          onclick: function () { go({ view: "grid", scenario: s, q: "", cell: "" }); } }), scenarioDoc(s) ? " — " + scenarioDoc(s) : ""));
+      });
+      root.appendChild(el("h3", { cls: "note", text: "Scenarios (" + scen.length + ")" }));
+      root.appendChild(ul);
+    }
+    if (stacks.length) {
+      var sl = el("ul", { id: "search-stacks", cls: "results" });
+      stacks.forEach(function (st) {
+        sl.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-stack": st.id, text: st.id,
+          onclick: function () { go({ view: "upgrade", saver: st.id, q: "", cell: "" }); } }), " — " + stackLine(st.id).slice(st.id.length + 1) +
+          " (its upgrade path)"));
+      });
+      root.appendChild(el("h3", { cls: "note", text: "Stacks (" + stacks.length + ")" }));
+      root.appendChild(sl);
+    }
+  }
   function viewSearch(token, root) {
     var q = (state.q || "").trim().toLowerCase();
-    root.appendChild(el("h2", { text: "Search errors" }));
+    root.appendChild(el("h2", { text: "Search" }));
     if (!q) {
-      root.appendChild(el("p", { text: "Type part of an error message, an exception type or a category (e.g. " +
-        Object.keys(M.categories).slice(0, 3).join(", ") + ") in the search box above." }));
+      root.appendChild(el("p", { text: "Type part of an error message, an exception type, a category (e.g. " +
+        Object.keys(M.categories).slice(0, 3).join(", ") + "), a scenario, a layer or a stack in the search box above." }));
       return Promise.resolve();
     }
     var formats = state.format ? [state.format] : M.formats;
     say("searching…");
     return loadAll(formats).then(function (all) {
       if (token !== renderToken) return;
-      var groups = [], total = 0;
+      searchNames(q, root);
+      var groups = {}, order = [], total = 0;
       all.forEach(function (F) {
         var hit = F.notes.map(function (n) {
           return [n[0], n[2], F.msgs[n[3]], n[7] || "", n[8] !== undefined ? F.msgs[n[8]] : ""].join("\n")
             .toLowerCase().indexOf(q) >= 0;
         });
-        var byNote = {};
         F.grids.forEach(function (g) {
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
@@ -420,28 +499,43 @@
               if (g.c[k] < 0 || !hit[g.c[k + 1]]) continue;
               var c = cellOf(F, g, i, j);
               if (!matches(c)) continue;
-              (byNote[g.c[k + 1]] = byNote[g.c[k + 1]] || []).push(c);
+              // one group per category and normalised message: tracebacks and messages that differ only in
+              // line numbers, addresses or paths are one group (the signature errors.md groups by)
+              var key = c.category + "\n" + (c.signature || (c.type ? c.type + ": " : "") + (c.message || "").split("\n")[0] ||
+                c.outcome.id + " " + c.training);
+              if (!groups[key]) { groups[key] = []; order.push(key); }
+              groups[key].push(c);
+              total += 1;
             }
           }
         });
-        Object.keys(byNote).forEach(function (n) { groups.push(byNote[n]); total += byNote[n].length; });
       });
-      groups.sort(function (a, b) { return b.length - a.length; });
+      var list = order.map(function (k) { return groups[k]; });
+      list.sort(function (a, b) { return b.length - a.length; });
       say("");
-      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + groups.length + " error signatures match \u201c" + state.q + "\u201d." }));
-      var list = el("ul", { cls: "results" });
-      groups.slice(0, 200).forEach(function (cells) {
-        var c0 = cells[0];
-        var head = (c0.category ? "[" + c0.category + "] " : "") + (c0.type ? c0.type + ": " : "") + (c0.message || "").split("\n")[0];
+      root.appendChild(el("h3", { cls: "note", text: "Failing cells" }));
+      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + list.length + " error signatures match \u201c" + state.q + "\u201d." }));
+      var ul = el("ul", { cls: "results", id: "search-groups" });
+      list.slice(0, 200).forEach(function (cells) {
+        var c0 = cells[0], savers = {}, loaders = {}, fmts = {};
+        cells.forEach(function (c) { savers[c.saver] = 1; loaders[c.loader] = 1; fmts[c.format] = 1; });
+        var head = (c0.signature || (c0.type ? c0.type + ": " : "") + (c0.message || "").split("\n")[0]);
+        var cat = c0.category ? M.categories[c0.category] : null;
         var ids = el("ul");
         cells.slice(0, 300).forEach(function (c) {
           ids.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-cell": c.id, text: c.id,
             onclick: function () { openCell(c.id, false); } }), " " + c.outcome.symbol + " " + c.outcome.id));
         });
         if (cells.length > 300) ids.appendChild(el("li", { text: "… and " + (cells.length - 300) + " more (narrow the filters)" }));
-        list.appendChild(el("li", null, el("details", null, el("summary", { text: cells.length + " cells (" + c0.format + ") — " + head }), ids)));
+        var li = el("li", { cls: "group" },
+          el("div", null, c0.category ? el("code", { text: c0.category }) : null, c0.category ? " " : null, el("b", { cls: "sig", text: head })),
+          el("div", { cls: "note", text: cells.length + " cells · savers " + span(savers) + " · loaders " + span(loaders) + " · " +
+            Object.keys(fmts).join(", ") + (cat ? " · " + cat[0] : "") }),
+          cat ? el("div", { cls: "note why", text: cat[1] }) : null,
+          el("details", null, el("summary", { text: "the " + cells.length + " cells" }), ids));
+        ul.appendChild(li);
       });
-      root.appendChild(list);
+      root.appendChild(ul);
     });
   }
   function inline(text) {
@@ -563,8 +657,21 @@
         (c.trainingDiff !== null ? " (max |diff| " + c.trainingDiff + ")" : "") + (c.trainingReason ? ": " + c.trainingReason : "") }) : null,
       c.source && c.source !== "load" ? el("dt", { text: "from" }) : null,
       c.source && c.source !== "load" ? el("dd", { text: { save: "the save (nothing to load)", env: "the loading stack (unavailable)", none: "no record yet" }[c.source] || c.source }) : null);
-    box.appendChild(el("h2", { id: "d-id", text: c.id }));
+    var close = el("button", { type: "button", cls: "close", "aria-label": "close the details", text: "×",
+      onclick: function () { go({ cell: "" }); } });
+    box.appendChild(el("div", { cls: "dhead" }, el("h2", { id: "d-id", text: c.id }), close));
+    var verdict = el("div", { id: "d-verdict-slot" });
+    box.appendChild(verdict);
+    loadVerdicts(c.format, c.saver).then(function (V) {
+      if (V[c.loader] && verdict.parentNode) verdict.appendChild(verdictBox(V[c.loader], "d-verdict"));
+    }, function (e) { verdict.textContent = e.message; });
     box.appendChild(dl);
+    if (c.firstBad) {
+      var bis = el("p", { id: "d-bisect" }, el("b", { text: "first failing release: " }),
+        c.firstBad + (c.lastGood ? " (was ok in " + c.lastGood + ")" : ""));
+      if (/^https?:\/\//.test(c.releaseNotes)) bis.appendChild(el("span", null, " — ", el("a", { href: c.releaseNotes, rel: "noopener", text: "release notes" })));
+      box.appendChild(bis);
+    }
     if (c.category) box.appendChild(el("p", null, el("b", { text: "Category " + c.category + (cat ? " — " + cat[0] : "") + ". " }), cat ? cat[1] : ""));
     box.appendChild(el("p", { id: "d-remedy" }, el("b", { text: "Verified remedies: " }), c.remedy || (c.outcome.id === "ok" ? "none needed" : "none re-run for this cell")));
     if (c.type || c.message) box.appendChild(el("div", null, el("b", { text: "Message" }), el("pre", { text: (c.type ? c.type + ": " : "") + (c.message || "") })));
@@ -681,8 +788,21 @@
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
       a.addEventListener("click", function (ev) { ev.preventDefault(); go({ view: a.dataset.view, cell: "" }); });
     });
+    // "Skip to the table" moves the focus to the view's first cell (or the view): the page, its view and
+    // filters stay (its #main target would otherwise replace the state kept in the hash)
+    document.querySelector("a.skip").addEventListener("click", function (ev) {
+      ev.preventDefault();
+      var first = document.querySelector("#view td button[tabindex='0']") || document.querySelector("#view td button") || $("main");
+      first.focus();
+      first.scrollIntoView({ block: "nearest" });
+    });
+    $("f-toggle").addEventListener("click", function () {  // a phone shows the filters on demand
+      var open = $("filters").classList.toggle("open");
+      $("f-toggle").setAttribute("aria-expanded", open ? "true" : "false");
+    });
     var follow = function () {  // the user edited the hash, or went back or forward
-      if (location.hash.replace(/^#/, "") === hashOf(state)) return;
+      var h = location.hash.replace(/^#/, "");
+      if (h === hashOf(state) || (h && h.indexOf("=") < 0)) return;  // a plain anchor is no state
       readHash();
       render();
     };
