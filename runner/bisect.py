@@ -40,6 +40,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import sys
 import time
 import urllib.error
@@ -390,8 +391,6 @@ def _link_artifact(main: Store, bstore: Store, saved: Record) -> None:
     dst = bstore.artifact_dir(saved.saver, saved.scenario, saved.format)
     want = saved.details.get("artifact_sha256")
     if not (dst.is_dir() and artifact_digest(dst) == want):
-        import shutil
-
         shutil.rmtree(dst, ignore_errors=True)
         dst.parent.mkdir(parents=True, exist_ok=True)
         shutil.copytree(src, dst, copy_function=matrix._link_or_copy)
