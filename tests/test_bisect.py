@@ -108,6 +108,32 @@ def test_releases_come_from_the_folder_or_the_index_final_ones_only(tmp_path: Pa
     assert bisect_results.notes_url("tensorflow-cpu", "2.15.1").endswith("tensorflow/releases/tag/v2.15.1")
 
 
+def test_the_other_tests_fake_catalog_has_no_line_so_their_matrix_runs_bisect_nothing(tmp_path: Path) -> None:
+    assert bisect.lines(load_catalog(e2e.write_catalog(tmp_path / "catalog.toml"))) == []
+
+
+def test_a_result_annotates_the_table_only_while_both_cells_are_as_it_found_them(tmp_path: Path) -> None:
+    older = {"stack": "a", "cell_id": "s:h5:x->a:default", "release": "3.10.0", "outcome": "ok", "key": "k1"}
+    newer = {"stack": "b", "cell_id": "s:h5:x->b:default", "release": "3.12.4", "outcome": "load_error", "key": "k2"}
+    result = {"version": 1, "side": "loader", "package": "keras", "older": older, "newer": newer,
+              "candidates": ["3.11.2", "3.11.3"], "steps": [], "last_as_before": "3.11.2",
+              "first_changed": "3.11.3", "unbuilt_between": [], "wall_s": 1.0}
+    path = bisect_results.result_path(tmp_path, "loader", older["cell_id"], newer["cell_id"])
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(result))
+    table = {older["cell_id"]: "ok", newer["cell_id"]: "load_error"}
+    assert bisect_results.table_annotations(tmp_path, table) == {newer["cell_id"]: {
+        "first_bad_release": "keras 3.11.3", "last_good_release": "keras 3.11.2",
+        "release_notes": "https://github.com/keras-team/keras/releases/tag/v3.11.3", "was": "ok"}}
+    # a cell whose outcome changed since (a newer record): the result no longer describes it
+    assert bisect_results.table_annotations(tmp_path, {**table, older["cell_id"]: "load_error"}) == {}
+    assert bisect_results.table_annotations(tmp_path, {**table, newer["cell_id"]: "mismatch"}) == {}
+    # a fix (the newer stack loads): no "first failing release"
+    path.write_text(json.dumps({**result, "older": {**older, "outcome": "load_error"},
+                                "newer": {**newer, "outcome": "ok"}}))
+    assert bisect_results.table_annotations(tmp_path, {older["cell_id"]: "load_error", newer["cell_id"]: "ok"}) == {}
+
+
 # ----------------------------------------------------------------- end to end, fake releases
 SAVE_RULE = {"action": "raise", "match": "/h5_only/", "arg": "fake release cannot write this model"}
 LOAD_RULE = {"action": "raise", "match": "/mlp/h5", "arg": "fake release refuses this file"}
