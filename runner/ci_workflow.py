@@ -492,6 +492,7 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "",
         "      - uses: actions/upload-artifact@v4",
         "        with:",
         "          name: save-${{ matrix.stack }}-${{ matrix.job }}",
+        "          include-hidden-files: true",  # a part is every file a shard wrote there
         "          path: |",
         f"            {LANES_DIR}/*/records",
         f"            {LANES_DIR}/*/artifacts",
@@ -507,6 +508,7 @@ def workflow_text(catalog_path: Path = DEFAULT_CATALOG, catalog_arg: str = "",
         "      - uses: actions/upload-artifact@v4",
         "        with:",
         "          name: load-${{ matrix.stack }}-${{ matrix.job }}",
+        "          include-hidden-files: true",  # a part is every file a shard wrote there
         "          path: |",
         f"            {LANES_DIR}/*/records",
         f"            !{LANES_DIR}/*/records/save",  # every job has them: the save parts carry them once
