@@ -30,8 +30,8 @@ same way in every job, and the merged tables equal a one-machine run's byte for 
 
 The timings file holds each stack's single-process seconds per phase (``save``; ``load``
 = loads + remedies + timeout confirmations, what a load job runs). ``ci-workflow
---timings-from STORE`` takes them from a finished run's store (its ``timings.json`` and env
-records: measured); ``--timings-from RESULTS`` estimates the stacks a store does not cover
+--timings-from STORE`` takes them from a finished run's store (its ``timings.json``:
+measured); ``--timings-from RESULTS`` estimates the stacks a store does not cover
 from a published table's cell counts per loader times the measured per-cell means
 (:data:`PER_CELL_S`). ``ci-workflow --projection`` prints the projected wall time.
 """
@@ -154,26 +154,20 @@ def timings_from_table(results: Path, catalog: Sequence[Stack], scenarios: int,
 
 
 def timings_from_store(store: Path, catalog: Sequence[Stack], previous: Mapping[str, Any]) -> dict[str, Any]:
-    """Measured seconds per stack from a run's store: ``timings.json`` (each stack's wall
-    time in each phase of the run that computed it: save; load + remedy + confirm) plus its
-    env record's build time, added to each of its jobs' phases. Stacks the store did not
-    time keep ``previous``'s entry."""
+    """Measured seconds per stack from a run's store: ``timings.json``, each stack's wall
+    time in each phase of the run that computed it (save; load + remedy + confirm). Its env
+    build is a job's fixed cost (``job_overhead_s``), not a phase's work. Stacks the store
+    did not time keep ``previous``'s entry."""
     path = store / "timings.json"
     if not path.is_file():
         raise ValueError(f"{store}: no timings.json (not a store a run has finished a phase in)")
     walls = json.loads(path.read_text(encoding="utf-8"))
-    builds: dict[str, float] = {}
-    for rec in sorted((store / "records" / "env").glob("*.json")):
-        env = json.loads(rec.read_text(encoding="utf-8"))
-        builds[str(env.get("stack"))] = float(env.get("duration_s") or 0.0)
     stacks = dict(previous.get("stacks", {}))
     for s in catalog:
         per = {ph: float(walls.get(ph, {}).get(s.id, 0.0)) for ph in ("save", "load", "remedy", "confirm")}
         if not per["save"] and not per["load"]:
             continue
-        build = builds.get(s.id, 0.0)
-        stacks[s.id] = {"save": round(per["save"] + build, 1),
-                        "load": round(per["load"] + per["remedy"] + per["confirm"] + build, 1),
+        stacks[s.id] = {"save": per["save"], "load": round(per["load"] + per["remedy"] + per["confirm"], 1),
                         "source": "measured"}
     return {**{k: v for k, v in previous.items() if k != "stacks"}, "stacks": stacks}
 
