@@ -1219,10 +1219,13 @@ def verdict_target(stacks: Sequence[Mapping[str, Any]], loaders: Iterable[str]) 
     return max(have, key=lambda lo: (versions.get(lo, ()), -have.index(lo)), default=None)
 
 
-def _verdict_section(verdicts: Mapping[tuple[str, str, str], Sequence[str]], target: str | None) -> list[str]:
-    """README.md's upgrade verdicts: per saving stack, one line per format into ``target``."""
+def _verdict_section(verdicts: Mapping[tuple[str, str, str], Sequence[str]], target: str | None,
+                     possible: Iterable[tuple[str, str, str]] = ()) -> list[str]:
+    """README.md's upgrade verdicts: per saving stack, one line per format into ``target``; with
+    ``possible`` (the paths with a cell that could exist), only those paths."""
     if target is None:
         return []
+    possible = set(possible)
     lines = [f"### Upgrade verdicts: loaded in `{target}`", "",
              f"Per saving stack and format, the verdict `python -m runner explain --from SAVER --format FORMAT --to "
              f"{target}` prints ({target}: the newest Keras installed): scenarios that load and match loaded the "
@@ -1231,8 +1234,8 @@ def _verdict_section(verdicts: Mapping[tuple[str, str, str], Sequence[str]], tar
     savers = sorted({k[0] for k in verdicts if k[2] == target}, key=natural_key)
     for saver in savers:
         lines.append(f"- **{saver}**")
-        for (sv, _fmt, lo), text in verdicts.items():
-            if sv == saver and lo == target:
+        for (sv, fmt, lo), text in verdicts.items():
+            if sv == saver and lo == target and (not possible or (sv, fmt, lo) in possible):
                 lines.append(f"  - {_pipe(text[0])}")
     return [*lines, ""]
 
@@ -1271,8 +1274,11 @@ def report_files(df: pd.DataFrame, records: Sequence[Record], scrub: _Scrubber, 
     stacks = [dict(zip(["id", "python", "tensorflow", "keras", "backend", "keras_api", "env", "status"], row,
                        strict=True)) for row in _stack_table(records, scrub)]
     target = verdict_target(stacks, {k[2] for k in verdicts})
+    possible = {(str(c["saver"]), str(c["format"]), str(c["loader"])) for c in site_cells
+                if c["outcome"] != "not_applicable"}
     files: dict[str, str | bytes] = {
-        "README.md": _index_markdown(df, records, scrub, said, skipped, docs, _verdict_section(verdicts, target)),
+        "README.md": _index_markdown(df, records, scrub, said, skipped, docs,
+                                     _verdict_section(verdicts, target, possible)),
         "matrix.md": _pointer_markdown(said),
         "errors.md": errors_markdown(df, said),
         "CHANGES.md": changes,
