@@ -707,3 +707,24 @@ def test_every_text_contrasts_4_5_with_its_fill(page: Page) -> None:
             assert ratio >= 4.5, (hash_, where, fg, bg, text, round(ratio, 2))
             checked += 1
     assert checked > 200
+
+
+def test_search_by_category(browser: Any, wide_site: Path) -> None:
+    """The search view's category filter lists a category's failing cells with no text, and narrows a
+    text search; it lives in the URL like every other filter."""
+    page = Page(browser, wide_site)
+    try:
+        category = next(iter(diagnose_categories()))  # the wide site's failing cells' category
+        other = sorted(k for k in diagnose_categories() if k != category)[0]
+        bad = sum((k + m) % 3 == 0 for k in range(len(WIDE_SCENARIOS)) for m in range(len(WIDE_LOADERS)))
+        pg = page.open("view=search")
+        pg.select_option("#f-cat", category)
+        page.ready()
+        assert f"cat={category}" in pg.url
+        assert pg.inner_text("#search-count") == f"{bad} cells in 1 error signatures match category {category}."
+        pg = page.open(f"view=search&q=bad%20config&cat={other}")
+        assert pg.inner_text("#search-count") == (f"0 cells in 0 error signatures match “bad config” in category "
+                                                  f"{other}.")
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors

@@ -10,7 +10,7 @@
   "use strict";
   var D = (window.COMPAT_DATA = window.COMPAT_DATA || {});
   var M = D.meta;
-  var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cell"];
+  var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cat", "cell"];
   var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "history", "about"];
   var state = {};
   var renderToken = 0;
@@ -476,7 +476,12 @@
   function viewSearch(token, root) {
     var q = (state.q || "").trim().toLowerCase();
     root.appendChild(el("h2", { text: "Search" }));
-    if (!q) {
+    var pick = el("select", { id: "f-cat", "aria-label": "category", onchange: function (ev) { go({ cat: ev.target.value, cell: "" }); } },
+      el("option", { value: "", text: "every category" }));
+    Object.keys(M.categories).sort().forEach(function (k) { pick.appendChild(el("option", { value: k, text: k + " — " + M.categories[k][0] })); });
+    pick.value = state.cat || "";
+    root.appendChild(el("p", null, el("label", null, "Failing cells of ", pick)));
+    if (!q && !state.cat) {
       root.appendChild(el("p", { text: "Type part of an error message, an exception type, a category (e.g. " +
         Object.keys(M.categories).slice(0, 3).join(", ") + "), a scenario, a layer or a stack in the search box above." }));
       return Promise.resolve();
@@ -485,12 +490,12 @@
     say("searching…");
     return loadAll(formats).then(function (all) {
       if (token !== renderToken) return;
-      searchNames(q, root);
+      if (q) searchNames(q, root);
       var groups = {}, order = [], total = 0;
       all.forEach(function (F) {
         var hit = F.notes.map(function (n) {
-          return [n[0], n[2], F.msgs[n[3]], n[7] || "", n[8] !== undefined ? F.msgs[n[8]] : ""].join("\n")
-            .toLowerCase().indexOf(q) >= 0;
+          return (!state.cat || n[0] === state.cat) &&
+            [n[0], n[2], F.msgs[n[3]], n[7] || "", n[8] !== undefined ? F.msgs[n[8]] : ""].join("\n").toLowerCase().indexOf(q) >= 0;
         });
         F.grids.forEach(function (g) {
           for (var i = 0; i < g.sv.length; i++) {
@@ -514,7 +519,8 @@
       list.sort(function (a, b) { return b.length - a.length; });
       say("");
       root.appendChild(el("h3", { cls: "note", text: "Failing cells" }));
-      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + list.length + " error signatures match \u201c" + state.q + "\u201d." }));
+      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + list.length + " error signatures match " +
+        (q ? "\u201c" + state.q + "\u201d" : "") + (q && state.cat ? " in " : "") + (state.cat ? "category " + state.cat : "") + "." }));
       var ul = el("ul", { cls: "results", id: "search-groups" });
       list.slice(0, 200).forEach(function (cells) {
         var c0 = cells[0], savers = {}, loaders = {}, fmts = {};
