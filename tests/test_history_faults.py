@@ -2,8 +2,8 @@
 
 The report runs in its own process over a real store (tests/test_report.py's records) and
 a report folder whose history holds two publications; the write that would add the third
-is killed (``$COMPAT_FAULT``, runner/faults.py) after each of the last files of the set
-(where the history's snapshot, changes, index and site data are written), once every file
+is killed (``$COMPAT_FAULT``, runner/faults.py) after each file of ``history/`` is written
+into the new folder (the entries carried, the new snapshot and changes, the index), once every file
 is written, and once the new folder is swapped in. Each time the folder holds either the
 old report with the old history or the new report with the new history, byte for byte,
 and the history reads clean (no half entry, no index naming a missing file); the next
@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import test_report as tr
 
-from runner import history
+from runner import history, report
 from runner.records import ErrorInfo, Outcome, Store
 
 pytestmark = pytest.mark.faults
@@ -49,9 +49,10 @@ def _files(out: Path) -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path]:
+def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path, Path, list[int]]:
     """(store, scenarios, the folder with two publications, the folder after the third
-    write done undisturbed)."""
+    write done undisturbed, the numbers of the report-file points after which a file of
+    history/ is written: the order the report writes its set in)."""
     root = tmp_path_factory.mktemp("history-faults")
     paths = tr.Paths(root)
     scenarios = root / "scenarios"
@@ -71,7 +72,15 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     shutil.copytree(before, expected)
     done = _write(paths.store, expected, scenarios, DAY3)
     assert done.returncode == 0, done.stderr
-    return paths.store, scenarios, before, expected
+    order: dict[str, str | bytes] = {}
+    probe = root / "probe"
+    shutil.copytree(before, probe)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SOURCE_DATE_EPOCH", DAY3)
+        report.write_reports(Store(paths.store), probe, scenarios, keep=order)
+    assert _files(probe) == _files(expected)
+    points = [n for n, rel in enumerate(order, 1) if rel.startswith("history/")]
+    return paths.store, scenarios, before, expected, points
 
 
 def _check_whole(out: Path, want: Path) -> None:
@@ -80,20 +89,16 @@ def _check_whole(out: Path, want: Path) -> None:
     assert past.problem == "" and len(past.entries) == len(history.read_history(want).entries)
 
 
-def _count_files(expected: Path) -> int:
-    return sum(1 for rel in _files(expected) if not rel.startswith("."))
-
-
-@pytest.mark.parametrize("back", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("nth", range(6))
 def test_a_kill_while_the_history_is_written_leaves_the_previous_state(
-        tmp_path: Path, prepared: tuple[Path, Path, Path, Path], back: int) -> None:
-    store, scenarios, before, expected = prepared
-    files = _count_files(expected)
+        tmp_path: Path, prepared: tuple[Path, Path, Path, Path, list[int]], nth: int) -> None:
+    store, scenarios, before, expected, points = prepared
     entries = history.read_history(expected).entries
     assert len(entries) == 3 and entries[2]["id"].startswith("0003-2026-12-09-")
+    assert len(points) == 6  # 3 snapshots, 2 changes files, the index
     out = tmp_path / "out"
     shutil.copytree(before, out)
-    killed = _write(store, out, scenarios, DAY3, f"kill:report-file:{files - back}")
+    killed = _write(store, out, scenarios, DAY3, f"kill:report-file:{points[nth]}")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     _check_whole(out, before)
     again = _write(store, out, scenarios, DAY3)
@@ -104,8 +109,8 @@ def test_a_kill_while_the_history_is_written_leaves_the_previous_state(
 
 @pytest.mark.parametrize(("point", "whole"), [("report-write", "before"), ("report-swap", "expected")])
 def test_a_kill_before_or_after_the_swap_leaves_one_whole_history(
-        tmp_path: Path, prepared: tuple[Path, Path, Path, Path], point: str, whole: str) -> None:
-    store, scenarios, before, expected = prepared
+        tmp_path: Path, prepared: tuple[Path, Path, Path, Path, list[int]], point: str, whole: str) -> None:
+    store, scenarios, before, expected, _points = prepared
     out = tmp_path / "out"
     shutil.copytree(before, out)
     killed = _write(store, out, scenarios, DAY3, f"kill:{point}:1")
@@ -116,8 +121,8 @@ def test_a_kill_before_or_after_the_swap_leaves_one_whole_history(
 
 
 def test_the_in_place_fallback_killed_before_its_renames_keeps_the_history(
-        tmp_path: Path, prepared: tuple[Path, Path, Path, Path]) -> None:
-    store, scenarios, before, expected = prepared
+        tmp_path: Path, prepared: tuple[Path, Path, Path, Path, list[int]]) -> None:
+    store, scenarios, before, expected, _points = prepared
     out = tmp_path / "out"
     shutil.copytree(before, out)
     killed = _write(store, out, scenarios, DAY3, "kill:report-write:1", mode="in-place")
