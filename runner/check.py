@@ -1006,6 +1006,8 @@ CSV_HEADERS = ["stack", "outcome", "category", "max_delta", "notes"]
 
 
 NOTE_REFS_WIDTH = 7  # "1,2,3,4": with the widest stack, outcome, category and Δ the table stays ≤ 120 columns
+TABLE_WIDTH = 120
+UNVERIFIED_SHORT = "loads, unverified"  # UNVERIFIED where the full words would push the table past TABLE_WIDTH
 
 
 def render(rows: Sequence[Row]) -> tuple[list[list[str]], str, list[str]]:
@@ -1023,7 +1025,11 @@ def render(rows: Sequence[Row]) -> tuple[list[list[str]], str, list[str]]:
         refs, notes = footnoted(per_row)
     body = [[r.stack, r.outcome, r.category, r.diff.cell() if r.diff else "", n]
             for r, n in zip(rows, refs, strict=True)]
-    return body, tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True), notes
+    table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
+    if max(map(len, table.splitlines())) > TABLE_WIDTH:  # the widest outcome beside the widest category
+        body = [[c[0], UNVERIFIED_SHORT if c[1] == UNVERIFIED else c[1], *c[2:]] for c in body]
+        table = tabulate(body, headers=HEADERS, tablefmt="github", disable_numparse=True)
+    return body, table, notes
 
 
 def write_outputs(out: Path, body: Sequence[Sequence[str]], text: str) -> None:

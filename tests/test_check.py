@@ -603,6 +603,10 @@ def test_table_stays_within_120_columns_in_the_worst_case() -> None:
             check.Row("↳ tf_keras", "fixed (verified)", notes=["shared 0", "shared 1"])]
     body, table, foot = check.render(rows)
     assert max(len(line) for line in table.splitlines()) <= 120, table
+    # Only this worst case (the widest outcome beside the widest category) shortens the outcome.
+    assert body[1][1] == check.UNVERIFIED_SHORT and check.UNVERIFIED not in table
+    narrow, _, _ = check.render([dataclasses.replace(rows[1], category="load_error")])
+    assert narrow[0][1] == check.UNVERIFIED
     assert [r[4] for r in body] == ["1", "2", "3,4"]  # wide rows joined, the narrow one keeps its own
     text = "\n".join(foot)
     assert all(n in text for n in notes + [f"shared {i}" for i in range(9)])
