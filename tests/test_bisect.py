@@ -323,3 +323,28 @@ def test_real_keras_patch_flip_lambda_h5(tmp_path: Path) -> None:
     assert cell["release_notes"] == "https://github.com/keras-team/keras/releases/tag/v3.11.3"
     assert "[keras 3.11.3](https://github.com/keras-team/keras/releases/tag/v3.11.3) (was ok in 3.11.2)" in (
         tmp_path / "out" / "errors.md").read_text()
+
+
+@pytest.mark.real
+def test_real_keras_saver_flip_quantization_config(tmp_path: Path) -> None:
+    """The saver side for real: ``dense`` as .keras by Keras 3.14.1 fails in keras3.12-jax (the
+    ``quantization_config`` Keras 3.13 added to Dense), Keras 3.12.4's loads; each probed
+    release saves the model and keras3.12-jax loads it. The same run finds the loader-side fix
+    (the 3.14.1 file loads from Keras 3.13.0 on), which gets no "first failing" column."""
+    env = {**os.environ, "PYTHONPATH": str(e2e.REPO)}
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "runner", "matrix", "--stacks", "keras3.12-jax,keras3.14-jax",
+                           "--scenarios", "dense", "--formats", "keras", "--store", str(tmp_path / "store"),
+                           "--out", str(out)], cwd=e2e.REPO, env=env, capture_output=True, text=True,
+                          timeout=3600, check=False)
+    assert proc.returncode == 0, e2e.describe(proc)
+    assert "[bisect] 2 flips between adjacent Keras 3 stacks" in proc.stdout, e2e.describe(proc)
+    rows = {r["cell_id"]: r for r in gate.results_rows(json.loads(gate.read_results_text(out / gate.RESULTS_JSON)))}
+    bad = rows["dense:keras:keras3.14-jax->keras3.12-jax:default"]
+    assert (bad["outcome"], bad["category"]) == ("load_error", "keras3_quantization_config"), bad
+    assert (bad["first_bad_release"], bad["last_good_release"]) == ("keras 3.13.0", "keras 3.12.4"), bad
+    fixed = rows["dense:keras:keras3.14-jax->keras3.14-jax:default"]
+    assert fixed["outcome"] == "ok" and fixed["first_bad_release"] == "", fixed
+    results = list(bisect_results.iter_results(tmp_path / "store"))
+    fix = next(r for r in results if r["side"] == "loader")
+    assert (fix["first_changed"], fix["last_as_before"], fix["newer"]["outcome"]) == ("3.13.0", "3.12.4", "ok")
