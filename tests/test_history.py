@@ -209,3 +209,37 @@ def test_the_feed_kinds_are_changes_md_kinds(two: tuple[Path, bytes, Store]) -> 
     out, _first, _store = two
     text = (out / "CHANGES.md").read_text(encoding="utf-8")
     assert all(f"| {kind}" in text for kind in history.KINDS)
+
+
+def test_the_committed_table_is_adopted_as_the_first_publication(tmp_path: Path) -> None:
+    """The published reports/results.json.gz (written before any history) over which the next
+    publication lands: it becomes publication 1, byte for byte, and a cell flipped in the
+    next table is the one flip the history finds among all of its cells."""
+    committed = Path(__file__).resolve().parent.parent / "reports" / gate.RESULTS_JSON
+    a_gz = committed.read_bytes()
+    a_text = gzip.decompress(a_gz).decode("utf-8")
+    data = json.loads(a_text)
+    old = gate.cells_from_rows(gate.results_rows(data))
+    # the next table: the first ok grid cell now fails to load (its row's outcome code changed)
+    codes = {v: i for i, v in enumerate(data["values"]["outcome"])}
+    at = data["columns"].index("outcome")
+    src = data["columns"].index("source")
+    row = next(r for r in data["cells"] if data["values"]["outcome"][r[at]] == "ok"
+               and data["values"]["source"][r[src]] != "remedy")
+    row[at] = codes["load_error"]
+    b_text = json.dumps(data, sort_keys=True)
+    b_gz = gzip.compress(b_text.encode("utf-8"), mtime=0)
+    new = gate.cells_from_rows(gate.results_rows(json.loads(b_text)))
+    [flipped] = [c for c in new if new[c].outcome != old[c].outcome]
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / gate.RESULTS_JSON).write_bytes(a_gz)
+    files = history.history_files(history.read_history(out), a_text, old, data["selection"], b_text, b_gz, new,
+                                  data["selection"], date="2026-12-07")
+    index = json.loads(str(files[history.INDEX]))["publications"]
+    assert [e["seq"] for e in index] == [1, 2] and index[0]["adopted"] and index[0]["cells"] == len(
+        [c for c in old.values() if not c.remedy])
+    assert files[f"history/{index[0]['snapshot']}"] == a_gz and files[f"history/{index[1]['snapshot']}"] == b_gz
+    changes = json.loads(gzip.decompress(bytes(files[f"history/{index[1]['changes']}"])))
+    assert [r[0] for r in changes["kinds"]["now failing (was ok)"]] == [flipped]
+    assert sum(index[1]["counts"].values()) == 1
