@@ -743,7 +743,7 @@ RULES: tuple[Rule, ...] = (
          "#1426). The weights are fine: compile the model with the legacy optimizer class "
          "(tf.keras.optimizers.legacy.Adam) before load_weights, or load with TF <= 2.10 and save again.",
          _LEGACY_OPTIMIZER_CHECKPOINT, family="version", defining=_LEGACY_OPTIMIZER_CHECKPOINT),
-    Rule("keras3_optimizer_not_trackable", "tf.train.Checkpoint refuses this Keras 3 optimizer",
+    Rule("optimizer_not_trackable", "tf.train.Checkpoint refuses this Keras 3 optimizer",
          "tf.train.Checkpoint takes TensorFlow trackable objects only; the optimizers of Keras 3.3 on "
          "TensorFlow are not (\"`Checkpoint` was expecting optimizer to be a trackable object\"), so a TF "
          "checkpoint with the optimizer's state can be neither written nor read there (measured: Keras "

@@ -581,9 +581,12 @@ class _Runner:
             then = "" if round_no == 1 else f" (round {round_no}: remedies of remedies that failed further on)"
             self.log(f"[remedy] {sum(len(v) for v in plan.values())} remedy cells in {len(plan)} stacks{then}")
             self.progress.phase("remedy", sum(len(v) for v in plan.values()))
-            self.run_phase("remedy", [by_id[sid] for sid in plan],
-                           lambda env, cells=plan: self.plan_load_cells(env, cells[env.stack.id]))
+            self.run_phase("remedy", [by_id[sid] for sid in plan], functools.partial(self._plan_round, plan))
             plan = self.plan_remedies(catalog, after=plan, seen=seen)
+
+    def _plan_round(self, plan: Mapping[str, list[tuple[str, Scenario, str, str]]], env: StackEnv) -> _Plan:
+        """A remedy round's cells in ``env``'s stack."""
+        return self.plan_load_cells(env, plan[env.stack.id])
 
     def confirm_timeouts(self, catalog: Sequence[Stack]) -> None:
         """A timeout is a result only when it held at the full load limit. This run's
