@@ -443,10 +443,6 @@ def wide_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         scenario_docs={s: f"Scenario number {n} (``test``)" + (", a Conv2DTranspose layer." if n == 7 else ".")
                        for n, s in enumerate(WIDE_SCENARIOS)},
         verdicts=report.upgrade_verdicts(cells))
-    if "site/history.js" in files:  # the History view's data (runner/history.py): no publication yet
-        from runner import history
-
-        files.setdefault(history.SITE_DATA, history._site_data([], {}, ""))
     for name, text in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_text(text, encoding="utf-8")
