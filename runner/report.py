@@ -56,7 +56,7 @@ from runner.cells import held_at_full_limit
 from runner.records import TRAINING_FAILURES, Outcome, Record, Store, atomic_write_set
 from runner.records import first_line as _first_line
 from runner.scenario_catalog import DEFAULT_SCENARIOS, FORMATS, ScenarioError, Selection, discover_scenarios
-from runner.stacks import CatalogError, load_catalog, natural_key
+from runner.stacks import CatalogError, load_catalog, stack_key
 
 __all__ = ["COLUMNS", "CSV_COLUMNS", "JSON_COLUMNS", "REPORT_FILES", "SYMBOLS", "NothingToReport", "build_frame",
            "changes_markdown", "footnoted", "headline", "not_final_reason", "results_json", "skipped_note",
@@ -283,7 +283,7 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
     saves = {(r.saver, r.scenario, r.format): r for r in recs if r.record_type == "save"}
     loads = {(r.saver, r.scenario, r.format, r.loader, r.variant): r
              for r in recs if r.record_type == "load"}
-    loaders = sorted(envs, key=natural_key)
+    loaders = sorted(envs, key=stack_key)
     diagnosed: dict[int, Any] = {}  # by id(): every record stays alive in ``recs`` meanwhile
 
     def diagnosis(rec: Record) -> Any:
@@ -353,7 +353,7 @@ def build_frame(records: Iterable[Record], scrub: _Scrubber,
     fmt_order = {f: i for i, f in enumerate(FORMATS)}
     df["_k"] = [
         (r.source == "remedy", r.scenario, fmt_order.get(r.format, 99), r.variant != "default",
-         r.variant, natural_key(r.saver), natural_key(r.loader))
+         r.variant, stack_key(r.saver), stack_key(r.loader))
         for r in _rows(df, "source", "scenario", "format", "variant", "saver", "loader")
     ]
     return df.sort_values("_k").drop(columns="_k").reset_index(drop=True)
@@ -417,7 +417,7 @@ def _grids(df: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
 
 def _stack_table(records: Sequence[Record], scrub: _Scrubber) -> list[list[str]]:
     rows = []
-    for r in sorted((r for r in records if r.record_type == "env"), key=lambda r: natural_key(r.stack)):
+    for r in sorted((r for r in records if r.record_type == "env"), key=lambda r: stack_key(r.stack)):
         e = r.env
         if r.outcome is Outcome.OK:
             rows.append([r.stack, e.get("python") or "", e.get("tensorflow") or "—",
@@ -692,8 +692,8 @@ def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | N
              f"`{scenario}:FORMAT:SAVER->LOADER:VARIANT`, e.g. `{scenario}:h5:tf2.15->tf2.18:default`.", "",
              SITE_TEXT, "", LEGEND_LINE, ""]
     for fmt, variant, grid in grids:
-        savers = sorted(grid["saver"].unique(), key=natural_key)
-        loaders = sorted(grid["loader"].unique(), key=natural_key)
+        savers = sorted(grid["saver"].unique(), key=stack_key)
+        loaders = sorted(grid["loader"].unique(), key=stack_key)
         cells = {(r.saver, r.loader): r for r in _rows(grid, *_GRID_MD)}
         marks: dict[tuple[str, str], str] = {}
         for s in savers:
@@ -718,7 +718,7 @@ def _scenario_page(scenario: str, part: pd.DataFrame, said: str, id_cap: int | N
             lines += ["Meant to fail: these loads do not pass the scenario's custom objects (the `custom_objects` "
                       "grid does); the headline percentages leave them out.", ""]
         for saver, what in sorted({(str(r.saver), str(r.written_as)) for r in odd.itertuples()},
-                                  key=lambda p: natural_key(p[0])):
+                                  key=lambda p: stack_key(p[0])):
             lines += [f"`{saver}` wrote `{what}` when asked for `{fmt}` (see `written_as`).", ""]
         groups = _loader_groups(loaders)
         for k, group in enumerate(groups):
@@ -825,7 +825,7 @@ def _changes_table(pairs: Mapping[str, Sequence[tuple[gate.Cell, gate.Cell]]], k
             counts.setdefault(str(getattr(new, key) or getattr(old, key)), [0] * len(kinds))[i] += 1
     if not counts:
         return "(none)"
-    order = sorted(counts, key=natural_key) if key in ("saver", "loader") else sorted(counts, key=lambda k: (
+    order = sorted(counts, key=stack_key) if key in ("saver", "loader") else sorted(counts, key=lambda k: (
         -sum(counts[k]), k))
     return tabulate([[f"`{k}`" if k else "(none)", *counts[k]] for k in order], headers=[key, *kinds],
                     tablefmt="github")
@@ -934,7 +934,7 @@ def _summary_table(df: pd.DataFrame, tablefmt: str) -> str:
         return "(no cells)"
     pivot = pd.crosstab(df["loader"], df["outcome"])
     order = [o for o in SYMBOLS if o in pivot.columns]
-    pivot = pivot[order].loc[sorted(pivot.index, key=natural_key)]
+    pivot = pivot[order].loc[sorted(pivot.index, key=stack_key)]
     rows = [[idx, *[int(v) for v in vals]] for idx, vals in zip(pivot.index, pivot.values, strict=True)]
     total = ["**all**" if tablefmt == "github" else "all", *[int(pivot[c].sum()) for c in order]]
     return tabulate([*rows, total], headers=["loader", *order], tablefmt=tablefmt)
@@ -956,7 +956,7 @@ def _per_stack(df: pd.DataFrame, tablefmt: str) -> str:
 
     as_loader, as_saver, own_trip = counts(cross, "loader"), counts(cross, "saver"), counts(own, "saver")
     rows = []
-    for stack in sorted(set(df["saver"]) | set(df["loader"]), key=natural_key):
+    for stack in sorted(set(df["saver"]) | set(df["loader"]), key=stack_key):
         rows.append([stack, *(_ratio_of(*part.get(stack, (0, 0))) for part in (as_loader, as_saver, own_trip))])
     return tabulate(rows, headers=["stack", "loads others' artifacts (ok / cells)",
                                    "its artifacts load elsewhere", "own round trip"],
@@ -991,7 +991,7 @@ def pair_stats(df: pd.DataFrame) -> tuple[list[str], list[str], dict[tuple[str, 
     counts = (cells["outcome"] == "ok").groupby([cells["saver"], cells["loader"]]).agg(["sum", "count"])
     stats = {(str(k[0]), str(k[1])): (int(ok), int(n))
              for k, ok, n in zip(counts.index, counts["sum"], counts["count"], strict=True)}
-    return sorted(set(df["saver"]), key=natural_key), sorted(set(df["loader"]), key=natural_key), stats
+    return sorted(set(df["saver"]), key=stack_key), sorted(set(df["loader"]), key=stack_key), stats
 
 
 def _pair_overview(df: pd.DataFrame, tablefmt: str) -> str:
@@ -1023,7 +1023,7 @@ def terminal_summary(df: pd.DataFrame) -> str:
 
 
 def _span(values: Iterable[Any]) -> str:
-    ids = sorted({str(v) for v in values if v}, key=natural_key)
+    ids = sorted({str(v) for v in values if v}, key=stack_key)
     if not ids:
         return "—"
     return ids[0] if len(ids) == 1 else f"{ids[0]} … {ids[-1]} ({len(ids)})"
@@ -1152,7 +1152,7 @@ def results_json(clean: pd.DataFrame, records: Sequence[Record], said: str = "",
             eid = errors.setdefault((str(etype or ""), mi, ti), len(errors))
         lines.append("  " + json.dumps([*codes, eid], separators=(",", ":")))
     stacks = {r.stack: {k: r.env.get(k) for k in (*VERSION_KEYS, "keras_api")}
-              for r in sorted(records, key=lambda r: natural_key(r.stack)) if r.record_type == "env"}
+              for r in sorted(records, key=lambda r: stack_key(r.stack)) if r.record_type == "env"}
     extra = {"skipped_records": [{"path": p, "why": w} for p, w in skipped]} if skipped else {}
     head = json.dumps({"schema_version": RESULTS_SCHEMA, "selection": said, "columns": JSON_COLUMNS,
                        "values": {c: [v for _t, v in table] for c, table in values.items()},
@@ -1200,8 +1200,8 @@ def upgrade_verdicts(cells: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str,
     for c in cells:
         groups.setdefault((str(c["saver"]), str(c["format"]), str(c["loader"])), []).append(c)
     out = {}
-    for key in sorted(groups, key=lambda k: (natural_key(k[0]), FORMATS.index(k[1]) if k[1] in FORMATS else 99,
-                                             natural_key(k[2]))):
+    for key in sorted(groups, key=lambda k: (stack_key(k[0]), FORMATS.index(k[1]) if k[1] in FORMATS else 99,
+                                             stack_key(k[2]))):
         with contextlib.suppress(explain.CellError):  # no cell the verdict counts (e.g. remedy runs only)
             out[key] = explain.upgrade_verdict(groups[key], *key)
     return out
@@ -1215,7 +1215,7 @@ def verdict_target(stacks: Sequence[Mapping[str, Any]], loaders: Iterable[str]) 
     """The loader README.md's verdicts go to: the one with the newest installed Keras (ties: the
     first in natural order), so that each saving stack reads "will it load in today's Keras"."""
     versions = {str(s["id"]): _keras_version(s.get("keras")) for s in stacks}
-    have = sorted(set(loaders), key=natural_key)
+    have = sorted(set(loaders), key=stack_key)
     return max(have, key=lambda lo: (versions.get(lo, ()), -have.index(lo)), default=None)
 
 
@@ -1231,7 +1231,7 @@ def _verdict_section(verdicts: Mapping[tuple[str, str, str], Sequence[str]], tar
              f"{target}` prints ({target}: the newest Keras installed): scenarios that load and match loaded the "
              "documented way (custom objects passed where the scenario has them), those a verified fix makes load, "
              "and those that fail. Any other pair: the same command, or the site's upgrade path.", ""]
-    savers = sorted({k[0] for k in verdicts if k[2] == target}, key=natural_key)
+    savers = sorted({k[0] for k in verdicts if k[2] == target}, key=stack_key)
     for saver in savers:
         lines.append(f"- **{saver}**")
         for (sv, fmt, lo), text in verdicts.items():
@@ -1689,7 +1689,7 @@ def write_reports(store: Store, out: Path, scenario_dir: Path = DEFAULT_SCENARIO
     records = [r for r in scan.records if want(r)]
     if selection is None:
         selection = Selection(
-            tuple(sorted({r.stack for r in records if r.record_type == "env"}, key=natural_key)),
+            tuple(sorted({r.stack for r in records if r.record_type == "env"}, key=stack_key)),
             tuple(sorted({str(r.scenario) for r in records if r.scenario})),
             tuple(f for f in FORMATS if any(r.format == f for r in records)))
     scrub = _Scrubber(store)

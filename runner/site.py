@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.heatmap import VIRIDIS
-from runner.stacks import natural_key
+from runner.stacks import stack_key
 
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
@@ -89,8 +89,8 @@ def _format_data(fmt: str, cells: Sequence[Mapping[str, Any]], stack_ix: Mapping
     for c in cells:
         by_grid.setdefault((str(c["scenario"]), str(c["variant"])), {})[(str(c["saver"]), str(c["loader"]))] = c
     for (scenario, variant), part in by_grid.items():
-        savers = sorted({k[0] for k in part}, key=natural_key)
-        loaders = sorted({k[1] for k in part}, key=natural_key)
+        savers = sorted({k[0] for k in part}, key=stack_key)
+        loaders = sorted({k[1] for k in part}, key=stack_key)
         flat: list[int] = []
         wrote = {}
         for sv in savers:
@@ -157,7 +157,7 @@ def site_files(*, selection: str, stacks: Sequence[Mapping[str, Any]], cells: Se
     percentages) and the bisect columns :data:`BISECT_KEYS`.
     """
     ids = sorted({str(c["saver"]) for c in cells} | {str(c["loader"]) for c in cells}
-                 | {str(s["id"]) for s in stacks}, key=natural_key)
+                 | {str(s["id"]) for s in stacks}, key=stack_key)
     stack_ix = {s: i for i, s in enumerate(ids)}
     scenarios = sorted({str(c["scenario"]) for c in cells})
     scenario_ix = {s: i for i, s in enumerate(scenarios)}

@@ -27,6 +27,7 @@ __all__ = [
     "load_catalog",
     "natural_key",
     "select",
+    "stack_key",
 ]
 
 DEFAULT_CATALOG = Path(__file__).with_name("stacks.toml")
@@ -102,6 +103,15 @@ def natural_key(text: str) -> tuple[Any, ...]:
     """Sort key that orders ``tf2.4 < tf2.15 < tf2.18-tfkeras`` as a human would."""
     parts = re.split(r"(\d+)", text)
     return tuple((0, int(p)) if p.isdigit() else (1, p) for p in parts if p != "")
+
+
+def stack_key(stack_id: str) -> tuple[Any, ...]:
+    """Release order of stack ids, the order of every table: TensorFlow's stacks first
+    (TF 1.15 -> 2.21, each variant and tf_keras sibling right after its TF), then standalone
+    Keras 3 by version and backend, then any other id (a catalog of other names keeps its
+    natural order)."""
+    family = 0 if re.match(r"tf\d", stack_id) else 1 if re.match(r"keras\d", stack_id) else 2
+    return (family, *natural_key(stack_id))
 
 
 def _fail(path: Path, where: str, message: str) -> CatalogError:

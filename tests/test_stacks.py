@@ -362,3 +362,21 @@ def test_interpreter_path_with_spaces(tmp_path: Path, monkeypatch: pytest.Monkey
     stub = _stub(root / "versions" / "3.97.1" / "bin" / "python", "3.97")
     assert " " in str(stub)
     assert find_python("3.97") == str(stub)
+
+
+def test_tables_order_stacks_by_release() -> None:
+    """Issue 26 item 3: TF 1.15 -> 2.21 (variants and the tf_keras sibling beside their TF),
+    then standalone Keras 3 by version, then backend; not alphabetical (keras3.* first)."""
+    from runner.stacks import DEFAULT_CATALOG, load_catalog, stack_key
+
+    ids = [s.id for s in load_catalog(DEFAULT_CATALOG)]
+    ordered = sorted(ids, key=stack_key)
+    tf = [i for i in ordered if i.startswith("tf")]
+    assert ordered[:len(tf)] == tf and ordered[0] == "tf1.15"
+    assert tf.index("tf2.2") < tf.index("tf2.10") < tf.index("tf2.16") < tf.index("tf2.16-tfkeras") < tf.index("tf2.17")
+    assert tf[-2:] == ["tf2.21", "tf2.21-tfkeras"]
+    keras = ordered[len(tf):]
+    assert keras[0] == "keras3.0-jax" and keras.index("keras3.2-jax") < keras.index("keras3.10-jax")
+    assert keras[-4:] == ["keras3.15-jax", "keras3.15-numpy", "keras3.15-tf", "keras3.15-torch"]
+    # ids outside the two families keep their natural order, after them
+    assert sorted(["b2", "tf2.4", "a10", "a9"], key=stack_key) == ["tf2.4", "a9", "a10", "b2"]
