@@ -43,6 +43,7 @@ EXIT_USAGE = 2
 EXIT_STALE = 4  # a re-run cache hit differs from its record: no report is written
 EXIT_INTERRUPTED = 130  # Ctrl-C (SIGINT)
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, what a shell reports for a process it ended
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what any command reports when its reader went away
 PUBLISHED = Path("reports")
 
 
@@ -460,6 +461,13 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def _reader_gone() -> int:
+    """stdout's reader closed it (``| head``): end quietly, as a command killed by SIGPIPE."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+    return EXIT_BROKEN_PIPE
+
+
 def main(argv: Sequence[str] | None = None, prog: str = "python -m runner") -> int:
     """Run one command; ``prog`` is the name usage and --help show (the console entry's own)."""
     _SIGTERMS.clear()
@@ -472,7 +480,11 @@ def main(argv: Sequence[str] | None = None, prog: str = "python -m runner") -> i
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        return _main(argv, prog)
+        status = _main(argv, prog)
+        sys.stdout.flush()  # a reader that went away shows here, not as a traceback at exit
+        return status
+    except BrokenPipeError:
+        return _reader_gone()
     finally:
         for sig, handler in before.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
@@ -534,6 +546,8 @@ def _main(argv: Sequence[str] | None, prog: str = "python -m runner") -> int:
     except matrix.StaleCacheError as exc:
         print(f"runner: error: verify: {exc}", file=sys.stderr)
         return EXIT_STALE
+    except BrokenPipeError:  # `... | head`: the reader has what it wanted; say nothing
+        return _reader_gone()
     except OSError as exc:  # a full disk or a store made read-only mid-run
         where = f": {exc.filename}" if exc.filename else ""
         print(f"runner: error: {exc.strerror or exc}{where} (recorded cells are kept; "

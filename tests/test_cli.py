@@ -338,3 +338,22 @@ def test_show_on_a_missing_store_writes_nothing(tmp_path: Path) -> None:
     res = run("show", "--store", store, "dense")
     assert res.returncode == 1
     _assert_store_untouched(store)
+
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly() -> None:
+    """`python -m runner stacks | head -1` where head has gone: no 'runner: error: Broken
+    pipe' and no traceback at exit; exit 141, as any command killed by SIGPIPE. Twin: with
+    its reader there, the same command prints the catalog and exits 0."""
+    repo = Path(__file__).resolve().parent.parent
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before the first write: EPIPE, every time
+    try:
+        proc = subprocess.run([sys.executable, "-m", "runner", "stacks"], stdout=write_end,
+                              stderr=subprocess.PIPE, text=True, cwd=repo, check=False)
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, ""), proc.stderr
+    whole = subprocess.run([sys.executable, "-m", "runner", "stacks"], capture_output=True, text=True, cwd=repo,
+                           check=False)
+    assert whole.returncode == 0 and whole.stdout.count("\n") > 10
