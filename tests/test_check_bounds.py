@@ -165,3 +165,37 @@ def test_the_check_key_covers_every_file_a_check_verdict_depends_on(tmp_path: Pa
     ops = copy / "graph_ops.json"
     ops.write_text(ops.read_text().replace('"ReadVariableOp"', '"ReadVariableOpX"', 1))
     assert check.check_code_digest() != before
+
+
+def _superblock(version: int, width: int, eof: int, size: int) -> bytes:
+    """An HDF5 superblock of ``version`` (0-3) whose addresses are ``width`` bytes wide and whose
+    end-of-file address is ``eof``, padded to ``size`` bytes."""
+    buf = bytearray(max(size, 128))
+    buf[0:8] = b"\x89HDF\r\n\x1a\n"
+    buf[8] = version
+    if version in (0, 1):
+        buf[13] = width
+        at = 24 + 2 * width + (4 if version == 1 else 0)
+    else:
+        buf[9] = width
+        at = 12 + 2 * width
+    buf[at:at + width] = eof.to_bytes(width, "little")
+    return bytes(buf[:max(size, at + width)])
+
+
+@pytest.mark.parametrize("width", [4, 8])
+@pytest.mark.parametrize("version", [0, 1, 2, 3])
+def test_the_h5_superblock_check_reads_every_version(tmp_path: Path, version: int, width: int) -> None:
+    """The end-of-file address is read where each superblock version keeps it: a file as long
+    as it says is accepted (the twin), one byte short is refused as truncated."""
+    whole = tmp_path / "whole.h5"
+    whole.write_bytes(_superblock(version, width, eof=4096, size=4096))
+    check._h5_check(whole, "model file")
+    short = tmp_path / "short.h5"
+    short.write_bytes(_superblock(version, width, eof=4096, size=4095))
+    with pytest.raises(check.CheckInputError, match="the HDF5 superblock says 4096 bytes, the file has 4095"):
+        check._h5_check(short, "model file")
+    odd = tmp_path / "odd.h5"
+    odd.write_bytes(_superblock(version, 3, eof=4096, size=4096))  # 3-byte addresses: no HDF5 writes them
+    with pytest.raises(check.CheckInputError, match="superblock is incomplete"):
+        check._h5_check(odd, "model file")
