@@ -724,3 +724,32 @@ def test_search_by_category(browser: Any, wide_site: Path) -> None:
     finally:
         page.page.close()
     assert page.errors == [], page.errors
+
+
+def test_search_narrowed_to_several_loaders(browser: Any, wide_site: Path) -> None:
+    """Issue 26 item 4: the search's loader multi-select keeps the failing cells of the chosen
+    loaders only (in the URL as loader=a,b); the filter bar says how many are chosen. Twin: one
+    loader chosen there still gives the upgrade path its verdict."""
+    page = Page(browser, wide_site)
+    try:
+        chosen = [WIDE_LOADERS[0], WIDE_LOADERS[3]]
+        per_loader = {lo: sum((k + m) % 3 == 0 for k in range(len(WIDE_SCENARIOS)))
+                      for m, lo in enumerate(WIDE_LOADERS)}
+        pg = page.open("view=search&q=bad%20config")
+        everyone = sum(per_loader.values())
+        assert pg.inner_text("#search-count").startswith(f"{everyone} cells")
+        pg.select_option("#f-loaders", chosen)
+        page.ready()
+        assert "loader=" + "%2C".join(chosen) in pg.url or "loader=" + ",".join(chosen) in pg.url, pg.url
+        want = per_loader[chosen[0]] + per_loader[chosen[1]]
+        assert 0 < want < everyone
+        assert pg.inner_text("#search-count").startswith(f"{want} cells"), pg.inner_text("#search-count")
+        group = pg.inner_text("#search-groups li.group")
+        assert f"loaders {chosen[0]} … {chosen[1]} (2)" in group, group
+        assert pg.eval_on_selector("#f-loader", "s => s.options[s.selectedIndex].text") == "2 loaders"
+        assert pg.eval_on_selector_all("#f-loaders option:checked", "os => os.map(o => o.value)") == chosen
+        pg = page.open(f"view=upgrade&saver=tf2.15&format=h5&loader={chosen[1]}")
+        assert pg.inner_text("#verdict").startswith(f"tf2.15 h5 → {chosen[1]}:"), pg.inner_text("#verdict")
+    finally:
+        page.page.close()
+    assert page.errors == [], page.errors

@@ -146,8 +146,12 @@
       return i < 0 || j < 0 ? null : cellOf(F, g, i, j);
     });
   }
+  // The loader filter holds one loader or several (the search's multi-select): "a,b"
+  function loaderList() { return state.loader ? String(state.loader).split(",") : []; }
+  function wantLoader(lo) { return !state.loader || loaderList().indexOf(lo) >= 0; }
+  function oneLoader() { var l = loaderList(); return l.length === 1 ? l[0] : ""; }
   function matches(c) {
-    return (!state.saver || c.saver === state.saver) && (!state.loader || c.loader === state.loader) &&
+    return (!state.saver || c.saver === state.saver) && wantLoader(c.loader) &&
       (!state.scenario || c.scenario === state.scenario) && (!state.variant || c.variant === state.variant);
   }
   function trainingNote(c) {
@@ -271,7 +275,7 @@
         return false;
       };
       var savers = STACKS.filter(function (s, i) { return (state.saver ? s === state.saver : used(0, i)); });
-      var loaders = STACKS.filter(function (s, i) { return (state.loader ? s === state.loader : used(1, i)); });
+      var loaders = STACKS.filter(function (s, i) { return (state.loader ? wantLoader(s) : used(1, i)); });
       var what = [state.format || "every format", state.scenario || "every scenario", state.variant || "every load variant"].join(", ");
       if (M.headline) root.appendChild(el("p", { cls: "note headline-copy", text: M.headline.replace(/`/g, "") }));  // a phone's header leaves it out
       root.appendChild(el("h2", { text: "Saver × loader: per cent of cells that load and match (" + what + ")" }));
@@ -334,9 +338,10 @@
         });
       });
       var which = state.variant ? "load variant " + state.variant : "every load variant";
-      if (state.loader && V[state.loader]) root.appendChild(verdictBox(V[state.loader], "verdict"));
-      else root.appendChild(el("p", { id: "verdict", cls: "verdict vline" }, state.loader ?
-        "No verdict: " + state.saver + " " + state.format + " → " + state.loader + " has no cell in this table." :
+      var chosen = oneLoader();
+      if (chosen && V[chosen]) root.appendChild(verdictBox(V[chosen], "verdict"));
+      else root.appendChild(el("p", { id: "verdict", cls: "verdict vline" }, chosen ?
+        "No verdict: " + state.saver + " " + state.format + " → " + chosen + " has no cell in this table." :
         "Choose a loader (the filter above, or a loader's name in the table) for its verdict in full; each loader's " +
         "verdict is the column after its name."));
       root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (" + which + ")" }));
@@ -346,7 +351,7 @@
         " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs). " +
         "Select a cell for its details; change the saver, format or variant with the filters above." }));
       if (!cols.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
-      var loaders = STACKS.filter(function (lo) { return !state.loader || lo === state.loader; });
+      var loaders = STACKS.filter(wantLoader);
       var rows = [];
       loaders.forEach(function (lo) {
         var tds = cols.map(function (sv) {
@@ -392,7 +397,7 @@
         }
         var si = [], lj = [];
         g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
-        g.lo.forEach(function (s, j) { if (!state.loader || STACKS[s] === state.loader) lj.push(j); });
+        g.lo.forEach(function (s, j) { if (wantLoader(STACKS[s])) lj.push(j); });
         var rows = si.map(function (i) {
           return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
         });
@@ -408,14 +413,15 @@
     });
   }
   function viewPair(token, root) {
-    if (!state.saver || !state.loader) {
-      root.appendChild(el("p", { text: "Choose a saver and a loader above, or select a cell of the overview." }));
+    var loader = oneLoader();
+    if (!state.saver || !loader) {
+      root.appendChild(el("p", { text: "Choose a saver and one loader above, or select a cell of the overview." }));
       return Promise.resolve();
     }
     var formats = state.format ? [state.format] : M.formats;
     return loadAll(formats).then(function (all) {
       if (token !== renderToken) return;
-      root.appendChild(el("h2", { text: "Saved with " + state.saver + ", loaded with " + state.loader }));
+      root.appendChild(el("h2", { text: "Saved with " + state.saver + ", loaded with " + loader }));
       var cols = [], colKeys = [];
       all.forEach(function (F) {
         M.variants.forEach(function (v) {
@@ -430,7 +436,7 @@
         var tds = colKeys.map(function (fv) {
           var g = gridsOf(fv[0], s, fv[1])[0];
           if (!g) return null;
-          var i = g.sv.indexOf(stackIx[state.saver]), j = g.lo.indexOf(stackIx[state.loader]);
+          var i = g.sv.indexOf(stackIx[state.saver]), j = g.lo.indexOf(stackIx[loader]);
           var c = i >= 0 && j >= 0 ? cellOf(fv[0], g, i, j) : null;
           if (!c) return null;
           any = true;
@@ -481,6 +487,15 @@
     Object.keys(M.categories).sort().forEach(function (k) { pick.appendChild(el("option", { value: k, text: k + " — " + M.categories[k][0] })); });
     pick.value = state.cat || "";
     root.appendChild(el("p", null, el("label", null, "Failing cells of ", pick)));
+    var several = el("select", { id: "f-loaders", multiple: "multiple", size: "5", "aria-label": "loaders",
+      onchange: function (ev) {
+        var chosen = Array.prototype.filter.call(ev.target.options, function (o) { return o.selected; })
+          .map(function (o) { return o.value; });
+        go({ loader: chosen.join(","), cell: "" });
+      } });
+    STACKS.forEach(function (s) { several.appendChild(el("option", { value: s, text: s })); });
+    Array.prototype.forEach.call(several.options, function (o) { o.selected = loaderList().indexOf(o.value) >= 0; });
+    root.appendChild(el("p", null, el("label", null, "Loaded by (none: every loader; Ctrl/⌘-click for several) ", several)));
     if (!q && !state.cat) {
       root.appendChild(el("p", { text: "Type part of an error message, an exception type, a category (e.g. " +
         Object.keys(M.categories).slice(0, 3).join(", ") + "), a scenario, a layer or a stack in the search box above." }));
@@ -745,6 +760,11 @@
     values.forEach(function (v) { sel.appendChild(el("option", { value: v, text: v })); });
   }
   function syncControls() {
+    var many = $("f-loader").querySelector("option[data-several]");
+    if (many) many.parentNode.removeChild(many);
+    if (loaderList().length > 1) {
+      $("f-loader").appendChild(el("option", { value: state.loader, "data-several": "1", text: loaderList().length + " loaders" }));
+    }
     ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) { $("f-" + k).value = state[k] || ""; });
     if (document.activeElement !== $("f-q")) $("f-q").value = state.q || "";
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
