@@ -309,3 +309,22 @@ def test_a_check_record_is_a_load_record(tmp_path: Path) -> None:
                                    fmt="keras", loader="tf2.15", variant="default", key_parts=parts, limit_s=30.0)
     assert dataclasses.asdict(rec)["record_type"] == "load" and rec.key_parts == parts
     assert cells.parse_load_cell_id(rec.cell_id) == ("m", "keras", "model", "tf2.15", "default")
+
+
+def test_the_host_learns_a_savedmodels_graph_ops_and_damage_from_inspect(tmp_path: Path) -> None:
+    """The graph scan runs in ``inspect``; its findings come back to the host's refusal: none
+    for a clean graph (the twin), the op named for a file-reading one, one error line for an
+    empty saved_model.pb."""
+    from test_graph_scan import call_fn, node, tf2_model
+
+    def savedmodel(name: str, pb: bytes) -> Path:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "saved_model.pb").write_bytes(pb)
+        return tmp_path / name
+
+    clean = check.inspect_model(savedmodel("clean", tf2_model()))
+    assert clean.format == "export" and clean.graph_ops == ""
+    evil = check.inspect_model(savedmodel("evil", tf2_model(call=call_fn(node("evil", "ReadFile", "x")))))
+    assert evil.format == "export" and "ReadFile" in evil.graph_ops, evil.graph_ops
+    with pytest.raises(check.CheckInputError, match=r"is damaged: saved_model.pb is empty$"):
+        check.inspect_model(savedmodel("empty", b""))
