@@ -744,10 +744,10 @@ RULES: tuple[Rule, ...] = (
          "(tf.keras.optimizers.legacy.Adam) before load_weights, or load with TF <= 2.10 and save again.",
          _LEGACY_OPTIMIZER_CHECKPOINT, family="version", defining=_LEGACY_OPTIMIZER_CHECKPOINT),
     Rule("optimizer_not_trackable", "tf.train.Checkpoint refuses this Keras 3 optimizer",
-         "tf.train.Checkpoint takes TensorFlow trackable objects only; the optimizers of Keras 3.3 on "
+         "tf.train.Checkpoint takes TensorFlow trackable objects only; the optimizers of Keras 3.0 on "
          "TensorFlow are not (\"`Checkpoint` was expecting optimizer to be a trackable object\"), so a TF "
          "checkpoint with the optimizer's state can be neither written nor read there (measured: Keras "
-         "3.3.3 refuses both; 3.4.1 and later write and read it). Checkpoint the model alone "
+         "3.0.5, the Keras of TF 2.16, refuses both; 3.4.1 and later write and read it). Checkpoint the model alone "
          "(tf.train.Checkpoint(model=...)) and lose the optimizer's state, or save .keras / .weights.h5.",
          _OPTIMIZER_NOT_TRACKABLE, outcomes=(Outcome.LOAD_ERROR, Outcome.SAVE_ERROR), family="version",
          defining=_OPTIMIZER_NOT_TRACKABLE),
