@@ -35,11 +35,7 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
 
 @pytest.fixture
 def scenario_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "scenarios"
-    d.mkdir()
-    (d / "dense.py").write_text(tr.SCENARIO_DENSE)
-    (d / "custom.py").write_text(tr.SCENARIO_CUSTOM)
-    return d
+    return tr.write_scenarios(tmp_path)
 
 
 def _files(out: Path) -> dict[str, bytes]:

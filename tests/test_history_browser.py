@@ -36,10 +36,7 @@ GONE_SAVER = "tf2.15"  # its keras saves are deleted before the third publicatio
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     root = tmp_path_factory.mktemp("history-site")
     paths = tr.Paths(root)
-    scenarios = root / "scenarios"
-    scenarios.mkdir()
-    (scenarios / "dense.py").write_text(tr.SCENARIO_DENSE)
-    (scenarios / "custom.py").write_text(tr.SCENARIO_CUSTOM)
+    scenarios = tr.write_scenarios(root)
     out = root / "reports"
     mp = pytest.MonkeyPatch()
     mp.setenv("HOME", str(paths.home))
@@ -136,9 +133,7 @@ def test_typed_cell_id_shows_its_history(page: sb.Page, folder: Path) -> None:
 
 def test_a_folder_without_history_says_so(browser: Any, tmp_path: Path) -> None:
     paths = tr.Paths(tmp_path)
-    scenarios = tmp_path / "scenarios"
-    scenarios.mkdir()
-    (scenarios / "dense.py").write_text(tr.SCENARIO_DENSE)
+    scenarios = tr.write_scenarios(tmp_path, ("dense",))
     out = tmp_path / "reports"
     report.write_reports(tr.make_store(paths), out, scenarios)
     p = sb.Page(browser, out)

@@ -55,10 +55,7 @@ def prepared(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, Path
     history/ is written: the order the report writes its set in)."""
     root = tmp_path_factory.mktemp("history-faults")
     paths = tr.Paths(root)
-    scenarios = root / "scenarios"
-    scenarios.mkdir()
-    (scenarios / "dense.py").write_text(tr.SCENARIO_DENSE)
-    (scenarios / "custom.py").write_text(tr.SCENARIO_CUSTOM)
+    scenarios = tr.write_scenarios(root)
     store = tr.make_store(paths)
     before = root / "before"
     assert _write(paths.store, before, scenarios, DAY1).returncode == 0

@@ -96,12 +96,19 @@ def paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Paths:
     return p
 
 
+def write_scenarios(root: Path, names: tuple[str, ...] = ("dense", "custom")) -> Path:
+    """``root/scenarios`` holding the test scenarios ``names`` (dense, custom): the
+    scenario folder every report, site and history test writes its table against."""
+    d = root / "scenarios"
+    d.mkdir()
+    for name in names:
+        (d / f"{name}.py").write_text({"dense": SCENARIO_DENSE, "custom": SCENARIO_CUSTOM}[name])
+    return d
+
+
 @pytest.fixture
 def scenario_dir(tmp_path: Path) -> Path:
-    d = tmp_path / "scenarios"
-    d.mkdir()
-    (d / "dense.py").write_text(SCENARIO_DENSE)
-    (d / "custom.py").write_text(SCENARIO_CUSTOM)
+    d = write_scenarios(tmp_path)
     (d / "_helper.py").write_text("X = 1\n")
     return d
 

@@ -43,10 +43,7 @@ FLIPPED = "dense:h5:tf2.4->tf2.15:default"  # ok in the first publication, load_
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("site")
     paths = tr.Paths(root)
-    scenarios = root / "scenarios"
-    scenarios.mkdir()
-    (scenarios / "dense.py").write_text(tr.SCENARIO_DENSE)
-    (scenarios / "custom.py").write_text(tr.SCENARIO_CUSTOM)
+    scenarios = tr.write_scenarios(root)
     store = tr.make_store(paths)
     store.write(tr._load("tf2.15", "tf2.4", "custom", "default", Outcome.LOAD_ERROR, ErrorInfo(
         "builtins.ValueError", "Unknown layer: 'MyLayer'. Please ensure you are using a "

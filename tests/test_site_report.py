@@ -28,10 +28,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def out(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     paths = tr.Paths(tmp_path)
     monkeypatch.setenv("HOME", str(paths.home))
-    scenarios = tmp_path / "scenarios"
-    scenarios.mkdir()
-    (scenarios / "dense.py").write_text(tr.SCENARIO_DENSE)
-    (scenarios / "custom.py").write_text(tr.SCENARIO_CUSTOM)
+    scenarios = tr.write_scenarios(tmp_path)
     store = tr.make_store(paths)
     # a failing default load that passing the custom objects fixes: the documented way loads
     store.write(tr._load("tf2.15", "tf2.4", "custom", "default", Outcome.LOAD_ERROR,
