@@ -57,7 +57,7 @@ from runner.scenario_catalog import Scenario
 from runner.stacks import Stack
 
 __all__ = ["BisectError", "Flip", "add_parser", "adjacent_pair", "bisect_phase", "cmd_bisect", "describe",
-           "find_flips", "lines", "list_releases", "run_bisects", "search"]
+           "find_flips", "lines", "list_releases", "max_probes", "preview", "run_bisects", "search"]
 
 RELEASES_ENV = "COMPAT_BISECT_RELEASES"  # a folder of wheels whose names list the releases (offline, tests)
 INDEX_URL = "https://pypi.org/pypi/{package}/json"
@@ -609,6 +609,45 @@ def bisect_phase(runner: Any, catalog: Sequence[Stack]) -> None:
                f"environments built, {cost['wall_s']:.0f} s")
     for result in results:
         runner.progress.cell("  [bisect] " + describe(result))
+
+
+def max_probes(flip: Flip) -> int:
+    """The most releases a binary search of ``flip`` probes: ceil(log2(candidates + 1))
+    (every candidate builds; a skipped release costs one more)."""
+    return max(0, len(flip.releases) - 2).bit_length()
+
+
+def preview(catalog: Sequence[Stack], store: Store, loaders: Sequence[Stack], savers: Sequence[Stack],
+            scenarios: Sequence[Scenario], formats: Sequence[str],
+            runtime: Any = None) -> list[str]:
+    """What the matrix's bisect phase would search given the cells already stored (``matrix
+    --dry-run``): the flips between adjacent Keras 3 stacks, those a kept result answers, and
+    for the rest at most how many probes, rounds and candidate environments (how many of
+    those are built). Reads records and environment markers, lists releases from the
+    package index; builds, runs and writes nothing."""
+    from runner.envs import peek_env
+
+    head = "bisect (from the cells already stored; cells this run would compute may add or remove flips)"
+    try:
+        flips = find_flips(catalog, store, loaders, savers, scenarios, formats)
+    except BisectError as exc:
+        return [f"{head}: not predicted: {exc}"]
+    todo = [f for f in flips if _cached_result(store, f) is None]
+    out = [f"{head}: {len(flips)} flips, {len(flips) - len(todo)} answered by kept results, "
+           f"{len(todo)} to search"]
+    if not todo:
+        return out
+    candidates = {c.id: c for f in todo for c in (candidate_stack(f, i) for i in range(1, len(f.releases) - 1))}
+    bstore = Store(store.root / STORE_DIR, envs_dir=store.envs_dir)
+    built = sum(1 for c in candidates.values() if peek_env(c, bstore, runtime=runtime).ok)
+    out.append(f"  at most {sum(max_probes(f) for f in todo)} probes in {max(max_probes(f) for f in todo)} "
+               f"rounds; up to {len(candidates)} candidate releases to build ({built} already built)")
+    pairs: dict[tuple[str, str, str], int] = {}
+    for f in todo:
+        pairs[f.side, f.older.id, f.newer.id] = pairs.get((f.side, f.older.id, f.newer.id), 0) + 1
+    for (side, older, newer), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0])):
+        out.append(f"  {n:>7}  {side} side {older} -> {newer}")
+    return out
 
 
 # ---------------------------------------------------------------------------------- the command

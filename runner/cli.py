@@ -270,6 +270,10 @@ def _run(args: argparse.Namespace, held: contextlib.ExitStack) -> int:
             raise PreflightError("--dry-run predicts the whole selection; drop --shard")
         found = matrix.dry_run(stacks, scenarios, formats, store, options, savers=savers)
         print("\n".join(found.lines()), flush=True)
+        if options.bisect is not None:
+            with store.running(wait=args.wait, reader=True):
+                print("\n".join(bisect.preview(catalog, store, stacks, savers, scenarios, formats,
+                                                runtime=options.runtime_settings())), flush=True)
         return 0
     _writable_dir(store.root, "store")
     out = _report_dir(args, store, selection) if args.command == "matrix" and not args.no_report else None

@@ -58,6 +58,20 @@ def test_the_search_finds_the_first_changed_release_in_log_steps(first_bad: int)
     assert result["unbuilt_between"] == []
 
 
+@pytest.mark.parametrize("between", [0, 1, 2, 3, 4, 7, 8, 9, 16, 38])
+def test_max_probes_is_the_searchs_worst_case_exactly(between: int) -> None:
+    """The dry run's bound: no position of the change needs more probes, and one needs all."""
+    worst = 0
+    for first_bad in range(1, between + 2):
+        outcomes: list[str | None] = ["ok"] * first_bad + ["load_error"] * (between + 2 - first_bad)
+        flip = _flip(outcomes)
+        asked: list[list[tuple[int, int]]] = []
+        bisect.search([flip], _probe_table({id(flip): outcomes}, asked))
+        assert flip.result(0.0)["first_changed"] == f"1.{first_bad}.0"
+        worst = max(worst, len(asked))
+    assert worst == bisect.max_probes(_flip(["ok"] * (between + 2)))
+
+
 def test_a_release_without_outcome_is_skipped_and_named() -> None:
     outcomes: list[str | None] = ["ok", "ok", None, "load_error", "load_error"]
     flip = _flip(outcomes)
@@ -229,6 +243,24 @@ def test_matrix_bisects_every_flip_once_and_the_report_names_the_release(tmp_pat
         "mlp:h5:fk3.5->fk3.9:default": "load_error", "mlp:h5:fk3.9->fk3.9:default": "load_error",
         "h5_only:h5:fk3.9->fk3.5:default": "save_error", "h5_only:h5:fk3.9->fk3.9:default": "save_error"}
 
+    # --dry-run predicts the phase from the stored cells, and builds, runs and writes nothing
+    # (the lock file and the records' index, a cache of the records, aside: as in test_recompute)
+    def written(root: Path) -> dict[str, int]:
+        return {k: v for k, v in _tree(root).items() if not k.startswith((".running.lock", ".records-index"))}
+
+    before = written(store)
+    dry = _run([*base, "--dry-run"], envs_dir, releases)
+    assert dry.returncode == 0, e2e.describe(dry)
+    assert ("bisect (from the cells already stored; cells this run would compute may add or remove flips): "
+            "4 flips, 0 answered by kept results, 4 to search") in dry.stdout, dry.stdout
+    # 4 releases between 3.5.0 and 3.9.0: at most 3 probes each; the nearer end pins each one
+    assert "at most 12 probes in 3 rounds; up to 4 candidate releases to build (0 already built)" in dry.stdout
+    assert "        2  loader side fk3.5 -> fk3.9" in dry.stdout and "        2  saver side fk3.5 -> fk3.9" \
+        in dry.stdout, dry.stdout
+    assert written(store) == before
+    quiet = _run([*base, "--dry-run", "--no-bisect"], envs_dir, releases)
+    assert quiet.returncode == 0 and "bisect" not in quiet.stdout, e2e.describe(quiet)
+
     # the same run with the phase: only the bisects run (the table's cells are cached)
     proc = _run(base, envs_dir, releases)
     assert proc.returncode == 0, e2e.describe(proc)
@@ -270,6 +302,9 @@ def test_matrix_bisects_every_flip_once_and_the_report_names_the_release(tmp_pat
     assert "[bisect] 4 flips between adjacent Keras 3 stacks: 4 answered by earlier bisects, 0 releases probed" \
         in proc.stdout, e2e.describe(proc)
     assert _tree(store / "bisect") == before
+    dry = _run([*base, "--dry-run"], envs_dir, releases)
+    assert "4 flips, 4 answered by kept results, 0 to search" in dry.stdout and "at most" not in dry.stdout, \
+        e2e.describe(dry)
 
     # the command: the kept result at once; --fresh searches again from the cached records
     where = ["--catalog", str(catalog), "--store", str(store), "--scenario-dir", str(e2e.FAKE_SCENARIOS)]
