@@ -77,10 +77,11 @@ def test_shards_merged_equal_one_machine(tmp_path: Path, fake_envs_dir: Path) ->
     catalog = e2e.write_catalog(tmp_path / "catalog.toml")
     env = e2e.runner_env(fake_envs_dir)
 
-    def runner(*args: str) -> None:
+    def runner(*args: str) -> str:
         proc = subprocess.run([sys.executable, "-m", "runner", *args], cwd=e2e.REPO, env=env,
                               capture_output=True, text=True, timeout=600, check=False)
         assert proc.returncode == 0, e2e.describe(proc)
+        return proc.stdout
 
     sel = ("--catalog", str(catalog), "--scenario-dir", str(e2e.FAKE_SCENARIOS))
     merged = tmp_path / "merged"
@@ -100,3 +101,8 @@ def test_shards_merged_equal_one_machine(tmp_path: Path, fake_envs_dir: Path) ->
     assert sorted(sharded) == sorted(one) and "results.json.gz" in one
     for name, data in one.items():
         assert sharded[name] == data, name
+    # an unsharded run on the merged store (what bisects a sharded table) reuses every cell
+    # the shards recorded: it computes none, and its report is the same table
+    again = runner("matrix", *sel, "--store", str(merged), "--out", str(tmp_path / "again"))
+    assert "matrix: 0 cells run" in again, again
+    assert e2e.report_files(tmp_path / "again")["results.json.gz"] == one["results.json.gz"]
