@@ -418,7 +418,7 @@ def wide_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "training_diff": None, "training_reason": "", "written_as": "h5", "source": "load",
                 # one message in three spellings that differ only in line numbers and paths: one search group
                 "error_type": "builtins.ValueError" if bad else "",
-                "error_message": f"bad config at line {k + m} of /tmp/run{m % 3}/model.py" if bad else "",
+                "error_message": f"bad config at line {k + m} of /srv/job{m % 3}/model.py" if bad else "",
                 "traceback_tail": ""})
     cells.append({**cells[1], "cell_id": f"{WIDE_SCENARIOS[0]}:h5:tf2.15->{WIDE_LOADERS[1]}:custom_objects",
                   "variant": "custom_objects", "outcome": "ok", "phase": None, "category": None, "remedy": "",
