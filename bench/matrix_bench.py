@@ -4,7 +4,7 @@
     nox -s bench -- --stacks tf2.15,tf2.18 --cold # --cold: an empty uv cache too (downloads)
     nox -s bench -- --per-cell tf2.15             # batched vs one process per cell, >= 100 loads
     nox -s bench -- --workflow .matrix            # the CI workflow's projected wall time
-    nox -s bench -- --breakdown .matrix           # where a store's in-cell time went; the floor
+    nox -s bench -- --breakdown .matrix [--touching STACKS]  # where in-cell time went; the floor
     nox -s bench -- --split-merge .matrix         # the workflow's parts of a whole store, merged back
     nox -s bench -- --site reports [--screenshots docs]  # the site's timings in headless Chromium
     nox -s bench -- --report [--keep DIR]         # the report of a full-size store: skipped when unchanged
@@ -376,11 +376,14 @@ def report_incremental(store: Path, tmp: Path) -> list[list[object]]:
     return rows
 
 
-def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> list[list[object]]:
+def breakdown(store: Path, cores: int, scenarios: set[str] | None = None,
+              touching: set[str] | None = None) -> list[list[object]]:
     """Where a store's time inside cells went (the records' ``duration_s``), by kind of
     cell, and the wall-time floor it implies on ``cores`` cores if every core were busy
     with cells all the time (worker imports, the host and idle tails come on top).
-    ``scenarios``: only their cells (environments are counted either way)."""
+    ``scenarios``: only their cells (environments are counted either way). ``touching``:
+    only the cells of these stacks' rows and columns (saved or loaded by one of them, their
+    environments): what adding those stacks to a catalog costs."""
     from runner.records import Outcome, Store
     from runner.scenario_catalog import discover_scenarios
 
@@ -389,6 +392,8 @@ def breakdown(store: Path, cores: int, scenarios: set[str] | None = None) -> lis
     kinds: dict[str, list[float]] = {}
     for rec in Store(store).iter_records():
         if scenarios is not None and rec.record_type != "env" and rec.scenario not in scenarios:
+            continue
+        if touching is not None and not touching & {rec.stack, rec.saver, rec.loader}:
             continue
         if rec.record_type == "env":
             kind = "environments (build + probe)"
@@ -486,6 +491,8 @@ def main() -> int:
     parser.add_argument("--breakdown", metavar="STORE", type=Path,
                         help="only: where STORE's in-cell time went, and the floor on --cores cores")
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 1, help="with --breakdown")
+    parser.add_argument("--touching", metavar="STACKS", default=None,
+                        help="with --breakdown: only cells saved or loaded by one of these stacks (their cost)")
     parser.add_argument("--split-merge", metavar="STORE", type=Path,
                         help="only: cut STORE into the workflow's parts, merge them, compare records and reports")
     parser.add_argument("--store-index", metavar="TABLE", type=Path, nargs="?", const=REPO / "reports/results.json.gz",
@@ -536,7 +543,8 @@ def main() -> int:
         return 0 if all("DIFFER" not in str(r[3]) for r in rows) else 1
     if args.breakdown:
         only = set(args.scenarios.split(",")) if args.scenarios else None
-        print(tabulate(breakdown(args.breakdown, args.cores, only),
+        touching = set(args.touching.split(",")) if args.touching else None
+        print(tabulate(breakdown(args.breakdown, args.cores, only, touching),
                        headers=["cells", "count", "in-cell min", "mean s"], tablefmt="github"))
         return 0
     if args.workflow:

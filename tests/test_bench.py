@@ -43,6 +43,10 @@ def test_breakdown_sums_in_cell_time_by_kind_and_divides_by_cores(tmp_path: Path
     assert rows["all cells"][1:3] == [4, "13.0"]
     assert rows["floor on 2 cores (in-cell time / 2)"][2] == "6.5"
     assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, {"cnn"})}["all cells"][1] == 0
+    # --touching: a stack's rows and columns only (tf2.4 saved everything; tf2.18 loaded one cell)
+    assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, touching={"tf2.18"})}["all cells"][1:3] == [1, "10.0"]
+    assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, touching={"tf2.4"})}["all cells"][1] == 4
+    assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, touching={"keras3.1-jax"})}["all cells"][1] == 0
 
 
 @pytest.mark.faults  # end-to-end: real runner processes, fake Keras
