@@ -32,6 +32,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from tabulate import tabulate
 
 from runner import gate, heatmap, report
 from runner.records import ErrorInfo, Outcome, Record, Store, load_cell_id, save_cell_id
@@ -842,6 +843,24 @@ def test_pair_overview_rounds_down_and_skips_impossible_cells() -> None:
     table = report._pair_overview(pd.DataFrame(rows), "github").splitlines()
     assert [c.strip() for c in table[2].strip("|").split("|")] == ["**a**", "0", "99"]  # 199/200
     assert [c.strip() for c in table[3].strip("|").split("|")] == ["**b**", "–", "100"]
+
+
+def test_pair_overview_of_a_wide_catalog_fits_the_index() -> None:
+    """The index holds the overview once for all formats and once per format: with 45
+    stacks and 7 formats the padded tables alone were over GitHub's limit (the republish of
+    41 stacks: 217 kB). Unpadded, each row is one cell per loader and every row has as many
+    cells as the header."""
+    stacks = [f"keras3.{i}-jax0.4" for i in range(45)]
+    rows = [{"saver": s, "loader": lo, "outcome": "ok" if (i + j) % 3 else "load_error"}
+            for i, s in enumerate(stacks) for j, lo in enumerate(stacks)]
+    table = report._pair_overview(pd.DataFrame(rows), "github")
+    lines = table.splitlines()
+    assert len(lines) == 2 + len(stacks)
+    assert {line.count("|") for line in lines} == {len(stacks) + 2}
+    assert lines[1] == "|:--" + "|--:" * len(stacks) + "|"
+    padded = tabulate([ln.strip("|").split("|") for ln in lines[2:]], headers=lines[0].strip("|").split("|"),
+                      tablefmt="github")
+    assert 8 * len(table.encode()) < report.INDEX_MAX_BYTES // 2 < 8 * len(padded.encode()), len(table)
 
 
 # ------------------------------------------------------- report integrity (issue 23 item 7)
