@@ -500,6 +500,14 @@ _TRAINING_RESUME = (r"This optimizer can only be called for the variables it was
 _FUNCTION_UNREADABLE = (r"Unknown (?:activation function|activation|loss function|metric function|function|object): ?"
                         r"'?function'?(?![\w'])")
 
+# TFSMLayer.call() handing a multi-input signature its inputs by position: too many positional
+# arguments (TF <= 2.18, any saver; TF >= 2.19, Keras 2 savers), or the inputs bound as one
+# list and a named input missing (a TF 1.15 export in TF >= 2.19). The second spelling is this
+# cause only inside TFSMLayer.call(); elsewhere a missing argument is another call's failure.
+_TFSM_POSITIONAL = (r"Binding inputs to tf\.function failed due to `too many positional arguments`|"
+                    r"calling TFSMLayer\.call\(\)[\s\S]{0,40}Binding inputs to tf\.function failed due to "
+                    r"`missing a required argument")
+
 RULES: tuple[Rule, ...] = (
     # ------------------------------------------------------------ environment
     Rule("env_unavailable", "The stack could not be built or imported",
@@ -722,11 +730,12 @@ RULES: tuple[Rule, ...] = (
          "serving signature positionally, and the serving_default signature of a model with several inputs "
          "takes them by name only (\"Binding inputs to tf.function failed due to `too many positional "
          "arguments`\", keras-team/keras#20813; measured: a TF 2.15 two-input model, exported or saved as a "
-         "SavedModel, in Keras 3.13 on TF 2.21). Load the SavedModel with tf.saved_model.load and call "
-         "signatures['serving_default'] with the inputs by name.",
-         r"Binding inputs to tf\.function failed due to `too many positional arguments`", types=("TypeError",),
-         remedies=("signature",), family="version",
-         defining=r"Binding inputs to tf\.function failed due to `too many positional arguments`"),
+         "SavedModel, in Keras 3.13 on TF 2.21). A TF 1.15 export read by TF >= 2.19 fails on the same call "
+         "the other way round: its inputs arrive as one positional list and the first named input is "
+         "missing (\"failed due to `missing a required argument: 'features'`\"). Load the SavedModel with "
+         "tf.saved_model.load and call signatures['serving_default'] with the inputs by name.",
+         _TFSM_POSITIONAL, types=("TypeError",), remedies=("signature",), family="version",
+         defining=_TFSM_POSITIONAL),
     Rule("keras_deletes_weights_beside", "load_model deleted the model.weights.h5 beside the .keras file",
          "Keras 3.4.0 and 3.4.1 load a .keras archive by extracting its own model.weights.h5 into the "
          "folder of the .keras file and deleting it afterwards: a user's weights file of that name in the "

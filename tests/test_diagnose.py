@@ -291,6 +291,26 @@ def test_issue15_families_have_their_own_categories() -> None:
     assert diag is not None and diag.category == "layer_call_fails" and diag.family == "backend"
 
 
+def test_tfsm_layer_positional_inputs_in_both_spellings() -> None:
+    """keras#20813 as the republish measured it: TF <= 2.18 says "too many positional
+    arguments"; a TF 1.15 export in TF >= 2.19 says a named input is missing. Both are the
+    TFSMLayer cause with its remedy; a missing argument outside TFSMLayer.call() is not."""
+    head = "Exception encountered when calling TFSMLayer.call().\n\n\x1b[1mBinding inputs to tf.function failed due to "
+    for tail in ("`too many positional arguments`. Received args: ([<tf.Tensor: shape=(10, 6)",
+                 "`missing a required argument: 'features'`. Received args: ([<tf.Tensor: shape=(10, 6)"):
+        rec = dataclasses.replace(_load_failure(head + tail, "2.21.0", "3.13.2", fmt="export"), phase="predict",
+                                  error=ErrorInfo("builtins.TypeError", head + tail))
+        diag = diagnose.diagnose(rec)
+        assert diag is not None and diag.category == "tfsm_positional_inputs", tail
+        assert [r.id for r in diag.remedies][0] == "signature"
+    other = ("Exception encountered when calling Dense.call().\n\nBinding inputs to tf.function failed due to "
+             "`missing a required argument: 'training'`")
+    rec = dataclasses.replace(_load_failure(other, "2.21.0", "3.13.2", fmt="export"), phase="predict",
+                              error=ErrorInfo("builtins.TypeError", other))
+    diag = diagnose.diagnose(rec)
+    assert diag is None or diag.category != "tfsm_positional_inputs"
+
+
 def _case(cell_id: str) -> dict[str, Any]:
     return next(c for c in CASES if c["cell_id"] == cell_id)
 
