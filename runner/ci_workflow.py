@@ -130,7 +130,7 @@ def timings_from_table(results: Path, catalog: Sequence[Stack], scenarios: int,
     stacks: dict[str, Any] = {}
     old = previous.get("stacks", {})
     for s in catalog:
-        if old.get(s.id, {}).get("source") == "measured":
+        if old.get(s.id, {}).get("source", "").startswith("measured"):
             stacks[s.id] = old[s.id]
             continue
         known = s.id in loads
@@ -154,21 +154,30 @@ def timings_from_table(results: Path, catalog: Sequence[Stack], scenarios: int,
 
 
 def timings_from_store(store: Path, catalog: Sequence[Stack], previous: Mapping[str, Any]) -> dict[str, Any]:
-    """Measured seconds per stack from a run's store: ``timings.json``, each stack's wall
-    time in each phase of the run that computed it (save; load + remedy + confirm). Its env
-    build is a job's fixed cost (``job_overhead_s``), not a phase's work. Stacks the store
-    did not time keep ``previous``'s entry."""
-    path = store / "timings.json"
-    if not path.is_file():
-        raise ValueError(f"{store}: no timings.json (not a store a run has finished a phase in)")
-    walls = json.loads(path.read_text(encoding="utf-8"))
+    """Measured seconds per stack from a run's store: the in-cell seconds of its records
+    (``duration_s``), per stack and phase — its saves; the loads, remedy re-runs and
+    timeout confirmations it ran as the loader. The records hold every sitting of a resumed
+    run, while ``timings.json`` holds each stack's wall time in the last run only (a resumed
+    sitting that ran 3 cells of a stack says 2.7 s). Env builds are a job's fixed cost
+    (``job_overhead_s``), not a phase's work. Stacks without records keep ``previous``'s
+    entry."""
+    from runner.records import Store  # the store's own reader (index, layouts)
+
+    if not (store / "records").is_dir():
+        raise ValueError(f"{store}: no records/ (not a store a run has recorded cells in)")
+    work: dict[str, dict[str, float]] = {}
+    for rec in Store(store).iter_records():
+        if rec.record_type not in ("save", "load"):
+            continue
+        per = work.setdefault(rec.stack, {"save": 0.0, "load": 0.0})
+        per[rec.record_type] += float(rec.duration_s or 0.0)
     stacks = dict(previous.get("stacks", {}))
     for s in catalog:
-        per = {ph: float(walls.get(ph, {}).get(s.id, 0.0)) for ph in ("save", "load", "remedy", "confirm")}
-        if not per["save"] and not per["load"]:
+        per = work.get(s.id)
+        if per is None:
             continue
-        stacks[s.id] = {"save": per["save"], "load": round(per["load"] + per["remedy"] + per["confirm"], 1),
-                        "source": "measured"}
+        stacks[s.id] = {"save": round(per["save"], 1), "load": round(per["load"], 1),
+                        "source": "measured (in-cell seconds of the store's records)"}
     return {**{k: v for k, v in previous.items() if k != "stacks"}, "stacks": stacks}
 
 

@@ -14,6 +14,7 @@ then the report job's tables must equal a one-machine ``matrix`` run's byte for 
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import io
 import json
@@ -141,20 +142,33 @@ def test_shard_counts_follow_the_timings() -> None:
 
 
 def test_timings_from_a_store_are_measured(tmp_path: Path) -> None:
-    """A run's store gives each stack's wall per phase (timings.json; the env build is a
-    job's fixed cost, not work); stacks it did not time keep the previous entry."""
+    """A run's store gives each stack's in-cell seconds per phase from its records, every
+    sitting of a resumed run included (its timings.json holds only the last sitting's walls:
+    here 2.7 s, which must not be read); env records are a job's fixed cost, not work;
+    stacks without records keep the previous entry."""
+    from runner.records import Outcome, Record, Store, load_cell_id, save_cell_id
+
     store = tmp_path / "store"
-    (store / "records" / "env").mkdir(parents=True)
-    (store / "timings.json").write_text(json.dumps(
-        {"save": {"tf2.15": 50.0}, "load": {"tf2.15": 900.0}, "remedy": {"tf2.15": 80.0}, "confirm": {"tf2.15": 70.0}}))
-    (store / "records" / "env" / "tf2.15.json").write_text(json.dumps({"stack": "tf2.15", "duration_s": 20.0}))
+    st = Store(store)
+    st.write(Record(record_type="save", cell_id=save_cell_id("dense", "h5", "tf2.15"), stack="tf2.15",
+                    outcome=Outcome.OK, saver="tf2.15", scenario="dense", format="h5", phase="save", duration_s=50.0))
+    for saver, variant, secs in (("tf2.4", "default", 900.0), ("tf2.5", "default", 70.0),
+                                 ("tf2.4", "compile_false", 80.0)):
+        st.write(Record(record_type="load", cell_id=load_cell_id("dense", "h5", saver, "tf2.15", variant),
+                        stack="tf2.15", outcome=Outcome.OK, saver=saver, loader="tf2.15", scenario="dense",
+                        format="h5", variant=variant, phase="load", duration_s=secs))
+    (store / "timings.json").write_text(json.dumps({"save": {"tf2.15": 2.7}, "load": {"tf2.15": 2.7}}))
+    st.write(Record(record_type="env", cell_id="env:tf2.15", stack="tf2.15", outcome=Outcome.OK, duration_s=20.0))
     new = ci_workflow.timings_from_store(store, load_catalog(), TIMINGS)
-    assert new["stacks"]["tf2.15"] == {"save": 50.0, "load": 1050.0, "source": "measured"}
+    assert new["stacks"]["tf2.15"] == {"save": 50.0, "load": 1050.0,
+                                       "source": "measured (in-cell seconds of the store's records)"}
     assert new["stacks"]["tf2.14"] == TIMINGS["stacks"]["tf2.14"]
     assert new["job_overhead_s"] == TIMINGS["job_overhead_s"]
+    with pytest.raises(ValueError, match="no records"):
+        ci_workflow.timings_from_store(tmp_path / "empty", load_catalog(), TIMINGS)
     # an estimate from a table keeps what was measured
     again = ci_workflow.timings_from_table(e2e.REPO / "reports" / "results.json.gz", load_catalog(), 30, new)
-    assert again["stacks"]["tf2.15"]["source"] == "measured"
+    assert again["stacks"]["tf2.15"]["source"].startswith("measured")
     assert again["stacks"]["tf2.14"]["source"] == "estimated"
 
 
@@ -169,7 +183,11 @@ def test_timings_from_the_published_table(tmp_path: Path, capsys: pytest.Capture
     assert set(per) == {s.id for s in load_catalog()} and data["job_overhead_s"] == 30
     # a loader with the published table's known hangs costs more than one without
     assert per["keras3.3-torch"]["load"] > per["keras3.3-numpy"]["load"]
-    assert per["keras3.1-jax"]["source"].startswith("estimated (not in the table")
+    assert all(v["source"].startswith("estimated") for v in per.values())
+    # a stack the table lacks takes the median loader (and the worst known hangs)
+    extra = dataclasses.replace(next(s for s in load_catalog() if s.id == "keras3.1-jax"), id="keras3.99-jax")
+    est = ci_workflow.timings_from_table(e2e.REPO / "reports" / "results.json.gz", [*load_catalog(), extra], 34, {})
+    assert est["stacks"]["keras3.99-jax"]["source"].startswith("estimated (not in the table")
     assert f"--timings {timings}" in out.read_text()  # the plan job reads the same file
     assert cli.main(["ci-workflow", "--timings", str(timings), "--projection"]) == 0
     assert "projected wall:" in capsys.readouterr().out

@@ -302,7 +302,7 @@ def test_tfsm_layer_positional_inputs_in_both_spellings() -> None:
                                   error=ErrorInfo("builtins.TypeError", head + tail))
         diag = diagnose.diagnose(rec)
         assert diag is not None and diag.category == "tfsm_positional_inputs", tail
-        assert [r.id for r in diag.remedies][0] == "signature"
+        assert diag.remedies[0].id == "signature"
     other = ("Exception encountered when calling Dense.call().\n\nBinding inputs to tf.function failed due to "
              "`missing a required argument: 'training'`")
     rec = dataclasses.replace(_load_failure(other, "2.21.0", "3.13.2", fmt="export"), phase="predict",
