@@ -169,14 +169,13 @@ def timings_from_store(store: Path, catalog: Sequence[Stack], previous: Mapping[
     for rec in Store(store).iter_records():
         if rec.record_type not in ("save", "load"):
             continue
-        per = work.setdefault(rec.stack, {"save": 0.0, "load": 0.0})
-        per[rec.record_type] += float(rec.duration_s or 0.0)
+        work.setdefault(rec.stack, {"save": 0.0, "load": 0.0})[rec.record_type] += float(rec.duration_s or 0.0)
     stacks = dict(previous.get("stacks", {}))
     for s in catalog:
-        per = work.get(s.id)
-        if per is None:
+        secs = work.get(s.id)
+        if secs is None:
             continue
-        stacks[s.id] = {"save": round(per["save"], 1), "load": round(per["load"], 1),
+        stacks[s.id] = {"save": round(secs["save"], 1), "load": round(secs["load"], 1),
                         "source": "measured (in-cell seconds of the store's records)"}
     return {**{k: v for k, v in previous.items() if k != "stacks"}, "stacks": stacks}
 
