@@ -82,7 +82,8 @@ def test_the_committed_plan_is_within_githubs_limits(capsys: pytest.CaptureFixtu
     p = ci_workflow.projection(catalog, TIMINGS)
     assert p["runners"] == 20 and p["lanes"] == 4
     assert p["wall_s"] <= 20 * 60, ci_workflow.projection_text(p)
-    assert p["wall_s"] < p["unsharded_all_s"] < p["unsharded_runners_s"]
+    # fewer runners are as fast or slower (equal when one stack's job is the whole critical path)
+    assert p["wall_s"] < p["unsharded_all_s"] <= p["unsharded_runners_s"]
     # the committed header states the same projection
     text = (e2e.REPO / ci_workflow.WORKFLOW_PATH).read_text()
     assert f"projected wall: {p['wall_s']:,.0f} s" in text
@@ -159,10 +160,11 @@ def test_timings_from_a_store_are_measured(tmp_path: Path) -> None:
                         format="h5", variant=variant, phase="load", duration_s=secs))
     (store / "timings.json").write_text(json.dumps({"save": {"tf2.15": 2.7}, "load": {"tf2.15": 2.7}}))
     st.write(Record(record_type="env", cell_id="env:tf2.15", stack="tf2.15", outcome=Outcome.OK, duration_s=20.0))
-    new = ci_workflow.timings_from_store(store, load_catalog(), TIMINGS)
+    base = {**TIMINGS, "stacks": {k: {**v, "source": "estimated"} for k, v in TIMINGS["stacks"].items()}}
+    new = ci_workflow.timings_from_store(store, load_catalog(), base)
     assert new["stacks"]["tf2.15"] == {"save": 50.0, "load": 1050.0,
                                        "source": "measured (in-cell seconds of the store's records)"}
-    assert new["stacks"]["tf2.14"] == TIMINGS["stacks"]["tf2.14"]
+    assert new["stacks"]["tf2.14"] == base["stacks"]["tf2.14"]
     assert new["job_overhead_s"] == TIMINGS["job_overhead_s"]
     with pytest.raises(ValueError, match="no records"):
         ci_workflow.timings_from_store(tmp_path / "empty", load_catalog(), TIMINGS)
