@@ -10,8 +10,8 @@
   "use strict";
   var D = (window.COMPAT_DATA = window.COMPAT_DATA || {});
   var M = D.meta;
-  var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cell"];
-  var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "about"];
+  var KEYS = ["view", "saver", "loader", "scenario", "format", "variant", "q", "cat", "cell"];
+  var VIEWS = ["overview", "upgrade", "grid", "pair", "search", "changes", "history", "about"];
   var state = {};
   var renderToken = 0;
   var pending = {};
@@ -20,6 +20,12 @@
   M.stacks.forEach(function (s, i) { stackIx[s.id] = i; });
   M.outcomes.forEach(function (o, i) { outIx[o.id] = i; });
   var STACKS = M.stacks.map(function (s) { return s.id; });
+  var S = M.stride || 4;  // integers per cell in a grid's flat list
+  var MEANT_TO_FAIL = "loads of a custom-object scenario without its custom objects (variant default where the " +
+    "scenario has a custom_objects variant) are meant to fail and left out";
+  var TRAINING = { resumed: "resumed: one more training step lands where the saver's did",
+    state_lost: "optimizer state lost", diverges: "the resumed step diverges from the saver's",
+    cannot_resume: "training cannot run", not_checked: "not checked" };
 
   // ------------------------------------------------------------------ helpers
   function $(id) { return document.getElementById(id); }
@@ -62,9 +68,13 @@
     var i = Math.min(Math.floor(pos), t.length - 2), f = pos - i, a = hex(t[i]), b = hex(t[i + 1]);
     return "#" + a.map(function (x, k) { return ("0" + Math.round(x + (b[k] - x) * f).toString(16)).slice(-2); }).join("");
   }
-  function ink(fill) {
-    var c = hex(fill).map(function (x) { return x / 255; });
-    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2] > 0.45 ? "#000" : "#fff";
+  function luminance(fill) {  // WCAG relative luminance
+    var c = hex(fill).map(function (x) { x /= 255; return x <= 0.03928 ? x / 12.92 : Math.pow((x + 0.055) / 1.055, 2.4); });
+    return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+  }
+  function ink(fill) {  // black or white, whichever contrasts more with the fill (>= 4.58:1 either way)
+    var y = luminance(fill);
+    return (y + 0.05) / 0.05 >= 1.05 / (y + 0.05) ? "#000" : "#fff";
   }
   function cellId(scenario, format, saver, loader, variant) {
     return scenario + ":" + format + ":" + saver + "->" + loader + ":" + variant;
@@ -73,9 +83,35 @@
     var m = /^([^:]+):(.+):([^:>]+)->([^:]+):([^:]+)$/.exec(id || "");
     return m ? { scenario: m[1], format: m[2], saver: m[3], loader: m[4], variant: m[5] } : null;
   }
+  function scenarioDoc(s) { return (M.scenarioDocs && M.scenarioDocs[s]) || ""; }
+  function scenarioNotes(names) {  // the visible captions of the scenarios a table names
+    var dl = el("dl", { id: "scenario-notes", cls: "scn", "aria-label": "What each scenario saves" });
+    names.forEach(function (s) {
+      if (!scenarioDoc(s)) return;
+      dl.appendChild(el("dt", null, el("code", { text: s })));
+      dl.appendChild(el("dd", { text: scenarioDoc(s) }));
+    });
+    return dl.childNodes.length ? el("div", null, el("h3", { cls: "note", text: "Scenarios" }), dl) : null;
+  }
   function fixName(remedy) {
     var m = /fixed by ([^ ;(]+)/.exec(remedy || "");
     return m ? m[1] : "";
+  }
+
+  // The upgrade verdicts (explain's, written by the report): {loader: [line, detail lines...]} per
+  // format and saver, or {} when the table has none for that saver.
+  function loadVerdicts(fmt, saver) {
+    var key = "verdict:" + fmt + ":" + saver;
+    return M.files[key] ? load(key) : Promise.resolve({});
+  }
+  function verdictBox(lines, id) {  // the verdict line first, the scenarios behind each count under it
+    var box = el("div", { id: id, cls: "verdict" }, el("p", { cls: "vline", text: lines[0] }));
+    if (lines.length > 1) {
+      var ul = el("ul");
+      lines.slice(1).forEach(function (l) { ul.appendChild(el("li", { text: l.trim() })); });
+      box.appendChild(el("details", null, el("summary", { text: "which scenarios" }), ul));
+    }
+    return box;
   }
 
   // -------------------------------------------------------------- cell access
@@ -84,7 +120,7 @@
     return F.grids.filter(function (g) { return g.s === s && (variant === undefined || g.v === variant); });
   }
   function cellOf(F, g, i, j) {
-    var k = (i * g.lo.length + j) * 4, c = g.c;
+    var k = (i * g.lo.length + j) * S, c = g.c;
     if (c[k] < 0) return null;
     var note = F.notes[c[k + 1]];
     var saver = STACKS[g.sv[i]], loader = STACKS[g.lo[j]], scenario = M.scenarios[g.s];
@@ -93,7 +129,11 @@
       id: cellId(scenario, F.format, saver, loader, g.v), scenario: scenario, format: F.format, variant: g.v,
       saver: saver, loader: loader, outcome: M.outcomes[c[k]], category: note[0], phase: note[1], type: note[2],
       message: F.msgs[note[3]], source: note[4], tb: note[5], remedy: remedy, fixed: fixName(remedy),
-      diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : ""
+      diff: c[k + 3] ? F.diffs[c[k + 3] - 1] : null, written: g.w[i] >= 0 ? F.written[g.w[i]] : "",
+      prediction: note[6] || "", training: note[7] || "", trainingReason: note[8] !== undefined ? F.msgs[note[8]] : "",
+      trainingDiff: S > 4 && c[k + 4] ? F.diffs[c[k + 4] - 1] : null,
+      signature: note[9] !== undefined ? F.msgs[note[9]] : "",
+      firstBad: note[10] || "", lastGood: note[11] || "", releaseNotes: note[12] || ""
     };
   }
   function findCell(id) {
@@ -106,18 +146,26 @@
       return i < 0 || j < 0 ? null : cellOf(F, g, i, j);
     });
   }
+  // The loader filter holds one loader or several (the search's multi-select): "a,b"
+  function loaderList() { return state.loader ? String(state.loader).split(",") : []; }
+  function wantLoader(lo) { return !state.loader || loaderList().indexOf(lo) >= 0; }
+  function oneLoader() { var l = loaderList(); return l.length === 1 ? l[0] : ""; }
   function matches(c) {
-    return (!state.saver || c.saver === state.saver) && (!state.loader || c.loader === state.loader) &&
+    return (!state.saver || c.saver === state.saver) && wantLoader(c.loader) &&
       (!state.scenario || c.scenario === state.scenario) && (!state.variant || c.variant === state.variant);
+  }
+  function trainingNote(c) {
+    return c.training && c.training !== "not_checked" && c.training !== "resumed" ? ", training " + c.training : "";
   }
   function cellButton(c, label) {
     var o = c.outcome;
     var text = o.symbol + (c.fixed ? M.fixedMark : "");
     var b = el("button", {
       type: "button", "data-cell": c.id, "data-outcome": o.id,
-      "aria-label": (label || c.id) + ": " + o.id + (c.category ? " (" + c.category + ")" : "") +
+      "aria-label": (label || c.id) + ": " + o.id + trainingNote(c) + (c.category ? " (" + c.category + ")" : "") +
         (c.fixed ? "; fixed by " + c.fixed + " (verified)" : ""),
-      title: (label || c.id) + "\n" + o.id + (c.category ? " · " + c.category : "") + (c.remedy ? "\n" + c.remedy : ""),
+      title: (label || c.id) + "\n" + o.id + trainingNote(c) + (c.category ? " · " + c.category : "") +
+        (c.remedy ? "\n" + c.remedy : ""),
       text: text
     });
     return el("td", { style: "background:" + o.color }, b);
@@ -137,12 +185,6 @@
       if (b.tagName !== "BUTTON") return;
       var td = b.parentNode, tr = td.parentNode, rows = Array.prototype.slice.call(table.tBodies[0].rows);
       var r = rows.indexOf(tr), col = td.cellIndex, target = null;
-      function at(ri, ci) {
-        var row = rows[ri];
-        if (!row) return null;
-        var cell = row.cells[Math.max(0, Math.min(ci, row.cells.length - 1))];
-        return cell && cell.querySelector("button");
-      }
       function step(dr, dc) {
         var ri = r + dr, ci = col + dc;
         while (ri >= 0 && ri < rows.length && ci >= 0 && ci < rows[ri].cells.length) {
@@ -157,8 +199,8 @@
         case "ArrowLeft": target = step(0, -1); break;
         case "ArrowDown": target = step(1, 0); break;
         case "ArrowUp": target = step(-1, 0); break;
-        case "Home": target = at(r, 1); break;
-        case "End": target = at(r, tr.cells.length - 1); break;
+        case "Home": target = tr.querySelector("td button"); break;
+        case "End": target = (function (all) { return all[all.length - 1] || null; })(tr.querySelectorAll("td button")); break;
         default: return;
       }
       ev.preventDefault();
@@ -171,18 +213,26 @@
     });
     return table;
   }
-  function matrixTable(caption, corner, cols, rows, cls) {
+  // A table of cells in a scroller whose header row and first column stay in place. cols: names, or
+  // {text, title}; a row: {label, title, cells, sum}; sumHead: the heading of the rows' verdict column,
+  // which comes first after the row names (one line each, the full text on hover).
+  function matrixTable(caption, corner, cols, rows, cls, sumHead) {
     var head = el("tr", null, el("th", { cls: "corner", scope: "col", text: corner }));
-    cols.forEach(function (c) { head.appendChild(el("th", { scope: "col", text: c })); });
+    if (sumHead) head.appendChild(el("th", { cls: "corner sumhead", scope: "col", text: sumHead }));
+    cols.forEach(function (c) {
+      head.appendChild(typeof c === "string" ? el("th", { scope: "col", text: c }) : el("th", { scope: "col", title: c.title || null, text: c.text }));
+    });
     var body = el("tbody");
     rows.forEach(function (r) {
-      var tr = el("tr", null, el("th", { cls: "row", scope: "row", text: r.label }));
+      var name = r.pick ? el("button", { type: "button", cls: "link pick", "data-pick": r.label, title: "the verdict for " + r.label + " in full",
+        text: r.label, onclick: function () { go({ loader: r.label, cell: "" }); } }) : r.label;
+      var tr = el("tr", null, el("th", { cls: "row", scope: "row", title: r.title || null }, name));
+      if (sumHead) tr.appendChild(el("td", { cls: "sum" }, el("span", { title: r.sumTitle || r.sum, text: r.sum })));
       r.cells.forEach(function (td) { tr.appendChild(td || el("td", { cls: "empty" })); });
-      if (r.sum !== undefined) tr.appendChild(el("td", { cls: "sum", text: r.sum }));
       body.appendChild(tr);
     });
-    return navigable(el("table", { cls: "m " + (cls || "") }, el("caption", { cls: "note", text: caption }),
-      el("thead", null, head), body));
+    return el("div", { cls: "tscroll" }, navigable(el("table", { cls: "m " + (cls || "") }, el("caption", { cls: "note", text: caption }),
+      el("thead", null, head), body)));
   }
   function legend() {
     var box = el("div", { cls: "legend", "aria-label": "Legend" });
@@ -202,10 +252,10 @@
       for (var k = 0; k < n * n; k++) stats.push([0, 0]);
       all.forEach(function (F) {
         F.grids.forEach(function (g) {
-          if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant)) return;
+          if ((state.scenario && M.scenarios[g.s] !== state.scenario) || (state.variant && g.v !== state.variant) || g.x) return;
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
-              var o = g.c[(i * g.lo.length + j) * 4];
+              var o = g.c[(i * g.lo.length + j) * S];
               if (o < 0 || M.outcomes[o].id === "not_applicable") continue;
               var s = stats[g.sv[i] * n + g.lo[j]];
               s[1] += 1; s[0] += M.outcomes[o].id === "ok" ? 1 : 0;
@@ -225,11 +275,13 @@
         return false;
       };
       var savers = STACKS.filter(function (s, i) { return (state.saver ? s === state.saver : used(0, i)); });
-      var loaders = STACKS.filter(function (s, i) { return (state.loader ? s === state.loader : used(1, i)); });
+      var loaders = STACKS.filter(function (s, i) { return (state.loader ? wantLoader(s) : used(1, i)); });
       var what = [state.format || "every format", state.scenario || "every scenario", state.variant || "every load variant"].join(", ");
+      if (M.headline) root.appendChild(el("p", { cls: "note headline-copy", text: M.headline.replace(/`/g, "") }));  // a phone's header leaves it out
       root.appendChild(el("h2", { text: "Saver × loader: per cent of cells that load and match (" + what + ")" }));
       root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. " +
-        "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched; " +
+        "Each cell: per cent (rounded down) of the cells that could exist that loaded and whose predictions matched " +
+        "(a trained model: and whose training resumed like the saver's); " + MEANT_TO_FAIL + "; " +
         "– where no cell could exist. Select a cell for every scenario and format of that pair." }));
       var rows = savers.map(function (sv) {
         return {
@@ -267,74 +319,109 @@
     }
     if (changed) { syncControls(); writeHash(); }
   }
+  // The (scenario, variant) grids a view shows: the chosen variant, or every variant (default first).
+  function variantsShown(F, s) {
+    return M.variants.filter(function (v) { return (!state.variant || v === state.variant) && gridsOf(F, s, v).length; });
+  }
   function viewUpgrade(token, root) {
     pickDefaults(["saver", "format"]);
-    var variant = state.variant || "default";
-    return load(state.format).then(function (F) {
+    return Promise.all([load(state.format), loadVerdicts(state.format, state.saver)]).then(function (got) {
       if (token !== renderToken) return;
+      var F = got[0], V = got[1];
       var saverIx = stackIx[state.saver];
       var scenarios = M.scenarios.filter(function (s) { return !state.scenario || s === state.scenario; });
-      var byScenario = {};
+      var cols = [];  // [scenario, variant, grid]
       scenarios.forEach(function (s) {
-        var g = gridsOf(F, s, variant)[0];
-        if (g && g.sv.indexOf(saverIx) >= 0) byScenario[s] = g;
+        variantsShown(F, s).forEach(function (v) {
+          var g = gridsOf(F, s, v)[0];
+          if (g.sv.indexOf(saverIx) >= 0) cols.push([s, v, g]);
+        });
       });
-      var shown = scenarios.filter(function (s) { return byScenario[s]; });
-      root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (load variant " + variant + ")" }));
-      root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). " + M.fixedMark +
-        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs); the last column names the fixes. " +
-        "Change the saver, format or variant with the filters above." }));
-      if (!shown.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
-      var loaders = STACKS.filter(function (lo) { return !state.loader || lo === state.loader; });
+      var which = state.variant ? "load variant " + state.variant : "every load variant";
+      var chosen = oneLoader();
+      if (chosen && V[chosen]) root.appendChild(verdictBox(V[chosen], "verdict"));
+      else root.appendChild(el("p", { id: "verdict", cls: "verdict vline" }, chosen ?
+        "No verdict: " + state.saver + " " + state.format + " → " + chosen + " has no cell in this table." :
+        "Choose a loader (the filter above, or a loader's name in the table) for its verdict in full; each loader's " +
+        "verdict is the column after its name."));
+      root.appendChild(el("h2", { text: "Upgrade path: saved with " + state.saver + " as " + state.format + " (" + which + ")" }));
+      root.appendChild(el("p", { cls: "note", text: "Every loading stack (rows) for each scenario (columns). The verdict " +
+        "(as python -m runner explain --from SAVER --format FORMAT --to LOADER prints it) counts each scenario once, " +
+        "loaded the documented way (with its custom objects where it has them); " + M.fixedMark +
+        " marks a failing cell a remedy fixed when the runner re-ran it (verified against the saver's outputs). " +
+        "Select a cell for its details; change the saver, format or variant with the filters above." }));
+      if (!cols.length) { root.appendChild(el("p", { text: "No " + state.format + " artifact of " + state.saver + " in this table." })); return; }
+      var loaders = STACKS.filter(wantLoader);
       var rows = [];
       loaders.forEach(function (lo) {
-        var ok = 0, total = 0, fixes = [];
-        var tds = shown.map(function (s) {
-          var g = byScenario[s], i = g.sv.indexOf(saverIx), j = g.lo.indexOf(stackIx[lo]);
+        var tds = cols.map(function (sv) {
+          var g = sv[2], i = g.sv.indexOf(saverIx), j = g.lo.indexOf(stackIx[lo]);
           if (j < 0) return null;
           var c = cellOf(F, g, i, j);
-          if (!c) return null;
-          if (c.outcome.id !== "not_applicable") { total += 1; ok += c.outcome.id === "ok" ? 1 : 0; }
-          if (c.fixed) fixes.push(s + ": " + c.fixed);
-          return cellButton(c, lo + " loads " + s);
+          return c ? cellButton(c, lo + " loads " + sv[0] + (sv[1] !== "default" ? " (" + sv[1] + ")" : "")) : null;
         });
         if (tds.every(function (t) { return !t; })) return;
-        rows.push({ label: lo, cells: tds, sum: ok + "/" + total + " ok" + (fixes.length ? "; fixed (verified): " + fixes.join(", ") : "") });
+        var line = V[lo] ? V[lo][0] : "";
+        rows.push({ label: lo, pick: true, cells: tds, sum: line.slice(line.indexOf(": ") + 2), sumTitle: line });
       });
-      var t = matrixTable("loader \\ scenario", "loader \\ scenario", shown, rows, "upgrade");
-      t.querySelector("thead tr").appendChild(el("th", { cls: "corner", scope: "col", text: "loads and matches; verified fixes" }));
-      root.appendChild(t);
+      root.appendChild(matrixTable("loader \\ scenario", "loader \\ scenario",
+        cols.map(function (sv) {
+          return { text: sv[0] + (sv[1] !== "default" ? " · " + sv[1] : ""),
+            title: sv[0] + (scenarioDoc(sv[0]) ? ": " + scenarioDoc(sv[0]) : "") + (sv[1] !== "default" ? " (load variant " + sv[1] + ")" : "") };
+        }), rows, "upgrade", "verdict (documented way of loading)"));
       root.appendChild(legend());
+      var notes = scenarioNotes(scenarios.filter(function (s) { return cols.some(function (c) { return c[0] === s; }); }));
+      if (notes) root.appendChild(notes);
     });
   }
   function viewGrid(token, root) {
     pickDefaults(["format", "scenario"]);
-    var variant = state.variant || "default";
     return load(state.format).then(function (F) {
       if (token !== renderToken) return;
-      var g = gridsOf(F, state.scenario, variant)[0];
-      root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (variant !== "default" ? " · load variant " + variant : "") }));
-      if (!g) { root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells with load variant " + variant + "." })); return; }
-      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it. Arrow keys move between cells; Enter shows a cell's details." }));
-      var si = [], lj = [];
-      g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
-      g.lo.forEach(function (s, j) { if (!state.loader || STACKS[s] === state.loader) lj.push(j); });
-      var rows = si.map(function (i) {
-        return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
+      var variants = variantsShown(F, state.scenario);
+      root.appendChild(el("h2", { text: state.scenario + " · " + state.format + (state.variant ? " · load variant " + state.variant : "") }));
+      if (scenarioDoc(state.scenario)) root.appendChild(el("p", { id: "scenario-doc", text: state.scenario + ": " + scenarioDoc(state.scenario) }));
+      if (!variants.length) {
+        root.appendChild(el("p", { text: "No such grid: " + state.scenario + " has no " + state.format + " cells" +
+          (state.variant ? " with load variant " + state.variant : "") + "." }));
+        return;
+      }
+      root.appendChild(el("p", { cls: "note", text: "Rows: the stack that saved the model; columns: the stack that loaded it; " +
+        (variants.length > 1 ? "one grid per load variant. " : "") + "Arrow keys move between cells; Enter shows a cell's details." }));
+      var kinds = { mismatch: 0, training_mismatch: 0 };
+      variants.forEach(function (variant) {
+        var g = gridsOf(F, state.scenario, variant)[0];
+        if (variants.length > 1 || variant !== "default") {
+          root.appendChild(el("h3", { cls: "note", "data-variant": variant, text: "load variant " + variant +
+            (g.x ? " (meant to fail: the scenario's custom objects are not passed; left out of the overview's percentages)" : "") }));
+        }
+        var si = [], lj = [];
+        g.sv.forEach(function (s, i) { if (!state.saver || STACKS[s] === state.saver) si.push(i); });
+        g.lo.forEach(function (s, j) { if (wantLoader(STACKS[s])) lj.push(j); });
+        var rows = si.map(function (i) {
+          return { label: STACKS[g.sv[i]], cells: lj.map(function (j) { var c = cellOf(F, g, i, j); return c ? cellButton(c) : null; }) };
+        });
+        root.appendChild(matrixTable("saver \\ loader (" + variant + ")", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+        for (var k = 0; k < g.c.length; k += S) if (g.c[k] >= 0 && kinds[M.outcomes[g.c[k]].id] !== undefined) kinds[M.outcomes[g.c[k]].id] += 1;
       });
-      root.appendChild(matrixTable("saver \\ loader", "saver \\ loader", lj.map(function (j) { return STACKS[g.lo[j]]; }), rows, "grid"));
+      if (kinds.mismatch || kinds.training_mismatch) {
+        root.appendChild(el("p", { id: "grid-kinds", cls: "note", text: "Predictions differ: " + kinds.mismatch + " (" +
+          M.outcomes[outIx.mismatch].symbol + "); predictions match, training does not resume: " + kinds.training_mismatch +
+          " (" + M.outcomes[outIx.training_mismatch].symbol + ")." }));
+      }
       root.appendChild(legend());
     });
   }
   function viewPair(token, root) {
-    if (!state.saver || !state.loader) {
-      root.appendChild(el("p", { text: "Choose a saver and a loader above, or select a cell of the overview." }));
+    var loader = oneLoader();
+    if (!state.saver || !loader) {
+      root.appendChild(el("p", { text: "Choose a saver and one loader above, or select a cell of the overview." }));
       return Promise.resolve();
     }
     var formats = state.format ? [state.format] : M.formats;
     return loadAll(formats).then(function (all) {
       if (token !== renderToken) return;
-      root.appendChild(el("h2", { text: "Saved with " + state.saver + ", loaded with " + state.loader }));
+      root.appendChild(el("h2", { text: "Saved with " + state.saver + ", loaded with " + loader }));
       var cols = [], colKeys = [];
       all.forEach(function (F) {
         M.variants.forEach(function (v) {
@@ -349,65 +436,127 @@
         var tds = colKeys.map(function (fv) {
           var g = gridsOf(fv[0], s, fv[1])[0];
           if (!g) return null;
-          var i = g.sv.indexOf(stackIx[state.saver]), j = g.lo.indexOf(stackIx[state.loader]);
+          var i = g.sv.indexOf(stackIx[state.saver]), j = g.lo.indexOf(stackIx[loader]);
           var c = i >= 0 && j >= 0 ? cellOf(fv[0], g, i, j) : null;
           if (!c) return null;
           any = true;
           return cellButton(c, s + " " + fv[0].format + " " + fv[1]);
         });
-        if (any) rows.push({ label: s, cells: tds });
+        if (any) rows.push({ label: s, title: scenarioDoc(s) ? s + ": " + scenarioDoc(s) : null, cells: tds });
       });
       root.appendChild(matrixTable("scenario \\ format", "scenario \\ format", cols, rows, "pair"));
       root.appendChild(legend());
+      var notes = scenarioNotes(rows.map(function (r) { return r.label; }));
+      if (notes) root.appendChild(notes);
     });
+  }
+  function span(ids) {  // "first … last (n)" in stack order, as errors.md spells a span
+    var got = STACKS.filter(function (s) { return ids[s]; });
+    return got.length === 1 ? got[0] : got[0] + " … " + got[got.length - 1] + " (" + got.length + ")";
+  }
+  function searchNames(q, root) {  // scenarios (name or description, which names its layers) and stacks (id or versions)
+    var scen = M.scenarios.filter(function (s) { return (s + "\n" + scenarioDoc(s)).toLowerCase().indexOf(q) >= 0; });
+    var stacks = M.stacks.filter(function (st) {
+      return Object.keys(st).some(function (k) { return String(st[k] === null || st[k] === undefined ? "" : st[k]).toLowerCase().indexOf(q) >= 0; });
+    });
+    if (scen.length) {
+      var ul = el("ul", { id: "search-scenarios", cls: "results" });
+      scen.forEach(function (s) {
+        ul.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-scenario": s, text: s,
+          onclick: function () { go({ view: "grid", scenario: s, q: "", cell: "" }); } }), scenarioDoc(s) ? " — " + scenarioDoc(s) : ""));
+      });
+      root.appendChild(el("h3", { cls: "note", text: "Scenarios (" + scen.length + ")" }));
+      root.appendChild(ul);
+    }
+    if (stacks.length) {
+      var sl = el("ul", { id: "search-stacks", cls: "results" });
+      stacks.forEach(function (st) {
+        sl.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-stack": st.id, text: st.id,
+          onclick: function () { go({ view: "upgrade", saver: st.id, q: "", cell: "" }); } }), " — " + stackLine(st.id).slice(st.id.length + 1) +
+          " (its upgrade path)"));
+      });
+      root.appendChild(el("h3", { cls: "note", text: "Stacks (" + stacks.length + ")" }));
+      root.appendChild(sl);
+    }
   }
   function viewSearch(token, root) {
     var q = (state.q || "").trim().toLowerCase();
-    root.appendChild(el("h2", { text: "Search errors" }));
-    if (!q) {
-      root.appendChild(el("p", { text: "Type part of an error message, an exception type or a category (e.g. " +
-        Object.keys(M.categories).slice(0, 3).join(", ") + ") in the search box above." }));
+    root.appendChild(el("h2", { text: "Search" }));
+    var pick = el("select", { id: "f-cat", "aria-label": "category", onchange: function (ev) { go({ cat: ev.target.value, cell: "" }); } },
+      el("option", { value: "", text: "every category" }));
+    Object.keys(M.categories).sort().forEach(function (k) { pick.appendChild(el("option", { value: k, text: k + " — " + M.categories[k][0] })); });
+    pick.value = state.cat || "";
+    root.appendChild(el("p", null, el("label", null, "Failing cells of ", pick)));
+    var several = el("select", { id: "f-loaders", multiple: "multiple", size: "5", "aria-label": "loaders",
+      onchange: function (ev) {
+        var chosen = Array.prototype.filter.call(ev.target.options, function (o) { return o.selected; })
+          .map(function (o) { return o.value; });
+        go({ loader: chosen.join(","), cell: "" });
+      } });
+    STACKS.forEach(function (s) { several.appendChild(el("option", { value: s, text: s })); });
+    Array.prototype.forEach.call(several.options, function (o) { o.selected = loaderList().indexOf(o.value) >= 0; });
+    root.appendChild(el("p", null, el("label", null, "Loaded by (none: every loader; Ctrl/⌘-click for several) ", several)));
+    if (!q && !state.cat) {
+      root.appendChild(el("p", { text: "Type part of an error message, an exception type, a category (e.g. " +
+        Object.keys(M.categories).slice(0, 3).join(", ") + "), a scenario, a layer or a stack in the search box above." }));
       return Promise.resolve();
     }
     var formats = state.format ? [state.format] : M.formats;
     say("searching…");
     return loadAll(formats).then(function (all) {
       if (token !== renderToken) return;
-      var groups = [], total = 0;
+      if (q) searchNames(q, root);
+      var groups = {}, order = [], total = 0;
       all.forEach(function (F) {
         var hit = F.notes.map(function (n) {
-          return [n[0], n[2], F.msgs[n[3]]].join("\n").toLowerCase().indexOf(q) >= 0;
+          return (!state.cat || n[0] === state.cat) &&
+            [n[0], n[2], F.msgs[n[3]], n[7] || "", n[8] !== undefined ? F.msgs[n[8]] : ""].join("\n").toLowerCase().indexOf(q) >= 0;
         });
-        var byNote = {};
         F.grids.forEach(function (g) {
           for (var i = 0; i < g.sv.length; i++) {
             for (var j = 0; j < g.lo.length; j++) {
-              var k = (i * g.lo.length + j) * 4;
+              var k = (i * g.lo.length + j) * S;
               if (g.c[k] < 0 || !hit[g.c[k + 1]]) continue;
               var c = cellOf(F, g, i, j);
               if (!matches(c)) continue;
-              (byNote[g.c[k + 1]] = byNote[g.c[k + 1]] || []).push(c);
+              // one group per category and normalised message: tracebacks and messages that differ only in
+              // line numbers, addresses or paths are one group (the signature errors.md groups by)
+              var key = c.category + "\n" + (c.signature || (c.type ? c.type + ": " : "") + (c.message || "").split("\n")[0] ||
+                c.outcome.id + " " + c.training);
+              if (!groups[key]) { groups[key] = []; order.push(key); }
+              groups[key].push(c);
+              total += 1;
             }
           }
         });
-        Object.keys(byNote).forEach(function (n) { groups.push(byNote[n]); total += byNote[n].length; });
       });
-      groups.sort(function (a, b) { return b.length - a.length; });
+      var list = order.map(function (k) { return groups[k]; });
+      list.sort(function (a, b) { return b.length - a.length; });
       say("");
-      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + groups.length + " error signatures match \u201c" + state.q + "\u201d." }));
-      var list = el("ul", { cls: "results" });
-      groups.slice(0, 200).forEach(function (cells) {
-        var c0 = cells[0];
-        var head = (c0.category ? "[" + c0.category + "] " : "") + (c0.type ? c0.type + ": " : "") + (c0.message || "").split("\n")[0];
+      root.appendChild(el("h3", { cls: "note", text: "Failing cells" }));
+      root.appendChild(el("p", { id: "search-count", text: total + " cells in " + list.length + " error signatures match " +
+        (q ? "\u201c" + state.q + "\u201d" : "") + (q && state.cat ? " in " : "") + (state.cat ? "category " + state.cat : "") + "." }));
+      var ul = el("ul", { cls: "results", id: "search-groups" });
+      list.slice(0, 200).forEach(function (cells) {
+        var c0 = cells[0], savers = {}, loaders = {}, fmts = {};
+        cells.forEach(function (c) { savers[c.saver] = 1; loaders[c.loader] = 1; fmts[c.format] = 1; });
+        var head = (c0.signature || (c0.type ? c0.type + ": " : "") + (c0.message || "").split("\n")[0]);
+        var cat = c0.category ? M.categories[c0.category] : null;
         var ids = el("ul");
         cells.slice(0, 300).forEach(function (c) {
           ids.appendChild(el("li", null, el("button", { type: "button", cls: "link", "data-cell": c.id, text: c.id,
             onclick: function () { openCell(c.id, false); } }), " " + c.outcome.symbol + " " + c.outcome.id));
         });
         if (cells.length > 300) ids.appendChild(el("li", { text: "… and " + (cells.length - 300) + " more (narrow the filters)" }));
-        list.appendChild(el("li", null, el("details", null, el("summary", { text: cells.length + " cells (" + c0.format + ") — " + head }), ids)));
+        var li = el("li", { cls: "group" },
+          el("div", null, c0.category ? el("code", { text: c0.category }) : null, c0.category ? " " : null, el("b", { cls: "sig", text: head })),
+          el("div", { cls: "note", text: cells.length + " cells · savers " + span(savers) + " · loaders " + span(loaders) + " · " +
+            Object.keys(fmts).join(", ") + (cat ? " · " + cat[0] : "") }),
+          cat ? el("div", { cls: "note why", text: cat[1] }) : null,
+          el("details", null, el("summary", { text: "the " + cells.length + " cells" }), ids));
+        ul.appendChild(li);
       });
-      root.appendChild(list);
+      root.appendChild(ul);
     });
   }
   function inline(text) {
@@ -477,7 +626,11 @@
     return Promise.resolve();
   }
   var RENDER = { overview: viewOverview, upgrade: viewUpgrade, grid: viewGrid, pair: viewPair, search: viewSearch,
-    changes: viewChanges, about: viewAbout };
+    changes: viewChanges, about: viewAbout,
+    history: function (token, root) { return window.COMPAT_HISTORY.view(root, HOOK, token); } };
+  // site/history.js (the History view and a cell's history across publications) is handed these
+  var HOOK = { el: el, openCell: function (id) { return openCell(id, false); }, findCell: findCell,
+    current: function (t) { return t === renderToken; } };
 
   // ----------------------------------------------------------------- details
   function copyRow(label, value) {
@@ -496,24 +649,50 @@
     var s = M.stacks[stackIx[id]] || {};
     return id + (s.python ? " (Python " + s.python + (s.tensorflow ? ", TF " + s.tensorflow : "") + (s.keras ? ", Keras " + s.keras : "") + (s.backend ? ", " + s.backend : "") + ")" : s.status ? " (" + s.status + ")" : "");
   }
+  function clearDetails() {  // no cell chosen: the panel holds nothing and takes no width
+    var box = $("details");
+    box.textContent = "";
+    box.appendChild(el("p", { cls: "hint", text: "Select a cell (click, or Enter on a focused cell) for its details." }));
+    box.classList.add("empty");
+  }
   function showDetails(c) {
     var box = $("details");
     box.textContent = "";
+    box.classList.remove("empty");
     if (!c) { box.appendChild(el("p", { text: "No such cell in this table." })); return; }
     var cat = c.category ? M.categories[c.category] : null;
     var dl = el("dl", null,
       el("dt", { text: "outcome" }), el("dd", { id: "d-outcome", text: c.outcome.symbol + " " + c.outcome.id + " — " + c.outcome.meaning }),
       el("dt", { text: "saver" }), el("dd", { text: stackLine(c.saver) }),
       el("dt", { text: "loader" }), el("dd", { text: stackLine(c.loader) }),
-      el("dt", { text: "scenario" }), el("dd", { text: c.scenario }),
+      el("dt", { text: "scenario" }), el("dd", { id: "d-scenario", text: c.scenario + (scenarioDoc(c.scenario) ? " — " + scenarioDoc(c.scenario) : "") }),
       el("dt", { text: "format" }), el("dd", { text: c.format + (c.written ? " (written as " + c.written + ")" : "") }),
       el("dt", { text: "load variant" }), el("dd", { text: c.variant }),
       c.phase ? el("dt", { text: "phase" }) : null, c.phase ? el("dd", { text: c.phase }) : null,
-      c.diff !== null ? el("dt", { text: "max |diff|" }) : null, c.diff !== null ? el("dd", { text: String(c.diff) }) : null,
+      c.prediction ? el("dt", { text: "predictions" }) : null,
+      c.prediction ? el("dd", { id: "d-prediction", text: (c.prediction === "match" ? "match the saver's" : "differ from the saver's") +
+        (c.diff !== null ? " (max |diff| " + c.diff + ")" : "") }) : null,
+      !c.prediction && c.diff !== null ? el("dt", { text: "max |diff|" }) : null, !c.prediction && c.diff !== null ? el("dd", { text: String(c.diff) }) : null,
+      c.training ? el("dt", { text: "training" }) : null,
+      c.training ? el("dd", { id: "d-training", text: c.training + " — " + (TRAINING[c.training] || "") +
+        (c.trainingDiff !== null ? " (max |diff| " + c.trainingDiff + ")" : "") + (c.trainingReason ? ": " + c.trainingReason : "") }) : null,
       c.source && c.source !== "load" ? el("dt", { text: "from" }) : null,
       c.source && c.source !== "load" ? el("dd", { text: { save: "the save (nothing to load)", env: "the loading stack (unavailable)", none: "no record yet" }[c.source] || c.source }) : null);
-    box.appendChild(el("h2", { id: "d-id", text: c.id }));
+    var close = el("button", { type: "button", cls: "close", "aria-label": "close the details", text: "×",
+      onclick: function () { go({ cell: "" }); } });
+    box.appendChild(el("div", { cls: "dhead" }, el("h2", { id: "d-id", text: c.id }), close));
+    var verdict = el("div", { id: "d-verdict-slot" });
+    box.appendChild(verdict);
+    loadVerdicts(c.format, c.saver).then(function (V) {
+      if (V[c.loader] && verdict.parentNode) verdict.appendChild(verdictBox(V[c.loader], "d-verdict"));
+    }, function (e) { verdict.textContent = e.message; });
     box.appendChild(dl);
+    if (c.firstBad) {
+      var bis = el("p", { id: "d-bisect" }, el("b", { text: "first failing release: " }),
+        c.firstBad + (c.lastGood ? " (was ok in " + c.lastGood + ")" : ""));
+      if (/^https?:\/\//.test(c.releaseNotes)) bis.appendChild(el("span", null, " — ", el("a", { href: c.releaseNotes, rel: "noopener", text: "release notes" })));
+      box.appendChild(bis);
+    }
     if (c.category) box.appendChild(el("p", null, el("b", { text: "Category " + c.category + (cat ? " — " + cat[0] : "") + ". " }), cat ? cat[1] : ""));
     box.appendChild(el("p", { id: "d-remedy" }, el("b", { text: "Verified remedies: " }), c.remedy || (c.outcome.id === "ok" ? "none needed" : "none re-run for this cell")));
     if (c.type || c.message) box.appendChild(el("div", null, el("b", { text: "Message" }), el("pre", { text: (c.type ? c.type + ": " : "") + (c.message || "") })));
@@ -528,6 +707,7 @@
     if (c.source === "load") box.appendChild(copyRow("repro command", "python -m runner repro '" + c.id + "' --out repro"));
     var link = location.href.split("#")[0] + "#" + hashOf({ cell: c.id });
     box.appendChild(el("p", null, el("a", { id: "d-permalink", href: link, text: "Permalink to this cell" })));
+    if (window.COMPAT_HISTORY) box.appendChild(window.COMPAT_HISTORY.cellPanel(c, HOOK));
   }
   function markSelected(id) {
     Array.prototype.forEach.call(document.querySelectorAll("td.sel"), function (td) { td.classList.remove("sel"); });
@@ -580,6 +760,11 @@
     values.forEach(function (v) { sel.appendChild(el("option", { value: v, text: v })); });
   }
   function syncControls() {
+    var many = $("f-loader").querySelector("option[data-several]");
+    if (many) many.parentNode.removeChild(many);
+    if (loaderList().length > 1) {
+      $("f-loader").appendChild(el("option", { value: state.loader, "data-several": "1", text: loaderList().length + " loaders" }));
+    }
     ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) { $("f-" + k).value = state[k] || ""; });
     if (document.activeElement !== $("f-q")) $("f-q").value = state.q || "";
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
@@ -593,11 +778,13 @@
     root.textContent = "";
     root.setAttribute("data-view", state.view);
     say("");
+    if (!state.cell) clearDetails();  // a view or filter change leaves no stale cell beside it
     return Promise.resolve(RENDER[state.view](token, root)).then(function () {
       if (token !== renderToken) return;
       root.setAttribute("data-ready", "1");
       if (!window.COMPAT_FIRST_PAINT_MS) window.COMPAT_FIRST_PAINT_MS = performance.now();
       if (state.cell) return openCell(state.cell, false);
+      clearDetails();
       markSelected("");
     }, function (e) { say("Cannot show this view: " + e.message); });
   }
@@ -607,9 +794,11 @@
     var sel = $("selection");
     sel.appendChild(document.createTextNode((cut > 0 ? M.selection.slice(0, cut) : M.selection) + " — " + M.cells + " cells. "));
     if (cut > 0) sel.appendChild(el("details", null, el("summary", { text: "which stacks, scenarios and formats" }), M.selection.slice(cut + 2)));
+    if (M.headline) sel.parentNode.insertBefore(el("p", { id: "headline", cls: "note", text: M.headline.replace(/`/g, "") }), sel.nextSibling);
     fillSelect($("f-saver"), STACKS, "all savers");
     fillSelect($("f-loader"), STACKS, "all loaders");
     fillSelect($("f-scenario"), M.scenarios, "all scenarios");
+    Array.prototype.forEach.call($("f-scenario").options, function (o) { if (scenarioDoc(o.value)) o.title = scenarioDoc(o.value); });
     fillSelect($("f-format"), M.formats, "all formats");
     fillSelect($("f-variant"), M.variants, "all variants");
     ["saver", "loader", "scenario", "format", "variant"].forEach(function (k) {
@@ -620,13 +809,26 @@
       clearTimeout(typing);
       typing = setTimeout(function () { go({ q: ev.target.value, view: "search", cell: "" }); }, 250);
     });
-    $("filters").addEventListener("submit", function (ev) { ev.preventDefault(); go({ q: $("f-q").value, view: "search" }); });
+    $("filters").addEventListener("submit", function (ev) { ev.preventDefault(); go({ q: $("f-q").value, view: "search", cell: "" }); });
     $("f-reset").addEventListener("click", function () { state = { view: state.view }; go({}); });
     Array.prototype.forEach.call(document.querySelectorAll("#tabs a"), function (a) {
       a.addEventListener("click", function (ev) { ev.preventDefault(); go({ view: a.dataset.view, cell: "" }); });
     });
+    // "Skip to the table" moves the focus to the view's first cell (or the view): the page, its view and
+    // filters stay (its #main target would otherwise replace the state kept in the hash)
+    document.querySelector("a.skip").addEventListener("click", function (ev) {
+      ev.preventDefault();
+      var first = document.querySelector("#view td button[tabindex='0']") || document.querySelector("#view td button") || $("main");
+      first.focus();
+      first.scrollIntoView({ block: "nearest" });
+    });
+    $("f-toggle").addEventListener("click", function () {  // a phone shows the filters on demand
+      var open = $("filters").classList.toggle("open");
+      $("f-toggle").setAttribute("aria-expanded", open ? "true" : "false");
+    });
     var follow = function () {  // the user edited the hash, or went back or forward
-      if (location.hash.replace(/^#/, "") === hashOf(state)) return;
+      var h = location.hash.replace(/^#/, "");
+      if (h === hashOf(state) || (h && h.indexOf("=") < 0)) return;  // a plain anchor is no state
       readHash();
       render();
     };
