@@ -146,8 +146,9 @@ def worker_floor(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
-    """Time env builds, batched vs isolated loads and the warm no-op on real stacks; prints a table."""
-    session.install(*HOST_DEPS)
+    """Time env builds, batched vs isolated loads and the warm no-op on real stacks; prints a table.
+    With the test dependencies: ``--site`` drives Chromium through playwright."""
+    session.install(*TEST_DEPS)
     session.run("python", "bench/matrix_bench.py", *session.posargs, env=_uv_env())
 
 
