@@ -75,29 +75,18 @@ def per_cell(stack: str, store: Path, env: dict[str, str], scenarios: str | None
     return rows
 
 
-def projected_workflow(store: Path) -> list[list[object]]:
-    """The generated workflow's wall time projected from a store's measured per-stack times
-    (``timings.json``: each stack's save and load wall time; env records: build times):
-    save jobs run in parallel (the slowest decides), then load jobs, then the report."""
-    timings = json.loads((store / "timings.json").read_text())
-    builds = {}
-    for rec in (store / "records").rglob("env*.json"):
-        data = json.loads(rec.read_text())
-        builds[data.get("stack")] = float(data.get("duration_s") or 0.0)
-    rows: list[list[object]] = []
-    total = 0.0
-    for phase in ("save", "load", "remedy"):
-        per = timings.get(phase) or {}
-        if not per:
-            continue
-        slowest = max(per, key=lambda k: per[k] + builds.get(k, 0.0))
-        t = per[slowest] + builds.get(slowest, 0.0)
-        total += t
-        rows.append([f"{phase} jobs ({len(per)} in parallel)", slowest, f"{t:.0f}",
-                     f"{sum(per.values()):.0f} s on one machine"])
-    rows.append(["projected wall (jobs' own work; runner start-up and artifact transfer apart)",
-                 "", f"{total:.0f}", ""])
-    return rows
+def projected_workflow(store: Path) -> list[str]:
+    """The generated workflow's wall time projected from a store: the same measurement and
+    plan as ``python -m runner ci-workflow --timings-from STORE --projection`` (each stack's
+    in-cell seconds from its records, every sitting of a resumed run included; the job
+    overhead and report time of the committed timings), without writing the timings file."""
+    from runner import ci_workflow
+    from runner.stacks import load_catalog
+
+    catalog = load_catalog()
+    committed = ci_workflow.read_timings(REPO / ci_workflow.TIMINGS_PATH)
+    timings = ci_workflow.timings_from_store(store, catalog, committed)
+    return ci_workflow.projection_text(ci_workflow.projection(catalog, timings))
 
 
 def _link_tree(src: Path, dest: Path) -> None:
@@ -548,8 +537,7 @@ def main() -> int:
                        headers=["cells", "count", "in-cell min", "mean s"], tablefmt="github"))
         return 0
     if args.workflow:
-        print(tabulate(projected_workflow(args.workflow),
-                       headers=["step", "slowest stack", "wall s", "sum"], tablefmt="github"))
+        print("\n".join(projected_workflow(args.workflow)))
         return 0
     if args.per_cell:
         with tempfile.TemporaryDirectory(prefix="compat-bench-") as tmp:

@@ -49,6 +49,23 @@ def test_breakdown_sums_in_cell_time_by_kind_and_divides_by_cores(tmp_path: Path
     assert {r[0]: r for r in _bench().breakdown(tmp_path, 2, touching={"keras3.1-jax"})}["all cells"][1] == 0
 
 
+def test_workflow_projection_is_ci_workflows_from_the_records(tmp_path: Path) -> None:
+    """--workflow is ci-workflow's plan on the store's records, not the store's timings.json
+    (which holds only a resumed run's last sitting)."""
+    from runner import ci_workflow
+    from runner.stacks import load_catalog
+
+    store = Store(tmp_path)
+    store.write(_load("default", Outcome.OK, 50_000.0))
+    (tmp_path / "timings.json").write_text('{"load": {"tf2.15": 2.7}}')
+    lines = _bench().projected_workflow(tmp_path)
+    committed = ci_workflow.read_timings(BENCH.parent.parent / ci_workflow.TIMINGS_PATH)
+    timings = ci_workflow.timings_from_store(tmp_path, load_catalog(), committed)
+    assert timings["stacks"]["tf2.15"]["load"] == 50_000.0
+    assert lines == ci_workflow.projection_text(ci_workflow.projection(load_catalog(), timings))
+    assert any("tf2.15" in line and "longest job" in line for line in lines)
+
+
 @pytest.mark.faults  # end-to-end: real runner processes, fake Keras
 def test_split_merge_rebuilds_the_store_and_its_report_byte_for_byte(tmp_path: Path, fake_envs_dir: Path) -> None:
     import e2e
